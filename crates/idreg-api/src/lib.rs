@@ -1,0 +1,13 @@
+//! idreg's gRPC services, server side: protobuf in, `idreg_core` commands out,
+//! and the registry's verdicts back as gRPC status codes.
+//!
+//! Architecture invariant: protobuf types stop here. Validation happens before
+//! anything is proposed (bad input changes nothing), and PSK secrets are sealed
+//! with the KEK here, before they reach the raft log.
+
+pub mod convert;
+pub mod page_token;
+pub mod registry_service;
+pub mod status;
+
+pub use registry_service::RegistryService;

@@ -1,0 +1,244 @@
+//! `idreg.v1.DeviceRegistry`.
+
+use idreg_core::labels::parse_selector;
+use idreg_core::{
+    Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange, TenantId,
+};
+use idreg_core::{DeviceStatus, ValidationError};
+use idreg_proto::v1 as pb;
+use idreg_raft::RegistryNode;
+use idreg_store::ListFilter;
+use pb::device_registry_server::DeviceRegistry;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::page_token;
+use crate::status::{invalid, rejection, storage, write};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct RegistryService {
+    node: RegistryNode,
+    kek: Kek,
+}
+
+impl RegistryService {
+    pub fn new(node: RegistryNode, kek: Kek) -> Self {
+        Self { node, kek }
+    }
+
+    pub fn into_server(self) -> pb::device_registry_server::DeviceRegistryServer<Self> {
+        pb::device_registry_server::DeviceRegistryServer::new(self)
+    }
+
+    /// Proposes `command` and turns the verdict into a device or a status.
+    async fn execute(&self, command: Command) -> Result<Option<pb::Device>, Status> {
+        let verdict = self.node.propose(command).await.map_err(write)?;
+        let device = verdict.map_err(rejection)?;
+        Ok(device.as_ref().map(convert::device_to_proto))
+    }
+
+    async fn execute_expecting_device(
+        &self,
+        command: Command,
+    ) -> Result<Response<pb::Device>, Status> {
+        match self.execute(command).await? {
+            Some(d) => Ok(Response::new(d)),
+            None => Err(Status::internal(
+                "the command deleted the device it should have returned",
+            )),
+        }
+    }
+}
+
+fn filter_of(req: &pb::ListDevicesRequest) -> Result<(ListFilter, [u8; 8]), ValidationError> {
+    let status = convert::status("status", req.status)?;
+    let mut labels = req
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_selector(&format!("labels[{i}]"), s))
+        .collect::<Result<Vec<_>, _>>()?;
+    labels.sort();
+    labels.dedup();
+    let tenant = convert::optional_id("tenant", &req.tenant)?.map(|t| t.to_string());
+    let gateway = convert::optional_id("gateway", &req.gateway)?.map(|g| g.to_string());
+    let status_text = status.map(DeviceStatus::as_str).unwrap_or("");
+    let label_text: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut digest_fields = vec![
+        status_text,
+        tenant.as_deref().unwrap_or(""),
+        gateway.as_deref().unwrap_or(""),
+    ];
+    digest_fields.extend(label_text.iter().map(String::as_str));
+    let digest = page_token::filter_digest(&digest_fields);
+    Ok((
+        ListFilter {
+            status,
+            labels,
+            tenant,
+            gateway,
+        },
+        digest,
+    ))
+}
+
+#[tonic::async_trait]
+impl DeviceRegistry for RegistryService {
+    async fn create_device(
+        &self,
+        request: Request<pb::CreateDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let req = request.into_inner();
+        let id = convert::device_id("id", &req.id).map_err(invalid)?;
+        let tenant = if req.tenant.is_empty() {
+            TenantId::default_tenant()
+        } else {
+            TenantId::parse("tenant", &req.tenant).map_err(invalid)?
+        };
+        let new = NewDevice {
+            labels: convert::labels("labels", &req.labels).map_err(invalid)?,
+            gateway: convert::optional_id("gateway", &req.gateway).map_err(invalid)?,
+            credentials: convert::credentials("credentials", &id, &req.credentials, &self.kek)
+                .map_err(invalid)?,
+            tenant,
+            id,
+        };
+        self.execute_expecting_device(Command::Create(new)).await
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<pb::GetDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
+        match self.node.reader().get(id.as_str()).map_err(storage)? {
+            Some(d) => Ok(Response::new(convert::device_to_proto(&d))),
+            None => Err(rejection(Rejection::DeviceNotFound(id.to_string()))),
+        }
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<pb::ListDevicesRequest>,
+    ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let req = request.into_inner();
+        let (filter, digest) = filter_of(&req).map_err(invalid)?;
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size: at most {MAX_PAGE_SIZE}"
+                )));
+            }
+            n => n,
+        } as usize;
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(page_token::decode(digest, &req.page_token).map_err(Status::invalid_argument)?)
+        };
+        let reader = self.node.reader();
+        let page =
+            tokio::task::spawn_blocking(move || reader.list(&filter, after.as_deref(), page_size))
+                .await
+                .map_err(storage)?
+                .map_err(storage)?;
+        let next_page_token = match (page.more, page.devices.last()) {
+            (true, Some(last)) => page_token::encode(digest, last.id.as_str()),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListDevicesResponse {
+            devices: page.devices.iter().map(convert::device_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_device(
+        &self,
+        request: Request<pb::UpdateDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let req = request.into_inner();
+        let id = convert::device_id("id", &req.id).map_err(invalid)?;
+        let labels = if req.replace_labels {
+            Some(convert::labels("labels", &req.labels).map_err(invalid)?)
+        } else if !req.labels.is_empty() {
+            return Err(Status::invalid_argument(
+                "labels: set replace_labels to replace the device's labels",
+            ));
+        } else {
+            None
+        };
+        let status = match convert::status("status", req.status).map_err(invalid)? {
+            None => None,
+            Some(DeviceStatus::Active) => Some(StatusChange::Active),
+            Some(DeviceStatus::Disabled) => Some(StatusChange::Disabled),
+            Some(DeviceStatus::Revoked) => {
+                return Err(Status::invalid_argument(
+                    "status: use RevokeDevice to revoke a device",
+                ));
+            }
+        };
+        let gateway = if req.set_gateway {
+            Some(convert::optional_id("gateway", &req.gateway).map_err(invalid)?)
+        } else {
+            None
+        };
+        let add_credentials =
+            convert::credentials("add_credentials", &id, &req.add_credentials, &self.kek)
+                .map_err(invalid)?;
+        let mut remove_credentials = Vec::new();
+        for (i, identity) in req.remove_psk_identities.iter().enumerate() {
+            idreg_core::credential::check_psk_identity(
+                &format!("remove_psk_identities[{i}]"),
+                identity,
+            )
+            .map_err(invalid)?;
+            remove_credentials.push(CredentialRef::PskIdentity(identity.clone()));
+        }
+        for (i, fp) in req.remove_fingerprints.iter().enumerate() {
+            let fp = Fingerprint::parse_hex(&format!("remove_fingerprints[{i}]"), fp)
+                .map_err(invalid)?;
+            remove_credentials.push(CredentialRef::Fingerprint(fp));
+        }
+        let command = Command::Update {
+            id,
+            labels,
+            status,
+            gateway,
+            add_credentials,
+            remove_credentials,
+        };
+        self.execute_expecting_device(command).await
+    }
+
+    async fn revoke_device(
+        &self,
+        request: Request<pb::RevokeDeviceRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let req = request.into_inner();
+        let id = convert::device_id("id", &req.id).map_err(invalid)?;
+        if req.reason.len() > idreg_core::limits::MAX_REASON_LEN {
+            return Err(Status::invalid_argument(format!(
+                "reason: longer than {} bytes",
+                idreg_core::limits::MAX_REASON_LEN
+            )));
+        }
+        self.execute_expecting_device(Command::Revoke {
+            id,
+            reason: req.reason,
+        })
+        .await
+    }
+
+    async fn delete_device(
+        &self,
+        request: Request<pb::DeleteDeviceRequest>,
+    ) -> Result<Response<pb::DeleteDeviceResponse>, Status> {
+        let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
+        self.execute(Command::Delete { id }).await?;
+        Ok(Response::new(pb::DeleteDeviceResponse {}))
+    }
+}

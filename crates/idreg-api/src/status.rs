@@ -1,0 +1,37 @@
+//! Mapping of idreg errors to gRPC status codes with messages a user can act on.
+
+use idreg_core::{Rejection, ValidationError};
+use idreg_raft::WriteError;
+use tonic::{Code, Status};
+
+pub fn invalid(e: ValidationError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+pub fn rejection(r: Rejection) -> Status {
+    let code = match &r {
+        Rejection::DeviceExists(_)
+        | Rejection::PskIdentityTaken { .. }
+        | Rejection::KeyTaken { .. } => Code::AlreadyExists,
+        Rejection::DeviceNotFound(_) | Rejection::CredentialNotFound { .. } => Code::NotFound,
+        Rejection::GatewayIsSelf(_) => Code::InvalidArgument,
+        Rejection::Revoked(_)
+        | Rejection::RevokedCredential { .. }
+        | Rejection::TooManyCredentials(..)
+        | Rejection::GatewayNotFound(_) => Code::FailedPrecondition,
+    };
+    Status::new(code, r.to_string())
+}
+
+pub fn write(e: WriteError) -> Status {
+    match e {
+        WriteError::NotLeader { .. } | WriteError::ShuttingDown => {
+            Status::unavailable(e.to_string())
+        }
+        WriteError::Raft(_) => Status::internal(e.to_string()),
+    }
+}
+
+pub fn storage(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("storage: {e}"))
+}

@@ -1,0 +1,291 @@
+//! The state-machine rules: a pure function from (registry view, proposal) to
+//! either a [`Change`] or a [`Rejection`]. Every node runs it on the same log
+//! and reaches the same result; the store only writes what it returns.
+
+use crate::command::{Command, CredentialRef, NewDevice, Proposal, StatusChange};
+use crate::credential::Credential;
+use crate::device::{Device, DeviceStatus, Revocation, RevocationRecord};
+use crate::error::Rejection;
+use crate::limits::MAX_CREDENTIALS;
+use crate::names::DeviceId;
+use crate::view::RegistryView;
+
+/// The effect of one applied command on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: DeviceId,
+    pub before: Option<Device>,
+    /// `None` when the device was deleted.
+    pub after: Option<Device>,
+    /// Set when this command revoked the device: the new revocation-list entry.
+    pub revocation: Option<RevocationRecord>,
+}
+
+impl Change {
+    /// Whether the device could authenticate before but not after this change;
+    /// the device front closes its sessions on such a change.
+    pub fn cuts_off_device(&self) -> bool {
+        let was = self
+            .before
+            .as_ref()
+            .is_some_and(|d| d.status == DeviceStatus::Active);
+        let is = self
+            .after
+            .as_ref()
+            .is_some_and(|d| d.status == DeviceStatus::Active);
+        was && !is
+    }
+}
+
+/// Applies `proposal` at log index `revision`. The outer error is the view's
+/// I/O failure; the inner one the registry's verdict.
+pub fn apply<V: RegistryView>(
+    view: &V,
+    proposal: &Proposal,
+    revision: u64,
+) -> Result<Result<Change, Rejection>, V::Error> {
+    let at = proposal.at_ms;
+    match &proposal.command {
+        Command::Create(new) => create(view, new, at, revision),
+        Command::Update {
+            id,
+            labels,
+            status,
+            gateway,
+            add_credentials,
+            remove_credentials,
+        } => {
+            let Some(before) = view.device(id)? else {
+                return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
+            };
+            if before.status == DeviceStatus::Revoked {
+                return Ok(Err(Rejection::Revoked(id.to_string())));
+            }
+            let mut after = before.clone();
+            if let Some(labels) = labels {
+                after.labels = labels.clone();
+            }
+            if let Some(status) = status {
+                after.status = match status {
+                    StatusChange::Active => DeviceStatus::Active,
+                    StatusChange::Disabled => DeviceStatus::Disabled,
+                };
+            }
+            if let Some(gateway) = gateway {
+                if let Some(gw) = gateway {
+                    if let Err(r) = check_gateway(view, id, gw)? {
+                        return Ok(Err(r));
+                    }
+                }
+                after.gateway = gateway.clone();
+            }
+            for r in remove_credentials {
+                let before_len = after.credentials.len();
+                after.credentials.retain(|c| !matches_ref(c, r));
+                if after.credentials.len() == before_len {
+                    return Ok(Err(Rejection::CredentialNotFound {
+                        device: id.to_string(),
+                        credential: r.to_string(),
+                    }));
+                }
+            }
+            if let Err(r) = check_new_credentials(view, add_credentials)? {
+                return Ok(Err(r));
+            }
+            after.credentials.extend(add_credentials.iter().cloned());
+            if after.credentials.len() > MAX_CREDENTIALS {
+                return Ok(Err(Rejection::TooManyCredentials(
+                    id.to_string(),
+                    MAX_CREDENTIALS,
+                )));
+            }
+            after.updated_ms = at;
+            after.revision = revision;
+            Ok(Ok(Change {
+                id: id.clone(),
+                before: Some(before),
+                after: Some(after),
+                revocation: None,
+            }))
+        }
+        Command::Revoke { id, reason } => {
+            let Some(before) = view.device(id)? else {
+                return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
+            };
+            if before.status == DeviceStatus::Revoked {
+                // Revoking twice is a retry, not a conflict; the first reason stands.
+                return Ok(Ok(Change {
+                    id: id.clone(),
+                    before: Some(before.clone()),
+                    after: Some(before),
+                    revocation: None,
+                }));
+            }
+            let mut after = before.clone();
+            after.status = DeviceStatus::Revoked;
+            after.revocation = Some(Revocation {
+                reason: reason.clone(),
+                at_ms: at,
+            });
+            after.updated_ms = at;
+            after.revision = revision;
+            let record = RevocationRecord {
+                device: id.clone(),
+                reason: reason.clone(),
+                at_ms: at,
+                psk_identities: before.psk_identities().map(<[u8]>::to_vec).collect(),
+                fingerprints: before.fingerprints().copied().collect(),
+            };
+            Ok(Ok(Change {
+                id: id.clone(),
+                before: Some(before),
+                after: Some(after),
+                revocation: Some(record),
+            }))
+        }
+        Command::Delete { id } => {
+            let Some(before) = view.device(id)? else {
+                return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
+            };
+            Ok(Ok(Change {
+                id: id.clone(),
+                before: Some(before),
+                after: None,
+                revocation: None,
+            }))
+        }
+    }
+}
+
+fn create<V: RegistryView>(
+    view: &V,
+    new: &NewDevice,
+    at: u64,
+    revision: u64,
+) -> Result<Result<Change, Rejection>, V::Error> {
+    if view.device(&new.id)?.is_some() {
+        return Ok(Err(Rejection::DeviceExists(new.id.to_string())));
+    }
+    if view.revocation(&new.id)?.is_some() {
+        return Ok(Err(Rejection::Revoked(new.id.to_string())));
+    }
+    if let Some(gw) = &new.gateway {
+        if let Err(r) = check_gateway(view, &new.id, gw)? {
+            return Ok(Err(r));
+        }
+    }
+    if new.credentials.len() > MAX_CREDENTIALS {
+        return Ok(Err(Rejection::TooManyCredentials(
+            new.id.to_string(),
+            MAX_CREDENTIALS,
+        )));
+    }
+    if let Err(r) = check_new_credentials(view, &new.credentials)? {
+        return Ok(Err(r));
+    }
+    let device = Device {
+        id: new.id.clone(),
+        tenant: new.tenant.clone(),
+        status: DeviceStatus::Active,
+        labels: new.labels.clone(),
+        gateway: new.gateway.clone(),
+        credentials: new.credentials.clone(),
+        created_ms: at,
+        updated_ms: at,
+        revision,
+        revocation: None,
+    };
+    Ok(Ok(Change {
+        id: new.id.clone(),
+        before: None,
+        after: Some(device),
+        revocation: None,
+    }))
+}
+
+fn check_gateway<V: RegistryView>(
+    view: &V,
+    id: &DeviceId,
+    gateway: &DeviceId,
+) -> Result<Result<(), Rejection>, V::Error> {
+    if gateway == id {
+        return Ok(Err(Rejection::GatewayIsSelf(id.to_string())));
+    }
+    match view.device(gateway)? {
+        Some(gw) if gw.status != DeviceStatus::Revoked => Ok(Ok(())),
+        _ => Ok(Err(Rejection::GatewayNotFound(gateway.to_string()))),
+    }
+}
+
+fn matches_ref(c: &Credential, r: &CredentialRef) -> bool {
+    match (c, r) {
+        (Credential::Psk { identity, .. }, CredentialRef::PskIdentity(want)) => identity == want,
+        (Credential::PublicKey(k), CredentialRef::Fingerprint(want)) => &k.fingerprint == want,
+        _ => false,
+    }
+}
+
+/// Each new credential must be unclaimed, never revoked, and not repeated
+/// within the command itself.
+fn check_new_credentials<V: RegistryView>(
+    view: &V,
+    creds: &[Credential],
+) -> Result<Result<(), Rejection>, V::Error> {
+    for (i, c) in creds.iter().enumerate() {
+        let earlier = &creds[..i];
+        match c {
+            Credential::Psk { identity, .. } => {
+                let shown = String::from_utf8_lossy(identity).into_owned();
+                if let Some(owner) = view.psk_owner(identity)? {
+                    return Ok(Err(Rejection::PskIdentityTaken {
+                        identity: shown,
+                        owner: owner.to_string(),
+                    }));
+                }
+                if let Some(device) = view.revoked_psk(identity)? {
+                    return Ok(Err(Rejection::RevokedCredential {
+                        what: format!("PSK identity {shown:?}"),
+                        device: device.to_string(),
+                    }));
+                }
+                if earlier
+                    .iter()
+                    .any(|e| matches_ref(e, &CredentialRef::PskIdentity(identity.clone())))
+                {
+                    return Ok(Err(Rejection::PskIdentityTaken {
+                        identity: shown,
+                        owner: "this request".into(),
+                    }));
+                }
+            }
+            Credential::PublicKey(k) => {
+                let shown = k.fingerprint.to_string();
+                if let Some(owner) = view.key_owner(&k.fingerprint)? {
+                    return Ok(Err(Rejection::KeyTaken {
+                        fingerprint: shown,
+                        owner: owner.to_string(),
+                    }));
+                }
+                if let Some(device) = view.revoked_key(&k.fingerprint)? {
+                    return Ok(Err(Rejection::RevokedCredential {
+                        what: format!("public key {shown}"),
+                        device: device.to_string(),
+                    }));
+                }
+                if earlier
+                    .iter()
+                    .any(|e| matches_ref(e, &CredentialRef::Fingerprint(k.fingerprint)))
+                {
+                    return Ok(Err(Rejection::KeyTaken {
+                        fingerprint: shown,
+                        owner: "this request".into(),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! One test per registry rule, driven through the in-memory registry.
+
+use super::*;
+use crate::command::ProposalBatch;
+use crate::credential::{Fingerprint, KeySource, PublicKeyCredential};
+use crate::labels::Labels;
+use crate::mem::MemRegistry;
+use crate::names::TenantId;
+use crate::secret::Kek;
+use crate::view::Overlay;
+
+fn id(s: &str) -> DeviceId {
+    DeviceId::parse("id", s).unwrap()
+}
+
+fn psk(identity: &str) -> Credential {
+    Credential::Psk {
+        identity: identity.as_bytes().to_vec(),
+        secret: Kek::from_bytes(&[1; 32]).seal(b"0123456789abcdef", b"x"),
+    }
+}
+
+fn key(n: u8) -> Credential {
+    Credential::PublicKey(PublicKeyCredential {
+        spki_der: vec![n],
+        fingerprint: Fingerprint([n; 32]),
+        source: KeySource::Spki,
+    })
+}
+
+fn create(name: &str, creds: Vec<Credential>) -> Proposal {
+    create_with_gateway(name, creds, None)
+}
+
+fn create_with_gateway(name: &str, creds: Vec<Credential>, gateway: Option<&str>) -> Proposal {
+    Proposal {
+        at_ms: 1000,
+        command: Command::Create(NewDevice {
+            id: id(name),
+            tenant: TenantId::default_tenant(),
+            labels: Labels::default(),
+            gateway: gateway.map(id),
+            credentials: creds,
+        }),
+    }
+}
+
+fn update(name: &str) -> Command {
+    Command::Update {
+        id: id(name),
+        labels: None,
+        status: None,
+        gateway: None,
+        add_credentials: vec![],
+        remove_credentials: vec![],
+    }
+}
+
+fn at(ms: u64, command: Command) -> Proposal {
+    Proposal { at_ms: ms, command }
+}
+
+fn set_status(name: &str, status: StatusChange) -> Proposal {
+    let mut cmd = update(name);
+    if let Command::Update { status: s, .. } = &mut cmd {
+        *s = Some(status);
+    }
+    at(2000, cmd)
+}
+
+fn revoke(name: &str) -> Proposal {
+    at(
+        3000,
+        Command::Revoke {
+            id: id(name),
+            reason: "lost".into(),
+        },
+    )
+}
+
+#[test]
+fn create_then_duplicate_id_is_refused() {
+    let mut reg = MemRegistry::default();
+    let c = reg.execute(&create("s1", vec![psk("s1")])).unwrap();
+    assert_eq!(c.after.as_ref().unwrap().status, DeviceStatus::Active);
+    assert_eq!(c.after.as_ref().unwrap().revision, 1);
+    assert_eq!(
+        reg.execute(&create("s1", vec![])),
+        Err(Rejection::DeviceExists("s1".into()))
+    );
+}
+
+#[test]
+fn duplicate_psk_identity_is_refused() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("s1", vec![psk("shared")])).unwrap();
+    let e = reg.execute(&create("s2", vec![psk("shared")])).unwrap_err();
+    assert_eq!(
+        e,
+        Rejection::PskIdentityTaken {
+            identity: "shared".into(),
+            owner: "s1".into()
+        }
+    );
+    assert!(
+        reg.execute(&create("s3", vec![psk("x"), psk("x")]))
+            .is_err(),
+        "repeated within one request"
+    );
+}
+
+#[test]
+fn duplicate_key_is_refused() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("s1", vec![key(7)])).unwrap();
+    assert!(matches!(
+        reg.execute(&create("s2", vec![key(7)])),
+        Err(Rejection::KeyTaken { .. })
+    ));
+    let mut add = update("s1");
+    if let Command::Update {
+        add_credentials, ..
+    } = &mut add
+    {
+        add_credentials.push(key(7));
+    }
+    assert!(
+        matches!(reg.execute(&at(5, add)), Err(Rejection::KeyTaken { .. })),
+        "even to its owner"
+    );
+}
+
+#[test]
+fn revoke_is_final() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("s1", vec![psk("p1"), key(1)])).unwrap();
+    let c = reg.execute(&revoke("s1")).unwrap();
+    assert!(c.cuts_off_device());
+    assert_eq!(
+        c.revocation.as_ref().unwrap().fingerprints,
+        vec![Fingerprint([1; 32])]
+    );
+    assert_eq!(
+        reg.execute(&set_status("s1", StatusChange::Active)),
+        Err(Rejection::Revoked("s1".into()))
+    );
+    // Revoking again is an idempotent retry; the first reason stands.
+    let again = reg
+        .execute(&at(
+            9,
+            Command::Revoke {
+                id: id("s1"),
+                reason: "other".into(),
+            },
+        ))
+        .unwrap();
+    assert_eq!(again.after.unwrap().revocation.unwrap().reason, "lost");
+    // After deletion, neither the id nor the credentials come back.
+    reg.execute(&at(10, Command::Delete { id: id("s1") }))
+        .unwrap();
+    assert_eq!(
+        reg.execute(&create("s1", vec![])),
+        Err(Rejection::Revoked("s1".into()))
+    );
+    assert!(matches!(
+        reg.execute(&create("s2", vec![psk("p1")])),
+        Err(Rejection::RevokedCredential { .. })
+    ));
+    assert!(matches!(
+        reg.execute(&create("s3", vec![key(1)])),
+        Err(Rejection::RevokedCredential { .. })
+    ));
+    assert_eq!(reg.revoked_count(), 1);
+}
+
+#[test]
+fn disabled_can_be_re_enabled() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("s1", vec![])).unwrap();
+    let c = reg
+        .execute(&set_status("s1", StatusChange::Disabled))
+        .unwrap();
+    assert!(c.cuts_off_device());
+    assert_eq!(c.after.as_ref().unwrap().updated_ms, 2000);
+    let c = reg
+        .execute(&set_status("s1", StatusChange::Active))
+        .unwrap();
+    assert!(!c.cuts_off_device());
+    assert_eq!(c.after.unwrap().status, DeviceStatus::Active);
+}
+
+#[test]
+fn missing_devices_are_not_found() {
+    let mut reg = MemRegistry::default();
+    assert_eq!(
+        reg.execute(&revoke("nope")),
+        Err(Rejection::DeviceNotFound("nope".into()))
+    );
+    assert_eq!(
+        reg.execute(&at(1, update("nope"))),
+        Err(Rejection::DeviceNotFound("nope".into()))
+    );
+    assert_eq!(
+        reg.execute(&at(1, Command::Delete { id: id("nope") })),
+        Err(Rejection::DeviceNotFound("nope".into()))
+    );
+}
+
+#[test]
+fn credentials_can_be_rotated() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("s1", vec![psk("old")])).unwrap();
+    let mut cmd = update("s1");
+    if let Command::Update {
+        add_credentials,
+        remove_credentials,
+        ..
+    } = &mut cmd
+    {
+        add_credentials.push(psk("new"));
+        remove_credentials.push(CredentialRef::PskIdentity(b"old".to_vec()));
+    }
+    reg.execute(&at(5, cmd)).unwrap();
+    assert_eq!(reg.psk_owner(b"new").unwrap(), Some(id("s1")));
+    assert_eq!(reg.psk_owner(b"old").unwrap(), None);
+    // The freed identity can go to another device.
+    reg.execute(&create("s2", vec![psk("old")])).unwrap();
+    let mut cmd = update("s1");
+    if let Command::Update {
+        remove_credentials, ..
+    } = &mut cmd
+    {
+        remove_credentials.push(CredentialRef::Fingerprint(Fingerprint([9; 32])));
+    }
+    assert!(matches!(
+        reg.execute(&at(6, cmd)),
+        Err(Rejection::CredentialNotFound { .. })
+    ));
+}
+
+#[test]
+fn credential_count_is_limited() {
+    let mut reg = MemRegistry::default();
+    let nine = (0..9).map(key).collect();
+    assert!(matches!(
+        reg.execute(&create("s1", nine)),
+        Err(Rejection::TooManyCredentials(..))
+    ));
+}
+
+#[test]
+fn gateways_must_exist_and_not_be_self() {
+    let mut reg = MemRegistry::default();
+    assert_eq!(
+        reg.execute(&create_with_gateway("spoke", vec![], Some("hub"))),
+        Err(Rejection::GatewayNotFound("hub".into()))
+    );
+    assert_eq!(
+        reg.execute(&create_with_gateway("hub", vec![], Some("hub"))),
+        Err(Rejection::GatewayIsSelf("hub".into()))
+    );
+    reg.execute(&create("hub", vec![])).unwrap();
+    let c = reg
+        .execute(&create_with_gateway("spoke", vec![], Some("hub")))
+        .unwrap();
+    assert_eq!(c.after.unwrap().gateway, Some(id("hub")));
+}
+
+/// Commands in one raft entry see each other through the overlay exactly as if
+/// they had been applied one entry at a time.
+#[test]
+fn a_batch_applies_like_the_same_commands_one_by_one() {
+    let batch = ProposalBatch(vec![
+        create("a", vec![psk("p")]),
+        create("b", vec![psk("p")]),
+        at(5, {
+            let mut c = update("a");
+            if let Command::Update {
+                remove_credentials, ..
+            } = &mut c
+            {
+                remove_credentials.push(CredentialRef::PskIdentity(b"p".to_vec()));
+            }
+            c
+        }),
+        create("c", vec![psk("p")]),
+        revoke("c"),
+        create("d", vec![psk("p")]),
+        create("a", vec![]),
+    ]);
+    let mut one_by_one = MemRegistry::default();
+    let expected: Vec<_> = batch
+        .0
+        .iter()
+        .map(|p| one_by_one.execute(p).map(|c| c.after))
+        .collect();
+
+    let base = MemRegistry::default();
+    let mut overlay = Overlay::new(&base);
+    let mut got = Vec::new();
+    for (i, p) in batch.0.iter().enumerate() {
+        match apply(&overlay, p, i as u64 + 1).unwrap() {
+            Ok(change) => {
+                overlay.record(&change);
+                got.push(Ok(change.after));
+            }
+            Err(r) => got.push(Err(r)),
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(got[1].is_err() && got[3].is_ok() && got[5].is_err() && got[6].is_err());
+}

@@ -1,0 +1,88 @@
+//! The commands that change the registry. They are the raft log's payload:
+//! validated and with secrets sealed *before* they are proposed, applied by
+//! [`crate::apply`] on every node in the same order with the same result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::credential::{Credential, Fingerprint};
+use crate::labels::Labels;
+use crate::names::{DeviceId, TenantId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub tenant: TenantId,
+    pub labels: Labels,
+    pub gateway: Option<DeviceId>,
+    pub credentials: Vec<Credential>,
+}
+
+/// The status an operator may set; `Revoked` is reached only through `Revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusChange {
+    Active,
+    Disabled,
+}
+
+/// Names one credential of a device, for removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialRef {
+    PskIdentity(Vec<u8>),
+    Fingerprint(Fingerprint),
+}
+
+impl std::fmt::Display for CredentialRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialRef::PskIdentity(id) => {
+                write!(f, "PSK identity {:?}", String::from_utf8_lossy(id))
+            }
+            CredentialRef::Fingerprint(fp) => write!(f, "key {fp}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Create(NewDevice),
+    Update {
+        id: DeviceId,
+        /// Replaces all labels when present.
+        labels: Option<Labels>,
+        status: Option<StatusChange>,
+        /// `Some(None)` clears the gateway.
+        gateway: Option<Option<DeviceId>>,
+        add_credentials: Vec<Credential>,
+        remove_credentials: Vec<CredentialRef>,
+    },
+    Revoke {
+        id: DeviceId,
+        reason: String,
+    },
+    Delete {
+        id: DeviceId,
+    },
+}
+
+impl Command {
+    /// The device the command is about.
+    pub fn device_id(&self) -> &DeviceId {
+        match self {
+            Command::Create(d) => &d.id,
+            Command::Update { id, .. } | Command::Revoke { id, .. } | Command::Delete { id } => id,
+        }
+    }
+}
+
+/// A command with the proposer's wall-clock time, so every node records the
+/// same timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub at_ms: u64,
+    pub command: Command,
+}
+
+/// One raft log entry: the commands of many concurrent clients, proposed and
+/// made durable together (one fsync), applied one after another.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalBatch(pub Vec<Proposal>);

@@ -1,0 +1,58 @@
+//! The two ways the registry says no: input that is malformed on its own
+//! ([`ValidationError`], checked before anything is proposed) and a command that
+//! is well formed but conflicts with the registry's state ([`Rejection`],
+//! decided deterministically when the command is applied).
+
+use serde::{Deserialize, Serialize};
+
+/// Input that can never be valid, whatever the registry holds. `field` names the
+/// offending field as the API spells it, so clients can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error reported under a containing field, e.g. `credentials[2].psk`.
+    pub fn within(self, prefix: &str) -> Self {
+        Self {
+            field: format!("{prefix}.{}", self.field),
+            message: self.message,
+        }
+    }
+}
+
+/// A well-formed command the registry refuses in its current state. It is part of
+/// the replicated result, so every node reaches the same verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("device {0:?} already exists")]
+    DeviceExists(String),
+    #[error("device {0:?} not found")]
+    DeviceNotFound(String),
+    #[error("PSK identity {identity:?} already belongs to device {owner:?}")]
+    PskIdentityTaken { identity: String, owner: String },
+    #[error("public key {fingerprint} already belongs to device {owner:?}")]
+    KeyTaken { fingerprint: String, owner: String },
+    #[error("device {0:?} is revoked; revocation is final")]
+    Revoked(String),
+    #[error("{what} was revoked with device {device:?} and cannot be reused")]
+    RevokedCredential { what: String, device: String },
+    #[error("device {device:?} has no credential {credential}")]
+    CredentialNotFound { device: String, credential: String },
+    #[error("device {0:?} would have more than {1} credentials")]
+    TooManyCredentials(String, usize),
+    #[error("gateway {0:?} is not a registered device")]
+    GatewayNotFound(String),
+    #[error("device {0:?} cannot be its own gateway")]
+    GatewayIsSelf(String),
+}

@@ -1,0 +1,30 @@
+//! The registry domain of idreg: devices, credentials, the commands that change
+//! the registry and the pure logic that applies them.
+//!
+//! Architecture invariant: this crate does no I/O. It knows nothing of RocksDB,
+//! tokio, protobuf or UDP, and it cannot fail on I/O. Every rule of the registry
+//! (what a valid id is, that revocation is final, that a key belongs to one
+//! device) lives here and is unit-tested here; the store and the servers only
+//! carry out what [`apply`](apply::apply) decides.
+
+pub mod apply;
+pub mod command;
+pub mod credential;
+pub mod device;
+pub mod error;
+pub mod labels;
+pub mod limits;
+pub mod mem;
+pub mod names;
+pub mod secret;
+pub mod view;
+
+pub use apply::{apply, Change};
+pub use command::{Command, CredentialRef, NewDevice, Proposal, ProposalBatch, StatusChange};
+pub use credential::{Credential, Fingerprint, KeySource, PublicKeyCredential};
+pub use device::{Device, DeviceStatus, RevocationRecord};
+pub use error::{Rejection, ValidationError};
+pub use labels::Labels;
+pub use names::{DeviceId, TenantId};
+pub use secret::{Kek, SealedSecret, SecretError};
+pub use view::{Overlay, RegistryView};

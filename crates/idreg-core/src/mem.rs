@@ -1,0 +1,103 @@
+//! An in-memory registry: the reference implementation of [`RegistryView`],
+//! used by unit tests here and by front-end tests that need no RocksDB.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+
+use crate::apply::{apply, Change};
+use crate::command::Proposal;
+use crate::credential::Fingerprint;
+use crate::device::{Device, RevocationRecord};
+use crate::error::Rejection;
+use crate::names::DeviceId;
+use crate::view::RegistryView;
+
+#[derive(Debug, Default, Clone)]
+pub struct MemRegistry {
+    devices: BTreeMap<DeviceId, Device>,
+    psk: HashMap<Vec<u8>, DeviceId>,
+    keys: HashMap<Fingerprint, DeviceId>,
+    revoked: BTreeMap<DeviceId, RevocationRecord>,
+    revision: u64,
+}
+
+impl MemRegistry {
+    /// Applies one proposal at the next revision and commits its change.
+    pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
+        self.revision += 1;
+        let change = match apply(self, proposal, self.revision) {
+            Ok(result) => result?,
+            Err(never) => match never {},
+        };
+        self.commit(&change);
+        Ok(change)
+    }
+
+    /// Writes a change and keeps the indexes in step with it.
+    pub fn commit(&mut self, change: &Change) {
+        if let Some(before) = &change.before {
+            before.psk_identities().for_each(|i| {
+                self.psk.remove(i);
+            });
+            before.fingerprints().for_each(|f| {
+                self.keys.remove(f);
+            });
+        }
+        match &change.after {
+            Some(after) => {
+                after.psk_identities().for_each(|i| {
+                    self.psk.insert(i.to_vec(), after.id.clone());
+                });
+                after.fingerprints().for_each(|f| {
+                    self.keys.insert(*f, after.id.clone());
+                });
+                self.devices.insert(after.id.clone(), after.clone());
+            }
+            None => {
+                self.devices.remove(&change.id);
+            }
+        }
+        if let Some(r) = &change.revocation {
+            self.revoked.insert(r.device.clone(), r.clone());
+        }
+    }
+
+    pub fn devices(&self) -> impl Iterator<Item = &Device> {
+        self.devices.values()
+    }
+
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
+    }
+}
+
+impl RegistryView for MemRegistry {
+    type Error = Infallible;
+
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>, Infallible> {
+        Ok(self.devices.get(id).cloned())
+    }
+    fn psk_owner(&self, identity: &[u8]) -> Result<Option<DeviceId>, Infallible> {
+        Ok(self.psk.get(identity).cloned())
+    }
+    fn key_owner(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Infallible> {
+        Ok(self.keys.get(fingerprint).cloned())
+    }
+    fn revocation(&self, id: &DeviceId) -> Result<Option<RevocationRecord>, Infallible> {
+        Ok(self.revoked.get(id).cloned())
+    }
+    fn revoked_psk(&self, identity: &[u8]) -> Result<Option<DeviceId>, Infallible> {
+        Ok(self
+            .revoked
+            .values()
+            .find(|r| r.psk_identities.iter().any(|i| i == identity))
+            .map(|r| r.device.clone()))
+    }
+    fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Infallible> {
+        Ok(self
+            .revoked
+            .values()
+            .find(|r| r.fingerprints.contains(fingerprint))
+            .map(|r| r.device.clone()))
+    }
+}

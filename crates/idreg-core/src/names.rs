@@ -1,0 +1,116 @@
+//! Validated names: device ids and tenants. A value of these types is always
+//! well formed, so code past the API edge never re-checks it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::limits::{MAX_ID_LEN, MAX_TENANT_LEN};
+
+/// Characters allowed in ids: printable ASCII without spaces, quotes, slashes
+/// or the NUL byte the store uses as a key separator.
+fn id_char_ok(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')
+}
+
+fn check_name(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("is {} bytes long; the limit is {max}", value.len()),
+        ));
+    }
+    if let Some(bad) = value.chars().find(|c| !id_char_ok(*c)) {
+        return Err(ValidationError::new(
+            field,
+            format!("contains {bad:?}; allowed are ASCII letters, digits and - _ . : @"),
+        ));
+    }
+    Ok(())
+}
+
+/// A device id: 1 to 128 bytes of `[A-Za-z0-9-_.:@]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
+        check_name(field, value, MAX_ID_LEN)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant: 1 to 64 bytes of the same alphabet as device ids.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
+        check_name(field, value, MAX_TENANT_LEN)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The tenant for requests that name none.
+    pub fn default_tenant() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet() {
+        for ok in ["a", "sensor-1", "site:berlin.floor_2@x", &"x".repeat(128)] {
+            assert!(DeviceId::parse("id", ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn ids_refuse_empty_long_and_odd_characters() {
+        let e = DeviceId::parse("id", "").unwrap_err();
+        assert_eq!(e.field, "id");
+        assert!(e.message.contains("empty"));
+        let e = DeviceId::parse("id", &"x".repeat(129)).unwrap_err();
+        assert!(e.message.contains("limit is 128"), "{e}");
+        assert!(DeviceId::parse("id", &"x".repeat(300)).is_err());
+        for bad in ["a b", "a/b", "a\0b", "é", "a\"b"] {
+            assert!(DeviceId::parse("id", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tenants_are_shorter() {
+        assert!(TenantId::parse("tenant", &"t".repeat(64)).is_ok());
+        assert!(TenantId::parse("tenant", &"t".repeat(65)).is_err());
+    }
+}

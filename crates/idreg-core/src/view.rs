@@ -1,0 +1,117 @@
+//! What [`crate::apply`] needs to read, and an overlay that lets one apply call
+//! see the changes of the commands before it in the same batch.
+
+use std::collections::BTreeMap;
+
+use crate::apply::Change;
+use crate::credential::Fingerprint;
+use crate::device::{Device, RevocationRecord};
+use crate::names::DeviceId;
+
+/// Point reads of the registry. Implementations: RocksDB (idreg-store) and
+/// [`crate::mem::MemRegistry`]. Every method is a point lookup, never a scan.
+pub trait RegistryView {
+    type Error;
+
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>, Self::Error>;
+    fn psk_owner(&self, identity: &[u8]) -> Result<Option<DeviceId>, Self::Error>;
+    fn key_owner(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Self::Error>;
+    fn revocation(&self, id: &DeviceId) -> Result<Option<RevocationRecord>, Self::Error>;
+    /// The revoked device a PSK identity belonged to, if it was revoked.
+    fn revoked_psk(&self, identity: &[u8]) -> Result<Option<DeviceId>, Self::Error>;
+    /// The revoked device a key belonged to, if it was revoked.
+    fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Self::Error>;
+}
+
+/// A base view with the not-yet-written changes of earlier commands on top.
+///
+/// Index lookups stay exact: an owner found in the base counts only if the
+/// overlay has not changed that device away from the credential.
+pub struct Overlay<'a, V> {
+    base: &'a V,
+    devices: BTreeMap<DeviceId, Option<Device>>,
+    revocations: BTreeMap<DeviceId, RevocationRecord>,
+}
+
+impl<'a, V: RegistryView> Overlay<'a, V> {
+    pub fn new(base: &'a V) -> Self {
+        Self {
+            base,
+            devices: BTreeMap::new(),
+            revocations: BTreeMap::new(),
+        }
+    }
+
+    /// Makes a change visible to later reads through this overlay.
+    pub fn record(&mut self, change: &Change) {
+        self.devices.insert(change.id.clone(), change.after.clone());
+        if let Some(r) = &change.revocation {
+            self.revocations.insert(r.device.clone(), r.clone());
+        }
+    }
+
+    fn owner_by<F>(&self, base_owner: Option<DeviceId>, claims: F) -> Option<DeviceId>
+    where
+        F: Fn(&Device) -> bool,
+    {
+        let claimed = |d: &Option<Device>| matches!(d, Some(dev) if claims(dev));
+        if let Some((id, _)) = self.devices.iter().find(|(_, d)| claimed(d)) {
+            return Some(id.clone());
+        }
+        let owner = base_owner?;
+        match self.devices.get(&owner) {
+            Some(changed) if !claimed(changed) => None,
+            _ => Some(owner),
+        }
+    }
+}
+
+impl<V: RegistryView> RegistryView for Overlay<'_, V> {
+    type Error = V::Error;
+
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>, V::Error> {
+        match self.devices.get(id) {
+            Some(d) => Ok(d.clone()),
+            None => self.base.device(id),
+        }
+    }
+
+    fn psk_owner(&self, identity: &[u8]) -> Result<Option<DeviceId>, V::Error> {
+        let base = self.base.psk_owner(identity)?;
+        Ok(self.owner_by(base, |d| d.psk_identities().any(|i| i == identity)))
+    }
+
+    fn key_owner(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, V::Error> {
+        let base = self.base.key_owner(fingerprint)?;
+        Ok(self.owner_by(base, |d| d.fingerprints().any(|f| f == fingerprint)))
+    }
+
+    fn revocation(&self, id: &DeviceId) -> Result<Option<RevocationRecord>, V::Error> {
+        match self.revocations.get(id) {
+            Some(r) => Ok(Some(r.clone())),
+            None => self.base.revocation(id),
+        }
+    }
+
+    fn revoked_psk(&self, identity: &[u8]) -> Result<Option<DeviceId>, V::Error> {
+        match self
+            .revocations
+            .values()
+            .find(|r| r.psk_identities.iter().any(|i| i == identity))
+        {
+            Some(r) => Ok(Some(r.device.clone())),
+            None => self.base.revoked_psk(identity),
+        }
+    }
+
+    fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, V::Error> {
+        match self
+            .revocations
+            .values()
+            .find(|r| r.fingerprints.contains(fingerprint))
+        {
+            Some(r) => Ok(Some(r.device.clone())),
+            None => self.base.revoked_key(fingerprint),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Generates the gRPC code from ../../proto, plus the descriptor set that server
+//! reflection serves (so `grpcurl list` works with no .proto at hand).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = ["../../proto/idreg/v1/registry.proto"];
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("idreg_descriptor.bin"))
+        .compile_protos(&protos, &["../../proto"])?;
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Code generated from `proto/` by tonic-prost-build, and nothing else.
+
+pub mod v1 {
+    tonic::include_proto!("idreg.v1");
+}
+
+/// The encoded descriptor set of every idreg service, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("idreg_descriptor");

@@ -1,0 +1,77 @@
+//! Group commit: proposals from concurrent clients queue here and go to raft as
+//! one `ProposalBatch` log entry, so 64 writers cost one fsync, not 64.
+//!
+//! A bounded number of batches is in flight at once; while they commit, new
+//! proposals pile up and form the next, larger batch.
+
+use std::sync::Arc;
+
+use idreg_core::{Device, Proposal, ProposalBatch, Rejection};
+use idreg_store::{BatchOutcome, TypeConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::WriteError;
+
+/// Most proposals in one log entry.
+pub const MAX_BATCH: usize = 512;
+/// Most batches proposed but not yet applied.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+pub type Verdict = Result<Option<Device>, Rejection>;
+
+pub(crate) struct Pending {
+    pub proposal: Proposal,
+    pub reply: oneshot::Sender<Result<Verdict, WriteError>>,
+}
+
+fn write_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::Fatal(openraft::error::Fatal::Stopped) => WriteError::ShuttingDown,
+        other => WriteError::Raft(other.to_string()),
+    }
+}
+
+/// Runs until every sender is dropped.
+pub(crate) async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let mut pending = vec![first];
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        let (proposals, replies): (Vec<_>, Vec<_>) =
+            pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let result = raft.client_write(ProposalBatch(proposals)).await;
+            drop(permit);
+            match result {
+                Ok(resp) => {
+                    let BatchOutcome(verdicts) = resp.data;
+                    for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                        let _ = reply.send(Ok(verdict));
+                    }
+                }
+                Err(e) => {
+                    let e = write_error(e);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}

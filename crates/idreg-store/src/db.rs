@@ -1,0 +1,141 @@
+//! Opening the RocksDB instance and the handles that share it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use idreg_core::{Kek, SealedSecret};
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use tokio::sync::broadcast;
+
+use crate::codec::{decode, encode};
+use crate::events::RegistryEvent;
+use crate::keys::{ALL_CFS, CF_SM_META, SM_KEK_CHECK};
+use crate::log_store::LogStore;
+use crate::reader::RegistryReader;
+use crate::state_machine::StateMachine;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("RocksDB: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("cannot decode stored {what}: {source}")]
+    Decode {
+        what: &'static str,
+        source: bincode::Error,
+    },
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the key-encryption key (id {given}) is not the one this data directory was written with; \
+         start with the original --kek-file, or use a fresh --data-dir"
+    )]
+    WrongKek { given: String },
+}
+
+pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    decode(bytes).map_err(|source| StoreError::Decode { what, source })
+}
+
+/// The opened data directory. Cheap handles to it are made with the methods
+/// below; they share one `DB`.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    dir: PathBuf,
+    events: broadcast::Sender<RegistryEvent>,
+}
+
+impl Store {
+    /// Opens (or creates) the RocksDB under `dir/db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db_dir = dir.join("db");
+        std::fs::create_dir_all(&db_dir).map_err(|source| StoreError::Io {
+            path: db_dir.clone(),
+            source,
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.increase_parallelism(2);
+        // Point lookups dominate (handshakes): bloom filters on every CF.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+        opts.set_block_based_table_factory(&table);
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
+        let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
+        let (events, _) = broadcast::channel(4096);
+        let store = Self {
+            db: Arc::new(db),
+            dir: dir.to_path_buf(),
+            events,
+        };
+        crate::state_machine::recover_interrupted_install(&store.db)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_store(&self) -> LogStore {
+        LogStore::new(self.db.clone())
+    }
+
+    pub fn state_machine(&self) -> Result<StateMachine, StoreError> {
+        StateMachine::new(
+            self.db.clone(),
+            self.dir.join("snapshots"),
+            self.events.clone(),
+        )
+    }
+
+    pub fn reader(&self) -> RegistryReader {
+        RegistryReader::new(self.db.clone())
+    }
+
+    /// Changes applied from now on, in log order (lagging receivers lose the
+    /// oldest and are told so by the channel).
+    pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+
+    /// Checks `kek` against the check value kept in this data directory, or
+    /// records one if there is none yet.
+    pub fn verify_or_record_kek(&self, kek: &Kek) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        match self.db.get_cf(&cf, SM_KEK_CHECK)? {
+            Some(bytes) => {
+                let check: SealedSecret = decode_as("KEK check", &bytes)?;
+                kek.verify_check(&check).map_err(|_| StoreError::WrongKek {
+                    given: kek.id_hex(),
+                })
+            }
+            None => {
+                let mut wo = rocksdb::WriteOptions::default();
+                wo.set_sync(true);
+                self.db
+                    .put_cf_opt(&cf, SM_KEK_CHECK, encode(&kek.make_check()), &wo)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes memtables to SST files (tests use it to look at what is on disk).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in ALL_CFS {
+            let cf = self.db.cf_handle(name).expect("cf exists");
+            self.db.flush_cf(&cf)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+//! Registry changes as they are applied, for whoever must react at once: the
+//! device front closes sessions of revoked devices, watchers stream changes.
+
+use idreg_core::{DeviceId, DeviceStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEvent {
+    /// Raft log index of the change.
+    pub revision: u64,
+    pub device: DeviceId,
+    /// Status after the change; `None` when the device was deleted.
+    pub status: Option<DeviceStatus>,
+    /// The device could authenticate before and cannot now (revoked, disabled,
+    /// deleted): close its sessions.
+    pub cut_off: bool,
+}

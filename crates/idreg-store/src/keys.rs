@@ -1,0 +1,115 @@
+//! Column families and key layouts.
+//!
+//! Secondary-index keys join parts with a NUL byte, which valid ids, tenants
+//! and labels never contain (idreg-core guarantees it), so a prefix scan over
+//! `part\0` is exact.
+
+/// Raft log: big-endian index -> entry.
+pub const CF_LOG: &str = "raft_log";
+/// Raft metadata: vote, committed, last purged.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// State-machine metadata: applied log id, membership, current snapshot. Node-local
+/// keys (the KEK check) live here too.
+pub const CF_SM_META: &str = "sm_meta";
+/// Device id -> device.
+pub const CF_DEVICES: &str = "devices";
+/// PSK identity -> device id.
+pub const CF_IDX_PSK: &str = "idx_psk";
+/// Key fingerprint (32 bytes) -> device id.
+pub const CF_IDX_KEY: &str = "idx_key";
+/// `key=value\0id` -> ().
+pub const CF_IDX_LABEL: &str = "idx_label";
+/// `tenant\0id` -> ().
+pub const CF_IDX_TENANT: &str = "idx_tenant";
+/// `gateway\0id` -> ().
+pub const CF_IDX_GATEWAY: &str = "idx_gateway";
+/// The revocation list: `d` + id -> record, `p` + identity -> id, `k` + fingerprint -> id.
+pub const CF_REVOKED: &str = "revoked";
+/// Registry counters (revocation-list version, device count).
+pub const CF_COUNTERS: &str = "counters";
+
+/// Every column family, in creation order.
+pub const ALL_CFS: &[&str] = &[
+    CF_LOG,
+    CF_RAFT_META,
+    CF_SM_META,
+    CF_DEVICES,
+    CF_IDX_PSK,
+    CF_IDX_KEY,
+    CF_IDX_LABEL,
+    CF_IDX_TENANT,
+    CF_IDX_GATEWAY,
+    CF_REVOKED,
+    CF_COUNTERS,
+];
+
+/// The column families that make up the registry state: what a snapshot holds.
+pub const REGISTRY_CFS: &[&str] = &[
+    CF_DEVICES,
+    CF_IDX_PSK,
+    CF_IDX_KEY,
+    CF_IDX_LABEL,
+    CF_IDX_TENANT,
+    CF_IDX_GATEWAY,
+    CF_REVOKED,
+    CF_COUNTERS,
+];
+
+pub const META_VOTE: &[u8] = b"vote";
+pub const META_COMMITTED: &[u8] = b"committed";
+pub const META_LAST_PURGED: &[u8] = b"last_purged";
+
+pub const SM_APPLIED: &[u8] = b"applied";
+pub const SM_MEMBERSHIP: &[u8] = b"membership";
+pub const SM_SNAPSHOT: &[u8] = b"snapshot";
+/// Present while a snapshot install is under way; found at start-up it means
+/// the install was cut short and the registry must be rebuilt.
+pub const SM_INSTALLING: &[u8] = b"installing";
+pub const SM_KEK_CHECK: &[u8] = b"kek_check";
+
+pub const COUNTER_RL_VERSION: &[u8] = b"rl_version";
+pub const COUNTER_DEVICES: &[u8] = b"devices";
+
+pub fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+pub fn log_index(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key.try_into().expect("raft log keys are 8 bytes"))
+}
+
+/// `a\0b`.
+pub fn joined(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// The prefix under which [`joined`] keys for `a` sort.
+pub fn prefix(a: &str) -> Vec<u8> {
+    let mut k = a.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+pub fn label_prefix(key: &str, value: &str) -> Vec<u8> {
+    prefix(&format!("{key}={value}"))
+}
+
+pub fn label_key(key: &str, value: &str, id: &str) -> Vec<u8> {
+    joined(&format!("{key}={value}"), id)
+}
+
+pub fn revoked_device_key(id: &str) -> Vec<u8> {
+    [b"d", id.as_bytes()].concat()
+}
+
+pub fn revoked_psk_key(identity: &[u8]) -> Vec<u8> {
+    [b"p", identity].concat()
+}
+
+pub fn revoked_fingerprint_key(fp: &[u8; 32]) -> Vec<u8> {
+    [b"k".as_slice(), fp].concat()
+}

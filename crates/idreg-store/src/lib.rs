@@ -1,0 +1,24 @@
+//! idreg's storage: one RocksDB instance holding the raft log, raft metadata
+//! and the registry (devices and their indexes), with openraft 0.9's
+//! `RaftLogStorage` and `RaftStateMachine` (storage-v2) implemented on it.
+//!
+//! Architecture invariant: only this crate knows RocksDB. It applies commands
+//! by calling `idreg_core::apply` and writes what that returns; it makes no
+//! registry decisions of its own. It never sees a PSK secret in the clear.
+
+pub mod codec;
+pub mod db;
+pub mod events;
+pub mod keys;
+pub mod log_store;
+pub mod reader;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use db::{Store, StoreError};
+pub use events::RegistryEvent;
+pub use log_store::LogStore;
+pub use reader::{ListFilter, ListPage, RegistryReader};
+pub use state_machine::StateMachine;
+pub use types::{BatchOutcome, NodeId, TypeConfig};

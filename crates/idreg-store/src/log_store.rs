@@ -1,0 +1,207 @@
+//! The raft log on RocksDB (openraft `RaftLogStorage`, storage-v2).
+//!
+//! Appends are written to the memtable at once (so they are readable when
+//! `append` returns) and made durable by a WAL fsync on a blocking thread, after
+//! which openraft is told through the callback. Concurrent appends share fsyncs.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote,
+};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use crate::codec::{decode, encode};
+use crate::keys::{
+    log_index, log_key, CF_LOG, CF_RAFT_META, META_COMMITTED, META_LAST_PURGED, META_VOTE,
+};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::new(&e)).into()
+}
+
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn cf_log(&self) -> Arc<rocksdb::BoundColumnFamily<'_>> {
+        self.db.cf_handle(CF_LOG).expect("cf exists")
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
+        let cf = self.db.cf_handle(CF_RAFT_META).expect("cf exists");
+        match self
+            .db
+            .get_cf(&cf, key)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?
+        {
+            Some(bytes) => {
+                Ok(Some(decode(&bytes).map_err(|e| {
+                    io_err(ErrorSubject::Store, ErrorVerb::Read, e)
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let cf = self.db.cf_handle(CF_RAFT_META).expect("cf exists");
+        let wo = if sync {
+            synced()
+        } else {
+            WriteOptions::default()
+        };
+        self.db
+            .put_cf_opt(&cf, key, encode(value), &wo)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => *i + 1,
+            Bound::Unbounded => 0,
+        };
+        let key = log_key(start);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&self.cf_log(), IteratorMode::From(&key, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = log_index(&k);
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry =
+                decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(META_LAST_PURGED)?;
+        let last = self
+            .db
+            .iterator_cf(&self.cf_log(), IteratorMode::End)
+            .next();
+        let last_log_id = match last {
+            Some(item) => {
+                let (_, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                let entry: Entry =
+                    decode(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        self.put_meta(META_VOTE, vote, true)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        self.get_meta(META_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: losing it only means re-learning it from the leader.
+        self.put_meta(META_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>(META_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let cf = self.cf_log();
+        for entry in entries {
+            batch.put_cf(&cf, log_key(entry.log_id.index), encode(&entry));
+        }
+        drop(cf);
+        self.db
+            .write(batch)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let res = db.flush_wal(true).map_err(std::io::Error::other);
+            callback.log_io_completed(res);
+        });
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let cf = self.cf_log();
+        self.db
+            .delete_range_cf_opt(&cf, log_key(log_id.index), log_key(u64::MAX), &synced())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        // delete_range excludes its end; the last possible index goes separately.
+        self.db
+            .delete_cf_opt(&cf, log_key(u64::MAX), &synced())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        self.put_meta(META_LAST_PURGED, &log_id, true)?;
+        let cf = self.cf_log();
+        self.db
+            .delete_range_cf_opt(&cf, log_key(0), log_key(log_id.index + 1), &synced())
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}

@@ -1,0 +1,214 @@
+//! Local reads of the registry: point lookups (the handshake path) and paged
+//! listings. Reads here see what this node has applied; linearizable reads are
+//! arranged by the raft layer before calling in.
+
+use std::sync::Arc;
+
+use idreg_core::{Device, DeviceId, DeviceStatus, Fingerprint, RegistryView, RevocationRecord};
+use rocksdb::{Direction, IteratorMode, DB};
+
+use crate::db::{decode_as, StoreError};
+use crate::keys::*;
+
+/// Which devices a listing returns; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub status: Option<DeviceStatus>,
+    /// `(key, value)` pairs that must all match.
+    pub labels: Vec<(String, String)>,
+    pub tenant: Option<String>,
+    pub gateway: Option<String>,
+}
+
+impl ListFilter {
+    fn matches(&self, d: &Device) -> bool {
+        self.status.is_none_or(|s| d.status == s)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| d.labels.get(k) == Some(v.as_str()))
+            && self
+                .tenant
+                .as_deref()
+                .is_none_or(|t| d.tenant.as_str() == t)
+            && self
+                .gateway
+                .as_deref()
+                .is_none_or(|g| d.gateway.as_ref().is_some_and(|x| x.as_str() == g))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub devices: Vec<Device>,
+    /// Whether devices after the last one returned may match.
+    pub more: bool,
+}
+
+#[derive(Clone)]
+pub struct RegistryReader {
+    db: Arc<DB>,
+}
+
+impl RegistryReader {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn get_cf(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let handle = self.db.cf_handle(cf).expect("cf exists");
+        Ok(self.db.get_pinned_cf(&handle, key)?.map(|v| v.to_vec()))
+    }
+
+    fn id_at(&self, cf: &str, key: &[u8]) -> Result<Option<DeviceId>, StoreError> {
+        match self.get_cf(cf, key)? {
+            Some(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| StoreError::Decode {
+                    what: "index entry",
+                    source: Box::new(bincode::ErrorKind::Custom("device id is not UTF-8".into())),
+                })?;
+                Ok(Some(DeviceId::parse("id", &text).map_err(|e| {
+                    StoreError::Decode {
+                        what: "index entry",
+                        source: Box::new(bincode::ErrorKind::Custom(e.to_string())),
+                    }
+                })?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        match self.get_cf(CF_DEVICES, id.as_bytes())? {
+            Some(bytes) => Ok(Some(decode_as("device", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The device holding a PSK identity: two point reads.
+    pub fn by_psk_identity(&self, identity: &[u8]) -> Result<Option<Device>, StoreError> {
+        match self.id_at(CF_IDX_PSK, identity)? {
+            Some(id) => self.get(id.as_str()),
+            None => Ok(None),
+        }
+    }
+
+    /// The device holding a public key: two point reads.
+    pub fn by_fingerprint(&self, fp: &Fingerprint) -> Result<Option<Device>, StoreError> {
+        match self.id_at(CF_IDX_KEY, &fp.0)? {
+            Some(id) => self.get(id.as_str()),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        match self.get_cf(CF_COUNTERS, key)? {
+            Some(b) => decode_as("counter", &b),
+            None => Ok(0),
+        }
+    }
+
+    pub fn device_count(&self) -> Result<u64, StoreError> {
+        self.counter(COUNTER_DEVICES)
+    }
+
+    /// Version of the revocation list: the number of revocations ever applied.
+    pub fn revocation_list_version(&self) -> Result<u64, StoreError> {
+        self.counter(COUNTER_RL_VERSION)
+    }
+
+    /// Up to `limit` matching devices with ids greater than `after`, in id order.
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        let mut page = ListPage::default();
+        let take = |d: Device, page: &mut ListPage| -> bool {
+            if !filter.matches(&d) {
+                return true;
+            }
+            if page.devices.len() == limit {
+                page.more = true;
+                return false;
+            }
+            page.devices.push(d);
+            true
+        };
+        // Walk the most selective index available; check the rest per device.
+        let index = if let Some((k, v)) = filter.labels.first() {
+            Some((CF_IDX_LABEL, label_prefix(k, v)))
+        } else if let Some(t) = &filter.tenant {
+            Some((CF_IDX_TENANT, prefix(t)))
+        } else {
+            filter.gateway.as_ref().map(|g| (CF_IDX_GATEWAY, prefix(g)))
+        };
+        match index {
+            Some((cf_name, pfx)) => {
+                let cf = self.db.cf_handle(cf_name).expect("cf exists");
+                let start = [pfx.as_slice(), after.unwrap_or("").as_bytes()].concat();
+                for item in self
+                    .db
+                    .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward))
+                {
+                    let (k, _) = item?;
+                    let Some(id) = k.strip_prefix(pfx.as_slice()) else {
+                        break;
+                    };
+                    let id = std::str::from_utf8(id).unwrap_or_default();
+                    if after == Some(id) {
+                        continue;
+                    }
+                    let Some(d) = self.get(id)? else { continue };
+                    if !take(d, &mut page) {
+                        break;
+                    }
+                }
+            }
+            None => {
+                let cf = self.db.cf_handle(CF_DEVICES).expect("cf exists");
+                let start = after.unwrap_or("").as_bytes();
+                for item in self
+                    .db
+                    .iterator_cf(&cf, IteratorMode::From(start, Direction::Forward))
+                {
+                    let (k, v) = item?;
+                    if after.is_some_and(|a| a.as_bytes() == &*k) {
+                        continue;
+                    }
+                    if !take(decode_as("device", &v)?, &mut page) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+impl RegistryView for RegistryReader {
+    type Error = StoreError;
+
+    fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        self.get(id.as_str())
+    }
+    fn psk_owner(&self, identity: &[u8]) -> Result<Option<DeviceId>, StoreError> {
+        self.id_at(CF_IDX_PSK, identity)
+    }
+    fn key_owner(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, StoreError> {
+        self.id_at(CF_IDX_KEY, &fingerprint.0)
+    }
+    fn revocation(&self, id: &DeviceId) -> Result<Option<RevocationRecord>, StoreError> {
+        match self.get_cf(CF_REVOKED, &revoked_device_key(id.as_str()))? {
+            Some(b) => Ok(Some(decode_as("revocation record", &b)?)),
+            None => Ok(None),
+        }
+    }
+    fn revoked_psk(&self, identity: &[u8]) -> Result<Option<DeviceId>, StoreError> {
+        self.id_at(CF_REVOKED, &revoked_psk_key(identity))
+    }
+    fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, StoreError> {
+        self.id_at(CF_REVOKED, &revoked_fingerprint_key(&fingerprint.0))
+    }
+}

@@ -1,0 +1,412 @@
+//! The registry state machine on RocksDB (openraft `RaftStateMachine`).
+//!
+//! Each `apply` call runs `idreg_core::apply` for every proposal, through an
+//! overlay so later commands see earlier ones, and writes the whole call's
+//! changes, index updates, counters and applied log id in one atomic
+//! `WriteBatch`. The write is not fsynced: the raft log is, and the WAL fsync
+//! of the next append, or of a snapshot, makes it durable; after a crash the
+//! lost tail is re-applied from the log.
+
+use std::io::{Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use idreg_core::{apply, Change, Overlay};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    StorageIOError,
+};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use tokio::sync::broadcast;
+
+use crate::codec::encode;
+use crate::db::{decode_as, StoreError};
+use crate::events::RegistryEvent;
+use crate::keys::*;
+use crate::reader::RegistryReader;
+use crate::snapshot;
+use crate::types::{
+    BatchOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    events: broadcast::Sender<RegistryEvent>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(None), verb, AnyError::new(&e)).into()
+}
+
+/// The snapshot this node serves: its meta and the file holding it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    file: String,
+}
+
+impl StateMachine {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        snapshot_dir: PathBuf,
+        events: broadcast::Sender<RegistryEvent>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&snapshot_dir).map_err(|source| StoreError::Io {
+            path: snapshot_dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            db,
+            snapshot_dir,
+            events,
+        })
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        match self.db.get_cf(&cf, key)? {
+            Some(bytes) => Ok(Some(decode_as("state-machine metadata", &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn counter(&self, key: &[u8]) -> Result<u64, StoreError> {
+        RegistryReader::new(self.db.clone()).counter(key)
+    }
+
+    /// Adds one change's device and index writes to `batch`.
+    fn write_change(&self, batch: &mut WriteBatch, change: &Change) {
+        let cf = |n: &str| self.db.cf_handle(n).expect("cf exists");
+        let id = change.id.as_str();
+        if let Some(before) = &change.before {
+            for i in before.psk_identities() {
+                batch.delete_cf(&cf(CF_IDX_PSK), i);
+            }
+            for f in before.fingerprints() {
+                batch.delete_cf(&cf(CF_IDX_KEY), f.0);
+            }
+            for (k, v) in before.labels.iter() {
+                batch.delete_cf(&cf(CF_IDX_LABEL), label_key(k, v, id));
+            }
+            batch.delete_cf(&cf(CF_IDX_TENANT), joined(before.tenant.as_str(), id));
+            if let Some(gw) = &before.gateway {
+                batch.delete_cf(&cf(CF_IDX_GATEWAY), joined(gw.as_str(), id));
+            }
+        }
+        match &change.after {
+            Some(after) => {
+                for i in after.psk_identities() {
+                    batch.put_cf(&cf(CF_IDX_PSK), i, id);
+                }
+                for f in after.fingerprints() {
+                    batch.put_cf(&cf(CF_IDX_KEY), f.0, id);
+                }
+                for (k, v) in after.labels.iter() {
+                    batch.put_cf(&cf(CF_IDX_LABEL), label_key(k, v, id), b"");
+                }
+                batch.put_cf(&cf(CF_IDX_TENANT), joined(after.tenant.as_str(), id), b"");
+                if let Some(gw) = &after.gateway {
+                    batch.put_cf(&cf(CF_IDX_GATEWAY), joined(gw.as_str(), id), b"");
+                }
+                batch.put_cf(&cf(CF_DEVICES), id, encode(after));
+            }
+            None => batch.delete_cf(&cf(CF_DEVICES), id),
+        }
+        if let Some(r) = &change.revocation {
+            let revoked = cf(CF_REVOKED);
+            batch.put_cf(&revoked, revoked_device_key(id), encode(r));
+            for i in &r.psk_identities {
+                batch.put_cf(&revoked, revoked_psk_key(i), id);
+            }
+            for f in &r.fingerprints {
+                batch.put_cf(&revoked, revoked_fingerprint_key(&f.0), id);
+            }
+        }
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<BatchOutcome>, StoreError> {
+        let reader = RegistryReader::new(self.db.clone());
+        let mut overlay = Overlay::new(&reader);
+        let mut batch = WriteBatch::default();
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut events = Vec::new();
+        let mut devices = self.counter(COUNTER_DEVICES)? as i64;
+        let mut rl_version = self.counter(COUNTER_RL_VERSION)?;
+        let mut last_applied: Option<LogId> = None;
+        let mut membership: Option<StoredMembership> = None;
+
+        for entry in entries {
+            let revision = entry.log_id.index;
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => outcomes.push(BatchOutcome::default()),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    outcomes.push(BatchOutcome::default());
+                }
+                EntryPayload::Normal(proposals) => {
+                    let mut results = Vec::with_capacity(proposals.0.len());
+                    for proposal in &proposals.0 {
+                        match apply(&overlay, proposal, revision)? {
+                            Ok(change) => {
+                                overlay.record(&change);
+                                self.write_change(&mut batch, &change);
+                                devices +=
+                                    change.after.is_some() as i64 - change.before.is_some() as i64;
+                                rl_version += change.revocation.is_some() as u64;
+                                events.push(RegistryEvent {
+                                    revision,
+                                    device: change.id.clone(),
+                                    status: change.after.as_ref().map(|d| d.status),
+                                    cut_off: change.cuts_off_device(),
+                                });
+                                results.push(Ok(change.after));
+                            }
+                            Err(rejection) => results.push(Err(rejection)),
+                        }
+                    }
+                    outcomes.push(BatchOutcome(results));
+                }
+            }
+        }
+
+        let counters = self.db.cf_handle(CF_COUNTERS).expect("cf exists");
+        batch.put_cf(&counters, COUNTER_DEVICES, encode(&(devices.max(0) as u64)));
+        batch.put_cf(&counters, COUNTER_RL_VERSION, encode(&rl_version));
+        let meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        if let Some(applied) = last_applied {
+            batch.put_cf(&meta, SM_APPLIED, encode(&applied));
+        }
+        if let Some(m) = membership {
+            batch.put_cf(&meta, SM_MEMBERSHIP, encode(&m));
+        }
+        self.db.write(batch)?;
+        for e in events {
+            // No receivers is fine: nobody is listening yet.
+            let _ = self.events.send(e);
+        }
+        Ok(outcomes)
+    }
+
+    fn current_snapshot(&self) -> Result<Option<CurrentSnapshot>, StoreError> {
+        self.meta(SM_SNAPSHOT)
+    }
+
+    fn build(&self) -> Result<CurrentSnapshot, StoreError> {
+        // Make every applied write durable before the log behind it may be purged.
+        self.db.flush_wal(true)?;
+        let view = self.db.snapshot();
+        let meta_cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        let applied: Option<LogId> = match view.get_cf(&meta_cf, SM_APPLIED)? {
+            Some(b) => Some(decode_as("applied log id", &b)?),
+            None => None,
+        };
+        let membership: StoredMembership = match view.get_cf(&meta_cf, SM_MEMBERSHIP)? {
+            Some(b) => decode_as("membership", &b)?,
+            None => StoredMembership::default(),
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let (term, index) = applied
+            .map(|l| (l.leader_id.term, l.index))
+            .unwrap_or((0, 0));
+        let snapshot_id = format!("{term}-{index}-{stamp}");
+        let file = format!("snap-{snapshot_id}.bin");
+        let path = self.snapshot_dir.join(&file);
+        snapshot::write(&self.db, &view, &path)?;
+        let current = CurrentSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id,
+            },
+            file,
+        };
+        self.set_current_snapshot(&current)?;
+        Ok(current)
+    }
+
+    /// Records `current` as the served snapshot and deletes older files.
+    fn set_current_snapshot(&self, current: &CurrentSnapshot) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(&cf, SM_SNAPSHOT, encode(current), &wo)?;
+        if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
+            for f in dir.flatten() {
+                if f.file_name().to_string_lossy() != current.file {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn install(&self, meta: &SnapshotMeta, mut data: std::fs::File) -> Result<(), StoreError> {
+        let io = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| StoreError::Io { path, source }
+        };
+        let file = format!("snap-{}.bin", meta.snapshot_id);
+        let path = self.snapshot_dir.join(&file);
+        let tmp = self.snapshot_dir.join("incoming.tmp");
+        data.seek(SeekFrom::Start(0)).map_err(io(&tmp))?;
+        {
+            let mut out = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            std::io::copy(&mut data, &mut out).map_err(io(&tmp))?;
+            out.sync_all().map_err(io(&tmp))?;
+        }
+        snapshot::verify(&tmp)?;
+
+        let sm_meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(&sm_meta, SM_INSTALLING, b"1", &wo)?;
+        snapshot::load(&self.db, &tmp)?;
+        let mut batch = WriteBatch::default();
+        match &meta.last_log_id {
+            Some(applied) => batch.put_cf(&sm_meta, SM_APPLIED, encode(applied)),
+            None => batch.delete_cf(&sm_meta, SM_APPLIED),
+        }
+        batch.put_cf(&sm_meta, SM_MEMBERSHIP, encode(&meta.last_membership));
+        batch.delete_cf(&sm_meta, SM_INSTALLING);
+        self.db.write_opt(batch, &wo)?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.set_current_snapshot(&CurrentSnapshot {
+            meta: meta.clone(),
+            file,
+        })
+    }
+}
+
+/// At start-up: if a snapshot install was cut short, the registry holds a mix of
+/// old and new state. Clear it and forget what was applied, so openraft fetches
+/// the snapshot again (or replays the log) into a clean registry.
+pub(crate) fn recover_interrupted_install(db: &DB) -> Result<(), StoreError> {
+    let meta = db.cf_handle(CF_SM_META).expect("cf exists");
+    if db.get_cf(&meta, SM_INSTALLING)?.is_none() {
+        return Ok(());
+    }
+    tracing::warn!("a snapshot install was interrupted; clearing the registry to rebuild it");
+    for name in REGISTRY_CFS {
+        snapshot::clear_cf(db, name)?;
+    }
+    let mut batch = WriteBatch::default();
+    batch.delete_cf(&meta, SM_APPLIED);
+    batch.delete_cf(&meta, SM_MEMBERSHIP);
+    batch.delete_cf(&meta, SM_SNAPSHOT);
+    batch.delete_cf(&meta, SM_INSTALLING);
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)?;
+    Ok(())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("storage task panicked")
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let sm = self.clone();
+        let current = blocking(move || sm.build())
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let file = tokio::fs::File::open(self.snapshot_dir.join(&current.file))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let read = |e| sm_err(ErrorVerb::Read, e);
+        let applied = self.meta::<LogId>(SM_APPLIED).map_err(read)?;
+        let membership = self
+            .meta::<StoredMembership>(SM_MEMBERSHIP)
+            .map_err(read)?
+            .unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let sm = self.clone();
+        blocking(move || sm.apply_entries(entries))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let path = self
+            .snapshot_dir
+            .join(format!("receiving-{}.tmp", std::process::id()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_std().await;
+        let sm = self.clone();
+        let meta_owned = meta.clone();
+        blocking(move || sm.install(&meta_owned, data))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let Some(current) = self
+            .current_snapshot()
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?
+        else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshot_dir.join(&current.file))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot {
+            meta: current.meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}

@@ -1,0 +1,198 @@
+//! `idreg bench`: load generators for a running node, bounded in count and time.
+//! They print throughput and latency percentiles (table or JSON).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use idreg_client::pb;
+use serde::Serialize;
+
+use crate::cli::{BenchCommand, OutputFormat};
+
+#[derive(Serialize)]
+struct Summary {
+    name: String,
+    concurrency: usize,
+    operations: usize,
+    errors: usize,
+    seconds: f64,
+    ops_per_sec: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+fn summarize(
+    name: &str,
+    concurrency: usize,
+    mut lat_us: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+) -> Summary {
+    lat_us.sort_unstable();
+    let pct = |p: f64| {
+        lat_us
+            .get(((lat_us.len() as f64 * p) as usize).min(lat_us.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    Summary {
+        name: name.to_owned(),
+        concurrency,
+        operations: lat_us.len(),
+        errors,
+        seconds: elapsed.as_secs_f64(),
+        ops_per_sec: lat_us.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: pct(0.50),
+        p90_us: pct(0.90),
+        p99_us: pct(0.99),
+        max_us: lat_us.last().copied().unwrap_or(0),
+    }
+}
+
+/// Runs `op(i)` for i in 0..count over `concurrency` connections, stopping at
+/// `max_time`. Each worker owns a connection.
+async fn drive<F, Fut>(
+    endpoint: &str,
+    concurrency: usize,
+    count: usize,
+    max_time: Duration,
+    op: F,
+) -> anyhow::Result<(Vec<u64>, usize, Duration)>
+where
+    F: Fn(
+            idreg_client::pb::device_registry_client::DeviceRegistryClient<
+                tonic::transport::Channel,
+            >,
+            usize,
+        ) -> Fut
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+    Fut: std::future::Future<
+            Output = (
+                idreg_client::pb::device_registry_client::DeviceRegistryClient<
+                    tonic::transport::Channel,
+                >,
+                bool,
+            ),
+        > + Send,
+{
+    let start = Instant::now();
+    let deadline = start + max_time;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let mut client = idreg_client::connect(endpoint).await?;
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            for i in (w..count).step_by(concurrency) {
+                if Instant::now() > deadline {
+                    break;
+                }
+                let t = Instant::now();
+                let (c, ok) = op(client, i).await;
+                client = c;
+                if ok {
+                    lat.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::with_capacity(count);
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await.context("bench worker")?;
+        all.extend(lat);
+        errors += e;
+    }
+    Ok((all, errors, start.elapsed()))
+}
+
+fn print(output: OutputFormat, s: &Summary) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(s)?),
+        OutputFormat::Table => println!(
+            "{:<10} conc={:<4} ops={:<8} errors={:<5} {:>9.0} ops/s  p50={}µs p90={}µs p99={}µs max={}µs",
+            s.name, s.concurrency, s.operations, s.errors, s.ops_per_sec, s.p50_us, s.p90_us, s.p99_us, s.max_us
+        ),
+    }
+    Ok(())
+}
+
+pub async fn run(
+    endpoint: &str,
+    output: OutputFormat,
+    command: BenchCommand,
+) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Register {
+            concurrency,
+            count,
+            prefix,
+            max_seconds,
+        } => {
+            let prefix = prefix.unwrap_or_else(|| format!("bench-{}", std::process::id()));
+            let (lat, errors, elapsed) = drive(
+                endpoint,
+                concurrency,
+                count,
+                Duration::from_secs(max_seconds),
+                move |mut c, i| {
+                    let id = format!("{prefix}-{i:08}");
+                    async move {
+                        let mut req = pb::CreateDeviceRequest {
+                            id: id.clone(),
+                            ..Default::default()
+                        };
+                        req.labels.insert("bench".into(), "register".into());
+                        req.credentials.push(pb::CredentialInput {
+                            kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
+                                identity: id.into_bytes(),
+                                secret: b"bench-secret-0123456789".to_vec(),
+                            })),
+                        });
+                        let ok = c.create_device(req).await.is_ok();
+                        (c, ok)
+                    }
+                },
+            )
+            .await?;
+            print(
+                output,
+                &summarize("register", concurrency, lat, errors, elapsed),
+            )
+        }
+        BenchCommand::Get {
+            concurrency,
+            count,
+            prefix,
+            population,
+            max_seconds,
+        } => {
+            let (lat, errors, elapsed) = drive(
+                endpoint,
+                concurrency,
+                count,
+                Duration::from_secs(max_seconds),
+                move |mut c, i| {
+                    // A spread of ids over the registered population (multiplicative hash).
+                    let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                    let id = format!("{prefix}-{n:08}");
+                    async move {
+                        let ok = c.get_device(pb::GetDeviceRequest { id }).await.is_ok();
+                        (c, ok)
+                    }
+                },
+            )
+            .await?;
+            print(output, &summarize("get", concurrency, lat, errors, elapsed))
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "idreg",
+    version,
+    about = "Replicated device-identity registry for IoT fleets"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Run an idreg node.
+    Serve(ServeArgs),
+    /// Register, look up, list, update, revoke and delete devices.
+    Device {
+        /// The node to talk to (host:port or http://host:port).
+        #[arg(
+            long,
+            global = true,
+            env = "IDREG_ENDPOINT",
+            default_value = "127.0.0.1:50051"
+        )]
+        endpoint: String,
+        /// How to print results.
+        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Load generators against a running node (bounded in count and time).
+    Bench {
+        #[arg(
+            long,
+            global = true,
+            env = "IDREG_ENDPOINT",
+            default_value = "127.0.0.1:50051"
+        )]
+        endpoint: String,
+        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// CreateDevice throughput and latency (each device with one PSK).
+    Register {
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// Device ids are PREFIX-00000000…; default bench-<pid>.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
+    /// GetDevice latency over devices created by `bench register --prefix P`.
+    Get {
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long)]
+        prefix: String,
+        /// How many devices `bench register` created under the prefix.
+        #[arg(long)]
+        population: usize,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Flags of `idreg serve`. Each may also come from the environment (`IDREG_…`)
+/// or from the TOML file given with `--config`; a flag beats the environment,
+/// which beats the file, which beats the default.
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flags, with _ for -).
+    #[arg(long, env = "IDREG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where RocksDB and snapshots live [default: ./data].
+    #[arg(long, env = "IDREG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Back-office gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "IDREG_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Device front (CoAP over DTLS) listen address [default: 0.0.0.0:5684].
+    #[arg(long, env = "IDREG_COAP_ADDR")]
+    pub coap_addr: Option<String>,
+    /// File holding the 32-byte key-encryption key (raw, hex or base64). Without
+    /// it a development key is generated into the data directory.
+    #[arg(long, env = "IDREG_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// This node's raft id [default: 1].
+    #[arg(long, env = "IDREG_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Build a snapshot after this many log entries [default: 20000].
+    #[arg(long, env = "IDREG_SNAPSHOT_EVERY")]
+    pub snapshot_every: Option<u64>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct CredentialArgs {
+    /// PSK identity (text) of a pre-shared-key credential.
+    #[arg(long)]
+    pub psk_identity: Option<String>,
+    /// The PSK as text (16–64 bytes).
+    #[arg(long, conflicts_with = "psk_hex")]
+    pub psk: Option<String>,
+    /// The PSK as hex digits.
+    #[arg(long)]
+    pub psk_hex: Option<String>,
+    /// PEM file with a P-256 public key (SubjectPublicKeyInfo). Repeatable.
+    #[arg(long = "public-key")]
+    pub public_keys: Vec<PathBuf>,
+    /// PEM file with a certificate whose key is P-256. Repeatable.
+    #[arg(long = "cert")]
+    pub certs: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Register a device.
+    Add {
+        id: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// key=value; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// The hub that may act for this device.
+        #[arg(long)]
+        gateway: Option<String>,
+        #[command(flatten)]
+        credentials: CredentialArgs,
+    },
+    /// Show one device.
+    Get { id: String },
+    /// List devices, page by page, in id order.
+    List {
+        #[arg(long, value_parser = ["active", "disabled", "revoked"])]
+        status: Option<String>,
+        /// key=value; repeatable, all must match.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Stop after this many devices.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Devices fetched per request (1–1000).
+        #[arg(long, default_value_t = 500)]
+        page_size: u32,
+    },
+    /// Change labels, status, gateway or credentials.
+    Update {
+        id: String,
+        /// Replace all labels with these key=value pairs (repeatable).
+        #[arg(long = "set-label")]
+        set_labels: Vec<String>,
+        /// Remove all labels.
+        #[arg(long, conflicts_with = "set_labels")]
+        clear_labels: bool,
+        #[arg(long, value_parser = ["active", "disabled"])]
+        status: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        #[arg(long, conflicts_with = "gateway")]
+        clear_gateway: bool,
+        /// Add the credentials given with --psk-identity/--psk/--public-key/--cert.
+        #[command(flatten)]
+        add: CredentialArgs,
+        /// Remove the PSK credential with this identity (repeatable).
+        #[arg(long)]
+        remove_psk_identity: Vec<String>,
+        /// Remove the key with this SHA-256 fingerprint (repeatable).
+        #[arg(long)]
+        remove_fingerprint: Vec<String>,
+    },
+    /// Revoke a device for good.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Delete a device record.
+    Delete { id: String },
+}

@@ -1,0 +1,235 @@
+//! `idreg device …`: the back-office API from the command line.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use idreg_client::pb;
+use tonic::Status;
+
+use crate::cli::{CredentialArgs, DeviceCommand, OutputFormat};
+use crate::output::{device_detail, device_row, DeviceView, TABLE_HEADER};
+
+/// A gRPC error as a user reads it: the code's name and the server's message.
+fn rpc(e: Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
+}
+
+fn read_pem(flag: &str, path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read file", path.display()))
+}
+
+fn parse_labels(
+    flag: &str,
+    items: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => bail!("{flag} {s:?}: expected key=value"),
+        })
+        .collect()
+}
+
+/// The credentials named by the flags, in the API's input form.
+fn credential_inputs(args: CredentialArgs) -> anyhow::Result<Vec<pb::CredentialInput>> {
+    use pb::credential_input::Kind;
+    let mut out = Vec::new();
+    let secret = match (&args.psk, &args.psk_hex) {
+        (Some(text), None) => Some(text.as_bytes().to_vec()),
+        (None, Some(h)) => Some(hex::decode(h.trim()).context("--psk-hex: not hex digits")?),
+        (None, None) => None,
+        (Some(_), Some(_)) => bail!("give --psk or --psk-hex, not both"),
+    };
+    match (args.psk_identity, secret) {
+        (Some(identity), Some(secret)) => out.push(pb::CredentialInput {
+            kind: Some(Kind::Psk(pb::PskInput {
+                identity: identity.into_bytes(),
+                secret,
+            })),
+        }),
+        (Some(_), None) => bail!("--psk-identity needs --psk or --psk-hex"),
+        (None, Some(_)) => bail!("--psk/--psk-hex need --psk-identity"),
+        (None, None) => {}
+    }
+    for p in &args.public_keys {
+        out.push(pb::CredentialInput {
+            kind: Some(Kind::PublicKeyPem(read_pem("--public-key", p)?)),
+        });
+    }
+    for p in &args.certs {
+        out.push(pb::CredentialInput {
+            kind: Some(Kind::CertificatePem(read_pem("--cert", p)?)),
+        });
+    }
+    Ok(out)
+}
+
+fn status_value(s: &str) -> i32 {
+    match s {
+        "active" => pb::DeviceStatus::Active as i32,
+        "disabled" => pb::DeviceStatus::Disabled as i32,
+        "revoked" => pb::DeviceStatus::Revoked as i32,
+        _ => pb::DeviceStatus::Unspecified as i32,
+    }
+}
+
+fn print_device(output: OutputFormat, d: &pb::Device) -> anyhow::Result<()> {
+    let view = DeviceView::from(d);
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        OutputFormat::Table => print!("{}", device_detail(&view)),
+    }
+    Ok(())
+}
+
+pub async fn run(
+    endpoint: &str,
+    output: OutputFormat,
+    command: DeviceCommand,
+) -> anyhow::Result<()> {
+    // Check local input before connecting, so a typo is reported as such.
+    let request = Prepared::from(command)?;
+    let mut client = idreg_client::connect(endpoint).await?;
+    match request {
+        Prepared::Add(req) => print_device(
+            output,
+            &client.create_device(req).await.map_err(rpc)?.into_inner(),
+        ),
+        Prepared::Get(req) => print_device(
+            output,
+            &client.get_device(req).await.map_err(rpc)?.into_inner(),
+        ),
+        Prepared::Update(req) => print_device(
+            output,
+            &client.update_device(req).await.map_err(rpc)?.into_inner(),
+        ),
+        Prepared::Revoke(req) => print_device(
+            output,
+            &client.revoke_device(req).await.map_err(rpc)?.into_inner(),
+        ),
+        Prepared::Delete(req) => {
+            let id = req.id.clone();
+            client.delete_device(req).await.map_err(rpc)?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::json!({ "deleted": id })),
+                OutputFormat::Table => println!("deleted {id}"),
+            }
+            Ok(())
+        }
+        Prepared::List { mut req, limit } => {
+            let mut seen: u64 = 0;
+            let mut json_items = Vec::new();
+            if output == OutputFormat::Table {
+                println!("{TABLE_HEADER}");
+            }
+            'pages: loop {
+                let page = client
+                    .list_devices(req.clone())
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                for d in &page.devices {
+                    if limit.is_some_and(|l| seen >= l) {
+                        break 'pages;
+                    }
+                    seen += 1;
+                    let view = DeviceView::from(d);
+                    match output {
+                        OutputFormat::Table => println!("{}", device_row(&view)),
+                        OutputFormat::Json => json_items.push(view),
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            if output == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&json_items)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A command turned into its request, with local input checked.
+enum Prepared {
+    Add(pb::CreateDeviceRequest),
+    Get(pb::GetDeviceRequest),
+    List {
+        req: pb::ListDevicesRequest,
+        limit: Option<u64>,
+    },
+    Update(pb::UpdateDeviceRequest),
+    Revoke(pb::RevokeDeviceRequest),
+    Delete(pb::DeleteDeviceRequest),
+}
+
+impl Prepared {
+    fn from(command: DeviceCommand) -> anyhow::Result<Self> {
+        Ok(match command {
+            DeviceCommand::Add {
+                id,
+                tenant,
+                labels,
+                gateway,
+                credentials,
+            } => Prepared::Add(pb::CreateDeviceRequest {
+                id,
+                tenant: tenant.unwrap_or_default(),
+                labels: parse_labels("--label", &labels)?,
+                gateway: gateway.unwrap_or_default(),
+                credentials: credential_inputs(credentials)?,
+            }),
+            DeviceCommand::Get { id } => Prepared::Get(pb::GetDeviceRequest { id }),
+            DeviceCommand::List {
+                status,
+                labels,
+                tenant,
+                gateway,
+                limit,
+                page_size,
+            } => Prepared::List {
+                req: pb::ListDevicesRequest {
+                    page_size,
+                    page_token: String::new(),
+                    status: status.as_deref().map(status_value).unwrap_or(0),
+                    labels,
+                    tenant: tenant.unwrap_or_default(),
+                    gateway: gateway.unwrap_or_default(),
+                },
+                limit,
+            },
+            DeviceCommand::Update {
+                id,
+                set_labels,
+                clear_labels,
+                status,
+                gateway,
+                clear_gateway,
+                add,
+                remove_psk_identity,
+                remove_fingerprint,
+            } => Prepared::Update(pb::UpdateDeviceRequest {
+                id,
+                replace_labels: clear_labels || !set_labels.is_empty(),
+                labels: parse_labels("--set-label", &set_labels)?,
+                status: status.as_deref().map(status_value).unwrap_or(0),
+                set_gateway: clear_gateway || gateway.is_some(),
+                gateway: gateway.unwrap_or_default(),
+                add_credentials: credential_inputs(add)?,
+                remove_psk_identities: remove_psk_identity
+                    .into_iter()
+                    .map(String::into_bytes)
+                    .collect(),
+                remove_fingerprints: remove_fingerprint,
+            }),
+            DeviceCommand::Revoke { id, reason } => {
+                Prepared::Revoke(pb::RevokeDeviceRequest { id, reason })
+            }
+            DeviceCommand::Delete { id } => Prepared::Delete(pb::DeleteDeviceRequest { id }),
+        })
+    }
+}

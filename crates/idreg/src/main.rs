@@ -1,0 +1,46 @@
+//! The idreg binary: `idreg serve` runs a node; `idreg device …` talks to one.
+
+mod bench;
+mod cli;
+mod device_cmd;
+mod output;
+mod serve;
+mod serve_config;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Commands::Serve(args) => serve::run(args).await,
+            cli::Commands::Device {
+                endpoint,
+                output,
+                command,
+            } => device_cmd::run(&endpoint, output, command).await,
+            cli::Commands::Bench {
+                endpoint,
+                output,
+                command,
+            } => bench::run(&endpoint, output, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

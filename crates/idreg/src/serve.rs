@@ -1,0 +1,146 @@
+//! `idreg serve`: open the store, check the KEK, start raft, serve gRPC, and
+//! shut down cleanly on SIGTERM/SIGINT.
+
+use std::path::Path;
+
+use anyhow::Context;
+use idreg_api::RegistryService;
+use idreg_core::Kek;
+use idreg_raft::{NodeConfig, RegistryNode};
+use idreg_store::Store;
+use tracing::{info, warn};
+
+use crate::cli::ServeArgs;
+use crate::serve_config::ServeConfig;
+
+/// Name of the development KEK generated into the data directory.
+const DEV_KEK_FILE: &str = "dev-kek.hex";
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IDREG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The KEK from `--kek-file`, or in development a generated one kept in the
+/// data directory (with a warning: it sits beside the data it protects).
+fn load_kek(config: &ServeConfig) -> anyhow::Result<Kek> {
+    let (path, generated) = match &config.kek_file {
+        Some(p) => (p.clone(), false),
+        None => {
+            let p = config.data_dir.join(DEV_KEK_FILE);
+            let generated = !p.exists();
+            if generated {
+                write_private(&p, Kek::generate_hex().as_bytes())?;
+            }
+            (p, generated)
+        }
+    };
+    let content =
+        std::fs::read(&path).with_context(|| format!("cannot read KEK file {}", path.display()))?;
+    let kek = Kek::parse_file_content(&content)
+        .with_context(|| format!("KEK file {}", path.display()))?;
+    if config.kek_file.is_none() {
+        warn!(
+            "!!! DEVELOPMENT MODE: no --kek-file given; using the key-encryption key in {} ({}). \
+             It lies beside the data it protects. In production mount a secret and pass --kek-file. !!!",
+            path.display(),
+            if generated { "just generated" } else { "generated earlier" }
+        );
+    }
+    Ok(kek)
+}
+
+fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let config = ServeConfig::resolve(args)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let kek = load_kek(&config)?;
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    store.verify_or_record_kek(&kek)?;
+    info!(kek = %kek.id_hex(), data_dir = %config.data_dir.display(), "store open");
+
+    let node_config = NodeConfig {
+        node_id: config.node_id,
+        advertise_addr: config.grpc_addr.to_string(),
+        snapshot_every: config.snapshot_every,
+    };
+    let node = RegistryNode::start_single(node_config, store)
+        .await
+        .context("cannot start the raft node")?;
+    info!(
+        node_id = config.node_id,
+        "raft node leads its single-node cluster"
+    );
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<idreg_proto::v1::device_registry_server::DeviceRegistryServer<RegistryService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(idreg_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection service")?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(idreg_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection service")?;
+
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
+    info!(addr = %listener.local_addr()?, "gRPC listening");
+    warn!(addr = %config.coap_addr, "the device front (CoAP/DTLS) is not part of this build yet; nothing listens there");
+
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(RegistryService::new(node.clone(), kek).into_server())
+        .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown_signal())
+        .await
+        .context("gRPC server")?;
+    node.shutdown().await;
+    // Memtables to SST files, so a restart need not replay the WAL.
+    if let Err(e) = node.store().flush() {
+        warn!("flush on shutdown: {e}");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -1,0 +1,227 @@
+//! Test harness: runs the real `idreg` binary on loopback in a temp dir.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use idreg_client::pb;
+use idreg_client::pb::device_registry_client::DeviceRegistryClient;
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `idreg serve`.
+pub struct Server {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc_addr: String,
+    pub log: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+impl Server {
+    /// Starts a node on `data_dir` and waits until it answers.
+    pub async fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            grpc_addr: format!("127.0.0.1:{}", free_port()),
+            log: data_dir.with_extension("log"),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--grpc-addr", &self.grpc_addr, "--coap-addr", "127.0.0.1:0"])
+            .args(&self.extra_args)
+            .env("IDREG_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start idreg");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// Waits (bounded) until a request succeeds end to end.
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "idreg exited with {status} before it was ready; log:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(mut c) = idreg_client::connect(&self.grpc_addr).await {
+                let probe = c
+                    .get_device(pb::GetDeviceRequest {
+                        id: "readiness-probe".into(),
+                    })
+                    .await;
+                if matches!(&probe, Err(s) if s.code() == tonic::Code::NotFound) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "idreg not ready in 60 s; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> DeviceRegistryClient<Channel> {
+        idreg_client::connect(&self.grpc_addr)
+            .await
+            .expect("connect")
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                panic!("idreg did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn().await;
+    }
+
+    /// Runs `idreg <args>` against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("IDREG_ENDPOINT", &self.grpc_addr)
+            .output()
+            .expect("run idreg")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn psk_input(identity: &str, secret: &[u8]) -> pb::CredentialInput {
+    pb::CredentialInput {
+        kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
+            identity: identity.as_bytes().to_vec(),
+            secret: secret.to_vec(),
+        })),
+    }
+}
+
+pub fn create_req(id: &str, creds: Vec<pb::CredentialInput>) -> pb::CreateDeviceRequest {
+    pb::CreateDeviceRequest {
+        id: id.into(),
+        credentials: creds,
+        ..Default::default()
+    }
+}
+
+/// Every device id the server lists, following page tokens.
+pub async fn list_all_ids(
+    client: &mut DeviceRegistryClient<Channel>,
+    mut req: pb::ListDevicesRequest,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..1_000_000 {
+        let page = client
+            .list_devices(req.clone())
+            .await
+            .expect("list")
+            .into_inner();
+        ids.extend(page.devices.into_iter().map(|d| d.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        req.page_token = page.next_page_token;
+    }
+    panic!("listing did not end");
+}
+
+/// A P-256 key pair as (private key PEM, public key PEM).
+pub fn p256_key() -> (String, String) {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    (kp.serialize_pem(), kp.public_key_pem())
+}
+
+/// An external client program from PATH or the project's `.venv`. Missing, it
+/// fails the test when `IDREG_REQUIRE_EXTERNAL=1` (as `.ci/run` sets) and skips
+/// it loudly otherwise.
+pub fn external_tool(name: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv/bin")
+        .join(name);
+    let found = if venv.exists() {
+        Some(venv)
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    if found.is_none() {
+        if std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{name} is required (IDREG_REQUIRE_EXTERNAL=1) but not installed; .ci/run installs it");
+        }
+        eprintln!("SKIPPED: {name} is not installed; run .ci/run to install the external clients");
+    }
+    found
+}

@@ -1,0 +1,145 @@
+//! Every acknowledged registration survives `kill -9`; SIGTERM stops cleanly.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use idreg_client::pb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_devices_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("node")).await;
+
+    // 16 concurrent writers, 100 devices each; remember what was acknowledged.
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..100 {
+                let id = format!("w{w}-dev{i}");
+                let secret = format!("secret-of-{id}-padding");
+                let req = create_req(&id, vec![psk_input(&id, secret.as_bytes())]);
+                if client.create_device(req).await.is_ok() {
+                    acked.push(id);
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = BTreeSet::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(
+        acked.len(),
+        1600,
+        "every create on a healthy node is acknowledged"
+    );
+
+    server.kill9();
+    server.restart().await;
+
+    let mut client = server.client().await;
+    let listed: BTreeSet<String> = list_all_ids(&mut client, pb::ListDevicesRequest::default())
+        .await
+        .into_iter()
+        .collect();
+    let missing: Vec<_> = acked.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged devices lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    let d = client
+        .get_device(pb::GetDeviceRequest {
+            id: "w3-dev42".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.credentials.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_restart_keeps_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("node")).await;
+    let mut client = server.client().await;
+    client
+        .create_device(create_req("keep-me", vec![]))
+        .await
+        .unwrap();
+    let status = server.terminate();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        server.log_text().contains("SIGTERM"),
+        "{}",
+        server.log_text()
+    );
+    server.restart().await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client
+            .get_device(pb::GetDeviceRequest {
+                id: "keep-me".into()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .id,
+        "keep-me"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_kek_is_a_clear_start_up_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kek_a = tmp.path().join("kek-a");
+    let kek_b = tmp.path().join("kek-b");
+    std::fs::write(&kek_a, "11".repeat(32)).unwrap();
+    std::fs::write(&kek_b, "22".repeat(32)).unwrap();
+    let data = tmp.path().join("node");
+    let mut server = Server::start_with(&data, &["--kek-file", kek_a.to_str().unwrap()]).await;
+    server.terminate();
+
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--kek-file",
+            kek_b.to_str().unwrap(),
+        ])
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("key-encryption key") && err.contains("not the one"),
+        "{err}"
+    );
+
+    let bad = tmp.path().join("kek-bad");
+    std::fs::write(&bad, "too short").unwrap();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--kek-file",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEK must be 32 bytes"));
+}
