@@ -236,16 +236,18 @@ fn check_new_credentials<V: RegistryView>(
         match c {
             Credential::Psk { identity, .. } => {
                 let shown = String::from_utf8_lossy(identity).into_owned();
-                if let Some(owner) = view.psk_owner(identity)? {
-                    return Ok(Err(Rejection::PskIdentityTaken {
-                        identity: shown,
-                        owner: owner.to_string(),
-                    }));
-                }
+                // Revocation is checked first: it is the more useful answer when a
+                // revoked device still holds the credential.
                 if let Some(device) = view.revoked_psk(identity)? {
                     return Ok(Err(Rejection::RevokedCredential {
                         what: format!("PSK identity {shown:?}"),
                         device: device.to_string(),
+                    }));
+                }
+                if let Some(owner) = view.psk_owner(identity)? {
+                    return Ok(Err(Rejection::PskIdentityTaken {
+                        identity: shown,
+                        owner: owner.to_string(),
                     }));
                 }
                 if earlier
@@ -260,16 +262,16 @@ fn check_new_credentials<V: RegistryView>(
             }
             Credential::PublicKey(k) => {
                 let shown = k.fingerprint.to_string();
-                if let Some(owner) = view.key_owner(&k.fingerprint)? {
-                    return Ok(Err(Rejection::KeyTaken {
-                        fingerprint: shown,
-                        owner: owner.to_string(),
-                    }));
-                }
                 if let Some(device) = view.revoked_key(&k.fingerprint)? {
                     return Ok(Err(Rejection::RevokedCredential {
                         what: format!("public key {shown}"),
                         device: device.to_string(),
+                    }));
+                }
+                if let Some(owner) = view.key_owner(&k.fingerprint)? {
+                    return Ok(Err(Rejection::KeyTaken {
+                        fingerprint: shown,
+                        owner: owner.to_string(),
                     }));
                 }
                 if earlier
