@@ -17,6 +17,7 @@ pub mod limits;
 pub mod mem;
 pub mod names;
 pub mod secret;
+pub mod session;
 pub mod view;
 
 pub use apply::{apply, Change};
@@ -27,4 +28,5 @@ pub use error::{Rejection, ValidationError};
 pub use labels::Labels;
 pub use names::{DeviceId, TenantId};
 pub use secret::{Kek, SealedSecret, SecretError};
+pub use session::{SessionCredential, SessionEnd, SessionRecord};
 pub use view::{Overlay, RegistryView};

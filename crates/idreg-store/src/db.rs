@@ -103,6 +103,10 @@ impl Store {
         RegistryReader::new(self.db.clone())
     }
 
+    pub fn session_log(&self) -> crate::SessionLog {
+        crate::SessionLog::new(self.db.clone())
+    }
+
     /// Changes applied from now on, in log order (lagging receivers lose the
     /// oldest and are told so by the channel).
     pub fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {

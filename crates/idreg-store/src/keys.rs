@@ -27,6 +27,8 @@ pub const CF_IDX_GATEWAY: &str = "idx_gateway";
 pub const CF_REVOKED: &str = "revoked";
 /// Registry counters (revocation-list version, device count).
 pub const CF_COUNTERS: &str = "counters";
+/// Node-local session audit (see `session_log`); not replicated, not in snapshots.
+pub const CF_SESSIONS: &str = "sessions";
 
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
@@ -41,6 +43,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_IDX_GATEWAY,
     CF_REVOKED,
     CF_COUNTERS,
+    CF_SESSIONS,
 ];
 
 /// The column families that make up the registry state: what a snapshot holds.

@@ -1,0 +1,265 @@
+//! The node-local session audit: one record per device session, kept for a
+//! retention period. It is not replicated and not part of snapshots: each node
+//! records the sessions it served ("who connected to this node, from where").
+//!
+//! Keys in `CF_SESSIONS`:
+//! - `t` + started_ms (BE) + id (BE) -> record (time order, for ranges and purge)
+//! - `d` + device + `\0` + started_ms (BE) + id (BE) -> () (by device)
+
+use std::sync::Arc;
+
+use idreg_core::SessionRecord;
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+
+use crate::codec::encode;
+use crate::db::{decode_as, StoreError};
+use crate::keys::CF_SESSIONS;
+
+/// Which sessions a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionQuery {
+    pub device: Option<String>,
+    /// Sessions that started at or after this time.
+    pub since_ms: Option<u64>,
+    /// Sessions that started before this time.
+    pub until_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionRecord>,
+    /// Resume key for the next page, if there may be more.
+    pub next: Option<Vec<u8>>,
+}
+
+#[derive(Clone)]
+pub struct SessionLog {
+    db: Arc<DB>,
+}
+
+fn time_key(started_ms: u64, id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b't');
+    k.extend_from_slice(&started_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn device_prefix(device: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(device.len() + 2);
+    k.push(b'd');
+    k.extend_from_slice(device.as_bytes());
+    k.push(0);
+    k
+}
+
+fn device_key(device: &str, started_ms: u64, id: u64) -> Vec<u8> {
+    let mut k = device_prefix(device);
+    k.extend_from_slice(&started_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+impl SessionLog {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    /// Writes (or overwrites) a record. Audit writes go through the WAL but do
+    /// not wait for fsync: a crash may lose the last moments of audit, never
+    /// registry state.
+    pub fn record(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&cf, time_key(r.started_ms, r.id), encode(r));
+        batch.put_cf(&cf, device_key(&r.device, r.started_ms, r.id), []);
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    fn load(&self, started_ms: u64, id: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        match self.db.get_pinned_cf(&cf, time_key(started_ms, id))? {
+            Some(v) => Ok(Some(decode_as("session record", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` sessions matching `q`, oldest first, starting after the
+    /// resume key `after` from a previous page.
+    pub fn list(
+        &self,
+        q: &SessionQuery,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<SessionPage, StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        let since = q.since_ms.unwrap_or(0);
+        let until = q.until_ms.unwrap_or(u64::MAX);
+        let (prefix, start) = match &q.device {
+            Some(d) => {
+                let p = device_prefix(d);
+                let mut s = p.clone();
+                s.extend_from_slice(&since.to_be_bytes());
+                (p, s)
+            }
+            None => (vec![b't'], time_key(since, 0)),
+        };
+        let start = match after {
+            // Resume strictly after the last key returned.
+            Some(a) if a.starts_with(&prefix) && a > start.as_slice() => {
+                let mut k = a.to_vec();
+                k.push(0);
+                k
+            }
+            _ => start,
+        };
+        let mut page = SessionPage::default();
+        let iter = self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || key.len() < prefix.len() + 16 {
+                break;
+            }
+            let tail = &key[prefix.len()..];
+            let started = u64::from_be_bytes(tail[..8].try_into().expect("8 bytes"));
+            let id = u64::from_be_bytes(tail[8..16].try_into().expect("8 bytes"));
+            if started >= until {
+                break;
+            }
+            if page.sessions.len() == limit {
+                page.next = page_last_key(&prefix, &page.sessions);
+                break;
+            }
+            let record = if q.device.is_some() {
+                match self.load(started, id)? {
+                    Some(r) => r,
+                    None => continue, // purged between the two reads
+                }
+            } else {
+                decode_as("session record", &value)?
+            };
+            page.sessions.push(record);
+        }
+        Ok(page)
+    }
+
+    /// Deletes every record of a session that started before `cutoff_ms`.
+    /// Returns how many were deleted.
+    pub fn purge_before(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        let mut batch = WriteBatch::default();
+        let mut n = 0;
+        let start = time_key(0, 0);
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if key.first() != Some(&b't') || key.len() != 17 {
+                break;
+            }
+            let started = u64::from_be_bytes(key[1..9].try_into().expect("8 bytes"));
+            if started >= cutoff_ms {
+                break;
+            }
+            let r: SessionRecord = decode_as("session record", &value)?;
+            batch.delete_cf(&cf, &key);
+            batch.delete_cf(&cf, device_key(&r.device, r.started_ms, r.id));
+            n += 1;
+            if batch.len() >= 10_000 {
+                self.db.write(std::mem::take(&mut batch))?;
+            }
+        }
+        self.db.write(batch)?;
+        Ok(n)
+    }
+}
+
+fn page_last_key(prefix: &[u8], sessions: &[SessionRecord]) -> Option<Vec<u8>> {
+    let last = sessions.last()?;
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(&last.started_ms.to_be_bytes());
+    k.extend_from_slice(&last.id.to_be_bytes());
+    Some(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idreg_core::{SessionCredential, SessionEnd};
+
+    fn rec(id: u64, device: &str, started_ms: u64) -> SessionRecord {
+        SessionRecord {
+            id,
+            device: device.into(),
+            peer: "127.0.0.1:5000".into(),
+            credential: SessionCredential::Psk,
+            started_ms,
+            ended_ms: Some(started_ms + 5),
+            bytes_in: 1,
+            bytes_out: 2,
+            end: Some(SessionEnd::Idle),
+        }
+    }
+
+    #[test]
+    fn list_by_device_and_time_pages_and_purges() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(tmp.path()).unwrap();
+        let log = store.session_log();
+        for i in 0..10u64 {
+            log.record(&rec(i, if i % 2 == 0 { "a" } else { "ab" }, 1000 + i))
+                .unwrap();
+        }
+        // "a" must not match "ab": the device prefix ends in NUL.
+        let q = SessionQuery {
+            device: Some("a".into()),
+            ..Default::default()
+        };
+        let p1 = log.list(&q, None, 3).unwrap();
+        assert_eq!(
+            p1.sessions.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [0, 2, 4]
+        );
+        let p2 = log.list(&q, p1.next.as_deref(), 3).unwrap();
+        assert_eq!(p2.sessions.iter().map(|r| r.id).collect::<Vec<_>>(), [6, 8]);
+        assert!(p2.next.is_none());
+
+        let q = SessionQuery {
+            since_ms: Some(1003),
+            until_ms: Some(1006),
+            ..Default::default()
+        };
+        let p = log.list(&q, None, 100).unwrap();
+        assert_eq!(
+            p.sessions.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+
+        // Overwriting a record (session end) keeps one entry.
+        let mut r = rec(3, "ab", 1003);
+        r.end = Some(SessionEnd::Revoked);
+        log.record(&r).unwrap();
+        assert_eq!(log.list(&q, None, 100).unwrap().sessions.len(), 3);
+
+        assert_eq!(log.purge_before(1005).unwrap(), 5);
+        let all = log.list(&SessionQuery::default(), None, 100).unwrap();
+        assert_eq!(all.sessions.first().unwrap().id, 5);
+        let q = SessionQuery {
+            device: Some("a".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            log.list(&q, None, 100)
+                .unwrap()
+                .sessions
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            [6, 8]
+        );
+    }
+}
