@@ -1,0 +1,130 @@
+//! What each device-facing resource answers. The registry is reached through
+//! [`ResourceContext`], so this module is tested without a store.
+
+use coap_lite::{ContentFormat, RequestType, ResponseType};
+use serde::Serialize;
+
+/// What a resource needs to know about the session and the registry.
+pub trait ResourceContext {
+    /// The authenticated device.
+    fn device_id(&self) -> &str;
+    /// How it authenticated: "psk" or "certificate".
+    fn credential(&self) -> &'static str;
+    /// Its current status as the registry on this node has it ("active",
+    /// "disabled", "revoked"), or `None` if it has been deleted.
+    fn status(&self) -> Option<&'static str>;
+    /// The revocation list's version and number of entries.
+    fn revocation_list(&self) -> (u64, u64);
+}
+
+pub struct Reply {
+    pub code: ResponseType,
+    pub format: Option<ContentFormat>,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    pub fn error(code: ResponseType, diagnostic: impl Into<String>) -> Self {
+        // RFC 7252 §5.5.2: a diagnostic payload, no content format.
+        Self {
+            code,
+            format: None,
+            payload: diagnostic.into().into_bytes(),
+        }
+    }
+
+    fn content(format: ContentFormat, payload: Vec<u8>) -> Self {
+        Self {
+            code: ResponseType::Content,
+            format: Some(format),
+            payload,
+        }
+    }
+}
+
+pub const WELL_KNOWN_CORE: &str =
+    "</id>;rt=\"idreg.id\";ct=\"0 50 60\",</rl>;rt=\"idreg.rl\";ct=\"0 50 60\"";
+
+pub fn dispatch(
+    method: RequestType,
+    path: &[&str],
+    accept: Option<ContentFormat>,
+    ctx: &dyn ResourceContext,
+) -> Reply {
+    let resource: fn(Option<ContentFormat>, &dyn ResourceContext) -> Reply = match path {
+        [".well-known", "core"] => well_known_core,
+        ["id"] => id,
+        ["rl"] => rl,
+        _ => return Reply::error(ResponseType::NotFound, "no such resource"),
+    };
+    if method != RequestType::Get {
+        return Reply::error(ResponseType::MethodNotAllowed, "only GET is allowed here");
+    }
+    resource(accept, ctx)
+}
+
+fn well_known_core(accept: Option<ContentFormat>, _: &dyn ResourceContext) -> Reply {
+    match accept {
+        None | Some(ContentFormat::ApplicationLinkFormat) => Reply::content(
+            ContentFormat::ApplicationLinkFormat,
+            WELL_KNOWN_CORE.as_bytes().to_vec(),
+        ),
+        Some(_) => Reply::error(ResponseType::NotAcceptable, "link-format only"),
+    }
+}
+
+#[derive(Serialize)]
+struct IdBody<'a> {
+    id: &'a str,
+    status: &'a str,
+    credential: &'a str,
+}
+
+fn id(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
+    let body = IdBody {
+        id: ctx.device_id(),
+        status: ctx.status().unwrap_or("deleted"),
+        credential: ctx.credential(),
+    };
+    represent(accept, &body, || {
+        format!("{} {} {}", body.id, body.status, body.credential)
+    })
+}
+
+#[derive(Serialize)]
+struct RlBody {
+    version: u64,
+    count: u64,
+}
+
+fn rl(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
+    let (version, count) = ctx.revocation_list();
+    let body = RlBody { version, count };
+    represent(accept, &body, || format!("version {version} count {count}"))
+}
+
+/// text/plain by default; JSON or CBOR on request; anything else is 4.06.
+fn represent<T: Serialize>(
+    accept: Option<ContentFormat>,
+    body: &T,
+    text: impl FnOnce() -> String,
+) -> Reply {
+    match accept {
+        None | Some(ContentFormat::TextPlain) => {
+            Reply::content(ContentFormat::TextPlain, text().into_bytes())
+        }
+        Some(ContentFormat::ApplicationJSON) => Reply::content(
+            ContentFormat::ApplicationJSON,
+            serde_json::to_vec(body).expect("plain struct serialises"),
+        ),
+        Some(ContentFormat::ApplicationCBOR) => {
+            let mut out = Vec::new();
+            ciborium::into_writer(body, &mut out).expect("plain struct serialises");
+            Reply::content(ContentFormat::ApplicationCBOR, out)
+        }
+        Some(_) => Reply::error(
+            ResponseType::NotAcceptable,
+            "text/plain (0), application/json (50) or application/cbor (60)",
+        ),
+    }
+}
