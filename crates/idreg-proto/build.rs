@@ -3,7 +3,16 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["../../proto/idreg/v1/registry.proto"];
+    let protos = [
+        "../../proto/idreg/v1/registry.proto",
+        "../../proto/idreg/v1/sessions.proto",
+    ];
+    // The etcd KV subset is a client only (benchmarks drive etcd with it) and
+    // stays out of the descriptor set idreg serves by reflection.
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_protos(&["../../proto/peers/etcd_kv.proto"], &["../../proto"])?;
+    println!("cargo:rerun-if-changed=../../proto/peers/etcd_kv.proto");
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("idreg_descriptor.bin"))
         .compile_protos(&protos, &["../../proto"])?;

@@ -1,13 +1,14 @@
 //! Test harness: runs the real `idreg` binary on loopback in a temp dir.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use idreg_client::pb;
 use idreg_client::pb::device_registry_client::DeviceRegistryClient;
+use idreg_client::pb::sessions_client::SessionsClient;
 use tonic::transport::Channel;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
@@ -58,7 +59,14 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--grpc-addr", &self.grpc_addr, "--coap-addr", "127.0.0.1:0"])
+            .args([
+                "--grpc-addr",
+                &self.grpc_addr,
+                "--coap-addr",
+                "127.0.0.1:0",
+                "--coap-cert-addr",
+                "127.0.0.1:0",
+            ])
             .args(&self.extra_args)
             .env("IDREG_LOG", "info")
             .stdout(Stdio::null())
@@ -106,6 +114,28 @@ impl Server {
         idreg_client::connect(&self.grpc_addr)
             .await
             .expect("connect")
+    }
+
+    pub async fn sessions(&self) -> SessionsClient<Channel> {
+        idreg_client::connect_sessions(&self.grpc_addr)
+            .await
+            .expect("connect")
+    }
+
+    pub async fn front_stats(&self) -> pb::FrontStats {
+        self.sessions()
+            .await
+            .get_front_stats(pb::GetFrontStatsRequest {})
+            .await
+            .expect("front stats")
+            .into_inner()
+    }
+
+    /// The device front's UDP addresses: (PSK, certificate).
+    pub async fn front_addrs(&self) -> (SocketAddr, SocketAddr) {
+        let s = self.front_stats().await;
+        assert!(s.enabled, "device front is off");
+        (s.psk_addr.parse().unwrap(), s.cert_addr.parse().unwrap())
     }
 
     /// `kill -9`: no chance to flush anything.

@@ -104,7 +104,7 @@ pub fn status_to_proto(s: DeviceStatus) -> pb::DeviceStatus {
     }
 }
 
-fn timestamp(ms: u64) -> prost_types::Timestamp {
+pub fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,

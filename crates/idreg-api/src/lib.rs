@@ -8,6 +8,8 @@
 pub mod convert;
 pub mod page_token;
 pub mod registry_service;
+pub mod sessions_service;
 pub mod status;
 
 pub use registry_service::RegistryService;
+pub use sessions_service::{FrontStatsSource, SessionsService};

@@ -18,6 +18,17 @@ use crate::status::{invalid, rejection, storage, write};
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// A request's page size: 0 means the default; above the maximum is an error.
+pub fn page_size(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE_SIZE as usize),
+        n if n > MAX_PAGE_SIZE => Err(Status::invalid_argument(format!(
+            "page_size: at most {MAX_PAGE_SIZE}"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
 #[derive(Clone)]
 pub struct RegistryService {
     node: RegistryNode,
@@ -126,15 +137,7 @@ impl DeviceRegistry for RegistryService {
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let req = request.into_inner();
         let (filter, digest) = filter_of(&req).map_err(invalid)?;
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size: at most {MAX_PAGE_SIZE}"
-                )));
-            }
-            n => n,
-        } as usize;
+        let page_size = page_size(req.page_size)?;
         let after = if req.page_token.is_empty() {
             None
         } else {

@@ -1,7 +1,10 @@
-//! A Rust client for idreg: the back-office gRPC API today, the device front
-//! (CoAP over DTLS) when it lands. Used by the CLI, tests and benchmarks.
+//! A Rust client for idreg: the back-office gRPC API and, in [`device`], the
+//! device front (CoAP over DTLS). Used by the CLI, tests and benchmarks.
+
+pub mod device;
 
 use idreg_proto::v1::device_registry_client::DeviceRegistryClient;
+use idreg_proto::v1::sessions_client::SessionsClient;
 use tonic::transport::{Channel, Endpoint};
 
 pub use idreg_proto::v1 as pb;
@@ -25,6 +28,16 @@ pub fn endpoint_uri(endpoint: &str) -> String {
 
 /// Connects to the back-office API.
 pub async fn connect(endpoint: &str) -> Result<DeviceRegistryClient<Channel>, ConnectError> {
+    Ok(DeviceRegistryClient::new(channel(endpoint).await?))
+}
+
+/// Connects to a node's session audit.
+pub async fn connect_sessions(endpoint: &str) -> Result<SessionsClient<Channel>, ConnectError> {
+    Ok(SessionsClient::new(channel(endpoint).await?))
+}
+
+/// One HTTP/2 channel to a node; the service clients share it cheaply.
+pub async fn channel(endpoint: &str) -> Result<Channel, ConnectError> {
     let uri = endpoint_uri(endpoint);
     let ep = Endpoint::from_shared(uri.clone())
         .map_err(|e| ConnectError::Invalid(endpoint.to_owned(), e.to_string()))?;
@@ -34,5 +47,5 @@ pub async fn connect(endpoint: &str) -> Result<DeviceRegistryClient<Channel>, Co
         .connect()
         .await
         .map_err(|e| ConnectError::Unreachable(uri, e.to_string()))?;
-    Ok(DeviceRegistryClient::new(channel))
+    Ok(channel)
 }

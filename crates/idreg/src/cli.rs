@@ -35,6 +35,21 @@ pub enum Commands {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// The session audit of a node's device front: who connected, from where,
+    /// for how long.
+    Session {
+        #[arg(
+            long,
+            global = true,
+            env = "IDREG_ENDPOINT",
+            default_value = "127.0.0.1:50051"
+        )]
+        endpoint: String,
+        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Load generators against a running node (bounded in count and time).
     Bench {
         #[arg(
@@ -52,7 +67,88 @@ pub enum Commands {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SessionCommand {
+    /// List the node's recorded sessions, oldest first.
+    List {
+        /// Only this device's sessions.
+        #[arg(long)]
+        device: Option<String>,
+        /// Sessions that started at or after this time: RFC 3339 UTC
+        /// (2026-11-22T10:00:00Z) or an age (90s, 15m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Sessions that started before this time (same forms as --since).
+        #[arg(long)]
+        until: Option<String>,
+        /// Stop after this many sessions.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Device-front counters: peers, handshakes, failures by source.
+    Stats,
+}
+
+/// What a device-front benchmark connects to and how it authenticates.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceTarget {
+    /// UDP address of the DTLS server (idreg, or a peer such as libcoap's
+    /// coap-server-openssl).
+    #[arg(long)]
+    pub target: String,
+    #[arg(long, value_enum, default_value_t = HandshakeMode::Psk)]
+    pub mode: HandshakeMode,
+    /// PSK identity (mode psk).
+    #[arg(long, default_value = "bench-device")]
+    pub identity: String,
+    /// PSK as text (mode psk).
+    #[arg(long, default_value = "bench-secret-0123456789")]
+    pub psk: String,
+    /// Device certificate and PKCS#8 key, PEM (mode cert).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// CoAP path to GET.
+    #[arg(long, default_value = "/id")]
+    pub path: String,
+    /// PID of the server process: report its CPU time per operation and its
+    /// resident memory (from /proc), the fair comparison on a small machine
+    /// where one client saturates before the server does.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HandshakeMode {
+    Psk,
+    Cert,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Full DTLS handshakes per second, each followed by one GET and a close.
+    Handshake {
+        #[command(flatten)]
+        device: DeviceTarget,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
+    /// CoAP GET round trips over established DTLS sessions.
+    Coap {
+        #[command(flatten)]
+        device: DeviceTarget,
+        /// Sessions to establish first (and hold: memory per idle session).
+        #[arg(long, default_value_t = 16)]
+        sessions: usize,
+        /// Sessions that send requests concurrently.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
     /// CreateDevice throughput and latency (each device with one PSK).
     Register {
         #[arg(long, default_value_t = 1)]
@@ -62,6 +158,47 @@ pub enum BenchCommand {
         /// Device ids are PREFIX-00000000…; default bench-<pid>.
         #[arg(long)]
         prefix: Option<String>,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
+    /// The peer for registry writes: etcd v3 Put through its gRPC KV API, with
+    /// the same client stack and concurrency as `bench register`.
+    EtcdPut {
+        /// etcd client address, host:port.
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        etcd: String,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        #[arg(long, default_value_t = 600)]
+        max_seconds: u64,
+    },
+    /// Loads etcd with PREFIX-00000000… keys (64 concurrent Puts) for `etcd-get`.
+    EtcdFill {
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        etcd: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        #[arg(long)]
+        prefix: String,
+    },
+    /// The peer for point reads: etcd v3 serializable Range of one key.
+    EtcdGet {
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        etcd: String,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        population: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
     },
@@ -101,9 +238,34 @@ pub struct ServeArgs {
     /// Back-office gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long, env = "IDREG_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
-    /// Device front (CoAP over DTLS) listen address [default: 0.0.0.0:5684].
+    /// Device front: UDP address for CoAP over DTLS with PSK, or "off"
+    /// [default: 0.0.0.0:5684].
     #[arg(long, env = "IDREG_COAP_ADDR")]
     pub coap_addr: Option<String>,
+    /// UDP address for CoAP over DTLS with certificates (ECDHE-ECDSA P-256), or
+    /// "off" [default: the PSK address's host, port 5685].
+    #[arg(long, env = "IDREG_COAP_CERT_ADDR")]
+    pub coap_cert_addr: Option<String>,
+    /// PEM certificate (chain) the DTLS server presents; with --coap-key.
+    /// Without both, a self-signed one is generated into the data directory.
+    #[arg(long, env = "IDREG_COAP_CERT")]
+    pub coap_cert: Option<PathBuf>,
+    /// PEM P-256 private key of --coap-cert.
+    #[arg(long, env = "IDREG_COAP_KEY")]
+    pub coap_key: Option<PathBuf>,
+    /// Peers (handshaking or connected) per device-front socket [default: 20000].
+    #[arg(long, env = "IDREG_COAP_MAX_PEERS")]
+    pub coap_max_peers: Option<usize>,
+    /// A DTLS handshake not finished within this many milliseconds is dropped
+    /// [default: 10000].
+    #[arg(long, env = "IDREG_COAP_HANDSHAKE_TIMEOUT_MS")]
+    pub coap_handshake_timeout_ms: Option<u64>,
+    /// A device session silent for this many seconds is closed [default: 300].
+    #[arg(long, env = "IDREG_COAP_IDLE_TIMEOUT_SECS")]
+    pub coap_idle_timeout_secs: Option<u64>,
+    /// Session audit records are kept this many hours [default: 720].
+    #[arg(long, env = "IDREG_SESSION_RETENTION_HOURS")]
+    pub session_retention_hours: Option<u64>,
     /// File holding the 32-byte key-encryption key (raw, hex or base64). Without
     /// it a development key is generated into the data directory.
     #[arg(long, env = "IDREG_KEK_FILE")]

@@ -1,11 +1,14 @@
 //! The idreg binary: `idreg serve` runs a node; `idreg device …` talks to one.
 
 mod bench;
+mod bench_device;
 mod cli;
 mod device_cmd;
 mod output;
 mod serve;
 mod serve_config;
+mod session_cmd;
+mod time_arg;
 
 use clap::Parser;
 
@@ -29,6 +32,11 @@ fn main() -> std::process::ExitCode {
                 output,
                 command,
             } => device_cmd::run(&endpoint, output, command).await,
+            cli::Commands::Session {
+                endpoint,
+                output,
+                command,
+            } => session_cmd::run(&endpoint, output, command).await,
             cli::Commands::Bench {
                 endpoint,
                 output,

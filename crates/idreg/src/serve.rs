@@ -4,14 +4,15 @@
 use std::path::Path;
 
 use anyhow::Context;
-use idreg_api::RegistryService;
+use idreg_api::{FrontStatsSource, RegistryService, SessionsService};
+use idreg_coap::{DeviceFront, FrontConfig};
 use idreg_core::Kek;
 use idreg_raft::{NodeConfig, RegistryNode};
 use idreg_store::Store;
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
-use crate::serve_config::ServeConfig;
+use crate::serve_config::{FrontSettings, ServeConfig};
 
 /// Name of the development KEK generated into the data directory.
 const DEV_KEK_FILE: &str = "dev-kek.hex";
@@ -116,20 +117,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("reflection service")?;
 
+    let front = match &config.front {
+        Some(settings) => Some(start_front(settings, &config, node.store(), kek.clone()).await?),
+        None => {
+            info!("device front off (--coap-addr off)");
+            None
+        }
+    };
+    let stats_source = front.as_ref().map(|f| front_stats_source(f));
+
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
     info!(addr = %listener.local_addr()?, "gRPC listening");
-    warn!(addr = %config.coap_addr, "the device front (CoAP/DTLS) is not part of this build yet; nothing listens there");
 
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(RegistryService::new(node.clone(), kek).into_server())
+        .add_service(SessionsService::new(node.store().session_log(), stats_source).into_server())
         .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown_signal())
         .await
         .context("gRPC server")?;
+    if let Some(front) = front {
+        front.shutdown().await;
+    }
     node.shutdown().await;
     // Memtables to SST files, so a restart need not replay the WAL.
     if let Err(e) = node.store().flush() {
@@ -143,4 +156,71 @@ fn tokio_stream_listener(
     listener: tokio::net::TcpListener,
 ) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// Starts the device front; in dev mode (no --coap-cert/--coap-key) with a
+/// self-signed server certificate generated into the data directory.
+async fn start_front(
+    settings: &FrontSettings,
+    config: &ServeConfig,
+    store: &Store,
+    kek: Kek,
+) -> anyhow::Result<DeviceFront> {
+    let (server_cert, server_key) = match &settings.cert_and_key {
+        Some((c, k)) => (c.clone(), k.clone()),
+        None => {
+            let (c, k, created) = idreg_coap::server_identity::dev_pair(&config.data_dir)?;
+            warn!(
+                cert = %c.display(),
+                "DEVELOPMENT MODE: no --coap-cert/--coap-key; the DTLS server presents a self-signed certificate{}",
+                if created { " (just generated)" } else { "" }
+            );
+            (c, k)
+        }
+    };
+    let front_config = FrontConfig {
+        psk_addr: settings.psk_addr,
+        cert_addr: settings.cert_addr,
+        server_cert,
+        server_key,
+        max_peers: settings.max_peers,
+        handshake_timeout: settings.handshake_timeout,
+        idle_timeout: settings.idle_timeout,
+        audit_retention: settings.audit_retention,
+    };
+    DeviceFront::start(front_config, store, kek)
+        .await
+        .context("cannot start the device front")
+}
+
+fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
+    let stats = front.stats_source();
+    let psk_addr = front.psk_addr().to_string();
+    let cert_addr = front.cert_addr().map(|a| a.to_string()).unwrap_or_default();
+    std::sync::Arc::new(move || {
+        let s = stats();
+        idreg_proto::v1::FrontStats {
+            peers: s.peers,
+            handshaking: s.handshaking,
+            sessions_live: s.sessions_live,
+            handshakes_ok: s.handshakes_ok,
+            handshakes_failed: s.handshakes_failed,
+            handshakes_timed_out: s.handshakes_timed_out,
+            datagrams_dropped: s.datagrams_dropped,
+            plain_coap_refused: s.plain_coap_refused,
+            peers_evicted: s.peers_evicted,
+            top_failing_sources: s
+                .top_failing_sources
+                .iter()
+                .map(|(a, n)| idreg_proto::v1::FailingSource {
+                    address: a.to_string(),
+                    failed_handshakes: *n,
+                })
+                .collect(),
+            failures_from_other_sources: s.failures_from_other_sources,
+            enabled: true,
+            psk_addr: psk_addr.clone(),
+            cert_addr: cert_addr.clone(),
+        }
+    })
 }

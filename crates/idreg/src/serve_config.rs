@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -17,16 +18,37 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_addr: Option<String>,
     coap_addr: Option<String>,
+    coap_cert_addr: Option<String>,
+    coap_cert: Option<PathBuf>,
+    coap_key: Option<PathBuf>,
+    coap_max_peers: Option<usize>,
+    coap_handshake_timeout_ms: Option<u64>,
+    coap_idle_timeout_secs: Option<u64>,
+    session_retention_hours: Option<u64>,
     kek_file: Option<PathBuf>,
     node_id: Option<u64>,
     snapshot_every: Option<u64>,
+}
+
+/// The device front's settings; `None` in [`ServeConfig::front`] when
+/// `--coap-addr off`.
+#[derive(Debug, Clone)]
+pub struct FrontSettings {
+    pub psk_addr: SocketAddr,
+    pub cert_addr: Option<SocketAddr>,
+    /// Both or neither; neither means the dev pair in the data directory.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    pub max_peers: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub audit_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
-    pub coap_addr: SocketAddr,
+    pub front: Option<FrontSettings>,
     pub kek_file: Option<PathBuf>,
     pub node_id: u64,
     pub snapshot_every: u64,
@@ -35,6 +57,69 @@ pub struct ServeConfig {
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
     text.parse()
         .with_context(|| format!("--{name} {text:?} is not a HOST:PORT socket address"))
+}
+
+fn positive<T: PartialOrd + Default + Copy>(name: &str, v: T) -> anyhow::Result<T> {
+    if v <= T::default() {
+        bail!("--{name} must be at least 1");
+    }
+    Ok(v)
+}
+
+fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<FrontSettings>> {
+    let psk = args
+        .coap_addr
+        .clone()
+        .or(file.coap_addr.clone())
+        .unwrap_or("0.0.0.0:5684".into());
+    if psk == "off" {
+        return Ok(None);
+    }
+    let psk_addr = addr("coap-addr", &psk)?;
+    let cert_addr = match args.coap_cert_addr.clone().or(file.coap_cert_addr.clone()) {
+        Some(t) if t == "off" => None,
+        Some(t) => Some(addr("coap-cert-addr", &t)?),
+        None => Some(SocketAddr::new(psk_addr.ip(), 5685)),
+    };
+    let cert_and_key = match (
+        args.coap_cert.clone().or(file.coap_cert.clone()),
+        args.coap_key.clone().or(file.coap_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!("--coap-cert and --coap-key go together: give both or neither"),
+    };
+    Ok(Some(FrontSettings {
+        psk_addr,
+        cert_addr,
+        cert_and_key,
+        max_peers: positive(
+            "coap-max-peers",
+            args.coap_max_peers
+                .or(file.coap_max_peers)
+                .unwrap_or(20_000),
+        )?,
+        handshake_timeout: Duration::from_millis(positive(
+            "coap-handshake-timeout-ms",
+            args.coap_handshake_timeout_ms
+                .or(file.coap_handshake_timeout_ms)
+                .unwrap_or(10_000),
+        )?),
+        idle_timeout: Duration::from_secs(positive(
+            "coap-idle-timeout-secs",
+            args.coap_idle_timeout_secs
+                .or(file.coap_idle_timeout_secs)
+                .unwrap_or(300),
+        )?),
+        audit_retention: Duration::from_secs(
+            3600 * positive(
+                "session-retention-hours",
+                args.session_retention_hours
+                    .or(file.session_retention_hours)
+                    .unwrap_or(720),
+            )?,
+        ),
+    }))
 }
 
 impl ServeConfig {
@@ -59,6 +144,7 @@ impl ServeConfig {
         if snapshot_every == 0 {
             bail!("--snapshot-every must be at least 1");
         }
+        let front = front_settings(&args, &file)?;
         Ok(Self {
             data_dir: args
                 .data_dir
@@ -71,13 +157,7 @@ impl ServeConfig {
                     .or(file.grpc_addr)
                     .unwrap_or("127.0.0.1:50051".into()),
             )?,
-            coap_addr: addr(
-                "coap-addr",
-                &args
-                    .coap_addr
-                    .or(file.coap_addr)
-                    .unwrap_or("0.0.0.0:5684".into()),
-            )?,
+            front,
             kek_file: args.kek_file.or(file.kek_file),
             node_id,
             snapshot_every,
@@ -103,7 +183,15 @@ mod tests {
         assert_eq!(c.grpc_addr.port(), 6000);
         assert_eq!(c.node_id, 5);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
-        assert_eq!(c.coap_addr.port(), 5684);
+        let front = c.front.unwrap();
+        assert_eq!(front.psk_addr.port(), 5684);
+        assert_eq!(front.cert_addr.unwrap().port(), 5685);
+        let off = ServeConfig::resolve(ServeArgs {
+            coap_addr: Some("off".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(off.front.is_none());
     }
 
     #[test]
@@ -123,5 +211,11 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("grpc-addr"));
+        let e = ServeConfig::resolve(ServeArgs {
+            coap_cert: Some("cert.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("--coap-key"), "{e}");
     }
 }

@@ -1,0 +1,130 @@
+//! `idreg.v1.Sessions`: this node's session audit and device-front counters.
+
+use std::sync::Arc;
+
+use idreg_core::SessionRecord;
+use idreg_proto::v1 as pb;
+use idreg_store::{SessionLog, SessionQuery};
+use pb::sessions_server::Sessions;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, timestamp};
+use crate::page_token;
+use crate::registry_service::page_size;
+use crate::status::storage;
+
+/// Produces the device front's counters on demand.
+pub type FrontStatsSource = Arc<dyn Fn() -> pb::FrontStats + Send + Sync>;
+
+#[derive(Clone)]
+pub struct SessionsService {
+    log: SessionLog,
+    stats: Option<FrontStatsSource>,
+}
+
+impl SessionsService {
+    pub fn new(log: SessionLog, stats: Option<FrontStatsSource>) -> Self {
+        Self { log, stats }
+    }
+
+    pub fn into_server(self) -> pb::sessions_server::SessionsServer<Self> {
+        pb::sessions_server::SessionsServer::new(self)
+    }
+}
+
+fn millis(field: &str, t: &Option<prost_types::Timestamp>) -> Result<Option<u64>, Status> {
+    match t {
+        None => Ok(None),
+        Some(ts) if ts.seconds >= 0 && (0..1_000_000_000).contains(&ts.nanos) => {
+            Ok(Some(ts.seconds as u64 * 1000 + ts.nanos as u64 / 1_000_000))
+        }
+        Some(_) => Err(Status::invalid_argument(format!(
+            "{field}: must be a valid time after 1970"
+        ))),
+    }
+}
+
+pub fn session_to_proto(r: &SessionRecord, now_ms: u64) -> pb::Session {
+    pb::Session {
+        id: r.id,
+        device_id: r.device.clone(),
+        peer: r.peer.clone(),
+        credential: r.credential.as_str().to_string(),
+        started_at: Some(timestamp(r.started_ms)),
+        ended_at: r.ended_ms.map(timestamp),
+        duration_ms: r.duration_ms(now_ms),
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        end_reason: r.end.map(|e| e.as_str().to_string()).unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl Sessions for SessionsService {
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let req = request.into_inner();
+        let device = convert::optional_id("device_id", &req.device_id)
+            .map_err(crate::status::invalid)?
+            .map(|d| d.to_string());
+        let query = SessionQuery {
+            device,
+            since_ms: millis("since", &req.since)?,
+            until_ms: millis("until", &req.until)?,
+        };
+        let page_size = page_size(req.page_size)?;
+        let since = query.since_ms.unwrap_or(0).to_string();
+        let until = query.until_ms.map(|u| u.to_string()).unwrap_or_default();
+        let digest = page_token::filter_digest(&[
+            "sessions",
+            query.device.as_deref().unwrap_or(""),
+            &since,
+            &until,
+        ]);
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            let text =
+                page_token::decode(digest, &req.page_token).map_err(Status::invalid_argument)?;
+            Some(hex::decode(text).map_err(|_| {
+                Status::invalid_argument("page_token: not a token this server issued")
+            })?)
+        };
+        let log = self.log.clone();
+        let page =
+            tokio::task::spawn_blocking(move || log.list(&query, after.as_deref(), page_size))
+                .await
+                .map_err(storage)?
+                .map_err(storage)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: page
+                .sessions
+                .iter()
+                .map(|r| session_to_proto(r, now))
+                .collect(),
+            next_page_token: page
+                .next
+                .map(|k| page_token::encode(digest, &hex::encode(k)))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn get_front_stats(
+        &self,
+        _request: Request<pb::GetFrontStatsRequest>,
+    ) -> Result<Response<pb::FrontStats>, Status> {
+        Ok(Response::new(match &self.stats {
+            Some(f) => pb::FrontStats {
+                enabled: true,
+                ..f()
+            },
+            None => pb::FrontStats::default(),
+        }))
+    }
+}

@@ -1,0 +1,159 @@
+//! `idreg session list|stats`.
+
+use anyhow::Context;
+use idreg_client::pb;
+use serde::Serialize;
+
+use crate::cli::{OutputFormat, SessionCommand};
+use crate::output::rfc3339;
+use crate::time_arg::parse_time;
+
+#[derive(Serialize)]
+struct SessionView {
+    id: u64,
+    device: String,
+    peer: String,
+    credential: String,
+    started_at: String,
+    ended_at: Option<String>,
+    duration_ms: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    end_reason: Option<String>,
+}
+
+impl From<&pb::Session> for SessionView {
+    fn from(s: &pb::Session) -> Self {
+        Self {
+            id: s.id,
+            device: s.device_id.clone(),
+            peer: s.peer.clone(),
+            credential: s.credential.clone(),
+            started_at: rfc3339(s.started_at.as_ref()),
+            ended_at: s.ended_at.as_ref().map(|t| rfc3339(Some(t))),
+            duration_ms: s.duration_ms,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            end_reason: (!s.end_reason.is_empty()).then(|| s.end_reason.clone()),
+        }
+    }
+}
+
+fn timestamp(ms: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: (ms % 1000) as i32 * 1_000_000,
+    }
+}
+
+pub async fn run(
+    endpoint: &str,
+    output: OutputFormat,
+    command: SessionCommand,
+) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("clock before 1970")?
+        .as_millis() as u64;
+    match command {
+        SessionCommand::List {
+            device,
+            since,
+            until,
+            limit,
+        } => {
+            let since = since.map(|t| parse_time("since", &t, now)).transpose()?;
+            let until = until.map(|t| parse_time("until", &t, now)).transpose()?;
+            let mut client = idreg_client::connect_sessions(endpoint).await?;
+            let mut req = pb::ListSessionsRequest {
+                device_id: device.unwrap_or_default(),
+                since: since.map(timestamp),
+                until: until.map(timestamp),
+                page_size: 500,
+                page_token: String::new(),
+            };
+            let limit = limit.unwrap_or(u64::MAX);
+            let mut shown = 0u64;
+            let mut views = Vec::new();
+            if output == OutputFormat::Table {
+                println!(
+                    "{:<24} {:<21} {:<11} {:<24} {:>10} {:>8} {:>8} END",
+                    "DEVICE", "PEER", "CREDENTIAL", "STARTED", "DURATION", "IN", "OUT"
+                );
+            }
+            'pages: loop {
+                let page = client
+                    .list_sessions(req.clone())
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                for s in &page.sessions {
+                    if shown == limit {
+                        break 'pages;
+                    }
+                    shown += 1;
+                    let v = SessionView::from(s);
+                    match output {
+                        OutputFormat::Json => views.push(v),
+                        OutputFormat::Table => println!(
+                            "{:<24} {:<21} {:<11} {:<24} {:>9.1}s {:>8} {:>8} {}",
+                            v.device,
+                            v.peer,
+                            v.credential,
+                            v.started_at,
+                            v.duration_ms as f64 / 1000.0,
+                            v.bytes_in,
+                            v.bytes_out,
+                            v.end_reason.as_deref().unwrap_or("(live)")
+                        ),
+                    }
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            if output == OutputFormat::Json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            }
+        }
+        SessionCommand::Stats => {
+            let mut client = idreg_client::connect_sessions(endpoint).await?;
+            let s = client
+                .get_front_stats(pb::GetFrontStatsRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            let top: Vec<serde_json::Value> = s
+                .top_failing_sources
+                .iter()
+                .map(|f| serde_json::json!({"address": f.address, "failed_handshakes": f.failed_handshakes}))
+                .collect();
+            let v = serde_json::json!({
+                "enabled": s.enabled,
+                "psk_addr": s.psk_addr,
+                "cert_addr": s.cert_addr,
+                "peers": s.peers,
+                "handshaking": s.handshaking,
+                "sessions_live": s.sessions_live,
+                "handshakes_ok": s.handshakes_ok,
+                "handshakes_failed": s.handshakes_failed,
+                "handshakes_timed_out": s.handshakes_timed_out,
+                "datagrams_dropped": s.datagrams_dropped,
+                "plain_coap_refused": s.plain_coap_refused,
+                "peers_evicted": s.peers_evicted,
+                "top_failing_sources": top,
+                "failures_from_other_sources": s.failures_from_other_sources,
+            });
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                OutputFormat::Table => {
+                    for (k, val) in v.as_object().expect("object") {
+                        println!("{k:<28} {val}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
