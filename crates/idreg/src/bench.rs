@@ -51,40 +51,27 @@ fn summarize(
     }
 }
 
-/// Runs `op(i)` for i in 0..count over `concurrency` connections, stopping at
-/// `max_time`. Each worker owns a connection.
-async fn drive<F, Fut>(
-    endpoint: &str,
+/// Runs `op(client, i)` for i in 0..count over `concurrency` clients (one per
+/// worker, made by `connect`), stopping at `max_time`.
+async fn drive<C, Conn, ConnFut, F, Fut>(
+    connect: Conn,
     concurrency: usize,
     count: usize,
     max_time: Duration,
     op: F,
 ) -> anyhow::Result<(Vec<u64>, usize, Duration)>
 where
-    F: Fn(
-            idreg_client::pb::device_registry_client::DeviceRegistryClient<
-                tonic::transport::Channel,
-            >,
-            usize,
-        ) -> Fut
-        + Send
-        + Sync
-        + Clone
-        + 'static,
-    Fut: std::future::Future<
-            Output = (
-                idreg_client::pb::device_registry_client::DeviceRegistryClient<
-                    tonic::transport::Channel,
-                >,
-                bool,
-            ),
-        > + Send,
+    C: Send + 'static,
+    Conn: Fn() -> ConnFut,
+    ConnFut: std::future::Future<Output = anyhow::Result<C>>,
+    F: Fn(C, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = (C, bool)> + Send,
 {
     let start = Instant::now();
     let deadline = start + max_time;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let mut client = idreg_client::connect(endpoint).await?;
+        let mut client = connect().await?;
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -115,6 +102,61 @@ where
     Ok((all, errors, start.elapsed()))
 }
 
+type RegistryClient =
+    idreg_client::pb::device_registry_client::DeviceRegistryClient<tonic::transport::Channel>;
+type EtcdClient = idreg_proto::etcd::kv_client::KvClient<tonic::transport::Channel>;
+
+fn registry(
+    endpoint: &str,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<RegistryClient>>>>
+{
+    let endpoint = endpoint.to_owned();
+    move || {
+        let endpoint = endpoint.clone();
+        Box::pin(async move { Ok(idreg_client::connect(&endpoint).await?) })
+    }
+}
+
+fn etcd_client(
+    endpoint: &str,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<EtcdClient>>>> {
+    let endpoint = endpoint.to_owned();
+    move || {
+        let endpoint = endpoint.clone();
+        Box::pin(async move { Ok(EtcdClient::new(idreg_client::channel(&endpoint).await?)) })
+    }
+}
+
+/// `count` etcd Puts of PREFIX-00000000… keys with `value_size`-byte values.
+async fn etcd_puts(
+    etcd: &str,
+    concurrency: usize,
+    count: usize,
+    value_size: usize,
+    prefix: String,
+    max_seconds: u64,
+) -> anyhow::Result<(Vec<u64>, usize, Duration)> {
+    let value = vec![b'v'; value_size];
+    drive(
+        etcd_client(etcd),
+        concurrency,
+        count,
+        Duration::from_secs(max_seconds),
+        move |mut c, i| {
+            let req = idreg_proto::etcd::PutRequest {
+                key: format!("{prefix}-{i:08}").into_bytes(),
+                value: value.clone(),
+                ..Default::default()
+            };
+            async move {
+                let ok = c.put(req).await.is_ok();
+                (c, ok)
+            }
+        },
+    )
+    .await
+}
+
 fn print(output: OutputFormat, s: &Summary) -> anyhow::Result<()> {
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string(s)?),
@@ -132,6 +174,23 @@ pub async fn run(
     command: BenchCommand,
 ) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Handshake {
+            device,
+            concurrency,
+            duration,
+        } => crate::bench_device::print(
+            output,
+            &crate::bench_device::handshake(device, concurrency, duration).await?,
+        ),
+        BenchCommand::Coap {
+            device,
+            sessions,
+            concurrency,
+            duration,
+        } => crate::bench_device::print(
+            output,
+            &crate::bench_device::coap(device, sessions, concurrency, duration).await?,
+        ),
         BenchCommand::Register {
             concurrency,
             count,
@@ -140,7 +199,7 @@ pub async fn run(
         } => {
             let prefix = prefix.unwrap_or_else(|| format!("bench-{}", std::process::id()));
             let (lat, errors, elapsed) = drive(
-                endpoint,
+                registry(endpoint),
                 concurrency,
                 count,
                 Duration::from_secs(max_seconds),
@@ -177,7 +236,7 @@ pub async fn run(
             max_seconds,
         } => {
             let (lat, errors, elapsed) = drive(
-                endpoint,
+                registry(endpoint),
                 concurrency,
                 count,
                 Duration::from_secs(max_seconds),
@@ -193,6 +252,63 @@ pub async fn run(
             )
             .await?;
             print(output, &summarize("get", concurrency, lat, errors, elapsed))
+        }
+        BenchCommand::EtcdPut {
+            etcd,
+            concurrency,
+            count,
+            value_size,
+            max_seconds,
+        } => {
+            let prefix = format!("bench-{}", std::process::id());
+            let (lat, errors, elapsed) =
+                etcd_puts(&etcd, concurrency, count, value_size, prefix, max_seconds).await?;
+            print(
+                output,
+                &summarize("etcd-put", concurrency, lat, errors, elapsed),
+            )
+        }
+        BenchCommand::EtcdFill {
+            etcd,
+            count,
+            value_size,
+            prefix,
+        } => {
+            let (lat, errors, elapsed) =
+                etcd_puts(&etcd, 64, count, value_size, prefix, 3600).await?;
+            print(output, &summarize("etcd-fill", 64, lat, errors, elapsed))
+        }
+        BenchCommand::EtcdGet {
+            etcd,
+            concurrency,
+            count,
+            prefix,
+            population,
+            max_seconds,
+        } => {
+            let (lat, errors, elapsed) = drive(
+                etcd_client(&etcd),
+                concurrency,
+                count,
+                Duration::from_secs(max_seconds),
+                move |mut c, i| {
+                    let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                    let req = idreg_proto::etcd::RangeRequest {
+                        key: format!("{prefix}-{n:08}").into_bytes(),
+                        serializable: true,
+                        ..Default::default()
+                    };
+                    async move {
+                        let ok = matches!(c.range(req).await, Ok(r) if r.get_ref().kvs.len() == 1);
+                        (c, ok)
+                    }
+                },
+            )
+            .await?;
+            print(
+                output,
+                &summarize("etcd-get", concurrency, lat, errors, elapsed),
+            )
         }
     }
 }

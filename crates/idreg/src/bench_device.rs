@@ -1,0 +1,338 @@
+//! `idreg bench handshake|coap`: load on a DTLS/CoAP server from the Rust
+//! device client, bounded in time, with the server's CPU time per operation
+//! and resident memory read from /proc when its PID is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::cli::{DeviceTarget, HandshakeMode, OutputFormat};
+
+/// CPU time (user + system) and resident memory of a process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcSample {
+    pub cpu: Duration,
+    pub rss_kb: u64,
+}
+
+pub fn proc_sample(pid: u32) -> anyhow::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("no process {pid}"))?;
+    // Fields after the ")" that ends the command name; utime and stime are
+    // fields 14 and 15 (1-based), in clock ticks.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream build.
+    let cpu = Duration::from_millis(ticks * 10);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(ProcSample { cpu, rss_kb })
+}
+
+#[derive(Serialize)]
+pub struct DeviceSummary {
+    pub name: String,
+    pub target: String,
+    pub mode: String,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub operations: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    /// Server CPU time per operation, µs (needs --server-pid).
+    pub server_cpu_us_per_op: Option<f64>,
+    pub server_rss_kb_before: Option<u64>,
+    pub server_rss_kb_after: Option<u64>,
+    /// (RSS with the sessions open − RSS before) / sessions, bytes.
+    pub server_bytes_per_session: Option<f64>,
+    pub first_error: Option<String>,
+}
+
+fn credential(d: &DeviceTarget) -> anyhow::Result<DeviceCredential> {
+    Ok(match d.mode {
+        HandshakeMode::Psk => DeviceCredential::Psk {
+            identity: d.identity.as_bytes().to_vec(),
+            key: d.psk.as_bytes().to_vec(),
+        },
+        HandshakeMode::Cert => {
+            let (Some(c), Some(k)) = (&d.cert, &d.key) else {
+                bail!("--mode cert needs --cert and --key");
+            };
+            let cert = std::fs::read_to_string(c).with_context(|| c.display().to_string())?;
+            let key = std::fs::read_to_string(k).with_context(|| k.display().to_string())?;
+            DeviceCredential::Certificate(Box::new(certificate_from_pem(&cert, &key)?))
+        }
+    })
+}
+
+fn percentiles(mut lat: Vec<u64>) -> (usize, u64, u64, u64, u64) {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    (
+        lat.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0),
+    )
+}
+
+struct Outcome {
+    lat: Vec<u64>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+fn merge(parts: Vec<Outcome>) -> Outcome {
+    let mut all = Outcome {
+        lat: Vec::new(),
+        errors: 0,
+        first_error: None,
+    };
+    for p in parts {
+        all.lat.extend(p.lat);
+        all.errors += p.errors;
+        all.first_error = all.first_error.or(p.first_error);
+    }
+    all
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    name: &str,
+    d: &DeviceTarget,
+    concurrency: usize,
+    sessions: usize,
+    o: Outcome,
+    elapsed: Duration,
+    before: Option<ProcSample>,
+    loaded: Option<ProcSample>,
+    after: Option<ProcSample>,
+) -> DeviceSummary {
+    let (n, p50, p90, p99, max) = percentiles(o.lat);
+    let cpu = match (loaded, after) {
+        (Some(a), Some(b)) if n > 0 => {
+            Some((b.cpu.saturating_sub(a.cpu)).as_secs_f64() * 1e6 / n as f64)
+        }
+        _ => None,
+    };
+    DeviceSummary {
+        name: name.into(),
+        target: d.target.clone(),
+        mode: format!("{:?}", d.mode).to_lowercase(),
+        concurrency,
+        sessions,
+        operations: n,
+        errors: o.errors,
+        seconds: elapsed.as_secs_f64(),
+        ops_per_sec: n as f64 / elapsed.as_secs_f64(),
+        p50_us: p50,
+        p90_us: p90,
+        p99_us: p99,
+        max_us: max,
+        server_cpu_us_per_op: cpu,
+        server_rss_kb_before: before.map(|s| s.rss_kb),
+        server_rss_kb_after: loaded.map(|s| s.rss_kb),
+        server_bytes_per_session: match (before, loaded) {
+            (Some(b), Some(l)) if sessions > 0 => {
+                Some((l.rss_kb as f64 - b.rss_kb as f64) * 1024.0 / sessions as f64)
+            }
+            _ => None,
+        },
+        first_error: o.first_error,
+    }
+}
+
+pub fn print(output: OutputFormat, s: &DeviceSummary) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string(s)?),
+        OutputFormat::Table => {
+            println!(
+                "{:<10} {} {} conc={} ops={} errors={} {:.0} ops/s p50={}µs p90={}µs p99={}µs max={}µs",
+                s.name, s.mode, s.target, s.concurrency, s.operations, s.errors, s.ops_per_sec,
+                s.p50_us, s.p90_us, s.p99_us, s.max_us
+            );
+            if let Some(c) = s.server_cpu_us_per_op {
+                println!("           server CPU {c:.1} µs/op");
+            }
+            if let Some(b) = s.server_bytes_per_session {
+                println!(
+                    "           server RSS {} kB → {} kB with {} sessions: {:.0} bytes/session",
+                    s.server_rss_kb_before.unwrap_or(0),
+                    s.server_rss_kb_after.unwrap_or(0),
+                    s.sessions,
+                    b
+                );
+            }
+            if let Some(e) = &s.first_error {
+                println!("           first error: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sample(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
+    pid.map(proc_sample).transpose()
+}
+
+pub async fn handshake(
+    d: DeviceTarget,
+    concurrency: usize,
+    duration: u64,
+) -> anyhow::Result<DeviceSummary> {
+    let target: SocketAddr = d.target.parse().context("--target HOST:PORT")?;
+    let cred = credential(&d)?;
+    let before = sample(d.server_pid)?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(duration);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let cred = cred.clone();
+        let path = d.path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut o = Outcome {
+                lat: Vec::new(),
+                errors: 0,
+                first_error: None,
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let r = async {
+                    let mut c =
+                        DeviceClient::connect(target, cred.clone(), HANDSHAKE_TIMEOUT).await?;
+                    c.request_timeout = Duration::from_secs(5);
+                    let resp = c.get(&path, None).await;
+                    c.close().await;
+                    resp
+                }
+                .await;
+                match r {
+                    Ok(_) => o.lat.push(t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        o.errors += 1;
+                        o.first_error.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            o
+        }));
+    }
+    let mut parts = Vec::new();
+    for t in tasks {
+        parts.push(t.await?);
+    }
+    let elapsed = start.elapsed();
+    let after = sample(d.server_pid)?;
+    Ok(summary(
+        "handshake",
+        &d,
+        concurrency,
+        0,
+        merge(parts),
+        elapsed,
+        before,
+        before,
+        after,
+    ))
+}
+
+pub async fn coap(
+    d: DeviceTarget,
+    sessions: usize,
+    concurrency: usize,
+    duration: u64,
+) -> anyhow::Result<DeviceSummary> {
+    let target: SocketAddr = d.target.parse().context("--target HOST:PORT")?;
+    let cred = credential(&d)?;
+    let before = sample(d.server_pid)?;
+    // Establish the sessions, a few handshakes at a time.
+    let gate = Arc::new(Semaphore::new(32));
+    let mut opening = Vec::new();
+    for _ in 0..sessions.max(1) {
+        let gate = gate.clone();
+        let cred = cred.clone();
+        opening.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await;
+            DeviceClient::connect(target, cred, HANDSHAKE_TIMEOUT).await
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in opening {
+        clients.push(t.await?.context("establishing sessions")?);
+    }
+    // Let the server settle before reading its memory with the sessions open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let loaded = sample(d.server_pid)?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(duration);
+    let active: Vec<DeviceClient> = clients.drain(..concurrency.min(sessions).max(1)).collect();
+    let mut tasks = Vec::new();
+    for mut c in active {
+        let path = d.path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut o = Outcome {
+                lat: Vec::new(),
+                errors: 0,
+                first_error: None,
+            };
+            c.request_timeout = Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.get(&path, None).await {
+                    Ok(_) => o.lat.push(t.elapsed().as_micros() as u64),
+                    Err(e) => {
+                        o.errors += 1;
+                        o.first_error.get_or_insert(e.to_string());
+                        break;
+                    }
+                }
+            }
+            (o, c)
+        }));
+    }
+    let mut parts = Vec::new();
+    for t in tasks {
+        let (o, c) = t.await?;
+        parts.push(o);
+        clients.push(c);
+    }
+    let elapsed = start.elapsed();
+    let after = sample(d.server_pid)?;
+    for c in clients {
+        c.close().await;
+    }
+    Ok(summary(
+        "coap",
+        &d,
+        concurrency,
+        sessions,
+        merge(parts),
+        elapsed,
+        before,
+        loaded,
+        after,
+    ))
+}
