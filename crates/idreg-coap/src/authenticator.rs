@@ -42,14 +42,18 @@ impl Authenticator {
         &self.reader
     }
 
-    /// The PSK for `identity`, if it belongs to an active device.
-    pub fn psk(&self, identity: &[u8]) -> Result<(Device, Vec<u8>), AuthError> {
-        let device = self
-            .reader
+    /// The active device that holds PSK `identity`.
+    pub fn psk_device(&self, identity: &[u8]) -> Result<Device, AuthError> {
+        self.reader
             .by_psk_identity(identity)
             .map_err(|e| AuthError::Store(e.to_string()))?
             .ok_or(AuthError::Unknown)
-            .and_then(active)?;
+            .and_then(active)
+    }
+
+    /// The PSK for `identity`, if it belongs to an active device.
+    pub fn psk(&self, identity: &[u8]) -> Result<(Device, Vec<u8>), AuthError> {
+        let device = self.psk_device(identity)?;
         let sealed = device
             .credentials
             .iter()

@@ -119,7 +119,7 @@ pub async fn run_session(s: SessionSpawn) {
 
     let Some(device) = identify(&shared, family, &dtls).await else {
         shared.stats.handshake_failed(peer.ip());
-        let _ = close(&dtls).await;
+        let _ = dtls.close().await;
         return;
     };
     shared.stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +151,7 @@ pub async fn run_session(s: SessionSpawn) {
 
     let why = serve(&shared, &dtls, &device, family, &mut end_rx).await;
     if why != SessionEnd::ClosedByPeer {
-        let _ = tokio::time::timeout(CLOSE_GRACE, close(&dtls)).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, dtls.close()).await;
     }
     drop(dtls);
 
@@ -166,10 +166,6 @@ pub async fn run_session(s: SessionSpawn) {
     drop(guard);
 }
 
-async fn close(dtls: &DTLSConn) -> Result<(), webrtc_dtls::Error> {
-    dtls.close().await
-}
-
 /// The device the finished handshake authenticated.
 async fn identify(
     shared: &FrontShared,
@@ -178,7 +174,8 @@ async fn identify(
 ) -> Option<String> {
     let state = dtls.connection_state().await;
     let device = match family {
-        CredentialFamily::Psk => shared.auth.psk(&state.identity_hint).map(|(d, _)| d),
+        // The handshake proved the key; only the device's status is re-read.
+        CredentialFamily::Psk => shared.auth.psk_device(&state.identity_hint),
         CredentialFamily::Certificate => shared.auth.certificate(state.peer_certificates.first()?),
     };
     device.ok().map(|d| d.id.to_string())

@@ -23,13 +23,8 @@ struct Summary {
     max_us: u64,
 }
 
-fn summarize(
-    name: &str,
-    concurrency: usize,
-    mut lat_us: Vec<u64>,
-    errors: usize,
-    elapsed: Duration,
-) -> Summary {
+/// Latencies sorted: (count, p50, p90, p99, max).
+pub(crate) fn percentiles(mut lat_us: Vec<u64>) -> (usize, u64, u64, u64, u64) {
     lat_us.sort_unstable();
     let pct = |p: f64| {
         lat_us
@@ -37,17 +32,34 @@ fn summarize(
             .copied()
             .unwrap_or(0)
     };
+    (
+        lat_us.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        lat_us.last().copied().unwrap_or(0),
+    )
+}
+
+fn summarize(
+    name: &str,
+    concurrency: usize,
+    lat_us: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+) -> Summary {
+    let (n, p50_us, p90_us, p99_us, max_us) = percentiles(lat_us);
     Summary {
         name: name.to_owned(),
         concurrency,
-        operations: lat_us.len(),
+        operations: n,
         errors,
         seconds: elapsed.as_secs_f64(),
-        ops_per_sec: lat_us.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: pct(0.50),
-        p90_us: pct(0.90),
-        p99_us: pct(0.99),
-        max_us: lat_us.last().copied().unwrap_or(0),
+        ops_per_sec: n as f64 / elapsed.as_secs_f64(),
+        p50_us,
+        p90_us,
+        p99_us,
+        max_us,
     }
 }
 

@@ -11,6 +11,7 @@ use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential}
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::bench::percentiles;
 use crate::cli::{DeviceTarget, HandshakeMode, OutputFormat};
 
 /// CPU time (user + system) and resident memory of a process.
@@ -81,22 +82,7 @@ fn credential(d: &DeviceTarget) -> anyhow::Result<DeviceCredential> {
     })
 }
 
-fn percentiles(mut lat: Vec<u64>) -> (usize, u64, u64, u64, u64) {
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    (
-        lat.len(),
-        pct(0.5),
-        pct(0.9),
-        pct(0.99),
-        lat.last().copied().unwrap_or(0),
-    )
-}
-
+#[derive(Default)]
 struct Outcome {
     lat: Vec<u64>,
     errors: usize,
@@ -104,11 +90,7 @@ struct Outcome {
 }
 
 fn merge(parts: Vec<Outcome>) -> Outcome {
-    let mut all = Outcome {
-        lat: Vec::new(),
-        errors: 0,
-        first_error: None,
-    };
+    let mut all = Outcome::default();
     for p in parts {
         all.lat.extend(p.lat);
         all.errors += p.errors;
@@ -213,11 +195,7 @@ pub async fn handshake(
         let cred = cred.clone();
         let path = d.path.clone();
         tasks.push(tokio::spawn(async move {
-            let mut o = Outcome {
-                lat: Vec::new(),
-                errors: 0,
-                first_error: None,
-            };
+            let mut o = Outcome::default();
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let r = async {
@@ -293,11 +271,7 @@ pub async fn coap(
     for mut c in active {
         let path = d.path.clone();
         tasks.push(tokio::spawn(async move {
-            let mut o = Outcome {
-                lat: Vec::new(),
-                errors: 0,
-                first_error: None,
-            };
+            let mut o = Outcome::default();
             c.request_timeout = Duration::from_secs(5);
             while Instant::now() < deadline {
                 let t = Instant::now();

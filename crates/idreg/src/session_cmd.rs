@@ -1,6 +1,7 @@
 //! `idreg session list|stats`.
 
 use anyhow::Context;
+use idreg_api::convert::timestamp;
 use idreg_client::pb;
 use serde::Serialize;
 
@@ -36,13 +37,6 @@ impl From<&pb::Session> for SessionView {
             bytes_out: s.bytes_out,
             end_reason: (!s.end_reason.is_empty()).then(|| s.end_reason.clone()),
         }
-    }
-}
-
-fn timestamp(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: (ms % 1000) as i32 * 1_000_000,
     }
 }
 
