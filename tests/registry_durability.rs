@@ -57,6 +57,7 @@ async fn acknowledged_devices_survive_kill_9() {
     let d = client
         .get_device(pb::GetDeviceRequest {
             id: "w3-dev42".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -89,7 +90,8 @@ async fn sigterm_stops_cleanly_and_restart_keeps_data() {
     assert_eq!(
         client
             .get_device(pb::GetDeviceRequest {
-                id: "keep-me".into()
+                id: "keep-me".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -119,6 +119,7 @@ async fn bad_grpc_input_is_refused_and_changes_nothing() {
     expect_err(
         c.get_device(pb::GetDeviceRequest {
             id: "missing".into(),
+            ..Default::default()
         })
         .await,
         Code::NotFound,
@@ -185,6 +186,7 @@ async fn bad_grpc_input_is_refused_and_changes_nothing() {
     let d = c
         .get_device(pb::GetDeviceRequest {
             id: "existing".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -66,6 +66,7 @@ async fn psk_secrets_are_never_written_in_the_clear() {
     let d = client
         .get_device(pb::GetDeviceRequest {
             id: "secret-holder".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "../../proto/idreg/v1/registry.proto",
         "../../proto/idreg/v1/sessions.proto",
+        "../../proto/idreg/v1/cluster.proto",
+        "../../proto/idreg/v1/raft.proto",
     ];
     // The etcd KV subset is a client only (benchmarks drive etcd with it) and
     // stays out of the descriptor set idreg serves by reflection.

@@ -11,6 +11,8 @@ use idreg_client::pb::device_registry_client::DeviceRegistryClient;
 use idreg_client::pb::sessions_client::SessionsClient;
 use tonic::transport::Channel;
 
+pub mod cluster;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
 
 /// A loopback port that was free a moment ago.
@@ -29,6 +31,8 @@ pub struct Server {
     pub grpc_addr: String,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
+    /// Loopback address the device front binds (127.0.0.x).
+    pub host: String,
 }
 
 impl Server {
@@ -44,6 +48,22 @@ impl Server {
             grpc_addr: format!("127.0.0.1:{}", free_port()),
             log: data_dir.with_extension("log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            host: "127.0.0.1".into(),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// Starts a node with its gRPC port at `grpc_addr` (host 127.0.0.x) and
+    /// its device front on the same host.
+    pub async fn start_at(data_dir: &Path, grpc_addr: &str, extra: &[String]) -> Server {
+        let mut s = Server {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            grpc_addr: grpc_addr.to_owned(),
+            log: data_dir.with_extension("log"),
+            extra_args: extra.to_vec(),
+            host: grpc_addr.rsplit_once(':').unwrap().0.to_owned(),
         };
         s.spawn().await;
         s
@@ -63,9 +83,9 @@ impl Server {
                 "--grpc-addr",
                 &self.grpc_addr,
                 "--coap-addr",
-                "127.0.0.1:0",
+                &format!("{}:0", self.host),
                 "--coap-cert-addr",
-                "127.0.0.1:0",
+                &format!("{}:0", self.host),
             ])
             .args(&self.extra_args)
             .env("IDREG_LOG", "info")
@@ -91,6 +111,7 @@ impl Server {
                 let probe = c
                     .get_device(pb::GetDeviceRequest {
                         id: "readiness-probe".into(),
+                        ..Default::default()
                     })
                     .await;
                 if matches!(&probe, Err(s) if s.code() == tonic::Code::NotFound) {

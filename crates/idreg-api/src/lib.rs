@@ -5,11 +5,14 @@
 //! anything is proposed (bad input changes nothing), and PSK secrets are sealed
 //! with the KEK here, before they reach the raft log.
 
+pub mod cluster_service;
 pub mod convert;
 pub mod page_token;
 pub mod registry_service;
 pub mod sessions_service;
 pub mod status;
+pub mod watch_stream;
 
+pub use cluster_service::ClusterService;
 pub use registry_service::RegistryService;
 pub use sessions_service::{FrontStatsSource, SessionsService};

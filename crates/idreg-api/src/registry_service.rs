@@ -51,6 +51,18 @@ impl RegistryService {
         Ok(device.as_ref().map(convert::device_to_proto))
     }
 
+    /// For a LINEARIZABLE read: waits until this node has applied every
+    /// write acknowledged before now.
+    async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
+        match pb::ReadConsistency::try_from(consistency) {
+            Ok(pb::ReadConsistency::Linearizable) => self.node.linearize().await.map_err(write),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Status::invalid_argument(format!(
+                "consistency: unknown value {consistency}"
+            ))),
+        }
+    }
+
     async fn execute_expecting_device(
         &self,
         command: Command,
@@ -125,6 +137,7 @@ impl DeviceRegistry for RegistryService {
         request: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
+        self.read_barrier(request.get_ref().consistency).await?;
         match self.node.reader().get(id.as_str()).map_err(storage)? {
             Some(d) => Ok(Response::new(convert::device_to_proto(&d))),
             None => Err(rejection(Rejection::DeviceNotFound(id.to_string()))),
@@ -143,12 +156,19 @@ impl DeviceRegistry for RegistryService {
         } else {
             Some(page_token::decode(digest, &req.page_token).map_err(Status::invalid_argument)?)
         };
+        self.read_barrier(req.consistency).await?;
         let reader = self.node.reader();
-        let page =
-            tokio::task::spawn_blocking(move || reader.list(&filter, after.as_deref(), page_size))
-                .await
-                .map_err(storage)?
-                .map_err(storage)?;
+        let (revision, page) = tokio::task::spawn_blocking(move || {
+            // The revision first: the page reflects at least that much.
+            let revision = reader.applied_index()?;
+            Ok::<_, idreg_store::StoreError>((
+                revision,
+                reader.list(&filter, after.as_deref(), page_size)?,
+            ))
+        })
+        .await
+        .map_err(storage)?
+        .map_err(storage)?;
         let next_page_token = match (page.more, page.devices.last()) {
             (true, Some(last)) => page_token::encode(digest, last.id.as_str()),
             _ => String::new(),
@@ -156,6 +176,7 @@ impl DeviceRegistry for RegistryService {
         Ok(Response::new(pb::ListDevicesResponse {
             devices: page.devices.iter().map(convert::device_to_proto).collect(),
             next_page_token,
+            revision,
         }))
     }
 
@@ -243,5 +264,23 @@ impl DeviceRegistry for RegistryService {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
         self.execute(Command::Delete { id }).await?;
         Ok(Response::new(pb::DeleteDeviceResponse {}))
+    }
+
+    type WatchDevicesStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchDevicesResponse, Status>>;
+
+    async fn watch_devices(
+        &self,
+        request: Request<pb::WatchDevicesRequest>,
+    ) -> Result<Response<Self::WatchDevicesStream>, Status> {
+        let store = self.node.store();
+        let rx = crate::watch_stream::start(
+            store.history(),
+            store.applied_watch(),
+            request.get_ref().from_revision,
+        )?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 }

@@ -25,9 +25,11 @@ pub fn rejection(r: Rejection) -> Status {
 
 pub fn write(e: WriteError) -> Status {
     match e {
-        WriteError::NotLeader { .. } | WriteError::ShuttingDown => {
-            Status::unavailable(e.to_string())
-        }
+        WriteError::NotLeader { .. }
+        | WriteError::NoLeader
+        | WriteError::Unknown(_)
+        | WriteError::ShuttingDown => Status::unavailable(e.to_string()),
+        WriteError::Refused(_) => Status::failed_precondition(e.to_string()),
         WriteError::Raft(_) => Status::internal(e.to_string()),
     }
 }

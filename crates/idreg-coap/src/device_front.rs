@@ -72,6 +72,7 @@ impl DeviceFront {
         tasks.push(tokio::spawn(end_cut_off_sessions(
             shared.clone(),
             store.subscribe(),
+            store.installs_watch(),
             shutdown_rx.clone(),
         )));
         tasks.push(tokio::spawn(purge_audit(shared.clone(), shutdown_rx)));
@@ -118,16 +119,39 @@ impl DeviceFront {
     }
 }
 
+/// Checks every connected device against the registry and ends the sessions
+/// of those no longer active.
+fn recheck_live_sessions(shared: &FrontShared) {
+    for device in shared.live.devices() {
+        if !shared.auth.still_active(&device) {
+            shared.live.end_device(&device, SessionEnd::Revoked);
+        }
+    }
+}
+
 /// Ends the sessions of every device a registry change cuts off (revoked,
-/// disabled, deleted), as the change is applied on this node.
+/// disabled, deleted), as the change is applied on this node — also when the
+/// node catches up by installing a snapshot, which carries no per-change events.
 async fn end_cut_off_sessions(
     shared: Arc<FrontShared>,
     mut events: broadcast::Receiver<idreg_store::RegistryEvent>,
+    mut installs: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut installs_open = true;
     loop {
         let ev = tokio::select! {
             ev = events.recv() => ev,
+            changed = installs.changed(), if installs_open => {
+                match changed {
+                    Ok(()) => {
+                        info!("snapshot installed; rechecking live sessions");
+                        recheck_live_sessions(&shared);
+                    }
+                    Err(_) => installs_open = false,
+                }
+                continue;
+            }
             _ = shutdown.changed() => return,
         };
         match ev {
@@ -143,11 +167,7 @@ async fn end_cut_off_sessions(
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Changes were missed: check every connected device directly.
                 warn!(missed, "registry events lagged; rechecking live sessions");
-                for device in shared.live.devices() {
-                    if !shared.auth.still_active(&device) {
-                        shared.live.end_device(&device, SessionEnd::Revoked);
-                    }
-                }
+                recheck_live_sessions(&shared);
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

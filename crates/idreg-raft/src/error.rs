@@ -1,11 +1,19 @@
-//! Why a write did not reach a verdict.
+//! Why a write (or a membership change) did not reach a verdict.
 
-/// A proposal that was not applied (as opposed to one applied and rejected by
-/// the registry's rules, which is `idreg_core::Rejection`).
+/// A proposal that was not applied, or whose fate is unknown (as opposed to
+/// one applied and rejected by the registry's rules: `idreg_core::Rejection`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("this node is not the leader (leader: {leader:?}); retry there")]
     NotLeader { leader: Option<u64> },
+    #[error("no leader is known or reachable (election in progress or no quorum); retry")]
+    NoLeader,
+    #[error(
+        "outcome unknown: {0}; the write may or may not have been applied, check before retrying"
+    )]
+    Unknown(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("raft: {0}")]

@@ -1,14 +1,20 @@
-//! idreg's raft node: openraft wired to the RocksDB store, with proposals from
-//! many concurrent clients batched into few log entries.
+//! idreg's raft node: openraft wired to the RocksDB store, proposals from many
+//! concurrent clients batched into few log entries, forwarded to the leader
+//! from any node, and the node-to-node transport over gRPC.
 //!
 //! Architecture invariant: this crate decides *how* commands reach the log
-//! (batching, leadership, later forwarding and the network); it does not
-//! interpret them. The registry rules live in idreg-core.
+//! (batching, leadership, forwarding, the network); it does not interpret
+//! them. The registry rules live in idreg-core.
 
 pub mod error;
-pub mod network;
+pub mod forwarder;
+pub mod grpc_network;
 pub mod node;
 pub mod proposer;
+pub mod raft_service;
+pub mod status;
+pub mod wire;
 
 pub use error::WriteError;
 pub use node::{NodeConfig, RegistryNode};
+pub use status::{ClusterView, MemberView};

@@ -1,25 +1,39 @@
-//! A running raft node over the idreg store.
+//! A running raft node over the idreg store: one of a cluster of 1–7.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idreg_core::{Command, Proposal};
-use idreg_store::{RegistryReader, Store, TypeConfig};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use idreg_store::{NodeId, RegistryReader, Store, TypeConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::WriteError;
-use crate::network::NoPeers;
+use crate::forwarder::{Forwarder, LEADER_WAIT};
+use crate::grpc_network::GrpcNetwork;
 use crate::proposer::{self, Pending, Verdict};
+use crate::raft_service::RaftService;
+use crate::status::{ClusterView, MemberView};
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    pub node_id: u64,
+    pub node_id: NodeId,
     /// The address peers and clients reach this node's gRPC port at.
     pub advertise_addr: String,
     /// Build a snapshot (and purge the log behind it) after this many entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower
+    /// catches up from the log rather than a whole snapshot.
+    pub snapshot_keep_logs: u64,
+    /// The members of a new cluster (id → address), this node among them.
+    /// Empty: a single-node cluster of this node.
+    pub initial_members: BTreeMap<NodeId, String>,
+    /// Whether an empty node may found the cluster from `initial_members`
+    /// (etcd's `--initial-cluster-state new`). A node that is to be added to a
+    /// running cluster must not, or it would start a second history.
+    pub bootstrap: bool,
 }
 
 impl Default for NodeConfig {
@@ -28,14 +42,19 @@ impl Default for NodeConfig {
             node_id: 1,
             advertise_addr: "127.0.0.1:50051".into(),
             snapshot_every: 20_000,
+            snapshot_keep_logs: 1000,
+            initial_members: BTreeMap::new(),
+            bootstrap: true,
         }
     }
 }
 
 #[derive(Clone)]
 pub struct RegistryNode {
+    id: NodeId,
     raft: Raft<TypeConfig>,
     store: Store,
+    forwarder: Forwarder,
     proposals: mpsc::Sender<Pending>,
 }
 
@@ -46,59 +65,95 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn raft_err(e: impl std::fmt::Display) -> WriteError {
+    WriteError::Raft(e.to_string())
+}
+
+/// A membership change's refusal, with "not the leader" kept apart so the
+/// caller can pass the request on.
+fn change_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> WriteError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
+            leader: f.leader_id,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            WriteError::Refused(c.to_string())
+        }
+        other => raft_err(other),
+    }
+}
+
 impl RegistryNode {
-    /// Starts a single-node cluster on `store`, initialising it on first start,
-    /// and waits until it leads.
-    pub async fn start_single(config: NodeConfig, store: Store) -> Result<Self, WriteError> {
+    /// Starts the node on `store`. An empty store founds a cluster from
+    /// `config.initial_members` (or of itself alone) when `config.bootstrap`;
+    /// otherwise the node waits to be added by the leader. A store with a
+    /// history rejoins its cluster as it was.
+    pub async fn start(config: NodeConfig, store: Store) -> Result<Self, WriteError> {
         let raft_config = Config {
             cluster_name: "idreg".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 600,
-            election_timeout_max: 1200,
+            heartbeat_interval: 150,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
+            // AppendEntries stays far below the wire limit even when every
+            // entry is a full batch of proposals.
+            max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            max_in_snapshot_log_to_keep: 1000,
+            snapshot_max_chunk_size: 1 << 20,
+            // The last chunk loads the whole snapshot into RocksDB.
+            install_snapshot_timeout: 60_000,
+            max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
             ..Default::default()
         }
         .validate()
-        .map_err(|e| WriteError::Raft(e.to_string()))?;
-        let sm = store
-            .state_machine()
-            .map_err(|e| WriteError::Raft(e.to_string()))?;
+        .map_err(raft_err)?;
+        let sm = store.state_machine().map_err(raft_err)?;
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            NoPeers,
+            GrpcNetwork,
             store.log_store(),
             sm,
         )
         .await
-        .map_err(|e| WriteError::Raft(e.to_string()))?;
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| WriteError::Raft(e.to_string()))?
-        {
-            let members = BTreeMap::from([(
-                config.node_id,
-                BasicNode {
-                    addr: config.advertise_addr.clone(),
-                },
-            )]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| WriteError::Raft(e.to_string()))?;
+        .map_err(raft_err)?;
+        let single = config.initial_members.is_empty();
+        if !raft.is_initialized().await.map_err(raft_err)? && config.bootstrap {
+            let members: BTreeMap<NodeId, BasicNode> = if single {
+                BTreeMap::from([(config.node_id, BasicNode::new(&config.advertise_addr))])
+            } else {
+                config
+                    .initial_members
+                    .iter()
+                    .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                    .collect()
+            };
+            // Every founding member initialises with the same membership; one
+            // that already heard from an elected leader is refused, harmlessly.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!("cluster already formed: {e}");
+            }
         }
-        raft.wait(Some(Duration::from_secs(30)))
-            .state(ServerState::Leader, "single node becomes leader")
-            .await
-            .map_err(|e| WriteError::Raft(format!("no leadership: {e}")))?;
+        if single && config.bootstrap {
+            // Usable as soon as `serve` reports ready.
+            let _ = raft
+                .wait(Some(Duration::from_secs(30)))
+                .metrics(|m| m.current_leader.is_some(), "a leader is known")
+                .await;
+        }
+        let forwarder = Forwarder::new(raft.clone(), config.node_id);
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
-        tokio::spawn(proposer::run(raft.clone(), rx));
+        tokio::spawn(proposer::run(forwarder.clone(), rx));
         Ok(Self {
+            id: config.node_id,
             raft,
             store,
+            forwarder,
             proposals: tx,
         })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
     }
 
     /// Proposes one command and waits for its verdict. The outer error means
@@ -120,6 +175,18 @@ impl RegistryNode {
         rx.await.map_err(|_| WriteError::ShuttingDown)?
     }
 
+    /// Returns once this node has applied every write acknowledged before the
+    /// call (read index confirmed by the leader's quorum).
+    pub async fn linearize(&self) -> Result<(), WriteError> {
+        let index = self.forwarder.read_index().await?;
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map_err(|e| raft_err(format!("waiting to apply index {index}: {e}")))?;
+        Ok(())
+    }
+
     pub fn reader(&self) -> RegistryReader {
         self.store.reader()
     }
@@ -130,6 +197,145 @@ impl RegistryNode {
 
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.raft
+    }
+
+    /// The server side of the node-to-node protocol, for the gRPC listener.
+    pub fn raft_service(&self) -> RaftService {
+        RaftService::new(self.raft.clone())
+    }
+
+    /// This node's view of the cluster; replication lag only on the leader.
+    pub fn view(&self) -> ClusterView {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned())
+                    .flatten()
+                    .map(|l| l.index);
+                let (matched_index, replicating) = if *id == m.id && m.state == ServerState::Leader
+                {
+                    (Some(last), true)
+                } else {
+                    (matched, matched.is_some())
+                };
+                MemberView {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                    matched_index: matched_index.unwrap_or(0),
+                    lag: matched_index.map(|i| last.saturating_sub(i)).unwrap_or(0),
+                    replicating,
+                }
+            })
+            .collect();
+        let leader_addr = m
+            .current_leader
+            .and_then(|l| membership.get_node(&l))
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        ClusterView {
+            node_id: m.id,
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            leader_id: m.current_leader,
+            leader_addr,
+            term: m.current_term,
+            last_log_index: last,
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            members,
+            snapshots_installed: self.store.snapshots_installed(),
+        }
+    }
+
+    /// Adds node `id` at `addr` as a learner, waits for it to catch up, then
+    /// (unless `learner_only`) makes it a voter. Only on the leader.
+    pub async fn add_node(
+        &self,
+        id: NodeId,
+        addr: &str,
+        learner_only: bool,
+    ) -> Result<(), WriteError> {
+        let view = self.view();
+        if let Some(existing) = view.members.iter().find(|m| m.id == id) {
+            if existing.addr != addr {
+                return Err(WriteError::Refused(format!(
+                    "node {id} is already a member at {}; remove it first to change its address",
+                    existing.addr
+                )));
+            }
+        }
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(change_error)?;
+        if !learner_only {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(change_error)?;
+        }
+        Ok(())
+    }
+
+    /// Removes node `id` from the membership (voter or learner). Only on the leader.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), WriteError> {
+        let view = self.view();
+        let Some(member) = view.members.iter().find(|m| m.id == id) else {
+            return Err(WriteError::Refused(format!("node {id} is not a member")));
+        };
+        if member.voter {
+            if view.members.iter().filter(|m| m.voter).count() == 1 {
+                return Err(WriteError::Refused(format!(
+                    "node {id} is the last voter; a cluster cannot remove its last voter"
+                )));
+            }
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(change_error)?;
+        } else {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(change_error)?;
+        }
+        Ok(())
+    }
+
+    /// Builds a snapshot of what this node has applied and waits for it.
+    pub async fn snapshot_now(&self) -> Result<u64, WriteError> {
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        self.raft.trigger().snapshot().await.map_err(raft_err)?;
+        let m = self
+            .raft
+            .wait(Some(Duration::from_secs(300)))
+            .metrics(
+                |m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied,
+                "snapshot built",
+            )
+            .await
+            .map_err(raft_err)?;
+        Ok(m.snapshot.map(|l| l.index).unwrap_or(0))
     }
 
     pub async fn shutdown(&self) {

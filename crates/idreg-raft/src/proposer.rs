@@ -1,5 +1,6 @@
 //! Group commit: proposals from concurrent clients queue here and go to raft as
-//! one `ProposalBatch` log entry, so 64 writers cost one fsync, not 64.
+//! one `ProposalBatch` log entry, so 64 writers cost one fsync, not 64. On a
+//! follower the whole batch is forwarded to the leader in one call.
 //!
 //! A bounded number of batches is in flight at once; while they commit, new
 //! proposals pile up and form the next, larger batch.
@@ -7,12 +8,11 @@
 use std::sync::Arc;
 
 use idreg_core::{Device, Proposal, ProposalBatch, Rejection};
-use idreg_store::{BatchOutcome, TypeConfig};
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::Raft;
+use idreg_store::BatchOutcome;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::WriteError;
+use crate::forwarder::Forwarder;
 
 /// Most proposals in one log entry.
 pub const MAX_BATCH: usize = 512;
@@ -26,18 +26,8 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Result<Verdict, WriteError>>,
 }
 
-fn write_error(e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>) -> WriteError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => WriteError::NotLeader {
-            leader: f.leader_id,
-        },
-        RaftError::Fatal(openraft::error::Fatal::Stopped) => WriteError::ShuttingDown,
-        other => WriteError::Raft(other.to_string()),
-    }
-}
-
 /// Runs until every sender is dropped.
-pub(crate) async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>) {
+pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let permit = in_flight
@@ -54,19 +44,17 @@ pub(crate) async fn run(raft: Raft<TypeConfig>, mut rx: mpsc::Receiver<Pending>)
         }
         let (proposals, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
-        let raft = raft.clone();
+        let forwarder = forwarder.clone();
         tokio::spawn(async move {
-            let result = raft.client_write(ProposalBatch(proposals)).await;
+            let result = forwarder.write(ProposalBatch(proposals)).await;
             drop(permit);
             match result {
-                Ok(resp) => {
-                    let BatchOutcome(verdicts) = resp.data;
+                Ok(BatchOutcome(verdicts)) => {
                     for (reply, verdict) in replies.into_iter().zip(verdicts) {
                         let _ = reply.send(Ok(verdict));
                     }
                 }
                 Err(e) => {
-                    let e = write_error(e);
                     for reply in replies {
                         let _ = reply.send(Err(e.clone()));
                     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use idreg_core::{Kek, SealedSecret};
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::codec::{decode, encode};
 use crate::events::RegistryEvent;
@@ -49,7 +49,16 @@ pub struct Store {
     db: Arc<DB>,
     dir: PathBuf,
     events: broadcast::Sender<RegistryEvent>,
+    /// The last applied log index, for watchers to wait on.
+    applied: Arc<watch::Sender<u64>>,
+    /// Snapshots installed from a leader since start-up.
+    installs: Arc<watch::Sender<u64>>,
+    /// Revisions of change history kept for watchers.
+    history_keep: u64,
 }
+
+/// Revisions of change history kept by default.
+pub const DEFAULT_HISTORY_KEEP: u64 = 100_000;
 
 impl Store {
     /// Opens (or creates) the RocksDB under `dir/db`.
@@ -74,12 +83,17 @@ impl Store {
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
         let (events, _) = broadcast::channel(4096);
+        crate::state_machine::recover_interrupted_install(&db)?;
+        let db = Arc::new(db);
+        let applied = RegistryReader::new(db.clone()).applied_index()?;
         let store = Self {
-            db: Arc::new(db),
+            db,
             dir: dir.to_path_buf(),
             events,
+            applied: Arc::new(watch::Sender::new(applied)),
+            installs: Arc::new(watch::Sender::new(0)),
+            history_keep: DEFAULT_HISTORY_KEEP,
         };
-        crate::state_machine::recover_interrupted_install(&store.db)?;
         Ok(store)
     }
 
@@ -95,8 +109,37 @@ impl Store {
         StateMachine::new(
             self.db.clone(),
             self.dir.join("snapshots"),
-            self.events.clone(),
+            crate::state_machine::Notify {
+                events: self.events.clone(),
+                applied: self.applied.clone(),
+                installs: self.installs.clone(),
+                history_keep: self.history_keep,
+            },
         )
+    }
+
+    /// Keeps `revisions` revisions of change history (at least 1).
+    pub fn with_history_keep(mut self, revisions: u64) -> Self {
+        self.history_keep = revisions.max(1);
+        self
+    }
+
+    pub fn history(&self) -> crate::History {
+        crate::History::new(self.db.clone())
+    }
+
+    /// The last applied log index, updated after each applied batch.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Counts snapshot installs; changes each time one completes.
+    pub fn installs_watch(&self) -> watch::Receiver<u64> {
+        self.installs.subscribe()
+    }
+
+    pub fn snapshots_installed(&self) -> u64 {
+        *self.installs.borrow()
     }
 
     pub fn reader(&self) -> RegistryReader {

@@ -29,6 +29,9 @@ pub const CF_REVOKED: &str = "revoked";
 pub const CF_COUNTERS: &str = "counters";
 /// Node-local session audit (see `session_log`); not replicated, not in snapshots.
 pub const CF_SESSIONS: &str = "sessions";
+/// Change history for watchers (see `history`): revision ++ seq -> record.
+/// Written with each change; node-local extent, not in snapshots.
+pub const CF_HISTORY: &str = "history";
 
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
@@ -44,6 +47,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_REVOKED,
     CF_COUNTERS,
     CF_SESSIONS,
+    CF_HISTORY,
 ];
 
 /// The column families that make up the registry state: what a snapshot holds.
@@ -69,6 +73,8 @@ pub const SM_SNAPSHOT: &[u8] = b"snapshot";
 /// the install was cut short and the registry must be rebuilt.
 pub const SM_INSTALLING: &[u8] = b"installing";
 pub const SM_KEK_CHECK: &[u8] = b"kek_check";
+/// The oldest revision the change history still holds.
+pub const SM_HISTORY_FROM: &[u8] = b"history_from";
 
 pub const COUNTER_RL_VERSION: &[u8] = b"rl_version";
 pub const COUNTER_DEVICES: &[u8] = b"devices";

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod db;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod log_store;
 pub mod reader;
@@ -19,6 +20,7 @@ pub mod types;
 
 pub use db::{Store, StoreError};
 pub use events::RegistryEvent;
+pub use history::History;
 pub use log_store::LogStore;
 pub use reader::{ListFilter, ListPage, RegistryReader};
 pub use session_log::{SessionLog, SessionPage, SessionQuery};

@@ -108,6 +108,14 @@ impl RegistryReader {
         }
     }
 
+    /// The last log index applied to this replica (0 before any).
+    pub fn applied_index(&self) -> Result<u64, StoreError> {
+        match self.get_cf(CF_SM_META, SM_APPLIED)? {
+            Some(b) => Ok(decode_as::<crate::types::LogId>("applied log id", &b)?.index),
+            None => Ok(0),
+        }
+    }
+
     pub fn device_count(&self) -> Result<u64, StoreError> {
         self.counter(COUNTER_DEVICES)
     }

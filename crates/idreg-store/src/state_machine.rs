@@ -18,11 +18,12 @@ use openraft::{
     StorageIOError,
 };
 use rocksdb::{WriteBatch, WriteOptions, DB};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::codec::encode;
 use crate::db::{decode_as, StoreError};
 use crate::events::RegistryEvent;
+use crate::history::{self, history_key, HistoryRecord};
 use crate::keys::*;
 use crate::reader::RegistryReader;
 use crate::snapshot;
@@ -34,8 +35,20 @@ use crate::types::{
 pub struct StateMachine {
     db: Arc<DB>,
     snapshot_dir: PathBuf,
-    events: broadcast::Sender<RegistryEvent>,
+    notify: Notify,
 }
+
+/// Who hears of applied changes, and how much history to keep.
+#[derive(Clone)]
+pub(crate) struct Notify {
+    pub events: broadcast::Sender<RegistryEvent>,
+    pub applied: Arc<watch::Sender<u64>>,
+    pub installs: Arc<watch::Sender<u64>>,
+    pub history_keep: u64,
+}
+
+/// History is trimmed when the applied index crosses a multiple of this.
+const TRIM_EVERY: u64 = 1024;
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -56,7 +69,7 @@ impl StateMachine {
     pub(crate) fn new(
         db: Arc<DB>,
         snapshot_dir: PathBuf,
-        events: broadcast::Sender<RegistryEvent>,
+        notify: Notify,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&snapshot_dir).map_err(|source| StoreError::Io {
             path: snapshot_dir.clone(),
@@ -65,7 +78,7 @@ impl StateMachine {
         Ok(Self {
             db,
             snapshot_dir,
-            events,
+            notify,
         })
     }
 
@@ -141,6 +154,7 @@ impl StateMachine {
         let mut rl_version = self.counter(COUNTER_RL_VERSION)?;
         let mut last_applied: Option<LogId> = None;
         let mut membership: Option<StoredMembership> = None;
+        let history = self.db.cf_handle(CF_HISTORY).expect("cf exists");
 
         for entry in entries {
             let revision = entry.log_id.index;
@@ -153,11 +167,18 @@ impl StateMachine {
                 }
                 EntryPayload::Normal(proposals) => {
                     let mut results = Vec::with_capacity(proposals.0.len());
+                    let mut seq = 0u32;
                     for proposal in &proposals.0 {
                         match apply(&overlay, proposal, revision)? {
                             Ok(change) => {
                                 overlay.record(&change);
                                 self.write_change(&mut batch, &change);
+                                batch.put_cf(
+                                    &history,
+                                    history_key(revision, seq),
+                                    encode(&HistoryRecord::of(&change)),
+                                );
+                                seq += 1;
                                 devices +=
                                     change.after.is_some() as i64 - change.before.is_some() as i64;
                                 rl_version += change.revocation.is_some() as u64;
@@ -183,14 +204,22 @@ impl StateMachine {
         let meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
         if let Some(applied) = last_applied {
             batch.put_cf(&meta, SM_APPLIED, encode(&applied));
+            let before = *self.notify.applied.borrow();
+            let keep = self.notify.history_keep;
+            if applied.index / TRIM_EVERY != before / TRIM_EVERY && applied.index > keep {
+                history::trim(&self.db, &mut batch, applied.index - keep + 1);
+            }
         }
         if let Some(m) = membership {
             batch.put_cf(&meta, SM_MEMBERSHIP, encode(&m));
         }
         self.db.write(batch)?;
+        if let Some(applied) = last_applied {
+            self.notify.applied.send_replace(applied.index);
+        }
         for e in events {
             // No receivers is fine: nobody is listening yet.
-            let _ = self.events.send(e);
+            let _ = self.notify.events.send(e);
         }
         Ok(outcomes)
     }
@@ -279,7 +308,14 @@ impl StateMachine {
         }
         batch.put_cf(&sm_meta, SM_MEMBERSHIP, encode(&meta.last_membership));
         batch.delete_cf(&sm_meta, SM_INSTALLING);
+        // History before the snapshot is not known here: watchers asking for
+        // it are told to list again.
+        let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        history::trim(&self.db, &mut batch, u64::MAX);
+        batch.put_cf(&sm_meta, SM_HISTORY_FROM, encode(&(index + 1)));
         self.db.write_opt(batch, &wo)?;
+        self.notify.applied.send_replace(index);
+        self.notify.installs.send_modify(|n| *n += 1);
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         self.set_current_snapshot(&CurrentSnapshot {
             meta: meta.clone(),

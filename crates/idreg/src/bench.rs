@@ -7,6 +7,7 @@ use anyhow::Context;
 use idreg_client::pb;
 use serde::Serialize;
 
+use crate::bench_device::{proc_sample, ProcSample};
 use crate::cli::{BenchCommand, OutputFormat};
 
 #[derive(Serialize)]
@@ -21,6 +22,10 @@ struct Summary {
     p90_us: u64,
     p99_us: u64,
     max_us: u64,
+    /// Server CPU time per operation, µs (with --server-pid).
+    server_cpu_us_per_op: Option<f64>,
+    /// Server resident memory after the run, KiB (with --server-pid).
+    server_rss_kb: Option<u64>,
 }
 
 /// Latencies sorted: (count, p50, p90, p99, max).
@@ -44,11 +49,12 @@ pub(crate) fn percentiles(mut lat_us: Vec<u64>) -> (usize, u64, u64, u64, u64) {
 fn summarize(
     name: &str,
     concurrency: usize,
-    lat_us: Vec<u64>,
-    errors: usize,
-    elapsed: Duration,
+    (lat_us, errors, elapsed, server): Measured,
 ) -> Summary {
     let (n, p50_us, p90_us, p99_us, max_us) = percentiles(lat_us);
+    let server_cpu_us_per_op = server
+        .filter(|_| n > 0)
+        .map(|(a, b)| b.cpu.saturating_sub(a.cpu).as_secs_f64() * 1e6 / n as f64);
     Summary {
         name: name.to_owned(),
         concurrency,
@@ -60,7 +66,23 @@ fn summarize(
         p90_us,
         p99_us,
         max_us,
+        server_cpu_us_per_op,
+        server_rss_kb: server.map(|(_, b)| b.rss_kb),
     }
+}
+
+/// Latencies, errors, wall time, and the server's /proc samples around the run.
+type Measured = (Vec<u64>, usize, Duration, Option<(ProcSample, ProcSample)>);
+
+/// Runs a load future, sampling the server process before and after it.
+async fn measured(
+    server_pid: Option<u32>,
+    load: impl std::future::Future<Output = anyhow::Result<(Vec<u64>, usize, Duration)>>,
+) -> anyhow::Result<Measured> {
+    let before = server_pid.map(proc_sample).transpose()?;
+    let (lat, errors, elapsed) = load.await?;
+    let after = server_pid.map(proc_sample).transpose()?;
+    Ok((lat, errors, elapsed, before.zip(after)))
 }
 
 /// Runs `op(client, i)` for i in 0..count over `concurrency` clients (one per
@@ -172,10 +194,18 @@ async fn etcd_puts(
 fn print(output: OutputFormat, s: &Summary) -> anyhow::Result<()> {
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string(s)?),
-        OutputFormat::Table => println!(
-            "{:<10} conc={:<4} ops={:<8} errors={:<5} {:>9.0} ops/s  p50={}µs p90={}µs p99={}µs max={}µs",
-            s.name, s.concurrency, s.operations, s.errors, s.ops_per_sec, s.p50_us, s.p90_us, s.p99_us, s.max_us
-        ),
+        OutputFormat::Table => {
+            println!(
+                "{:<10} conc={:<4} ops={:<8} errors={:<5} {:>9.0} ops/s  p50={}µs p90={}µs p99={}µs max={}µs",
+                s.name, s.concurrency, s.operations, s.errors, s.ops_per_sec, s.p50_us, s.p90_us, s.p99_us, s.max_us
+            );
+            if let (Some(cpu), Some(rss)) = (s.server_cpu_us_per_op, s.server_rss_kb) {
+                println!(
+                    "           server: {cpu:.1} µs CPU/op, RSS {} MiB",
+                    rss / 1024
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -208,37 +238,38 @@ pub async fn run(
             count,
             prefix,
             max_seconds,
+            server_pid,
         } => {
             let prefix = prefix.unwrap_or_else(|| format!("bench-{}", std::process::id()));
-            let (lat, errors, elapsed) = drive(
-                registry(endpoint),
-                concurrency,
-                count,
-                Duration::from_secs(max_seconds),
-                move |mut c, i| {
-                    let id = format!("{prefix}-{i:08}");
-                    async move {
-                        let mut req = pb::CreateDeviceRequest {
-                            id: id.clone(),
-                            ..Default::default()
-                        };
-                        req.labels.insert("bench".into(), "register".into());
-                        req.credentials.push(pb::CredentialInput {
-                            kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
-                                identity: id.into_bytes(),
-                                secret: b"bench-secret-0123456789".to_vec(),
-                            })),
-                        });
-                        let ok = c.create_device(req).await.is_ok();
-                        (c, ok)
-                    }
-                },
+            let m = measured(
+                server_pid,
+                drive(
+                    registry(endpoint),
+                    concurrency,
+                    count,
+                    Duration::from_secs(max_seconds),
+                    move |mut c, i| {
+                        let id = format!("{prefix}-{i:08}");
+                        async move {
+                            let mut req = pb::CreateDeviceRequest {
+                                id: id.clone(),
+                                ..Default::default()
+                            };
+                            req.labels.insert("bench".into(), "register".into());
+                            req.credentials.push(pb::CredentialInput {
+                                kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
+                                    identity: id.into_bytes(),
+                                    secret: b"bench-secret-0123456789".to_vec(),
+                                })),
+                            });
+                            let ok = c.create_device(req).await.is_ok();
+                            (c, ok)
+                        }
+                    },
+                ),
             )
             .await?;
-            print(
-                output,
-                &summarize("register", concurrency, lat, errors, elapsed),
-            )
+            print(output, &summarize("register", concurrency, m))
         }
         BenchCommand::Get {
             concurrency,
@@ -246,24 +277,34 @@ pub async fn run(
             prefix,
             population,
             max_seconds,
+            server_pid,
         } => {
-            let (lat, errors, elapsed) = drive(
-                registry(endpoint),
-                concurrency,
-                count,
-                Duration::from_secs(max_seconds),
-                move |mut c, i| {
-                    // A spread of ids over the registered population (multiplicative hash).
-                    let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
-                    let id = format!("{prefix}-{n:08}");
-                    async move {
-                        let ok = c.get_device(pb::GetDeviceRequest { id }).await.is_ok();
-                        (c, ok)
-                    }
-                },
+            let m = measured(
+                server_pid,
+                drive(
+                    registry(endpoint),
+                    concurrency,
+                    count,
+                    Duration::from_secs(max_seconds),
+                    move |mut c, i| {
+                        // A spread of ids over the registered population (multiplicative hash).
+                        let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                        let id = format!("{prefix}-{n:08}");
+                        async move {
+                            let ok = c
+                                .get_device(pb::GetDeviceRequest {
+                                    id,
+                                    ..Default::default()
+                                })
+                                .await
+                                .is_ok();
+                            (c, ok)
+                        }
+                    },
+                ),
             )
             .await?;
-            print(output, &summarize("get", concurrency, lat, errors, elapsed))
+            print(output, &summarize("get", concurrency, m))
         }
         BenchCommand::EtcdPut {
             etcd,
@@ -271,14 +312,15 @@ pub async fn run(
             count,
             value_size,
             max_seconds,
+            server_pid,
         } => {
             let prefix = format!("bench-{}", std::process::id());
-            let (lat, errors, elapsed) =
-                etcd_puts(&etcd, concurrency, count, value_size, prefix, max_seconds).await?;
-            print(
-                output,
-                &summarize("etcd-put", concurrency, lat, errors, elapsed),
+            let m = measured(
+                server_pid,
+                etcd_puts(&etcd, concurrency, count, value_size, prefix, max_seconds),
             )
+            .await?;
+            print(output, &summarize("etcd-put", concurrency, m))
         }
         BenchCommand::EtcdFill {
             etcd,
@@ -286,9 +328,8 @@ pub async fn run(
             value_size,
             prefix,
         } => {
-            let (lat, errors, elapsed) =
-                etcd_puts(&etcd, 64, count, value_size, prefix, 3600).await?;
-            print(output, &summarize("etcd-fill", 64, lat, errors, elapsed))
+            let m = measured(None, etcd_puts(&etcd, 64, count, value_size, prefix, 3600)).await?;
+            print(output, &summarize("etcd-fill", 64, m))
         }
         BenchCommand::EtcdGet {
             etcd,
@@ -297,30 +338,32 @@ pub async fn run(
             prefix,
             population,
             max_seconds,
+            server_pid,
         } => {
-            let (lat, errors, elapsed) = drive(
-                etcd_client(&etcd),
-                concurrency,
-                count,
-                Duration::from_secs(max_seconds),
-                move |mut c, i| {
-                    let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
-                    let req = idreg_proto::etcd::RangeRequest {
-                        key: format!("{prefix}-{n:08}").into_bytes(),
-                        serializable: true,
-                        ..Default::default()
-                    };
-                    async move {
-                        let ok = matches!(c.range(req).await, Ok(r) if r.get_ref().kvs.len() == 1);
-                        (c, ok)
-                    }
-                },
+            let m = measured(
+                server_pid,
+                drive(
+                    etcd_client(&etcd),
+                    concurrency,
+                    count,
+                    Duration::from_secs(max_seconds),
+                    move |mut c, i| {
+                        let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                        let req = idreg_proto::etcd::RangeRequest {
+                            key: format!("{prefix}-{n:08}").into_bytes(),
+                            serializable: true,
+                            ..Default::default()
+                        };
+                        async move {
+                            let ok =
+                                matches!(c.range(req).await, Ok(r) if r.get_ref().kvs.len() == 1);
+                            (c, ok)
+                        }
+                    },
+                ),
             )
             .await?;
-            print(
-                output,
-                &summarize("etcd-get", concurrency, lat, errors, elapsed),
-            )
+            print(output, &summarize("etcd-get", concurrency, m))
         }
     }
 }

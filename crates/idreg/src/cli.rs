@@ -15,55 +15,78 @@ pub struct Cli {
     pub command: Commands,
 }
 
+/// Where a client command connects and how it prints.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The node to talk to (host:port or http://host:port).
+    #[arg(
+        long,
+        global = true,
+        env = "IDREG_ENDPOINT",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub endpoint: String,
+    /// How to print results.
+    #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Run an idreg node.
     Serve(ServeArgs),
     /// Register, look up, list, update, revoke and delete devices.
     Device {
-        /// The node to talk to (host:port or http://host:port).
-        #[arg(
-            long,
-            global = true,
-            env = "IDREG_ENDPOINT",
-            default_value = "127.0.0.1:50051"
-        )]
-        endpoint: String,
-        /// How to print results.
-        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: DeviceCommand,
     },
     /// The session audit of a node's device front: who connected, from where,
     /// for how long.
     Session {
-        #[arg(
-            long,
-            global = true,
-            env = "IDREG_ENDPOINT",
-            default_value = "127.0.0.1:50051"
-        )]
-        endpoint: String,
-        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: SessionCommand,
     },
+    /// The cluster: members, leader, lag; adding and removing nodes; snapshots.
+    Cluster {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Load generators against a running node (bounded in count and time).
     Bench {
-        #[arg(
-            long,
-            global = true,
-            env = "IDREG_ENDPOINT",
-            default_value = "127.0.0.1:50051"
-        )]
-        endpoint: String,
-        #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        client: ClientArgs,
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Members, leader, term, log and applied index, each member's lag.
+    Status {
+        /// Only the answering node's view (no replication lag from the leader).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Add a node (as a learner; promoted to voter once it has caught up).
+    AddNode {
+        id: u64,
+        /// The node's gRPC address as the other nodes reach it (HOST:PORT).
+        addr: String,
+        /// Keep it a learner: it replicates but does not vote.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a node from the cluster.
+    RemoveNode { id: u64 },
+    /// Build a snapshot on the node now and purge the log behind it.
+    Snapshot,
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,6 +183,9 @@ pub enum BenchCommand {
         prefix: Option<String>,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// PID of the server under load: report its CPU time per operation and RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// The peer for registry writes: etcd v3 Put through its gRPC KV API, with
     /// the same client stack and concurrency as `bench register`.
@@ -175,6 +201,9 @@ pub enum BenchCommand {
         value_size: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// PID of the server under load: report its CPU time per operation and RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// Loads etcd with PREFIX-00000000… keys (64 concurrent Puts) for `etcd-get`.
     EtcdFill {
@@ -201,6 +230,9 @@ pub enum BenchCommand {
         population: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// PID of the server under load: report its CPU time per operation and RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
     /// GetDevice latency over devices created by `bench register --prefix P`.
     Get {
@@ -215,6 +247,9 @@ pub enum BenchCommand {
         population: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
+        /// PID of the server under load: report its CPU time per operation and RSS.
+        #[arg(long)]
+        server_pid: Option<u32>,
     },
 }
 
@@ -276,6 +311,25 @@ pub struct ServeArgs {
     /// Build a snapshot after this many log entries [default: 20000].
     #[arg(long, env = "IDREG_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// Log entries kept behind a snapshot, for lagging followers [default: 1000].
+    #[arg(long, env = "IDREG_SNAPSHOT_KEEP_LOGS")]
+    pub snapshot_keep_logs: Option<u64>,
+    /// Founding members of a cluster: ID=HOST:PORT,… (this node among them).
+    /// Without it the node is a cluster of one.
+    #[arg(long, env = "IDREG_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// "new": an empty node founds the cluster from --initial-cluster.
+    /// "existing": an empty node waits to be added (`idreg cluster add-node`)
+    /// [default: new].
+    #[arg(long, env = "IDREG_INITIAL_CLUSTER_STATE", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: Option<String>,
+    /// The address other nodes reach this node's gRPC port at [default: this
+    /// node's entry in --initial-cluster, else --grpc-addr].
+    #[arg(long, env = "IDREG_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Revisions of change history kept for WatchDevices [default: 100000].
+    #[arg(long, env = "IDREG_WATCH_HISTORY")]
+    pub watch_history: Option<u64>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -314,7 +368,13 @@ pub enum DeviceCommand {
         credentials: CredentialArgs,
     },
     /// Show one device.
-    Get { id: String },
+    Get {
+        id: String,
+        /// Confirm with the leader's quorum first: see every write
+        /// acknowledged before this read.
+        #[arg(long)]
+        linearizable: bool,
+    },
     /// List devices, page by page, in id order.
     List {
         #[arg(long, value_parser = ["active", "disabled", "revoked"])]
@@ -332,6 +392,18 @@ pub enum DeviceCommand {
         /// Devices fetched per request (1–1000).
         #[arg(long, default_value_t = 500)]
         page_size: u32,
+        /// Confirm with the leader's quorum first (see `get --linearizable`).
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Follow changes (create, update, revoke, delete) as they are applied.
+    Watch {
+        /// Start at this revision (raft log index); default: from now on.
+        #[arg(long, default_value_t = 0)]
+        from_revision: u64,
+        /// Stop after this many changes.
+        #[arg(long)]
+        limit: Option<u64>,
     },
     /// Change labels, status, gateway or credentials.
     Update {

@@ -10,7 +10,7 @@ use crate::cli::{CredentialArgs, DeviceCommand, OutputFormat};
 use crate::output::{device_detail, device_row, DeviceView, TABLE_HEADER};
 
 /// A gRPC error as a user reads it: the code's name and the server's message.
-fn rpc(e: Status) -> anyhow::Error {
+pub(crate) fn rpc(e: Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
@@ -118,6 +118,47 @@ pub async fn run(
             }
             Ok(())
         }
+        Prepared::Watch {
+            from_revision,
+            limit,
+        } => {
+            let mut stream = client
+                .watch_devices(pb::WatchDevicesRequest { from_revision })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let mut seen = 0u64;
+            while let Some(msg) = stream.message().await.map_err(rpc)? {
+                for ch in &msg.changes {
+                    if limit.is_some_and(|l| seen >= l) {
+                        return Ok(());
+                    }
+                    seen += 1;
+                    let kind = match ch.kind() {
+                        pb::ChangeKind::Created => "created",
+                        pb::ChangeKind::Updated => "updated",
+                        pb::ChangeKind::Revoked => "revoked",
+                        pb::ChangeKind::Deleted => "deleted",
+                        pb::ChangeKind::Unspecified => "unknown",
+                    };
+                    match output {
+                        OutputFormat::Json => println!(
+                            "{}",
+                            serde_json::json!({
+                                "revision": msg.revision,
+                                "kind": kind,
+                                "id": ch.device_id,
+                                "device": ch.device.as_ref().map(DeviceView::from),
+                            })
+                        ),
+                        OutputFormat::Table => {
+                            println!("{:>10} {:<8} {}", msg.revision, kind, ch.device_id)
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Prepared::List { mut req, limit } => {
             let mut seen: u64 = 0;
             let mut json_items = Vec::new();
@@ -165,6 +206,18 @@ enum Prepared {
     Update(pb::UpdateDeviceRequest),
     Revoke(pb::RevokeDeviceRequest),
     Delete(pb::DeleteDeviceRequest),
+    Watch {
+        from_revision: u64,
+        limit: Option<u64>,
+    },
+}
+
+fn consistency(linearizable: bool) -> i32 {
+    if linearizable {
+        pb::ReadConsistency::Linearizable as i32
+    } else {
+        pb::ReadConsistency::Unspecified as i32
+    }
 }
 
 impl Prepared {
@@ -183,7 +236,17 @@ impl Prepared {
                 gateway: gateway.unwrap_or_default(),
                 credentials: credential_inputs(credentials)?,
             }),
-            DeviceCommand::Get { id } => Prepared::Get(pb::GetDeviceRequest { id }),
+            DeviceCommand::Get { id, linearizable } => Prepared::Get(pb::GetDeviceRequest {
+                id,
+                consistency: consistency(linearizable),
+            }),
+            DeviceCommand::Watch {
+                from_revision,
+                limit,
+            } => Prepared::Watch {
+                from_revision,
+                limit,
+            },
             DeviceCommand::List {
                 status,
                 labels,
@@ -191,6 +254,7 @@ impl Prepared {
                 gateway,
                 limit,
                 page_size,
+                linearizable,
             } => Prepared::List {
                 req: pb::ListDevicesRequest {
                     page_size,
@@ -199,6 +263,7 @@ impl Prepared {
                     labels,
                     tenant: tenant.unwrap_or_default(),
                     gateway: gateway.unwrap_or_default(),
+                    consistency: consistency(linearizable),
                 },
                 limit,
             },

@@ -3,7 +3,9 @@
 mod bench;
 mod bench_device;
 mod cli;
+mod cluster_cmd;
 mod device_cmd;
+mod initial_cluster;
 mod output;
 mod serve;
 mod serve_config;
@@ -27,21 +29,18 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Commands::Serve(args) => serve::run(args).await,
-            cli::Commands::Device {
-                endpoint,
-                output,
-                command,
-            } => device_cmd::run(&endpoint, output, command).await,
-            cli::Commands::Session {
-                endpoint,
-                output,
-                command,
-            } => session_cmd::run(&endpoint, output, command).await,
-            cli::Commands::Bench {
-                endpoint,
-                output,
-                command,
-            } => bench::run(&endpoint, output, command).await,
+            cli::Commands::Device { client, command } => {
+                device_cmd::run(&client.endpoint, client.output, command).await
+            }
+            cli::Commands::Session { client, command } => {
+                session_cmd::run(&client.endpoint, client.output, command).await
+            }
+            cli::Commands::Cluster { client, command } => {
+                cluster_cmd::run(&client.endpoint, client.output, command).await
+            }
+            cli::Commands::Bench { client, command } => {
+                bench::run(&client.endpoint, client.output, command).await
+            }
         }
     });
     match result {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use idreg_api::{FrontStatsSource, RegistryService, SessionsService};
+use idreg_api::{ClusterService, FrontStatsSource, RegistryService, SessionsService};
 use idreg_coap::{DeviceFront, FrontConfig};
 use idreg_core::Kek;
 use idreg_raft::{NodeConfig, RegistryNode};
@@ -85,21 +85,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let kek = load_kek(&config)?;
     let store = Store::open(&config.data_dir)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?
+        .with_history_keep(config.watch_history);
     store.verify_or_record_kek(&kek)?;
     info!(kek = %kek.id_hex(), data_dir = %config.data_dir.display(), "store open");
 
     let node_config = NodeConfig {
         node_id: config.node_id,
-        advertise_addr: config.grpc_addr.to_string(),
+        advertise_addr: config.advertise_addr.clone(),
         snapshot_every: config.snapshot_every,
+        snapshot_keep_logs: config.snapshot_keep_logs,
+        initial_members: config.initial_members.clone(),
+        bootstrap: config.bootstrap,
     };
-    let node = RegistryNode::start_single(node_config, store)
+    // Listen first: the other founding members' votes and entries must reach
+    // this node while it starts.
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
+    let node = RegistryNode::start(node_config, store)
         .await
         .context("cannot start the raft node")?;
     info!(
         node_id = config.node_id,
-        "raft node leads its single-node cluster"
+        members = config.initial_members.len().max(1),
+        advertise = %config.advertise_addr,
+        "raft node started"
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -126,9 +137,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let stats_source = front.as_ref().map(|f| front_stats_source(f));
 
-    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
     info!(addr = %listener.local_addr()?, "gRPC listening");
 
     tonic::transport::Server::builder()
@@ -137,6 +145,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(reflection_alpha)
         .add_service(RegistryService::new(node.clone(), kek).into_server())
         .add_service(SessionsService::new(node.store().session_log(), stats_source).into_server())
+        .add_service(ClusterService::new(node.clone()).into_server())
+        .add_service(node.raft_service().into_server())
         .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown_signal())
         .await
         .context("gRPC server")?;

@@ -1,6 +1,7 @@
 //! Resolving `idreg serve`'s settings: flag > environment > TOML file > default.
 //! (clap already puts the environment into the flags.)
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,11 @@ struct FileConfig {
     kek_file: Option<PathBuf>,
     node_id: Option<u64>,
     snapshot_every: Option<u64>,
+    snapshot_keep_logs: Option<u64>,
+    initial_cluster: Option<String>,
+    initial_cluster_state: Option<String>,
+    advertise_addr: Option<String>,
+    watch_history: Option<u64>,
 }
 
 /// The device front's settings; `None` in [`ServeConfig::front`] when
@@ -52,6 +58,14 @@ pub struct ServeConfig {
     pub kek_file: Option<PathBuf>,
     pub node_id: u64,
     pub snapshot_every: u64,
+    pub snapshot_keep_logs: u64,
+    /// Founding members (empty: a cluster of one).
+    pub initial_members: BTreeMap<u64, String>,
+    /// Whether an empty node may found the cluster (`--initial-cluster-state new`).
+    pub bootstrap: bool,
+    /// Where other nodes reach this node's gRPC port.
+    pub advertise_addr: String,
+    pub watch_history: u64,
 }
 
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
@@ -145,22 +159,74 @@ impl ServeConfig {
             bail!("--snapshot-every must be at least 1");
         }
         let front = front_settings(&args, &file)?;
+        let initial_members = match args
+            .initial_cluster
+            .clone()
+            .or(file.initial_cluster.clone())
+        {
+            Some(text) => crate::initial_cluster::parse(&text)?,
+            None => BTreeMap::new(),
+        };
+        if !initial_members.is_empty() && !initial_members.contains_key(&node_id) {
+            bail!("--node-id {node_id} is not one of the members in --initial-cluster");
+        }
+        let bootstrap = match args
+            .initial_cluster_state
+            .clone()
+            .or(file.initial_cluster_state.clone())
+            .as_deref()
+        {
+            None | Some("new") => true,
+            Some("existing") => false,
+            Some(other) => bail!("--initial-cluster-state {other:?}: use new or existing"),
+        };
+        let kek_file = args.kek_file.clone().or(file.kek_file.clone());
+        if (initial_members.len() > 1 || !bootstrap) && kek_file.is_none() {
+            bail!(
+                "the nodes of a cluster must share one key-encryption key: \
+                 pass the same --kek-file to every node"
+            );
+        }
+        let grpc_addr = addr(
+            "grpc-addr",
+            &args
+                .grpc_addr
+                .clone()
+                .or(file.grpc_addr.clone())
+                .unwrap_or("127.0.0.1:50051".into()),
+        )?;
+        let advertise_addr = match args.advertise_addr.clone().or(file.advertise_addr.clone()) {
+            Some(a) => {
+                crate::initial_cluster::host_port(&a).context("--advertise-addr")?;
+                a
+            }
+            None => initial_members
+                .get(&node_id)
+                .cloned()
+                .unwrap_or_else(|| grpc_addr.to_string()),
+        };
+        let watch_history = args.watch_history.or(file.watch_history).unwrap_or(100_000);
+        if watch_history == 0 {
+            bail!("--watch-history must be at least 1");
+        }
         Ok(Self {
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            grpc_addr: addr(
-                "grpc-addr",
-                &args
-                    .grpc_addr
-                    .or(file.grpc_addr)
-                    .unwrap_or("127.0.0.1:50051".into()),
-            )?,
+            grpc_addr,
             front,
-            kek_file: args.kek_file.or(file.kek_file),
+            kek_file,
             node_id,
             snapshot_every,
+            snapshot_keep_logs: args
+                .snapshot_keep_logs
+                .or(file.snapshot_keep_logs)
+                .unwrap_or(1000),
+            initial_members,
+            bootstrap,
+            advertise_addr,
+            watch_history,
         })
     }
 }
@@ -217,5 +283,26 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("--coap-key"), "{e}");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let cluster = |node, kek: bool, state: Option<&str>| {
+            ServeConfig::resolve(ServeArgs {
+                node_id: Some(node),
+                initial_cluster: Some("1=127.0.0.1:7001,2=127.0.0.2:7002".into()),
+                initial_cluster_state: state.map(str::to_owned),
+                kek_file: kek.then(|| PathBuf::from("kek")),
+                ..Default::default()
+            })
+        };
+        let c = cluster(2, true, None).unwrap();
+        assert_eq!(c.advertise_addr, "127.0.0.2:7002");
+        assert!(c.bootstrap);
+        assert!(!cluster(2, true, Some("existing")).unwrap().bootstrap);
+        let e = cluster(3, true, None).unwrap_err().to_string();
+        assert!(e.contains("--node-id 3"), "{e}");
+        let e = cluster(1, false, None).unwrap_err().to_string();
+        assert!(e.contains("--kek-file"), "{e}");
     }
 }

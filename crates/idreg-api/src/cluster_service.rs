@@ -1,0 +1,165 @@
+//! `idreg.v1.Cluster`: membership and status. Any node answers; a change sent
+//! to a follower is passed on to the leader's own Cluster service.
+
+use std::time::Duration;
+
+use idreg_proto::v1 as pb;
+use idreg_raft::grpc_network::peer_channel;
+use idreg_raft::{ClusterView, RegistryNode, WriteError};
+use pb::cluster_client::ClusterClient;
+use pb::cluster_server::Cluster;
+use tonic::{Request, Response, Status};
+
+use crate::status::write;
+
+/// Membership changes wait for a learner to catch up; allow for a snapshot.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct ClusterService {
+    node: RegistryNode,
+}
+
+fn view_to_proto(v: ClusterView) -> pb::ClusterStatus {
+    pb::ClusterStatus {
+        node_id: v.node_id,
+        state: v.state.into(),
+        leader_id: v.leader_id.unwrap_or(0),
+        leader_addr: v.leader_addr,
+        term: v.term,
+        last_log_index: v.last_log_index,
+        applied_index: v.applied_index,
+        snapshot_index: v.snapshot_index,
+        purged_index: v.purged_index,
+        members: v
+            .members
+            .into_iter()
+            .map(|m| pb::Member {
+                id: m.id,
+                addr: m.addr,
+                role: if m.voter { "voter" } else { "learner" }.into(),
+                matched_index: m.matched_index,
+                lag: m.lag,
+                replicating: m.replicating,
+            })
+            .collect(),
+        snapshots_installed: v.snapshots_installed,
+    }
+}
+
+impl ClusterService {
+    pub fn new(node: RegistryNode) -> Self {
+        Self { node }
+    }
+
+    pub fn into_server(self) -> pb::cluster_server::ClusterServer<Self> {
+        pb::cluster_server::ClusterServer::new(self)
+    }
+
+    /// A client of the current leader's Cluster service.
+    fn leader(&self) -> Result<ClusterClient<tonic::transport::Channel>, Status> {
+        let view = self.node.view();
+        if view.leader_addr.is_empty() {
+            return Err(Status::unavailable(
+                "no leader is known (election in progress or no quorum); retry",
+            ));
+        }
+        let channel = peer_channel(&view.leader_addr)
+            .map_err(|e| Status::internal(format!("leader address {}: {e}", view.leader_addr)))?;
+        Ok(ClusterClient::new(channel))
+    }
+
+    /// The status after a change, from this node's view.
+    fn status(&self) -> Response<pb::ClusterStatus> {
+        Response::new(view_to_proto(self.node.view()))
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn get_status(
+        &self,
+        req: Request<pb::GetClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let mut status = view_to_proto(self.node.view());
+        let is_leader = status.leader_id == status.node_id;
+        if !req.get_ref().local_only && !is_leader && status.leader_id != 0 {
+            // Replication lag is known only to the leader: borrow its view of
+            // the members, keep ours for everything else.
+            let mut ask = Request::new(pb::GetClusterStatusRequest { local_only: true });
+            ask.set_timeout(Duration::from_secs(3));
+            if let Ok(leader) = self.leader() {
+                if let Ok(r) = leader.clone().get_status(ask).await {
+                    status.members = r.into_inner().members;
+                }
+            }
+        }
+        Ok(Response::new(status))
+    }
+
+    async fn add_node(
+        &self,
+        req: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let r = req.into_inner();
+        if r.id == 0 {
+            return Err(Status::invalid_argument("id: node ids start at 1"));
+        }
+        let port_ok = r.addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            return Err(Status::invalid_argument(
+                "addr: give the node's gRPC address as HOST:PORT",
+            ));
+        }
+        match self.node.add_node(r.id, &r.addr, r.learner_only).await {
+            Ok(()) => Ok(self.status()),
+            Err(WriteError::NotLeader { .. }) => {
+                let mut fwd = Request::new(r);
+                fwd.set_timeout(CHANGE_TIMEOUT);
+                self.leader()?.add_node(fwd).await
+            }
+            Err(WriteError::Refused(why)) if why.contains("already a member") => {
+                Err(Status::already_exists(why))
+            }
+            Err(e) => Err(change_status(e)),
+        }
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let r = req.into_inner();
+        match self.node.remove_node(r.id).await {
+            Ok(()) => Ok(self.status()),
+            Err(WriteError::NotLeader { .. }) => {
+                let mut fwd = Request::new(r);
+                fwd.set_timeout(CHANGE_TIMEOUT);
+                self.leader()?.remove_node(fwd).await
+            }
+            Err(WriteError::Refused(why)) if why.contains("not a member") => {
+                Err(Status::not_found(why))
+            }
+            Err(e) => Err(change_status(e)),
+        }
+    }
+
+    async fn trigger_snapshot(
+        &self,
+        _req: Request<pb::TriggerSnapshotRequest>,
+    ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
+        let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
+        Ok(Response::new(pb::TriggerSnapshotResponse {
+            snapshot_index,
+        }))
+    }
+}
+
+fn change_status(e: WriteError) -> Status {
+    match e {
+        WriteError::Refused(why) => Status::failed_precondition(why),
+        other => write(other),
+    }
+}

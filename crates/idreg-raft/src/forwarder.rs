@@ -1,0 +1,213 @@
+//! Getting a batch of proposals written, and a read index, from whichever node
+//! currently leads: locally when this node leads, otherwise over
+//! `idreg.v1.Raft/Forward` and `/ReadIndex` to the leader. Clients never need
+//! to know the leader.
+//!
+//! A batch is retried only when it certainly was not written: the leader said
+//! it does not lead, or no connection to it could be made. When a forwarded
+//! batch's reply is lost, its fate is unknown and the caller is told so.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use idreg_core::ProposalBatch;
+use idreg_proto::v1::raft_client::RaftClient;
+use idreg_proto::v1::{RaftPayload, ReadIndexRequest};
+use idreg_store::{BatchOutcome, NodeId, TypeConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::error::WriteError;
+use crate::grpc_network::{peer_channel, raft_client};
+use crate::wire;
+
+/// How long a write or read index may wait for a leader to be known and reachable.
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// How long a follower waits to apply a forwarded write before answering.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(2);
+/// How long a forwarded batch may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a leader did not write a forwarded batch (it was not written). The
+/// leader's reply is `Result<(log index, BatchOutcome), ForwardRefusal>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRefusal {
+    NotLeader { leader: Option<NodeId> },
+    Failed(String),
+}
+
+#[derive(Clone)]
+pub struct Forwarder {
+    raft: Raft<TypeConfig>,
+    node_id: NodeId,
+    clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
+}
+
+enum Route {
+    Local,
+    Remote(String),
+}
+
+/// True when the status says no connection was made at all (nothing was sent).
+fn never_connected(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            );
+        }
+        source = e.source();
+    }
+    false
+}
+
+impl Forwarder {
+    pub fn new(raft: Raft<TypeConfig>, node_id: NodeId) -> Self {
+        Self {
+            raft,
+            node_id,
+            clients: Arc::default(),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftClient<Channel>, WriteError> {
+        let mut clients = self.clients.lock().expect("client cache lock");
+        if let Some(c) = clients.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = peer_channel(addr)
+            .map_err(|e| WriteError::Raft(format!("leader address {addr}: {e}")))?;
+        let c = raft_client(channel);
+        clients.insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Where the leader is, waiting (until `deadline`) while none is known.
+    async fn route(&self, deadline: Instant) -> Result<Route, WriteError> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.running_state.is_err() {
+                    return Err(WriteError::ShuttingDown);
+                }
+                match m.current_leader {
+                    Some(l) if l == self.node_id => return Ok(Route::Local),
+                    Some(l) => {
+                        if let Some(node) = m.membership_config.membership().get_node(&l) {
+                            return Ok(Route::Remote(node.addr.clone()));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(WriteError::ShuttingDown),
+                Err(_) => return Err(WriteError::NoLeader),
+            }
+        }
+    }
+
+    /// Writes `batch` through the leader and returns its verdicts.
+    pub async fn write(&self, batch: ProposalBatch) -> Result<BatchOutcome, WriteError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let written = match self.route(deadline).await? {
+                Route::Local => match self.raft.client_write(batch.clone()).await {
+                    Ok(r) => Some(r.data),
+                    // Lost leadership before appending: not written, go again.
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => None,
+                    Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
+                        return Err(WriteError::ShuttingDown)
+                    }
+                    Err(e) => return Err(WriteError::Raft(e.to_string())),
+                },
+                Route::Remote(addr) => self.forward(&addr, &batch).await?,
+            };
+            if let Some(outcome) = written {
+                return Ok(outcome);
+            }
+            if Instant::now() >= deadline {
+                return Err(WriteError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends `batch` to the leader at `addr`: `Some` verdicts when written,
+    /// `None` when certainly not written (try again).
+    async fn forward(
+        &self,
+        addr: &str,
+        batch: &ProposalBatch,
+    ) -> Result<Option<BatchOutcome>, WriteError> {
+        let data =
+            wire::encode(batch).map_err(|e| WriteError::Raft(format!("encode batch: {e}")))?;
+        let mut req = tonic::Request::new(RaftPayload { data });
+        req.set_timeout(FORWARD_TIMEOUT);
+        let reply = match self.client(addr)?.forward(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) if never_connected(&s) => return Ok(None),
+            Err(s) => {
+                return Err(WriteError::Unknown(format!(
+                    "the leader at {addr} did not answer ({})",
+                    s.message()
+                )))
+            }
+        };
+        let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode(&reply.data)
+            .map_err(|e| WriteError::Unknown(format!("undecodable reply from {addr}: {e}")))?;
+        match result {
+            Ok((index, outcome)) => {
+                // Read-your-writes on the node the client talks to, and a
+                // revocation cuts off this node's sessions before the client
+                // hears it was done. Bounded: a slow replica delays, not fails.
+                let _ = self
+                    .raft
+                    .wait(Some(LOCAL_APPLY_WAIT))
+                    .applied_index_at_least(Some(index), "forwarded write applied here")
+                    .await;
+                Ok(Some(outcome))
+            }
+            Err(ForwardRefusal::NotLeader { .. }) => Ok(None),
+            Err(ForwardRefusal::Failed(why)) => Err(WriteError::Raft(why)),
+        }
+    }
+
+    /// The log index this node must have applied before a linearizable read.
+    pub async fn read_index(&self) -> Result<u64, WriteError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.route(deadline).await? {
+                Route::Local => match self.raft.get_read_log_id().await {
+                    Ok((read, _)) => return Ok(read.map(|l| l.index).unwrap_or(0)),
+                    Err(e) => return Err(WriteError::Raft(format!("read index: {e}"))),
+                },
+                Route::Remote(addr) => {
+                    let mut c = self.client(&addr)?;
+                    let mut req = tonic::Request::new(ReadIndexRequest {});
+                    req.set_timeout(FORWARD_TIMEOUT);
+                    match c.read_index(req).await {
+                        Ok(r) => return Ok(r.into_inner().index),
+                        Err(s) if never_connected(&s) && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        Err(s) => {
+                            return Err(WriteError::Raft(format!(
+                                "read index from leader: {}",
+                                s.message()
+                            )))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The raft network over gRPC: one lazily connected `idreg.v1.Raft` client per
+//! peer. openraft's messages travel as `wire`-encoded payloads; the reply
+//! carries the peer's `Result`, so a refusal by the peer's raft comes back as
+//! openraft's `RemoteError`, and a transport failure as `Unreachable` (openraft
+//! then backs off) or `Network`.
+
+use std::time::Duration;
+
+use idreg_proto::v1::raft_client::RaftClient;
+use idreg_proto::v1::RaftPayload;
+use idreg_store::{NodeId, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::wire;
+
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A channel to a peer's gRPC port with idreg's message size limits.
+pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    Ok(Endpoint::from_shared(uri)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_lazy())
+}
+
+pub fn raft_client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel)
+        .max_decoding_message_size(wire::MAX_PAYLOAD)
+        .max_encoding_message_size(wire::MAX_PAYLOAD)
+}
+
+/// Makes a [`PeerClient`] per target; openraft keeps one per replication stream.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            client: peer_channel(&node.addr).map(raft_client),
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    /// An address that is not a valid URI stays an error for every call.
+    client: Result<RaftClient<Channel>, tonic::transport::Error>,
+}
+
+/// A failure below raft: the peer was not reached or did not answer sanely.
+#[derive(Debug, thiserror::Error)]
+#[error("peer {target} at {addr}: {why}")]
+struct TransportError {
+    target: NodeId,
+    addr: String,
+    why: String,
+}
+
+impl PeerClient {
+    fn fail<E: std::error::Error>(
+        &self,
+        why: String,
+        reached: bool,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        let e = TransportError {
+            target: self.target,
+            addr: self.addr.clone(),
+            why,
+        };
+        if reached {
+            RPCError::Network(NetworkError::new(&e))
+        } else {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+    }
+
+    /// Sends `req` with `call` and decodes the peer's `Result<Resp, E>`.
+    async fn call<Req, Resp, E, F, Fut>(
+        &mut self,
+        req: &Req,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, tonic::Request<RaftPayload>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
+        let client = match &self.client {
+            Ok(c) => c.clone(),
+            Err(e) => return Err(self.fail(format!("bad address: {e}"), false)),
+        };
+        let data = wire::encode(req).map_err(|e| self.fail(format!("encode: {e}"), false))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(option.hard_ttl());
+        let reply = match call(client, request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                // A refused or timed-out connection means the peer is down:
+                // openraft backs off instead of retrying at once.
+                let reached = !matches!(
+                    status.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                );
+                return Err(self.fail(format!("{status}"), reached));
+            }
+        };
+        let result: Result<Resp, E> = wire::decode(&reply.data)
+            .map_err(|e| self.fail(format!("undecodable reply: {e}"), true))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.append_entries(r).await
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(&rpc, &option, |mut c, r| async move {
+            c.install_snapshot(r).await
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(&rpc, &option, |mut c, r| async move { c.vote(r).await })
+            .await
+    }
+}

@@ -1,0 +1,150 @@
+//! `idreg cluster status|add-node|remove-node|snapshot`.
+
+use idreg_client::pb;
+use idreg_proto::v1::cluster_client::ClusterClient;
+use serde::Serialize;
+
+use crate::cli::{ClusterCommand, OutputFormat};
+use crate::device_cmd::rpc;
+
+#[derive(Serialize)]
+struct MemberRow {
+    id: u64,
+    addr: String,
+    role: String,
+    leader: bool,
+    matched_index: u64,
+    lag: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    node_id: u64,
+    state: String,
+    leader_id: Option<u64>,
+    leader_addr: Option<String>,
+    term: u64,
+    last_log_index: u64,
+    applied_index: u64,
+    snapshot_index: u64,
+    purged_index: u64,
+    snapshots_installed: u64,
+    members: Vec<MemberRow>,
+}
+
+impl From<pb::ClusterStatus> for StatusView {
+    fn from(s: pb::ClusterStatus) -> Self {
+        Self {
+            node_id: s.node_id,
+            state: s.state,
+            leader_id: (s.leader_id != 0).then_some(s.leader_id),
+            leader_addr: (!s.leader_addr.is_empty()).then_some(s.leader_addr),
+            term: s.term,
+            last_log_index: s.last_log_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+            purged_index: s.purged_index,
+            snapshots_installed: s.snapshots_installed,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| MemberRow {
+                    leader: m.id == s.leader_id,
+                    id: m.id,
+                    addr: m.addr,
+                    role: m.role,
+                    matched_index: m.matched_index,
+                    lag: m.replicating.then_some(m.lag),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn print(output: OutputFormat, status: pb::ClusterStatus) -> anyhow::Result<()> {
+    let v = StatusView::from(status);
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        OutputFormat::Table => {
+            println!(
+                "node {} ({}), leader {}, term {}, last log {}, applied {}, snapshot {}, purged {}, snapshots installed {}",
+                v.node_id,
+                v.state,
+                v.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "unknown".into()),
+                v.term,
+                v.last_log_index,
+                v.applied_index,
+                v.snapshot_index,
+                v.purged_index,
+                v.snapshots_installed
+            );
+            println!(
+                "{:<4} {:<32} {:<8} {:<7} {:>10} {:>8}",
+                "ID", "ADDRESS", "ROLE", "LEADER", "MATCHED", "LAG"
+            );
+            for m in &v.members {
+                println!(
+                    "{:<4} {:<32} {:<8} {:<7} {:>10} {:>8}",
+                    m.id,
+                    m.addr,
+                    m.role,
+                    if m.leader { "*" } else { "" },
+                    m.matched_index,
+                    m.lag.map(|l| l.to_string()).unwrap_or_else(|| "?".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(
+    endpoint: &str,
+    output: OutputFormat,
+    command: ClusterCommand,
+) -> anyhow::Result<()> {
+    let mut client = ClusterClient::new(idreg_client::channel(endpoint).await?);
+    match command {
+        ClusterCommand::Status { local } => {
+            let s = client
+                .get_status(pb::GetClusterStatusRequest { local_only: local })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            print(output, s)
+        }
+        ClusterCommand::AddNode { id, addr, learner } => {
+            crate::initial_cluster::host_port(&addr)?;
+            let s = client
+                .add_node(pb::AddNodeRequest {
+                    id,
+                    addr,
+                    learner_only: learner,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            print(output, s)
+        }
+        ClusterCommand::RemoveNode { id } => {
+            let s = client
+                .remove_node(pb::RemoveNodeRequest { id })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            print(output, s)
+        }
+        ClusterCommand::Snapshot => {
+            let r = client
+                .trigger_snapshot(pb::TriggerSnapshotRequest {})
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            match output {
+                OutputFormat::Json => println!("{{\"snapshot_index\":{}}}", r.snapshot_index),
+                OutputFormat::Table => println!("snapshot built at log index {}", r.snapshot_index),
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! idreg as a cluster: real processes on 127.0.0.1–3 formed with
+//! `--initial-cluster`, writes through any node, leader loss, rolling restarts,
+//! a wiped node catching up from a snapshot, revocation cutting off sessions on
+//! every node, and the change stream. Every load loop is bounded.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::*;
+use idreg_client::device::{DeviceClient, DeviceCredential};
+use idreg_client::pb;
+use tokio_stream::StreamExt;
+
+/// One cluster at a time: on two cores, parallel clusters would starve each
+/// other's elections.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn followers(c: &TestCluster, leader: u64) -> Vec<u64> {
+    c.running().into_iter().filter(|id| *id != leader).collect()
+}
+
+async fn create_many(addr: &str, prefix: &str, n: usize, writers: usize) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let addr = addr.to_owned();
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut c = idreg_client::connect(&addr).await.unwrap();
+            for i in (w..n).step_by(writers) {
+                let id = format!("{prefix}-{i:05}");
+                c.create_device(create_req(
+                    &id,
+                    vec![psk_input(&id, b"cluster-secret-0123456789")],
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("create {id}: {e}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_and_serve_writes_through_a_follower() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3, &[]).await;
+    let leader = c.wait_for_leader().await;
+    let follower = followers(&c, leader)[0];
+
+    create_many(&c.addrs[&follower], "f", 5000, 32).await;
+
+    // Every node holds all of them: linearizably at once, and locally once
+    // it has applied as far as the leader.
+    let leader_applied = c.status(leader).await.applied_index;
+    for id in c.running() {
+        let ids = all_ids_linearizable(&c.addrs[&id]).await;
+        assert_eq!(ids.len(), 5000, "node {id} linearizable");
+        c.wait_applied(id, leader_applied).await;
+        let local = all_ids_local(&c.addrs[&id]).await;
+        assert_eq!(local, ids, "node {id} local");
+    }
+    // A single read on a follower right after a write through another node.
+    let mut w = c.node(leader).client().await;
+    w.create_device(create_req("fresh", vec![])).await.unwrap();
+    let mut r = c.node(follower).client().await;
+    let got = r
+        .get_device(pb::GetDeviceRequest {
+            id: "fresh".into(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .expect("linearizable read after the write was acknowledged");
+    assert_eq!(got.into_inner().id, "fresh");
+
+    // The operator's view, from a follower, with the leader's replication lag.
+    let out = c.node(follower).cli(&["cluster", "status", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["node_id"], follower);
+    assert_eq!(v["leader_id"], leader);
+    assert_eq!(v["state"], "follower");
+    let members = v["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{v}");
+    assert!(
+        members
+            .iter()
+            .all(|m| m["role"] == "voter" && m["lag"].is_u64()),
+        "{v}"
+    );
+    let table = c.node(leader).cli(&["cluster", "status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("leader") && text.contains(&c.addrs[&follower]),
+        "{text}"
+    );
+
+    // The raft port parses what strangers send without falling over.
+    let mut raw = idreg_proto::v1::raft_client::RaftClient::new(
+        idreg_client::channel(&c.addrs[&follower]).await.unwrap(),
+    );
+    for garbage in [vec![], vec![0xff; 64], b"not a raft message".to_vec()] {
+        let e = raw
+            .append_entries(pb::RaftPayload {
+                data: garbage.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        let e = raw
+            .forward(pb::RaftPayload { data: garbage })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+    assert_eq!(all_ids_local(&c.addrs[&follower]).await.len(), 5001);
+}
+
+/// Checks that every node in `nodes` holds every acknowledged id and nothing
+/// that was never requested.
+async fn check_nothing_lost(c: &TestCluster, nodes: &[u64], rec: &LoadRecord) {
+    for id in nodes {
+        let held = all_ids_linearizable(&c.addrs[id]).await;
+        let missing: Vec<_> = rec.acked.difference(&held).take(5).collect();
+        assert!(
+            missing.is_empty(),
+            "node {id} lost acknowledged writes: {missing:?}"
+        );
+        let phantom: Vec<_> = held
+            .iter()
+            .filter(|h| !rec.requested.contains(*h))
+            .take(5)
+            .collect();
+        assert!(
+            phantom.is_empty(),
+            "node {id} holds never-requested devices: {phantom:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
+    let _serial = SERIAL.lock().await;
+    let mut c = TestCluster::start(3, &[]).await;
+    let endpoints = Arc::new(Mutex::new(c.addrs.values().cloned().collect::<Vec<_>>()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(write_load(
+        endpoints.clone(),
+        "k",
+        6,
+        400,
+        Duration::from_secs(60),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let old = c.wait_for_leader().await;
+    c.kill9(old);
+    endpoints.lock().unwrap().retain(|a| *a != c.addrs[&old]);
+    let new = c.wait_for_leader().await;
+    assert_ne!(new, old);
+    let rec = load.await.unwrap();
+    eprintln!(
+        "leader {old} killed: {} acknowledged of {} requested, {} failed attempts retried",
+        rec.acked.len(),
+        rec.requested.len(),
+        rec.errors
+    );
+    assert!(rec.acked.len() > 200, "too little got through: {rec:?}");
+    check_nothing_lost(&c, &c.running(), &rec).await;
+
+    // The old leader comes back from its data dir and catches up.
+    c.restart(old, "new").await;
+    let applied = c.status(new).await.applied_index;
+    c.wait_applied(old, applied).await;
+    let held = all_ids_local(&c.addrs[&old]).await;
+    assert!(
+        rec.acked.is_subset(&held),
+        "restarted node misses acknowledged writes"
+    );
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_no_acknowledged_write() {
+    let _serial = SERIAL.lock().await;
+    let mut c = TestCluster::start(3, &[]).await;
+    let endpoints = Arc::new(Mutex::new(c.addrs.values().cloned().collect::<Vec<_>>()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(write_load(
+        endpoints,
+        "r",
+        4,
+        100_000,
+        Duration::from_secs(90),
+        stop.clone(),
+    ));
+    for id in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        c.terminate(id);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.restart(id, "new").await;
+        let leader = c.wait_for_leader().await;
+        let applied = c.status(leader).await.applied_index;
+        c.wait_applied(id, applied).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rec = load.await.unwrap();
+    eprintln!(
+        "rolling restart: {} acknowledged of {} requested, {} failed attempts retried",
+        rec.acked.len(),
+        rec.requested.len(),
+        rec.errors
+    );
+    assert!(rec.acked.len() > 100, "too little got through: {rec:?}");
+    check_nothing_lost(&c, &[1, 2, 3], &rec).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_catches_up_from_a_snapshot() {
+    let _serial = SERIAL.lock().await;
+    let mut c =
+        TestCluster::start(3, &["--snapshot-every", "200", "--snapshot-keep-logs", "0"]).await;
+    let leader = c.wait_for_leader().await;
+    // One writer: one log entry per device, so the log runs well past the
+    // snapshots and gets purged behind them.
+    create_many(&c.addrs[&leader], "s", 1200, 1).await;
+    let out = c.node(leader).cli(&["cluster", "snapshot"]);
+    assert!(out.status.success(), "{out:?}");
+    let s = c.status(leader).await;
+    assert!(s.purged_index > 0, "leader kept its whole log: {s:?}");
+
+    let victim = followers(&c, leader)[1];
+    c.kill9(victim);
+    c.wipe(victim);
+    let other = followers(&c, leader)[0];
+    let out = c
+        .node(other)
+        .cli(&["cluster", "remove-node", &victim.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(c.status(leader).await.members.len(), 2);
+
+    // Back with an empty data dir, as a node to be added, not a founder.
+    c.restart(victim, "existing").await;
+    assert_eq!(all_ids_local(&c.addrs[&victim]).await.len(), 0);
+    let out = c.node(other).cli(&[
+        "cluster",
+        "add-node",
+        &victim.to_string(),
+        &c.addrs[&victim],
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let leader_applied = c.status(leader).await.applied_index;
+    c.wait_applied(victim, leader_applied).await;
+    let s = c.status(victim).await;
+    assert!(
+        s.snapshots_installed >= 1,
+        "caught up without a snapshot: {s:?}"
+    );
+    assert!(s.snapshot_index > 0, "{s:?}");
+    assert_eq!(all_ids_local(&c.addrs[&victim]).await.len(), 1200);
+    let status = c.status(leader).await;
+    let voters = status.members.iter().filter(|m| m.role == "voter").count();
+    assert_eq!(voters, 3, "{status:?}");
+
+    // Bad membership requests get clear answers.
+    let out = c.node(leader).cli(&["cluster", "remove-node", "42"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a member"),
+        "{out:?}"
+    );
+    let out = c.node(leader).cli(&["cluster", "add-node", "9", "nowhere"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_on_one_node_cuts_the_device_off_on_another() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3, &[]).await;
+    let key = b"cluster revocation key 0123";
+    c.node(1)
+        .client()
+        .await
+        .create_device(create_req("roamer", vec![psk_input("roamer-id", key)]))
+        .await
+        .unwrap();
+    let psk = DeviceCredential::Psk {
+        identity: b"roamer-id".to_vec(),
+        key: key.to_vec(),
+    };
+    // Node 3 learns of the device through replication; a linearizable read
+    // there makes sure it has.
+    c.node(3)
+        .client()
+        .await
+        .get_device(pb::GetDeviceRequest {
+            id: "roamer".into(),
+            consistency: pb::ReadConsistency::Linearizable as i32,
+        })
+        .await
+        .unwrap();
+    // A session on node 3 and one on node 2, through which the revoke goes.
+    let mut sessions = Vec::new();
+    for id in [3, 2] {
+        let (psk_addr, _) = c.node(id).front_addrs().await;
+        let mut session = DeviceClient::connect(psk_addr, psk.clone(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            session.get("/id", None).await.unwrap().text(),
+            "roamer active psk"
+        );
+        session.request_timeout = Duration::from_secs(1);
+        sessions.push(session);
+    }
+    let mut on_2 = sessions.pop().unwrap();
+    let mut on_3 = sessions.pop().unwrap();
+
+    c.node(2)
+        .client()
+        .await
+        .revoke_device(pb::RevokeDeviceRequest {
+            id: "roamer".into(),
+            reason: "stolen".into(),
+        })
+        .await
+        .unwrap();
+    // Node 2 applied the revocation before acknowledging it: cut off at once.
+    assert!(
+        on_2.get("/id", None).await.is_err(),
+        "revoked session on the node that took the revoke still answers"
+    );
+    let (addr_2, _) = c.node(2).front_addrs().await;
+    assert!(
+        DeviceClient::connect(addr_2, psk.clone(), Duration::from_secs(5))
+            .await
+            .is_err(),
+        "node 2 accepted a revoked device's handshake"
+    );
+    // Node 3 applies it when it learns of the commit (the next heartbeat at
+    // most) and closes the session then. Bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_3.get("/id", None).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "revoked session still answers on node 3 after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in [1, 3] {
+        let (addr, _) = c.node(id).front_addrs().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while DeviceClient::connect(addr, psk.clone(), Duration::from_secs(3))
+            .await
+            .is_ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} still accepts a revoked device's handshake after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_every_change_and_resumes_without_gaps() {
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3, &[]).await;
+    let leader = c.wait_for_leader().await;
+    let follower = followers(&c, leader)[0];
+    let mut w = c.node(leader).client().await;
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let id = format!("w-{i:02}");
+        w.create_device(create_req(&id, vec![])).await.unwrap();
+        expected.push((pb::ChangeKind::Created, id));
+    }
+    for i in 0..10 {
+        let id = format!("w-{i:02}");
+        let mut req = pb::UpdateDeviceRequest {
+            id: id.clone(),
+            replace_labels: true,
+            ..Default::default()
+        };
+        req.labels.insert("site".into(), "berlin".into());
+        w.update_device(req).await.unwrap();
+        expected.push((pb::ChangeKind::Updated, id));
+    }
+    for i in 10..15 {
+        let id = format!("w-{i:02}");
+        w.revoke_device(pb::RevokeDeviceRequest {
+            id: id.clone(),
+            reason: "t".into(),
+        })
+        .await
+        .unwrap();
+        expected.push((pb::ChangeKind::Revoked, id));
+    }
+    for i in 15..20 {
+        let id = format!("w-{i:02}");
+        w.delete_device(pb::DeleteDeviceRequest { id: id.clone() })
+            .await
+            .unwrap();
+        expected.push((pb::ChangeKind::Deleted, id));
+    }
+
+    // Read part of the history from a follower, drop the stream, resume.
+    let mut got: Vec<(pb::ChangeKind, String)> = Vec::new();
+    let mut revisions = Vec::new();
+    let mut from = 1;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for take in [23usize, usize::MAX] {
+        let mut r = c.node(follower).client().await;
+        let mut stream = r
+            .watch_devices(pb::WatchDevicesRequest {
+                from_revision: from,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut taken = 0;
+        while got.len() < expected.len() && taken < take {
+            let msg = tokio::time::timeout_at(deadline.into(), stream.next())
+                .await
+                .expect("watch stalled")
+                .expect("stream ended")
+                .expect("watch error");
+            revisions.push(msg.revision);
+            from = msg.revision + 1;
+            for ch in msg.changes {
+                got.push((ch.kind(), ch.device_id));
+            }
+            taken += 1;
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+
+    // Live changes reach a watcher that asked for "from now on".
+    let mut r = c.node(follower).client().await;
+    let mut live = r
+        .watch_devices(pb::WatchDevicesRequest { from_revision: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    w.create_device(create_req("w-live", vec![])).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(10), live.next())
+        .await
+        .expect("live change not delivered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.changes[0].device_id, "w-live");
+    assert_eq!(msg.changes[0].kind(), pb::ChangeKind::Created);
+    let listed = r
+        .list_devices(pb::ListDevicesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.revision >= msg.revision,
+        "{} < {}",
+        listed.revision,
+        msg.revision
+    );
+    let seen: BTreeSet<_> = got.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(seen.len(), 40);
+}

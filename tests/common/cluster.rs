@@ -1,0 +1,292 @@
+//! A cluster of real `idreg serve` processes on 127.0.0.1, 127.0.0.2, …
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use idreg_client::pb;
+use idreg_proto::v1::cluster_client::ClusterClient;
+use tonic::transport::Channel;
+
+use super::{free_port, Server};
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    /// Node id → running node (None while stopped).
+    pub nodes: BTreeMap<u64, Option<Server>>,
+    pub addrs: BTreeMap<u64, String>,
+    pub kek: PathBuf,
+    pub extra: Vec<String>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes founded with `--initial-cluster`.
+    pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = dir.path().join("kek.hex");
+        std::fs::write(&kek, "11".repeat(32)).unwrap();
+        let addrs: BTreeMap<u64, String> = (1..=n)
+            .map(|id| (id, format!("127.0.0.{id}:{}", free_port())))
+            .collect();
+        let mut c = TestCluster {
+            dir,
+            nodes: BTreeMap::new(),
+            addrs,
+            kek,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n {
+            let s = c.spawn(id, "new").await;
+            c.nodes.insert(id, Some(s));
+        }
+        c.wait_for_leader().await;
+        c
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.addrs
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node{id}"))
+    }
+
+    async fn spawn(&self, id: u64, state: &str) -> Server {
+        let mut args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--initial-cluster".into(),
+            self.initial_cluster(),
+            "--initial-cluster-state".into(),
+            state.into(),
+            "--kek-file".into(),
+            self.kek.display().to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await
+    }
+
+    pub fn node(&self, id: u64) -> &Server {
+        self.nodes[&id].as_ref().expect("node is running")
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, s)| s.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn kill9(&mut self, id: u64) {
+        let mut s = self.nodes.get_mut(&id).unwrap().take().expect("running");
+        s.kill9();
+    }
+
+    pub fn terminate(&mut self, id: u64) {
+        let mut s = self.nodes.get_mut(&id).unwrap().take().expect("running");
+        let status = s.terminate();
+        assert!(
+            status.success(),
+            "node {id} exited with {status}:\n{}",
+            s.log_text()
+        );
+    }
+
+    /// Starts a stopped node again on its data dir (`state`: new|existing).
+    pub async fn restart(&mut self, id: u64, state: &str) {
+        assert!(self.nodes[&id].is_none(), "stop node {id} first");
+        let s = self.spawn(id, state).await;
+        self.nodes.insert(id, Some(s));
+    }
+
+    /// Deletes a stopped node's data.
+    pub fn wipe(&self, id: u64) {
+        assert!(self.nodes[&id].is_none(), "stop node {id} first");
+        std::fs::remove_dir_all(self.data_dir(id)).unwrap();
+    }
+
+    pub async fn cluster_client(&self, id: u64) -> ClusterClient<Channel> {
+        ClusterClient::new(idreg_client::channel(&self.addrs[&id]).await.unwrap())
+    }
+
+    pub async fn status(&self, id: u64) -> pb::ClusterStatus {
+        self.cluster_client(id)
+            .await
+            .get_status(pb::GetClusterStatusRequest { local_only: true })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Waits (bounded) until every running node names the same leader, which
+    /// is itself running; returns it.
+    pub async fn wait_for_leader(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut leaders = BTreeSet::new();
+            for id in self.running() {
+                let s = match idreg_client::channel(&self.addrs[&id]).await {
+                    Ok(ch) => ClusterClient::new(ch)
+                        .get_status(pb::GetClusterStatusRequest { local_only: true })
+                        .await
+                        .ok()
+                        .map(|r| r.into_inner().leader_id),
+                    Err(_) => None,
+                };
+                leaders.insert(s.unwrap_or(0));
+            }
+            if leaders.len() == 1 {
+                let l = *leaders.iter().next().unwrap();
+                if l != 0 && self.running().contains(&l) {
+                    return l;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader in 30 s: {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (bounded) until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = self.status(id).await;
+            if s.applied_index >= index {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} applied only {} of {index} in 60 s",
+                s.applied_index
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A client write outcome as the load generator recorded it.
+#[derive(Debug, Default)]
+pub struct LoadRecord {
+    /// Ids the cluster acknowledged (OK, or ALREADY_EXISTS on a retry of a
+    /// request whose earlier attempt may have succeeded).
+    pub acked: BTreeSet<String>,
+    /// Every id ever sent.
+    pub requested: BTreeSet<String>,
+    pub errors: usize,
+}
+
+/// Creates devices `{prefix}-{i}` from `writers` concurrent clients spread
+/// over `endpoints` (read again before each attempt, so nodes may come and go),
+/// retrying each on another node until acknowledged. Stops after `per_writer`
+/// devices each or when `stop` is set, and always within `max_time`.
+pub async fn write_load(
+    endpoints: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    prefix: &str,
+    writers: usize,
+    per_writer: usize,
+    max_time: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadRecord {
+    let deadline = Instant::now() + max_time;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let endpoints = endpoints.clone();
+        let stop = stop.clone();
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut rec = LoadRecord::default();
+            let mut turn = w;
+            'devices: for i in 0..per_writer {
+                if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let id = format!("{prefix}-w{w}-{i:05}");
+                rec.requested.insert(id.clone());
+                for attempt in 0..40 {
+                    if Instant::now() > deadline {
+                        break 'devices;
+                    }
+                    let ep = {
+                        let eps = endpoints.lock().unwrap();
+                        eps[turn % eps.len()].clone()
+                    };
+                    let result = match tokio::time::timeout(Duration::from_secs(3), async {
+                        let mut c = idreg_client::connect(&ep)
+                            .await
+                            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                        let mut req = tonic::Request::new(super::create_req(
+                            &id,
+                            vec![super::psk_input(&id, b"load-secret-0123456789")],
+                        ));
+                        req.set_timeout(Duration::from_secs(3));
+                        c.create_device(req).await
+                    })
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(tonic::Status::deadline_exceeded("client timeout")),
+                    };
+                    match result {
+                        Ok(_) => {
+                            rec.acked.insert(id.clone());
+                            continue 'devices;
+                        }
+                        Err(s) if s.code() == tonic::Code::AlreadyExists && attempt > 0 => {
+                            rec.acked.insert(id.clone());
+                            continue 'devices;
+                        }
+                        Err(s) => {
+                            assert_ne!(
+                                s.code(),
+                                tonic::Code::AlreadyExists,
+                                "first attempt of {id}: {s}"
+                            );
+                            rec.errors += 1;
+                            turn += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+            rec
+        }));
+    }
+    let mut all = LoadRecord::default();
+    for t in tasks {
+        let r = t.await.unwrap();
+        all.acked.extend(r.acked);
+        all.requested.extend(r.requested);
+        all.errors += r.errors;
+    }
+    all
+}
+
+/// Every device id node `addr` holds, read linearizably.
+pub async fn all_ids_linearizable(addr: &str) -> BTreeSet<String> {
+    let mut c = idreg_client::connect(addr).await.unwrap();
+    let req = pb::ListDevicesRequest {
+        page_size: 1000,
+        consistency: pb::ReadConsistency::Linearizable as i32,
+        ..Default::default()
+    };
+    super::list_all_ids(&mut c, req).await.into_iter().collect()
+}
+
+/// Every device id node `addr` holds, from its local replica.
+pub async fn all_ids_local(addr: &str) -> BTreeSet<String> {
+    let mut c = idreg_client::connect(addr).await.unwrap();
+    let req = pb::ListDevicesRequest {
+        page_size: 1000,
+        ..Default::default()
+    };
+    super::list_all_ids(&mut c, req).await.into_iter().collect()
+}
