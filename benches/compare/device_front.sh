@@ -15,7 +15,7 @@ command -v coap-server-openssl >/dev/null || { echo "apt-get install libcoap3-bi
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 PSK='bench-secret-0123456789'
 OUT=benches/results/device_front.jsonl
@@ -38,7 +38,7 @@ openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -top
 openssl req -new -x509 -key "$WORK/srv.key" -subj /CN=localhost -days 2 -out "$WORK/srv.crt" 2>/dev/null
 coap-server-openssl -A 127.0.0.1 -p 56860 -k "$PSK" >"$WORK/libcoap-psk.log" 2>&1 &
 LPSK=$!; PIDS+=("$LPSK")
-coap-server-openssl -A 127.0.0.1 -p 56870 -c "$WORK/srv.crt" -j "$WORK/srv.key" -n >"$WORK/libcoap-cert.log" 2>&1 &
+coap-server-openssl -A 127.0.0.1 -p 56870 -c "$WORK/srv.crt" -j "$WORK/srv.key" -R "$WORK/dev.crt" >"$WORK/libcoap-cert.log" 2>&1 &
 LCERT=$!; PIDS+=("$LCERT")
 sleep 1
 
