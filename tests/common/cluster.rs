@@ -9,13 +9,19 @@ use idreg_client::pb;
 use idreg_proto::v1::cluster_client::ClusterClient;
 use tonic::transport::Channel;
 
+use super::fault_proxy::FaultProxy;
+use super::linearizability::{Event, Op};
 use super::{free_port, Server};
 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     /// Node id → running node (None while stopped).
     pub nodes: BTreeMap<u64, Option<Server>>,
+    /// Where clients reach each node.
     pub addrs: BTreeMap<u64, String>,
+    /// Where the other nodes reach each node: the same, or a fault proxy.
+    pub peer_addrs: BTreeMap<u64, String>,
+    pub proxies: BTreeMap<u64, FaultProxy>,
     pub kek: PathBuf,
     pub extra: Vec<String>,
 }
@@ -23,16 +29,37 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `n` nodes founded with `--initial-cluster`.
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
+        Self::start_inner(n, extra, false).await
+    }
+
+    /// Starts `n` nodes whose node-to-node traffic passes fault proxies the
+    /// test can cut (see [`TestCluster::isolate`]).
+    pub async fn start_with_proxies(n: u64, extra: &[&str]) -> TestCluster {
+        Self::start_inner(n, extra, true).await
+    }
+
+    async fn start_inner(n: u64, extra: &[&str], proxied: bool) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let kek = dir.path().join("kek.hex");
         std::fs::write(&kek, "11".repeat(32)).unwrap();
         let addrs: BTreeMap<u64, String> = (1..=n)
             .map(|id| (id, format!("127.0.0.{id}:{}", free_port())))
             .collect();
+        let mut proxies = BTreeMap::new();
+        let mut peer_addrs = addrs.clone();
+        if proxied {
+            for (id, addr) in &addrs {
+                let p = FaultProxy::start(&format!("127.0.0.{id}:0"), addr).await;
+                peer_addrs.insert(*id, p.addr.clone());
+                proxies.insert(*id, p);
+            }
+        }
         let mut c = TestCluster {
             dir,
             nodes: BTreeMap::new(),
             addrs,
+            peer_addrs,
+            proxies,
             kek,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
@@ -45,7 +72,7 @@ impl TestCluster {
     }
 
     pub fn initial_cluster(&self) -> String {
-        self.addrs
+        self.peer_addrs
             .iter()
             .map(|(id, a)| format!("{id}={a}"))
             .collect::<Vec<_>>()
@@ -66,9 +93,48 @@ impl TestCluster {
             state.into(),
             "--kek-file".into(),
             self.kek.display().to_string(),
+            "--advertise-addr".into(),
+            self.peer_addrs[&id].clone(),
         ];
         args.extend(self.extra.iter().cloned());
         Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await
+    }
+
+    /// Starts node `id` (not a founder) empty, waiting to be added.
+    pub async fn start_joiner(&mut self, id: u64) {
+        let addr = format!("127.0.0.{id}:{}", free_port());
+        self.addrs.insert(id, addr.clone());
+        self.peer_addrs.insert(id, addr.clone());
+        let mut args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--initial-cluster-state".into(),
+            "existing".into(),
+            "--kek-file".into(),
+            self.kek.display().to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let s = Server::start_at(&self.data_dir(id), &addr, &args).await;
+        self.nodes.insert(id, Some(s));
+    }
+
+    /// Cuts node `id` off from every other node (both directions).
+    pub fn isolate(&self, id: u64) {
+        assert!(!self.proxies.is_empty(), "start_with_proxies first");
+        let ip: std::net::IpAddr = format!("127.0.0.{id}").parse().unwrap();
+        for (other, p) in &self.proxies {
+            if *other == id {
+                p.block_all();
+            } else {
+                p.block(ip);
+            }
+        }
+    }
+
+    pub fn heal(&self) {
+        for p in self.proxies.values() {
+            p.heal();
+        }
     }
 
     pub fn node(&self, id: u64) -> &Server {
@@ -289,4 +355,102 @@ pub async fn all_ids_local(addr: &str) -> BTreeSet<String> {
         ..Default::default()
     };
     super::list_all_ids(&mut c, req).await.into_iter().collect()
+}
+
+/// Linearizable reads and writes of one register per device (its label `v`)
+/// from `clients` concurrent clients over `keys`, spread over `endpoints`.
+/// Bounded by `max_ops` per client and by `max_time`.
+pub async fn register_load(
+    endpoints: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    keys: Vec<String>,
+    clients: usize,
+    max_ops: usize,
+    max_time: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Event> {
+    let deadline = Instant::now() + max_time;
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let endpoints = endpoints.clone();
+        let keys = keys.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut events = Vec::new();
+            let mut rng = 0x2545_F491_4F6C_DD1Du64.wrapping_mul(client as u64 + 1);
+            for seq in 0..max_ops {
+                if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let key = keys[(rng % keys.len() as u64) as usize].clone();
+                let ep = {
+                    let eps = endpoints.lock().unwrap();
+                    eps[(rng >> 20) as usize % eps.len()].clone()
+                };
+                let write = rng.is_multiple_of(2);
+                let value = (client as u64 + 1) * 1_000_000 + seq as u64;
+                let invoked = Instant::now();
+                let outcome = tokio::time::timeout(Duration::from_secs(2), async {
+                    let mut c = idreg_client::connect(&ep)
+                        .await
+                        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                    if write {
+                        let mut req = pb::UpdateDeviceRequest {
+                            id: key.clone(),
+                            replace_labels: true,
+                            ..Default::default()
+                        };
+                        req.labels.insert("v".into(), value.to_string());
+                        c.update_device(req).await.map(|_| None)
+                    } else {
+                        c.get_device(pb::GetDeviceRequest {
+                            id: key.clone(),
+                            consistency: pb::ReadConsistency::Linearizable as i32,
+                        })
+                        .await
+                        .map(|d| {
+                            Some(
+                                d.into_inner()
+                                    .labels
+                                    .get("v")
+                                    .map(|v| v.parse::<u64>().unwrap()),
+                            )
+                        })
+                    }
+                })
+                .await;
+                let returned = Instant::now();
+                match (write, outcome) {
+                    (true, Ok(Ok(_))) => events.push(Event {
+                        key,
+                        op: Op::Write(value),
+                        invoked,
+                        returned: Some(returned),
+                    }),
+                    // Failed or timed out: it may still take effect.
+                    (true, _) => events.push(Event {
+                        key,
+                        op: Op::Write(value),
+                        invoked,
+                        returned: None,
+                    }),
+                    (false, Ok(Ok(Some(seen)))) => events.push(Event {
+                        key,
+                        op: Op::Read(seen),
+                        invoked,
+                        returned: Some(returned),
+                    }),
+                    (false, _) => {}
+                }
+            }
+            events
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
 }

@@ -12,6 +12,8 @@ use idreg_client::pb::sessions_client::SessionsClient;
 use tonic::transport::Channel;
 
 pub mod cluster;
+pub mod fault_proxy;
+pub mod linearizability;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
 

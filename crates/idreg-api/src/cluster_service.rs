@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use idreg_proto::v1 as pb;
-use idreg_raft::grpc_network::peer_channel;
 use idreg_raft::{ClusterView, RegistryNode, WriteError};
 use pb::cluster_client::ClusterClient;
 use pb::cluster_server::Cluster;
@@ -64,7 +63,9 @@ impl ClusterService {
                 "no leader is known (election in progress or no quorum); retry",
             ));
         }
-        let channel = peer_channel(&view.leader_addr)
+        let channel = self
+            .node
+            .peer_channel(&view.leader_addr)
             .map_err(|e| Status::internal(format!("leader address {}: {e}", view.leader_addr)))?;
         Ok(ClusterClient::new(channel))
     }

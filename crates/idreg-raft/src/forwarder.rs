@@ -8,6 +8,7 @@
 //! batch's reply is lost, its fate is unknown and the caller is told so.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,9 @@ use crate::wire;
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 /// How long a follower waits to apply a forwarded write before answering.
 const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(2);
+/// How long this node, leading, waits for a quorum to commit a batch. Beyond
+/// it (a leader cut off from its followers) the outcome is unknown.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a forwarded batch may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,6 +48,7 @@ pub enum ForwardRefusal {
 pub struct Forwarder {
     raft: Raft<TypeConfig>,
     node_id: NodeId,
+    local_ip: Option<IpAddr>,
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
 }
 
@@ -68,10 +73,11 @@ fn never_connected(status: &tonic::Status) -> bool {
 }
 
 impl Forwarder {
-    pub fn new(raft: Raft<TypeConfig>, node_id: NodeId) -> Self {
+    pub fn new(raft: Raft<TypeConfig>, node_id: NodeId, local_ip: Option<IpAddr>) -> Self {
         Self {
             raft,
             node_id,
+            local_ip,
             clients: Arc::default(),
         }
     }
@@ -81,7 +87,7 @@ impl Forwarder {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let channel = peer_channel(addr)
+        let channel = peer_channel(addr, self.local_ip)
             .map_err(|e| WriteError::Raft(format!("leader address {addr}: {e}")))?;
         let c = raft_client(channel);
         clients.insert(addr.to_owned(), c.clone());
@@ -120,7 +126,17 @@ impl Forwarder {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let written = match self.route(deadline).await? {
-                Route::Local => match self.raft.client_write(batch.clone()).await {
+                Route::Local => match tokio::time::timeout(
+                    COMMIT_TIMEOUT,
+                    self.raft.client_write(batch.clone()),
+                )
+                .await
+                .map_err(|_| {
+                    WriteError::Unknown(format!(
+                        "no quorum confirmed the write within {} s",
+                        COMMIT_TIMEOUT.as_secs()
+                    ))
+                })? {
                     Ok(r) => Some(r.data),
                     // Lost leadership before appending: not written, go again.
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => None,

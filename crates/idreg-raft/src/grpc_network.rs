@@ -4,6 +4,7 @@
 //! openraft's `RemoteError`, and a transport failure as `Unreachable` (openraft
 //! then backs off) or `Network`.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use idreg_proto::v1::raft_client::RaftClient;
@@ -27,8 +28,13 @@ use crate::wire;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A channel to a peer's gRPC port with idreg's message size limits.
-pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+/// A channel to a peer's gRPC port. `local_ip`, when set, is the source
+/// address of the connection (the node's own listen address), so peers and
+/// the network see node-to-node traffic come from the node's address.
+pub fn peer_channel(
+    addr: &str,
+    local_ip: Option<IpAddr>,
+) -> Result<Channel, tonic::transport::Error> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -39,6 +45,7 @@ pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
+        .local_address(local_ip)
         .connect_lazy())
 }
 
@@ -50,7 +57,9 @@ pub fn raft_client(channel: Channel) -> RaftClient<Channel> {
 
 /// Makes a [`PeerClient`] per target; openraft keeps one per replication stream.
 #[derive(Debug, Clone, Default)]
-pub struct GrpcNetwork;
+pub struct GrpcNetwork {
+    pub local_ip: Option<IpAddr>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     type Network = PeerClient;
@@ -58,7 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: peer_channel(&node.addr).map(raft_client),
+            client: peer_channel(&node.addr, self.local_ip).map(raft_client),
             addr: node.addr.clone(),
         }
     }

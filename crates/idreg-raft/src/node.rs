@@ -34,6 +34,9 @@ pub struct NodeConfig {
     /// (etcd's `--initial-cluster-state new`). A node that is to be added to a
     /// running cluster must not, or it would start a second history.
     pub bootstrap: bool,
+    /// Source address for connections to peers (the node's listen IP when it
+    /// listens on one address); `None` lets the system choose.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +48,7 @@ impl Default for NodeConfig {
             snapshot_keep_logs: 1000,
             initial_members: BTreeMap::new(),
             bootstrap: true,
+            local_ip: None,
         }
     }
 }
@@ -52,6 +56,7 @@ impl Default for NodeConfig {
 #[derive(Clone)]
 pub struct RegistryNode {
     id: NodeId,
+    local_ip: Option<std::net::IpAddr>,
     raft: Raft<TypeConfig>,
     store: Store,
     forwarder: Forwarder,
@@ -110,7 +115,9 @@ impl RegistryNode {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            GrpcNetwork,
+            GrpcNetwork {
+                local_ip: config.local_ip,
+            },
             store.log_store(),
             sm,
         )
@@ -140,11 +147,12 @@ impl RegistryNode {
                 .metrics(|m| m.current_leader.is_some(), "a leader is known")
                 .await;
         }
-        let forwarder = Forwarder::new(raft.clone(), config.node_id);
+        let forwarder = Forwarder::new(raft.clone(), config.node_id, config.local_ip);
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
         tokio::spawn(proposer::run(forwarder.clone(), rx));
         Ok(Self {
             id: config.node_id,
+            local_ip: config.local_ip,
             raft,
             store,
             forwarder,
@@ -154,6 +162,14 @@ impl RegistryNode {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// A channel to another node, from this node's address.
+    pub fn peer_channel(
+        &self,
+        addr: &str,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        crate::grpc_network::peer_channel(addr, self.local_ip)
     }
 
     /// Proposes one command and waits for its verdict. The outer error means

@@ -97,6 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         snapshot_keep_logs: config.snapshot_keep_logs,
         initial_members: config.initial_members.clone(),
         bootstrap: config.bootstrap,
+        local_ip: Some(config.grpc_addr.ip()).filter(|ip| !ip.is_unspecified()),
     };
     // Listen first: the other founding members' votes and entries must reach
     // this node while it starts.
