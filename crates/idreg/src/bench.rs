@@ -74,14 +74,28 @@ fn summarize(
 /// Latencies, errors, wall time, and the server's /proc samples around the run.
 type Measured = (Vec<u64>, usize, Duration, Option<(ProcSample, ProcSample)>);
 
-/// Runs a load future, sampling the server process before and after it.
+/// CPU and RSS summed over processes; `None` for no processes.
+fn sample_all(pids: &[u32]) -> anyhow::Result<Option<ProcSample>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = ProcSample::default();
+    for pid in pids {
+        let s = proc_sample(*pid)?;
+        total.cpu += s.cpu;
+        total.rss_kb += s.rss_kb;
+    }
+    Ok(Some(total))
+}
+
+/// Runs a load future, sampling the server processes before and after it.
 async fn measured(
-    server_pid: Option<u32>,
+    server_pids: &[u32],
     load: impl std::future::Future<Output = anyhow::Result<(Vec<u64>, usize, Duration)>>,
 ) -> anyhow::Result<Measured> {
-    let before = server_pid.map(proc_sample).transpose()?;
+    let before = sample_all(server_pids)?;
     let (lat, errors, elapsed) = load.await?;
-    let after = server_pid.map(proc_sample).transpose()?;
+    let after = sample_all(server_pids)?;
     Ok((lat, errors, elapsed, before.zip(after)))
 }
 
@@ -242,7 +256,7 @@ pub async fn run(
         } => {
             let prefix = prefix.unwrap_or_else(|| format!("bench-{}", std::process::id()));
             let m = measured(
-                server_pid,
+                &server_pid,
                 drive(
                     registry(endpoint),
                     concurrency,
@@ -280,7 +294,7 @@ pub async fn run(
             server_pid,
         } => {
             let m = measured(
-                server_pid,
+                &server_pid,
                 drive(
                     registry(endpoint),
                     concurrency,
@@ -306,6 +320,23 @@ pub async fn run(
             .await?;
             print(output, &summarize("get", concurrency, m))
         }
+        BenchCommand::Revoke {
+            fronts,
+            count,
+            max_seconds,
+        } => {
+            let m = measured(
+                &[],
+                crate::bench_revoke::run(
+                    endpoint,
+                    &fronts,
+                    count,
+                    Duration::from_secs(max_seconds),
+                ),
+            )
+            .await?;
+            print(output, &summarize("revoke", fronts.len(), m))
+        }
         BenchCommand::EtcdPut {
             etcd,
             concurrency,
@@ -316,7 +347,7 @@ pub async fn run(
         } => {
             let prefix = format!("bench-{}", std::process::id());
             let m = measured(
-                server_pid,
+                &server_pid,
                 etcd_puts(&etcd, concurrency, count, value_size, prefix, max_seconds),
             )
             .await?;
@@ -328,7 +359,7 @@ pub async fn run(
             value_size,
             prefix,
         } => {
-            let m = measured(None, etcd_puts(&etcd, 64, count, value_size, prefix, 3600)).await?;
+            let m = measured(&[], etcd_puts(&etcd, 64, count, value_size, prefix, 3600)).await?;
             print(output, &summarize("etcd-fill", 64, m))
         }
         BenchCommand::EtcdGet {
@@ -341,7 +372,7 @@ pub async fn run(
             server_pid,
         } => {
             let m = measured(
-                server_pid,
+                &server_pid,
                 drive(
                     etcd_client(&etcd),
                     concurrency,

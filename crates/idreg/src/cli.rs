@@ -183,9 +183,22 @@ pub enum BenchCommand {
         prefix: Option<String>,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
-        /// PID of the server under load: report its CPU time per operation and RSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// PIDs of the server processes under load (comma-separated; every
+        /// node of a cluster): report their CPU time per operation and RSS.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+    },
+    /// Time from RevokeDevice acknowledged to every given device front
+    /// refusing the device's handshake.
+    Revoke {
+        /// PSK device fronts (UDP HOST:PORT) that must refuse the device,
+        /// comma-separated: every node's.
+        #[arg(long, value_delimiter = ',', required = true)]
+        fronts: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
     },
     /// The peer for registry writes: etcd v3 Put through its gRPC KV API, with
     /// the same client stack and concurrency as `bench register`.
@@ -201,9 +214,10 @@ pub enum BenchCommand {
         value_size: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
-        /// PID of the server under load: report its CPU time per operation and RSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// PIDs of the server processes under load (comma-separated; every
+        /// node of a cluster): report their CPU time per operation and RSS.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
     },
     /// Loads etcd with PREFIX-00000000… keys (64 concurrent Puts) for `etcd-get`.
     EtcdFill {
@@ -230,9 +244,10 @@ pub enum BenchCommand {
         population: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
-        /// PID of the server under load: report its CPU time per operation and RSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// PIDs of the server processes under load (comma-separated; every
+        /// node of a cluster): report their CPU time per operation and RSS.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
     },
     /// GetDevice latency over devices created by `bench register --prefix P`.
     Get {
@@ -247,9 +262,10 @@ pub enum BenchCommand {
         population: usize,
         #[arg(long, default_value_t = 600)]
         max_seconds: u64,
-        /// PID of the server under load: report its CPU time per operation and RSS.
-        #[arg(long)]
-        server_pid: Option<u32>,
+        /// PIDs of the server processes under load (comma-separated; every
+        /// node of a cluster): report their CPU time per operation and RSS.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
     },
 }
 

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_device;
+mod bench_revoke;
 mod cli;
 mod cluster_cmd;
 mod device_cmd;
