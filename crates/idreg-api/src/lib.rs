@@ -7,6 +7,7 @@
 
 pub mod cluster_service;
 pub mod convert;
+pub mod importer;
 pub mod page_token;
 pub mod registry_service;
 pub mod sessions_service;

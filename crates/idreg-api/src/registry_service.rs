@@ -51,6 +51,24 @@ impl RegistryService {
         Ok(device.as_ref().map(convert::device_to_proto))
     }
 
+    /// A CreateDeviceRequest checked and turned into a command's payload,
+    /// PSK secrets sealed.
+    fn new_device(&self, req: &pb::CreateDeviceRequest) -> Result<NewDevice, ValidationError> {
+        let id = convert::device_id("id", &req.id)?;
+        let tenant = if req.tenant.is_empty() {
+            TenantId::default_tenant()
+        } else {
+            TenantId::parse("tenant", &req.tenant)?
+        };
+        Ok(NewDevice {
+            labels: convert::labels("labels", &req.labels)?,
+            gateway: convert::optional_id("gateway", &req.gateway)?,
+            credentials: convert::credentials("credentials", &id, &req.credentials, &self.kek)?,
+            tenant,
+            id,
+        })
+    }
+
     /// For a LINEARIZABLE read: waits until this node has applied every
     /// write acknowledged before now.
     async fn read_barrier(&self, consistency: i32) -> Result<(), Status> {
@@ -114,21 +132,7 @@ impl DeviceRegistry for RegistryService {
         &self,
         request: Request<pb::CreateDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        let req = request.into_inner();
-        let id = convert::device_id("id", &req.id).map_err(invalid)?;
-        let tenant = if req.tenant.is_empty() {
-            TenantId::default_tenant()
-        } else {
-            TenantId::parse("tenant", &req.tenant).map_err(invalid)?
-        };
-        let new = NewDevice {
-            labels: convert::labels("labels", &req.labels).map_err(invalid)?,
-            gateway: convert::optional_id("gateway", &req.gateway).map_err(invalid)?,
-            credentials: convert::credentials("credentials", &id, &req.credentials, &self.kek)
-                .map_err(invalid)?,
-            tenant,
-            id,
-        };
+        let new = self.new_device(&request.into_inner()).map_err(invalid)?;
         self.execute_expecting_device(Command::Create(new)).await
     }
 
@@ -264,6 +268,30 @@ impl DeviceRegistry for RegistryService {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
         self.execute(Command::Delete { id }).await?;
         Ok(Response::new(pb::DeleteDeviceResponse {}))
+    }
+
+    async fn import_devices(
+        &self,
+        request: Request<tonic::Streaming<pb::ImportDevicesRequest>>,
+    ) -> Result<Response<pb::ImportDevicesResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut importer = crate::importer::Importer::new(self.node.clone());
+        while let Some(chunk) = stream.message().await? {
+            if chunk.devices.len() > crate::importer::MAX_CHUNK {
+                return Err(Status::invalid_argument(format!(
+                    "devices: at most {} per message; nothing after device {} was imported",
+                    crate::importer::MAX_CHUNK,
+                    importer.seen()
+                )));
+            }
+            for req in &chunk.devices {
+                let new = self
+                    .new_device(req)
+                    .map_err(|e| (req.id.clone(), invalid(e)));
+                importer.submit(new).await;
+            }
+        }
+        Ok(Response::new(importer.finish().await))
     }
 
     type WatchDevicesStream =

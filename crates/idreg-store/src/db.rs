@@ -97,6 +97,28 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the RocksDB under `dir/db` read-only, beside a running node
+    /// (benchmarks of the lookup path). It sees the data as of the open.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+        opts.set_block_based_table_factory(&table);
+        let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
+        let db = Arc::new(db);
+        let applied = RegistryReader::new(db.clone()).applied_index()?;
+        let (events, _) = broadcast::channel(1);
+        Ok(Self {
+            db,
+            dir: dir.to_path_buf(),
+            events,
+            applied: Arc::new(watch::Sender::new(applied)),
+            installs: Arc::new(watch::Sender::new(0)),
+            history_keep: DEFAULT_HISTORY_KEEP,
+        })
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

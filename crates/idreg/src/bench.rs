@@ -71,11 +71,14 @@ fn summarize(
     }
 }
 
+/// Latencies (µs), errors, wall time.
+pub(crate) type Latencies = (Vec<u64>, usize, Duration);
+
 /// Latencies, errors, wall time, and the server's /proc samples around the run.
 type Measured = (Vec<u64>, usize, Duration, Option<(ProcSample, ProcSample)>);
 
 /// CPU and RSS summed over processes; `None` for no processes.
-fn sample_all(pids: &[u32]) -> anyhow::Result<Option<ProcSample>> {
+pub(crate) fn sample_all(pids: &[u32]) -> anyhow::Result<Option<ProcSample>> {
     if pids.is_empty() {
         return Ok(None);
     }
@@ -319,6 +322,38 @@ pub async fn run(
             )
             .await?;
             print(output, &summarize("get", concurrency, m))
+        }
+        BenchCommand::Import {
+            count,
+            prefix,
+            streams,
+            max_seconds,
+            server_pid,
+        } => {
+            crate::bench_import::import(
+                endpoint,
+                &prefix,
+                count,
+                streams,
+                Duration::from_secs(max_seconds),
+                &server_pid,
+                output,
+            )
+            .await
+        }
+        BenchCommand::Lookup {
+            data_dir,
+            kek_file,
+            prefix,
+            population,
+            count,
+        } => {
+            for (name, m) in
+                crate::bench_import::lookup(&data_dir, &kek_file, &prefix, population, count)?
+            {
+                print(output, &summarize(name, 1, (m.0, m.1, m.2, None)))?;
+            }
+            Ok(())
         }
         BenchCommand::Revoke {
             fronts,

@@ -188,6 +188,38 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         server_pid: Vec<u32>,
     },
+    /// Bulk registration through ImportDevices: COUNT generated devices, the
+    /// even ones with a PSK, the odd ones with a P-256 public key.
+    Import {
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        /// Device ids are PREFIX-00000000…
+        #[arg(long, default_value = "imp")]
+        prefix: String,
+        /// Import streams sent at once, each from its own connection.
+        #[arg(long, default_value_t = 2)]
+        streams: usize,
+        #[arg(long, default_value_t = 3600)]
+        max_seconds: u64,
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+    },
+    /// The handshake path's lookups, in process on a node's data directory
+    /// opened read-only: PSK identity -> device -> unsealed PSK, and key
+    /// fingerprint -> device, over devices made by `bench import --prefix P`.
+    Lookup {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        kek_file: PathBuf,
+        #[arg(long)]
+        prefix: String,
+        /// How many devices `bench import` made under the prefix.
+        #[arg(long)]
+        population: usize,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+    },
     /// Time from RevokeDevice acknowledged to every given device front
     /// refusing the device's handshake.
     Revoke {
@@ -412,6 +444,10 @@ pub enum DeviceCommand {
         #[arg(long)]
         linearizable: bool,
     },
+    /// Register devices in bulk from FILE.csv or FILE.jsonl (fields: id,
+    /// tenant, labels, gateway, psk_identity, psk, psk_hex, public_key_pem,
+    /// certificate_pem). Every line is checked before anything is sent.
+    Import { file: PathBuf },
     /// Follow changes (create, update, revoke, delete) as they are applied.
     Watch {
         /// Start at this revision (raft log index); default: from now on.

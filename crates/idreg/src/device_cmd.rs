@@ -90,6 +90,9 @@ pub async fn run(
     command: DeviceCommand,
 ) -> anyhow::Result<()> {
     // Check local input before connecting, so a typo is reported as such.
+    if let DeviceCommand::Import { file } = &command {
+        return crate::import_cmd::run(endpoint, output, file).await;
+    }
     let request = Prepared::from(command)?;
     let mut client = idreg_client::connect(endpoint).await?;
     match request {
@@ -295,6 +298,7 @@ impl Prepared {
                 Prepared::Revoke(pb::RevokeDeviceRequest { id, reason })
             }
             DeviceCommand::Delete { id } => Prepared::Delete(pb::DeleteDeviceRequest { id }),
+            DeviceCommand::Import { .. } => unreachable!("handled before preparing"),
         })
     }
 }

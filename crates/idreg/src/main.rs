@@ -2,10 +2,12 @@
 
 mod bench;
 mod bench_device;
+mod bench_import;
 mod bench_revoke;
 mod cli;
 mod cluster_cmd;
 mod device_cmd;
+mod import_cmd;
 mod initial_cluster;
 mod output;
 mod serve;
