@@ -85,6 +85,10 @@ PIDS+=($!)
 sleep 1
 T0=$(date +%s.%N)
 "$BIN" cluster add-node 4 127.0.0.4:52154 --endpoint "$LEADER" >/dev/null
+# add-node returns once openraft counts the learner as caught up; the user's
+# measure is the new node having applied everything, so wait for that too.
+TARGET=$("$BIN" cluster status --local --endpoint "$LEADER" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')
+until [ "$("$BIN" cluster status --local --endpoint 127.0.0.4:52154 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')" -ge "$TARGET" ]; do sleep 0.05; done
 T1=$(date +%s.%N)
 INSTALLED=$("$BIN" cluster status --local --endpoint 127.0.0.4:52154 -o json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots_installed"])')

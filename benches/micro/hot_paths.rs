@@ -1,0 +1,171 @@
+//! Micro-benchmarks of the hot paths (criterion):
+//! - the DTLS handshake's registry lookups: PSK identity -> device -> unsealed
+//!   PSK, and key fingerprint -> device, with 100 000 devices in RocksDB;
+//! - the CoAP endpoint handling one GET /id (parse, route, serialise, dedup);
+//! - the state machine applying one raft entry of 512 CreateDevice proposals.
+//!
+//!   cargo bench --bench hot_paths
+
+use std::time::Duration;
+
+use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use idreg_coap::authenticator::Authenticator;
+use idreg_coap::endpoint::CoapEndpoint;
+use idreg_coap::resources::ResourceContext;
+use idreg_core::credential::public_key_from_spki_pem;
+use idreg_core::{
+    Command, Credential, DeviceId, Kek, Labels, NewDevice, Proposal, ProposalBatch, TenantId,
+};
+use idreg_store::{Store, TypeConfig};
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+
+const DEVICES: usize = 100_000;
+const BATCH: usize = 512;
+const PSK: &[u8] = b"micro-bench-secret-0123";
+
+fn key_pem(i: usize) -> String {
+    let mut bytes = [0x22u8; 32];
+    bytes[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    p256::SecretKey::from_slice(&bytes)
+        .unwrap()
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap()
+}
+
+/// Device `i`: a PSK for even i, a P-256 key for odd i.
+fn create(kek: &Kek, prefix: &str, i: usize, with_keys: bool) -> Proposal {
+    let id = DeviceId::parse("id", &format!("{prefix}-{i:07}")).unwrap();
+    let credential = if i.is_multiple_of(2) || !with_keys {
+        Credential::Psk {
+            identity: id.as_str().as_bytes().to_vec(),
+            secret: kek.seal(PSK, id.as_str().as_bytes()),
+        }
+    } else {
+        Credential::PublicKey(public_key_from_spki_pem("k", &key_pem(i)).unwrap())
+    };
+    Proposal {
+        at_ms: 1,
+        command: Command::Create(NewDevice {
+            id,
+            tenant: TenantId::default_tenant(),
+            labels: Labels::default(),
+            gateway: None,
+            credentials: vec![credential],
+        }),
+    }
+}
+
+fn entry(index: u64, proposals: Vec<Proposal>) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(ProposalBatch(proposals)),
+    }
+}
+
+struct Ctx;
+
+impl ResourceContext for Ctx {
+    fn device_id(&self) -> &str {
+        "sensor-1"
+    }
+    fn credential(&self) -> &'static str {
+        "psk"
+    }
+    fn status(&self) -> Option<&'static str> {
+        Some("active")
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        (3, 3)
+    }
+}
+
+fn hot_paths(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kek = Kek::from_bytes(&[7u8; 32]);
+    let store = Store::open(dir.path()).unwrap();
+    let mut sm = rt.block_on(async { store.state_machine().unwrap() });
+    let mut index = 0;
+    for chunk in (0..DEVICES).collect::<Vec<_>>().chunks(BATCH) {
+        index += 1;
+        let proposals = chunk.iter().map(|i| create(&kek, "d", *i, true)).collect();
+        rt.block_on(sm.apply([entry(index, proposals)])).unwrap();
+    }
+    let auth = Authenticator::new(store.reader(), kek.clone());
+    let reader = store.reader();
+    let fingerprints: Vec<_> = (1..DEVICES)
+        .step_by(2)
+        .take(1000)
+        .map(|i| {
+            public_key_from_spki_pem("k", &key_pem(i))
+                .unwrap()
+                .fingerprint
+        })
+        .collect();
+
+    let mut n = 0usize;
+    c.bench_function("psk lookup + unseal (100k devices)", |b| {
+        b.iter(|| {
+            n = (n + 7919) % (DEVICES / 2);
+            let id = format!("d-{:07}", n * 2);
+            let (_, key) = auth.psk(id.as_bytes()).unwrap();
+            assert_eq!(key, PSK);
+        })
+    });
+    let mut k = 0usize;
+    c.bench_function("fingerprint lookup (100k devices)", |b| {
+        b.iter(|| {
+            k = (k + 1) % fingerprints.len();
+            assert!(reader.by_fingerprint(&fingerprints[k]).unwrap().is_some());
+        })
+    });
+
+    let mut ep = CoapEndpoint::new(1);
+    let mut mid = 0u16;
+    c.bench_function("coap GET /id: parse, route, serialise", |b| {
+        b.iter_batched(
+            || {
+                mid = mid.wrapping_add(1);
+                let mut p = Packet::new();
+                p.header.set_type(MessageType::Confirmable);
+                p.header.code = MessageClass::Request(RequestType::Get);
+                p.header.message_id = mid;
+                p.set_token(vec![0xAB, 0xCD]);
+                p.add_option(CoapOption::UriPath, b"id".to_vec());
+                (p.to_bytes().unwrap(), mid as u64)
+            },
+            |(datagram, now)| ep.handle(&datagram, now, &Ctx).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+
+    let mut next = DEVICES;
+    let mut group = c.benchmark_group("state machine");
+    group.sample_size(20);
+    group.bench_function("apply one entry of 512 creates", |b| {
+        b.iter_batched(
+            || {
+                index += 1;
+                let proposals = (next..next + BATCH)
+                    .map(|i| create(&kek, "d", i, false))
+                    .collect();
+                next += BATCH;
+                entry(index, proposals)
+            },
+            |e| rt.block_on(sm.apply([e])).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = hot_paths
+}
+criterion_main!(benches);
