@@ -35,6 +35,8 @@ pub struct Server {
     pub extra_args: Vec<String>,
     /// Loopback address the device front binds (127.0.0.x).
     pub host: String,
+    /// Extra environment for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
             log: data_dir.with_extension("log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             host: "127.0.0.1".into(),
+            env: Vec::new(),
         };
         s.spawn().await;
         s
@@ -59,6 +62,16 @@ impl Server {
     /// Starts a node with its gRPC port at `grpc_addr` (host 127.0.0.x) and
     /// its device front on the same host.
     pub async fn start_at(data_dir: &Path, grpc_addr: &str, extra: &[String]) -> Server {
+        Self::start_at_with_env(data_dir, grpc_addr, extra, &[]).await
+    }
+
+    /// As [`Server::start_at`], with extra environment variables.
+    pub async fn start_at_with_env(
+        data_dir: &Path,
+        grpc_addr: &str,
+        extra: &[String],
+        env: &[(String, String)],
+    ) -> Server {
         let mut s = Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -66,6 +79,7 @@ impl Server {
             log: data_dir.with_extension("log"),
             extra_args: extra.to_vec(),
             host: grpc_addr.rsplit_once(':').unwrap().0.to_owned(),
+            env: env.to_vec(),
         };
         s.spawn().await;
         s
@@ -91,6 +105,7 @@ impl Server {
             ])
             .args(&self.extra_args)
             .env("IDREG_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -35,8 +35,9 @@ pub fn peer_channel(
     addr: &str,
     local_ip: Option<IpAddr>,
 ) -> Result<Channel, tonic::transport::Error> {
+    let addr = resolve_override(addr);
     let uri = if addr.contains("://") {
-        addr.to_owned()
+        addr
     } else {
         format!("http://{addr}")
     };
@@ -47,6 +48,29 @@ pub fn peer_channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .local_address(local_ip)
         .connect_lazy())
+}
+
+/// Test-only: `IDREG_TEST_RESOLVE=host=ip,host=ip` maps peer host names to
+/// addresses, so tests can run nodes under Kubernetes-style DNS names on
+/// 127.0.0.x. Unset in production: names go to the system resolver.
+fn resolve_override(addr: &str) -> String {
+    static MAP: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    let map = MAP.get_or_init(|| {
+        std::env::var("IDREG_TEST_RESOLVE")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(h, ip)| (h.trim().to_owned(), ip.trim().to_owned()))
+            .collect()
+    });
+    match addr.rsplit_once(':') {
+        Some((host, port)) => match map.get(host) {
+            Some(ip) => format!("{ip}:{port}"),
+            None => addr.to_owned(),
+        },
+        None => addr.to_owned(),
+    }
 }
 
 pub fn raft_client(channel: Channel) -> RaftClient<Channel> {

@@ -85,6 +85,8 @@ pub enum ClusterCommand {
     },
     /// Remove a node from the cluster.
     RemoveNode { id: u64 },
+    /// Remove the node at --endpoint from the cluster (a pod's preStop hook).
+    Leave,
     /// Build a snapshot on the node now and purge the log behind it.
     Snapshot,
 }
@@ -375,6 +377,11 @@ pub struct ServeArgs {
     /// node's entry in --initial-cluster, else --grpc-addr].
     #[arg(long, env = "IDREG_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+    /// Run as a StatefulSet pod: node id from the ordinal in HOSTNAME, peers
+    /// from the headless Service IDREG_K8S_PEER_SERVICE in POD_NAMESPACE;
+    /// ordinal 0 founds the cluster, the others ask to be added.
+    #[arg(long, env = "IDREG_K8S")]
+    pub k8s: bool,
     /// Revisions of change history kept for WatchDevices [default: 100000].
     #[arg(long, env = "IDREG_WATCH_HISTORY")]
     pub watch_history: Option<u64>,

@@ -134,6 +134,23 @@ pub async fn run(
                 .into_inner();
             print(output, s)
         }
+        ClusterCommand::Leave => {
+            let me = client
+                .get_status(pb::GetClusterStatusRequest { local_only: true })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            if !me.members.iter().any(|m| m.id == me.node_id) {
+                println!("node {} is not a member; nothing to leave", me.node_id);
+                return Ok(());
+            }
+            let s = client
+                .remove_node(pb::RemoveNodeRequest { id: me.node_id })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            print(output, s)
+        }
         ClusterCommand::Snapshot => {
             let r = client
                 .trigger_snapshot(pb::TriggerSnapshotRequest {})

@@ -9,6 +9,7 @@ mod cluster_cmd;
 mod device_cmd;
 mod import_cmd;
 mod initial_cluster;
+mod k8s;
 mod output;
 mod serve;
 mod serve_config;

@@ -90,13 +90,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.verify_or_record_kek(&kek)?;
     info!(kek = %kek.id_hex(), data_dir = %config.data_dir.display(), "store open");
 
+    // Ordinal 0 founds a cluster only if no other pod already runs one (its
+    // disk may have been replaced under a live cluster).
+    let mut bootstrap = config.bootstrap;
+    if let Some(pod) = &config.pod {
+        if bootstrap && !store_has_history(&store) && crate::k8s::cluster_elsewhere(pod).await {
+            info!("a cluster already runs on the other pods: joining it");
+            bootstrap = false;
+        }
+    }
     let node_config = NodeConfig {
         node_id: config.node_id,
         advertise_addr: config.advertise_addr.clone(),
         snapshot_every: config.snapshot_every,
         snapshot_keep_logs: config.snapshot_keep_logs,
         initial_members: config.initial_members.clone(),
-        bootstrap: config.bootstrap,
+        bootstrap,
         local_ip: Some(config.grpc_addr.ip()).filter(|ip| !ip.is_unspecified()),
     };
     // Listen first: the other founding members' votes and entries must reach
@@ -139,6 +148,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let stats_source = front.as_ref().map(|f| front_stats_source(f));
 
     info!(addr = %listener.local_addr()?, "gRPC listening");
+    if let Some(pod) = config.pod.clone() {
+        if !bootstrap {
+            tokio::spawn(crate::k8s::join(node.clone(), pod));
+        }
+    }
 
     tonic::transport::Server::builder()
         .add_service(health_service)
@@ -161,6 +175,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Whether the data directory already holds a raft history.
+fn store_has_history(store: &Store) -> bool {
+    store.reader().applied_index().unwrap_or(0) > 0
 }
 
 fn tokio_stream_listener(

@@ -66,6 +66,8 @@ pub struct ServeConfig {
     /// Where other nodes reach this node's gRPC port.
     pub advertise_addr: String,
     pub watch_history: u64,
+    /// Set with --k8s: the pod this node runs as.
+    pub pod: Option<crate::k8s::PodIdentity>,
 }
 
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
@@ -205,6 +207,30 @@ impl ServeConfig {
                 .cloned()
                 .unwrap_or_else(|| grpc_addr.to_string()),
         };
+        let pod = if args.k8s {
+            let env = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.into());
+            let pod = crate::k8s::PodIdentity::parse(
+                &env("HOSTNAME", ""),
+                &env("IDREG_K8S_PEER_SERVICE", "idreg-peers"),
+                &env("POD_NAMESPACE", "default"),
+                grpc_addr.port(),
+            )?;
+            if args.node_id.is_some_and(|n| n != pod.node_id()) {
+                bail!("--k8s takes the node id from the pod ordinal; drop --node-id");
+            }
+            if !initial_members.is_empty() {
+                bail!("--k8s finds its peers itself; drop --initial-cluster");
+            }
+            if kek_file.is_none() {
+                bail!("--k8s needs --kek-file (the Secret every pod mounts)");
+            }
+            Some(pod)
+        } else {
+            None
+        };
+        let node_id = pod.as_ref().map(|p| p.node_id()).unwrap_or(node_id);
+        let advertise_addr = pod.as_ref().map(|p| p.addr()).unwrap_or(advertise_addr);
+        let bootstrap = pod.as_ref().map(|p| p.ordinal == 0).unwrap_or(bootstrap);
         let watch_history = args.watch_history.or(file.watch_history).unwrap_or(100_000);
         if watch_history == 0 {
             bail!("--watch-history must be at least 1");
@@ -227,6 +253,7 @@ impl ServeConfig {
             bootstrap,
             advertise_addr,
             watch_history,
+            pod,
         })
     }
 }

@@ -1,0 +1,141 @@
+//! `idreg serve --k8s`: a node's identity and membership from its StatefulSet
+//! pod. `HOSTNAME=idreg-3` is ordinal 3, node id 4; peers are
+//! `idreg-N.PEER_SERVICE.NAMESPACE.svc`. Ordinal 0 founds the cluster when no
+//! data exists and no peer already runs one; every other pod (and a pod that
+//! left in its preStop hook) asks the cluster to add it, then is promoted
+//! once caught up.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use idreg_proto::v1 as pb;
+use idreg_raft::RegistryNode;
+use pb::cluster_client::ClusterClient;
+use tracing::{info, warn};
+
+/// Ordinals probed for a running cluster (a cluster has at most 7 members).
+const MAX_ORDINALS: u64 = 7;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    pub set_name: String,
+    pub ordinal: u64,
+    pub service: String,
+    pub namespace: String,
+    pub port: u16,
+}
+
+impl PodIdentity {
+    /// From `HOSTNAME` (`NAME-ORDINAL`), the peer Service and the namespace.
+    pub fn parse(
+        hostname: &str,
+        service: &str,
+        namespace: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let (set_name, ordinal) = hostname.rsplit_once('-').with_context(|| {
+            format!("--k8s: HOSTNAME {hostname:?} is not a StatefulSet pod name (NAME-ORDINAL)")
+        })?;
+        let ordinal: u64 = ordinal.parse().with_context(|| {
+            format!("--k8s: HOSTNAME {hostname:?} does not end in a pod ordinal")
+        })?;
+        if set_name.is_empty() || service.is_empty() || namespace.is_empty() {
+            bail!("--k8s: pod name, peer service and namespace must all be set");
+        }
+        Ok(Self {
+            set_name: set_name.to_owned(),
+            ordinal,
+            service: service.to_owned(),
+            namespace: namespace.to_owned(),
+            port,
+        })
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.ordinal + 1
+    }
+
+    /// The stable address of pod `ordinal` of this StatefulSet.
+    pub fn peer_addr(&self, ordinal: u64) -> String {
+        format!(
+            "{}-{ordinal}.{}.{}.svc:{}",
+            self.set_name, self.service, self.namespace, self.port
+        )
+    }
+
+    pub fn addr(&self) -> String {
+        self.peer_addr(self.ordinal)
+    }
+}
+
+async fn status_of(addr: &str) -> Option<pb::ClusterStatus> {
+    let channel = idreg_raft::grpc_network::peer_channel(addr, None).ok()?;
+    let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only: true });
+    req.set_timeout(Duration::from_secs(2));
+    ClusterClient::new(channel)
+        .get_status(req)
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// Whether some other pod already runs a cluster (it knows a leader).
+pub async fn cluster_elsewhere(me: &PodIdentity) -> bool {
+    for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
+        if let Some(s) = status_of(&me.peer_addr(o)).await {
+            if s.leader_id != 0 && !s.members.is_empty() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Until this node is a voting member: ask the pods, in turn, to add it.
+pub async fn join(node: RegistryNode, me: PodIdentity) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let view = node.view();
+        if view.members.iter().any(|m| m.id == me.node_id() && m.voter) {
+            info!(node_id = me.node_id(), "member of the cluster");
+            return;
+        }
+        for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
+            let Ok(channel) = node.peer_channel(&me.peer_addr(o)) else {
+                continue;
+            };
+            let mut req = tonic::Request::new(pb::AddNodeRequest {
+                id: me.node_id(),
+                addr: me.addr(),
+                learner_only: false,
+            });
+            req.set_timeout(Duration::from_secs(300));
+            match ClusterClient::new(channel).add_node(req).await {
+                Ok(_) => {
+                    info!(via = o, node_id = me.node_id(), "added to the cluster");
+                    return;
+                }
+                Err(s) => warn!(via = o, "joining the cluster: {}", s.message()),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_names_give_ids_and_peer_addresses() {
+        let p = PodIdentity::parse("idreg-3", "idreg-peers", "iot", 50051).unwrap();
+        assert_eq!(p.node_id(), 4);
+        assert_eq!(p.addr(), "idreg-3.idreg-peers.iot.svc:50051");
+        assert_eq!(p.peer_addr(0), "idreg-0.idreg-peers.iot.svc:50051");
+        let p = PodIdentity::parse("my-idreg-0", "s", "n", 1).unwrap();
+        assert_eq!((p.set_name.as_str(), p.ordinal), ("my-idreg", 0));
+        assert!(PodIdentity::parse("idreg", "s", "n", 1).is_err());
+        assert!(PodIdentity::parse("idreg-x", "s", "n", 1).is_err());
+    }
+}
