@@ -687,3 +687,72 @@ fn the_linearizability_checker_catches_stale_reads() {
     ];
     assert!(linearizability::check(&h).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_save_wipe_everything_restore_every_device_back() {
+    let _serial = SERIAL.lock().await;
+    let mut c = TestCluster::start(3, &[]).await;
+    let leader = c.wait_for_leader().await;
+    create_many(&c.addrs[&leader], "b", 800, 16).await;
+    let follower = followers(&c, leader)[0];
+    let backup = c.dir.path().join("backup.snap");
+    let out = c
+        .node(follower)
+        .cli(&["cluster", "snapshot", "save", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    // The follower may lag a heartbeat; what it saved is what it had applied.
+    let saved = all_ids_local(&c.addrs[&follower]).await;
+    assert!(saved.len() >= 790, "{}", saved.len());
+
+    // Lose every node and every disk.
+    for id in 1..=3 {
+        c.kill9(id);
+        c.wipe(id);
+    }
+    // Restore onto node 1, start it alone, add the others back.
+    let out = c.node_cli(&[
+        "cluster",
+        "snapshot",
+        "restore",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        c.dir.path().join("node1").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // Restoring twice into the same directory is refused, and changes nothing.
+    let again = c.node_cli(&[
+        "cluster",
+        "snapshot",
+        "restore",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        c.dir.path().join("node1").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "{again:?}"
+    );
+
+    c.restart_alone(1).await;
+    assert_eq!(all_ids_local(&c.addrs[&1]).await, saved);
+    for id in [2, 3] {
+        c.restart(id, "existing").await;
+        let out = c
+            .node(1)
+            .cli(&["cluster", "add-node", &id.to_string(), &c.addrs[&id]]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let applied = c.status(1).await.applied_index;
+    for id in 1..=3 {
+        c.wait_applied(id, applied).await;
+        assert_eq!(all_ids_local(&c.addrs[&id]).await, saved, "node {id}");
+    }
+    // And the restored cluster takes writes.
+    c.node(2)
+        .client()
+        .await
+        .create_device(create_req("after-restore", vec![]))
+        .await
+        .unwrap();
+}

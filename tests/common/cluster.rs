@@ -171,6 +171,27 @@ impl TestCluster {
         self.nodes.insert(id, Some(s));
     }
 
+    /// Starts a stopped node as a cluster of one (a restored backup).
+    pub async fn restart_alone(&mut self, id: u64) {
+        assert!(self.nodes[&id].is_none(), "stop node {id} first");
+        let args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--kek-file".into(),
+            self.kek.display().to_string(),
+        ];
+        let s = Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await;
+        self.nodes.insert(id, Some(s));
+    }
+
+    /// Runs `idreg <args>` with no node behind it.
+    pub fn node_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(super::BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Deletes a stopped node's data.
     pub fn wipe(&self, id: u64) {
         assert!(self.nodes[&id].is_none(), "stop node {id} first");

@@ -147,6 +147,52 @@ impl Cluster for ClusterService {
         }
     }
 
+    type SaveSnapshotStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::SnapshotChunk, Status>>;
+
+    async fn save_snapshot(
+        &self,
+        _req: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
+        let path = self
+            .node
+            .store()
+            .current_snapshot_file()
+            .map_err(crate::status::storage)?
+            .ok_or_else(|| Status::failed_precondition("no snapshot was built"))?;
+        // Read it open before a newer snapshot could replace the file.
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(crate::status::storage)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match file.read(&mut buf).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let chunk = pb::SnapshotChunk {
+                            data: buf[..n].to_vec(),
+                            snapshot_index,
+                        };
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(crate::status::storage(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn trigger_snapshot(
         &self,
         _req: Request<pb::TriggerSnapshotRequest>,

@@ -147,6 +147,30 @@ impl RegistryNode {
                 .metrics(|m| m.current_leader.is_some(), "a leader is known")
                 .await;
         }
+        if store.restored().map_err(raft_err)? {
+            // The registry came from a backup, not from the log: snapshot it
+            // and purge the log, so nodes that join get the snapshot.
+            let m = raft
+                .wait(Some(Duration::from_secs(30)))
+                .applied_index_at_least(Some(1), "the restored node leads")
+                .await
+                .map_err(raft_err)?;
+            let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+            raft.trigger().snapshot().await.map_err(raft_err)?;
+            let m = raft
+                .wait(Some(Duration::from_secs(600)))
+                .metrics(
+                    |m| m.snapshot.map(|l| l.index).unwrap_or(0) >= applied && applied > 0,
+                    "snapshot of the restored registry",
+                )
+                .await
+                .map_err(raft_err)?;
+            if let Some(s) = m.snapshot {
+                raft.trigger().purge_log(s.index).await.map_err(raft_err)?;
+            }
+            store.clear_restored().map_err(raft_err)?;
+            tracing::info!("restored registry snapshotted; the log behind it is purged");
+        }
         let forwarder = Forwarder::new(raft.clone(), config.node_id, config.local_ip);
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
         tokio::spawn(proposer::run(forwarder.clone(), rx));

@@ -119,6 +119,53 @@ impl Store {
         })
     }
 
+    /// Fills an empty data directory's registry from a snapshot file made by
+    /// `idreg cluster snapshot save` (checked end to end first).
+    pub fn restore(&self, snapshot_file: &Path) -> Result<(), StoreError> {
+        let reader = RegistryReader::new(self.db.clone());
+        if reader.applied_index()? > 0 || reader.device_count()? > 0 {
+            return Err(StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other(
+                    "the data directory is not empty: restore into a fresh --data-dir",
+                ),
+            });
+        }
+        crate::snapshot::verify(snapshot_file)?;
+        crate::snapshot::load(&self.db, snapshot_file)?;
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(&cf, crate::keys::SM_RESTORED, b"1", &wo)?;
+        Ok(())
+    }
+
+    /// Whether the registry was restored from a backup and not yet snapshotted.
+    pub fn restored(&self) -> Result<bool, StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        Ok(self.db.get_cf(&cf, crate::keys::SM_RESTORED)?.is_some())
+    }
+
+    pub fn clear_restored(&self) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        self.db.delete_cf(&cf, crate::keys::SM_RESTORED)?;
+        Ok(())
+    }
+
+    /// The file of the snapshot this node currently serves, if any.
+    pub fn current_snapshot_file(&self) -> Result<Option<PathBuf>, StoreError> {
+        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
+        match self.db.get_cf(&cf, crate::keys::SM_SNAPSHOT)? {
+            Some(b) => {
+                let (_meta, file): (crate::types::SnapshotMeta, String) =
+                    decode_as("current snapshot", &b)?;
+                Ok(Some(self.dir.join("snapshots").join(file)))
+            }
+            None => Ok(None),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -73,6 +73,10 @@ pub const SM_SNAPSHOT: &[u8] = b"snapshot";
 /// the install was cut short and the registry must be rebuilt.
 pub const SM_INSTALLING: &[u8] = b"installing";
 pub const SM_KEK_CHECK: &[u8] = b"kek_check";
+/// Set by `Store::restore`: the registry came from a backup, not from the
+/// raft log, so the node must snapshot (and purge the log) before anyone
+/// replicates from it.
+pub const SM_RESTORED: &[u8] = b"restored";
 /// The oldest revision the change history still holds.
 pub const SM_HISTORY_FROM: &[u8] = b"history_from";
 

@@ -87,8 +87,25 @@ pub enum ClusterCommand {
     RemoveNode { id: u64 },
     /// Remove the node at --endpoint from the cluster (a pod's preStop hook).
     Leave,
-    /// Build a snapshot on the node now and purge the log behind it.
-    Snapshot,
+    /// Build a snapshot on the node now and purge the log behind it; or save
+    /// it to a file, or restore a saved one into an empty data directory.
+    Snapshot {
+        #[command(subcommand)]
+        action: Option<SnapshotAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotAction {
+    /// Build a snapshot on the node and write it to FILE (a backup).
+    Save { file: PathBuf },
+    /// Load FILE into the empty data directory of a stopped node; then start
+    /// that node alone (`idreg serve --data-dir DIR`) and add the others.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,7 +4,9 @@ use idreg_client::pb;
 use idreg_proto::v1::cluster_client::ClusterClient;
 use serde::Serialize;
 
-use crate::cli::{ClusterCommand, OutputFormat};
+use anyhow::Context;
+
+use crate::cli::{ClusterCommand, OutputFormat, SnapshotAction};
 use crate::device_cmd::rpc;
 
 #[derive(Serialize)]
@@ -103,6 +105,25 @@ pub async fn run(
     output: OutputFormat,
     command: ClusterCommand,
 ) -> anyhow::Result<()> {
+    // Restore works on a stopped node's files: no server to connect to.
+    if let ClusterCommand::Snapshot {
+        action: Some(SnapshotAction::Restore { file, data_dir }),
+    } = &command
+    {
+        let store = idreg_store::Store::open(data_dir)
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+        store
+            .restore(file)
+            .with_context(|| format!("cannot restore {}", file.display()))?;
+        store.flush()?;
+        println!(
+            "restored {} devices into {}; start this node alone (idreg serve --data-dir {}), then add the others",
+            store.reader().device_count()?,
+            data_dir.display(),
+            data_dir.display()
+        );
+        return Ok(());
+    }
     let mut client = ClusterClient::new(idreg_client::channel(endpoint).await?);
     match command {
         ClusterCommand::Status { local } => {
@@ -151,7 +172,42 @@ pub async fn run(
                 .into_inner();
             print(output, s)
         }
-        ClusterCommand::Snapshot => {
+        ClusterCommand::Snapshot {
+            action: Some(SnapshotAction::Save { file }),
+        } => {
+            use std::io::Write;
+            let mut stream = client
+                .save_snapshot(pb::SaveSnapshotRequest {})
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let tmp = file.with_extension("partial");
+            let mut out = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            let (mut bytes, mut index) = (0u64, 0);
+            while let Some(chunk) = stream.message().await.map_err(rpc)? {
+                out.write_all(&chunk.data)?;
+                bytes += chunk.data.len() as u64;
+                index = chunk.snapshot_index;
+            }
+            out.sync_all()?;
+            std::fs::rename(&tmp, &file)?;
+            match output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::json!({"file": file, "bytes": bytes, "snapshot_index": index})
+                ),
+                OutputFormat::Table => println!(
+                    "saved the snapshot at log index {index} to {} ({bytes} bytes)",
+                    file.display()
+                ),
+            }
+            Ok(())
+        }
+        ClusterCommand::Snapshot {
+            action: Some(SnapshotAction::Restore { .. }),
+        } => unreachable!("handled before connecting"),
+        ClusterCommand::Snapshot { action: None } => {
             let r = client
                 .trigger_snapshot(pb::TriggerSnapshotRequest {})
                 .await
