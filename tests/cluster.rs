@@ -16,6 +16,9 @@ use common::*;
 use idreg_client::device::{DeviceClient, DeviceCredential};
 use idreg_client::pb;
 use tokio_stream::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 /// One cluster at a time: on two cores, parallel clusters would starve each
 /// other's elections.
@@ -121,6 +124,18 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
     assert_eq!(all_ids_local(&c.addrs[&follower]).await.len(), 5001);
+}
+
+/// The overall gRPC health status (what a Kubernetes gRPC probe asks).
+async fn health(addr: &str) -> ServingStatus {
+    let mut h = HealthClient::new(idreg_client::channel(addr).await.unwrap());
+    let r = h
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    r.into_inner().status()
 }
 
 /// Creates `n` devices whose label `v` serves as a register.
@@ -272,6 +287,8 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
     // Back with an empty data dir, as a node to be added, not a founder.
     c.restart(victim, "existing").await;
     assert_eq!(all_ids_local(&c.addrs[&victim]).await.len(), 0);
+    // Not a member yet: the readiness probe says so.
+    assert_eq!(health(&c.addrs[&victim]).await, ServingStatus::NotServing);
     let out = c.node(other).cli(&[
         "cluster",
         "add-node",
@@ -291,6 +308,14 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
     let status = c.status(leader).await;
     let voters = status.members.iter().filter(|m| m.role == "voter").count();
     assert_eq!(voters, 3, "{status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while health(&c.addrs[&victim]).await != ServingStatus::Serving {
+        assert!(
+            Instant::now() < deadline,
+            "caught-up node never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Bad membership requests get clear answers.
     let out = c.node(leader).cli(&["cluster", "remove-node", "42"]);

@@ -124,9 +124,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<idreg_proto::v1::device_registry_server::DeviceRegistryServer<RegistryService>>()
-        .await;
+    // Readiness (the Kubernetes gRPC probe asks for ""): serving once this
+    // node is a member, knows a leader and has applied what it holds.
+    report_readiness(&node, &health_reporter).await;
+    {
+        let (node, reporter) = (node.clone(), health_reporter.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                report_readiness(&node, &reporter).await;
+            }
+        });
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(idreg_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -175,6 +185,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Entries a node may have left to apply and still count as caught up.
+const READY_APPLY_LAG: u64 = 1000;
+
+async fn report_readiness(node: &RegistryNode, reporter: &tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let v = node.view();
+    let ready = v.leader_id.is_some()
+        && v.members.iter().any(|m| m.id == v.node_id)
+        && v.applied_index + READY_APPLY_LAG >= v.last_log_index;
+    let status = if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status("idreg.v1.DeviceRegistry", status)
+        .await;
 }
 
 /// Whether the data directory already holds a raft history.
