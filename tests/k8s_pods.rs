@@ -135,11 +135,19 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
         pods.wait_voters(0, if o == 4 { 4 } else { 3 }).await;
     }
 
-    // A pod that dies and is restarted on its volume rejoins as itself.
-    pods.running.get_mut(&1).unwrap().kill9();
-    pods.running.remove(&1);
+    // A rolling restart of one pod (preStop, SIGTERM, start on its volume),
+    // then one that dies outright: each rejoins as itself.
+    pods.stop(1);
     pods.start(1).await;
     pods.wait_voters(1, 3).await;
+    pods.running.get_mut(&2).unwrap().kill9();
+    pods.running.remove(&2);
+    pods.start(2).await;
+    pods.wait_voters(2, 3).await;
+    // Pod 0 too: it founded the cluster, but with data it rejoins, not refounds.
+    pods.stop(0);
+    pods.start(0).await;
+    pods.wait_voters(0, 3).await;
 
     stop.store(true, Ordering::Relaxed);
     let rec = load.await.unwrap();

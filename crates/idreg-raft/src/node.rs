@@ -188,6 +188,13 @@ impl RegistryNode {
         self.id
     }
 
+    /// Lets this node stand for election (or not). A node that may have been
+    /// removed from the cluster stays quiet until it knows it is a member
+    /// again, so its stale term cannot unseat the leader.
+    pub fn allow_elections(&self, allowed: bool) {
+        self.raft.runtime_config().elect(allowed);
+    }
+
     /// A channel to another node, from this node's address.
     pub fn peer_channel(
         &self,

@@ -79,6 +79,28 @@ async fn status_of(addr: &str) -> Option<pb::ClusterStatus> {
         .map(|r| r.into_inner())
 }
 
+/// Whether a pod that knows the leader says (with the leader's view of the
+/// members) that this node is a voter.
+async fn member_per_cluster(me: &PodIdentity) -> bool {
+    for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
+        let Ok(channel) = idreg_raft::grpc_network::peer_channel(&me.peer_addr(o), None) else {
+            continue;
+        };
+        let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only: false });
+        req.set_timeout(Duration::from_secs(2));
+        if let Ok(r) = ClusterClient::new(channel).get_status(req).await {
+            let s = r.into_inner();
+            if s.leader_id != 0 {
+                return s
+                    .members
+                    .iter()
+                    .any(|m| m.id == me.node_id() && m.role == "voter");
+            }
+        }
+    }
+    false
+}
+
 /// Whether some other pod already runs a cluster (it knows a leader).
 pub async fn cluster_elsewhere(me: &PodIdentity) -> bool {
     for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
@@ -91,13 +113,16 @@ pub async fn cluster_elsewhere(me: &PodIdentity) -> bool {
     false
 }
 
-/// Until this node is a voting member: ask the pods, in turn, to add it.
+/// Until the cluster (as its leader sees it, asked through the other pods)
+/// counts this node as a voter: ask the pods, in turn, to add it. Elections
+/// stay off meanwhile and are allowed once it is in.
 pub async fn join(node: RegistryNode, me: PodIdentity) {
+    node.allow_elections(false);
     let mut delay = Duration::from_millis(200);
     loop {
-        let view = node.view();
-        if view.members.iter().any(|m| m.id == me.node_id() && m.voter) {
+        if member_per_cluster(&me).await {
             info!(node_id = me.node_id(), "member of the cluster");
+            node.allow_elections(true);
             return;
         }
         for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
@@ -113,6 +138,7 @@ pub async fn join(node: RegistryNode, me: PodIdentity) {
             match ClusterClient::new(channel).add_node(req).await {
                 Ok(_) => {
                     info!(via = o, node_id = me.node_id(), "added to the cluster");
+                    node.allow_elections(true);
                     return;
                 }
                 Err(s) => warn!(via = o, "joining the cluster: {}", s.message()),

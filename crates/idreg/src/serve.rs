@@ -93,8 +93,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Ordinal 0 founds a cluster only if no other pod already runs one (its
     // disk may have been replaced under a live cluster).
     let mut bootstrap = config.bootstrap;
+    let had_history = store_has_history(&store);
     if let Some(pod) = &config.pod {
-        if bootstrap && !store_has_history(&store) && crate::k8s::cluster_elsewhere(pod).await {
+        if bootstrap && !had_history && crate::k8s::cluster_elsewhere(pod).await {
             info!("a cluster already runs on the other pods: joining it");
             bootstrap = false;
         }
@@ -159,7 +160,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     info!(addr = %listener.local_addr()?, "gRPC listening");
     if let Some(pod) = config.pod.clone() {
-        if !bootstrap {
+        // Every pod but a freshly founding ordinal 0 makes sure the cluster
+        // counts it as a member (it may have left in its preStop hook).
+        if !bootstrap || had_history {
             tokio::spawn(crate::k8s::join(node.clone(), pod));
         }
     }
