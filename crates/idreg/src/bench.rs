@@ -120,10 +120,17 @@ where
 {
     let start = Instant::now();
     let deadline = start + max_time;
+    // Drawn on stderr only when it is a terminal (never in JSON pipelines or CI logs).
+    let bar = indicatif::ProgressBar::new(count as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} ops, {per_sec}, eta {eta}")
+            .expect("valid template"),
+    );
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let mut client = connect().await?;
         let op = op.clone();
+        let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0;
@@ -134,6 +141,7 @@ where
                 let t = Instant::now();
                 let (c, ok) = op(client, i).await;
                 client = c;
+                bar.inc(1);
                 if ok {
                     lat.push(t.elapsed().as_micros() as u64);
                 } else {
@@ -143,14 +151,33 @@ where
             (lat, errors)
         }));
     }
-    let mut all = Vec::with_capacity(count);
+    let mut all = Vec::with_capacity(count.min(10_000_000));
     let mut errors = 0;
     for t in tasks {
         let (lat, e) = t.await.context("bench worker")?;
         all.extend(lat);
         errors += e;
     }
+    bar.finish_and_clear();
     Ok((all, errors, start.elapsed()))
+}
+
+/// A bar that fills over `seconds` (for time-bounded runs), on a terminal only.
+pub(crate) fn time_bar(seconds: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(seconds.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} s").expect("valid template"),
+    );
+    let b = bar.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        while !b.is_finished() && b.position() < b.length().unwrap_or(0) {
+            tick.tick().await;
+            b.inc(1);
+        }
+    });
+    bar
 }
 
 type RegistryClient =
@@ -237,19 +264,24 @@ pub async fn run(
             device,
             concurrency,
             duration,
-        } => crate::bench_device::print(
-            output,
-            &crate::bench_device::handshake(device, concurrency, duration).await?,
-        ),
+        } => {
+            let bar = time_bar(duration);
+            let summary = crate::bench_device::handshake(device, concurrency, duration).await?;
+            bar.finish_and_clear();
+            crate::bench_device::print(output, &summary)
+        }
         BenchCommand::Coap {
             device,
             sessions,
             concurrency,
             duration,
-        } => crate::bench_device::print(
-            output,
-            &crate::bench_device::coap(device, sessions, concurrency, duration).await?,
-        ),
+        } => {
+            let bar = time_bar(duration);
+            let summary =
+                crate::bench_device::coap(device, sessions, concurrency, duration).await?;
+            bar.finish_and_clear();
+            crate::bench_device::print(output, &summary)
+        }
         BenchCommand::Register {
             concurrency,
             count,
