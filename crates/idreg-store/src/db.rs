@@ -57,6 +57,17 @@ pub struct Store {
     history_keep: u64,
 }
 
+/// Options every open shares: point lookups dominate (handshakes), so bloom
+/// filters on every column family and one block cache.
+fn read_options() -> Options {
+    let mut opts = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
+    opts.set_block_based_table_factory(&table);
+    opts
+}
+
 /// Revisions of change history kept by default.
 pub const DEFAULT_HISTORY_KEEP: u64 = 100_000;
 
@@ -68,47 +79,24 @@ impl Store {
             path: db_dir.clone(),
             source,
         })?;
-        let mut opts = Options::default();
+        let mut opts = read_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        // Point lookups dominate (handshakes): bloom filters on every CF.
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
-        opts.set_block_based_table_factory(&table);
         let cfs = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
-        let (events, _) = broadcast::channel(4096);
         crate::state_machine::recover_interrupted_install(&db)?;
-        let db = Arc::new(db);
-        let applied = RegistryReader::new(db.clone()).applied_index()?;
-        let store = Self {
-            db,
-            dir: dir.to_path_buf(),
-            events,
-            applied: Arc::new(watch::Sender::new(applied)),
-            installs: Arc::new(watch::Sender::new(0)),
-            history_keep: DEFAULT_HISTORY_KEEP,
-        };
-        Ok(store)
+        Self::around(db, dir)
     }
 
-    /// Opens the RocksDB under `dir/db` read-only, beside a running node
-    /// (benchmarks of the lookup path). It sees the data as of the open.
-    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
-        let mut opts = Options::default();
-        let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_bloom_filter(10.0, false);
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
-        opts.set_block_based_table_factory(&table);
-        let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
+    /// The handles around an opened database.
+    fn around(db: DB, dir: &Path) -> Result<Self, StoreError> {
         let db = Arc::new(db);
         let applied = RegistryReader::new(db.clone()).applied_index()?;
-        let (events, _) = broadcast::channel(1);
+        let (events, _) = broadcast::channel(4096);
         Ok(Self {
             db,
             dir: dir.to_path_buf(),
@@ -117,6 +105,13 @@ impl Store {
             installs: Arc::new(watch::Sender::new(0)),
             history_keep: DEFAULT_HISTORY_KEEP,
         })
+    }
+
+    /// Opens the RocksDB under `dir/db` read-only, beside a running node
+    /// (benchmarks of the lookup path). It sees the data as of the open.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let db = DB::open_cf_for_read_only(&read_options(), dir.join("db"), ALL_CFS, false)?;
+        Self::around(db, dir)
     }
 
     /// Fills an empty data directory's registry from a snapshot file made by
@@ -155,15 +150,7 @@ impl Store {
 
     /// The file of the snapshot this node currently serves, if any.
     pub fn current_snapshot_file(&self) -> Result<Option<PathBuf>, StoreError> {
-        let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
-        match self.db.get_cf(&cf, crate::keys::SM_SNAPSHOT)? {
-            Some(b) => {
-                let (_meta, file): (crate::types::SnapshotMeta, String) =
-                    decode_as("current snapshot", &b)?;
-                Ok(Some(self.dir.join("snapshots").join(file)))
-            }
-            None => Ok(None),
-        }
+        self.state_machine()?.current_snapshot_path()
     }
 
     pub fn dir(&self) -> &Path {

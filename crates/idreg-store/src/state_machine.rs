@@ -228,6 +228,13 @@ impl StateMachine {
         self.meta(SM_SNAPSHOT)
     }
 
+    /// The file of the snapshot this node serves, if any.
+    pub(crate) fn current_snapshot_path(&self) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self
+            .current_snapshot()?
+            .map(|c| self.snapshot_dir.join(c.file)))
+    }
+
     fn build(&self) -> Result<CurrentSnapshot, StoreError> {
         // Make every applied write durable before the log behind it may be purged.
         self.db.flush_wal(true)?;
