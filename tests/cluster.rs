@@ -201,12 +201,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     assert_ne!(new, old);
     let mut rec = load.await.unwrap();
     rec.requested.extend(keys.iter().cloned());
-    eprintln!(
-        "leader {old} killed: {} acknowledged of {} requested, {} failed attempts retried",
-        rec.acked.len(),
-        rec.requested.len(),
-        rec.errors
-    );
+    eprintln!("leader {old} killed: {}", rec.summary());
     assert!(rec.acked.len() > 200, "too little got through: {rec:?}");
     check_nothing_lost(&c, &c.running(), &rec).await;
     let history = registers.await.unwrap();
@@ -250,12 +245,7 @@ async fn rolling_restart_under_load_loses_no_acknowledged_write() {
     }
     stop.store(true, Ordering::Relaxed);
     let rec = load.await.unwrap();
-    eprintln!(
-        "rolling restart: {} acknowledged of {} requested, {} failed attempts retried",
-        rec.acked.len(),
-        rec.requested.len(),
-        rec.errors
-    );
+    eprintln!("rolling restart: {}", rec.summary());
     assert!(rec.acked.len() > 100, "too little got through: {rec:?}");
     check_nothing_lost(&c, &[1, 2, 3], &rec).await;
 }
@@ -665,12 +655,7 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let rec = load.await.unwrap();
-    eprintln!(
-        "scale 3-5-3: {} acknowledged of {} requested, {} failed attempts retried",
-        rec.acked.len(),
-        rec.requested.len(),
-        rec.errors
-    );
+    eprintln!("scale 3-5-3: {}", rec.summary());
     let status = c.status(c.wait_for_leader().await).await;
     assert_eq!(status.members.len(), 3, "{status:?}");
     check_nothing_lost(&c, &[1, 2, 3], &rec).await;

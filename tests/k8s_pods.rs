@@ -151,12 +151,7 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
 
     stop.store(true, Ordering::Relaxed);
     let rec = load.await.unwrap();
-    eprintln!(
-        "pods 3-5-3: {} acknowledged of {} requested, {} failed attempts retried",
-        rec.acked.len(),
-        rec.requested.len(),
-        rec.errors
-    );
+    eprintln!("pods 3-5-3: {}", rec.summary());
     assert!(rec.acked.len() > 100, "{rec:?}");
     for o in 0..3 {
         let held = all_ids_linearizable(&pods.addr(o)).await;

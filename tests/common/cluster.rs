@@ -271,6 +271,18 @@ pub struct LoadRecord {
     pub errors: usize,
 }
 
+impl LoadRecord {
+    /// "N acknowledged of M requested, K failed attempts retried".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} acknowledged of {} requested, {} failed attempts retried",
+            self.acked.len(),
+            self.requested.len(),
+            self.errors
+        )
+    }
+}
+
 /// Creates devices `{prefix}-{i}` from `writers` concurrent clients spread
 /// over `endpoints` (read again before each attempt, so nodes may come and go),
 /// retrying each on another node until acknowledged. Stops after `per_writer`

@@ -71,6 +71,12 @@ fn summarize(
     }
 }
 
+/// The `i`-th pick of a spread over `0..population` (multiplicative hash),
+/// so reads touch the whole key space, not its hot start.
+pub(crate) fn spread(i: usize, population: usize) -> u64 {
+    (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population.max(1) as u64
+}
+
 /// Latencies (µs), errors, wall time.
 pub(crate) type Latencies = (Vec<u64>, usize, Duration);
 
@@ -336,8 +342,7 @@ pub async fn run(
                     count,
                     Duration::from_secs(max_seconds),
                     move |mut c, i| {
-                        // A spread of ids over the registered population (multiplicative hash).
-                        let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                        let n = spread(i, population);
                         let id = format!("{prefix}-{n:08}");
                         async move {
                             let ok = c
@@ -446,7 +451,7 @@ pub async fn run(
                     count,
                     Duration::from_secs(max_seconds),
                     move |mut c, i| {
-                        let n = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % population as u64;
+                        let n = spread(i, population);
                         let req = idreg_proto::etcd::RangeRequest {
                             key: format!("{prefix}-{n:08}").into_bytes(),
                             serializable: true,

@@ -11,7 +11,7 @@ use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential}
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::bench::percentiles;
+use crate::bench::{percentiles, sample_all};
 use crate::cli::{DeviceTarget, HandshakeMode, OutputFormat};
 
 /// CPU time (user + system) and resident memory of a process.
@@ -176,10 +176,6 @@ pub fn print(output: OutputFormat, s: &DeviceSummary) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sample(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
-    pid.map(proc_sample).transpose()
-}
-
 pub async fn handshake(
     d: DeviceTarget,
     concurrency: usize,
@@ -187,7 +183,7 @@ pub async fn handshake(
 ) -> anyhow::Result<DeviceSummary> {
     let target: SocketAddr = d.target.parse().context("--target HOST:PORT")?;
     let cred = credential(&d)?;
-    let before = sample(d.server_pid)?;
+    let before = sample_all(d.server_pid.as_slice())?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(duration);
     let mut tasks = Vec::new();
@@ -223,7 +219,7 @@ pub async fn handshake(
         parts.push(t.await?);
     }
     let elapsed = start.elapsed();
-    let after = sample(d.server_pid)?;
+    let after = sample_all(d.server_pid.as_slice())?;
     Ok(summary(
         "handshake",
         &d,
@@ -245,7 +241,7 @@ pub async fn coap(
 ) -> anyhow::Result<DeviceSummary> {
     let target: SocketAddr = d.target.parse().context("--target HOST:PORT")?;
     let cred = credential(&d)?;
-    let before = sample(d.server_pid)?;
+    let before = sample_all(d.server_pid.as_slice())?;
     // Establish the sessions, a few handshakes at a time.
     let gate = Arc::new(Semaphore::new(32));
     let mut opening = Vec::new();
@@ -263,7 +259,7 @@ pub async fn coap(
     }
     // Let the server settle before reading its memory with the sessions open.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let loaded = sample(d.server_pid)?;
+    let loaded = sample_all(d.server_pid.as_slice())?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(duration);
     let active: Vec<DeviceClient> = clients.drain(..concurrency.min(sessions).max(1)).collect();
@@ -294,7 +290,7 @@ pub async fn coap(
         clients.push(c);
     }
     let elapsed = start.elapsed();
-    let after = sample(d.server_pid)?;
+    let after = sample_all(d.server_pid.as_slice())?;
     for c in clients {
         c.close().await;
     }

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use serde::Serialize;
 
-use crate::bench::{sample_all, Latencies};
+use crate::bench::{sample_all, spread, Latencies};
 use crate::cli::OutputFormat;
 
 /// Devices per ImportDevices message.
@@ -197,9 +197,7 @@ pub fn lookup(
     let auth = Authenticator::new(store.reader(), kek);
     // A spread over the population: an even (PSK) or odd (key) device.
     let pairs = (population / 2).max(1) as u64;
-    let pick = |i: usize, odd: bool| {
-        ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % pairs) as usize * 2 + odd as usize
-    };
+    let pick = |i: usize, odd: bool| spread(i, pairs as usize) as usize * 2 + odd as usize;
     let mut out = Vec::new();
 
     let start = Instant::now();

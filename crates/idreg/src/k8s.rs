@@ -68,9 +68,11 @@ impl PodIdentity {
     }
 }
 
-async fn status_of(addr: &str) -> Option<pb::ClusterStatus> {
+/// A pod's cluster status (`local_only`: its own view; else the leader's
+/// view of the members), or `None` if it does not answer.
+async fn status_of(addr: &str, local_only: bool) -> Option<pb::ClusterStatus> {
     let channel = idreg_raft::grpc_network::peer_channel(addr, None).ok()?;
-    let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only: true });
+    let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only });
     req.set_timeout(Duration::from_secs(2));
     ClusterClient::new(channel)
         .get_status(req)
@@ -83,13 +85,7 @@ async fn status_of(addr: &str) -> Option<pb::ClusterStatus> {
 /// members) that this node is a voter.
 async fn member_per_cluster(me: &PodIdentity) -> bool {
     for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
-        let Ok(channel) = idreg_raft::grpc_network::peer_channel(&me.peer_addr(o), None) else {
-            continue;
-        };
-        let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only: false });
-        req.set_timeout(Duration::from_secs(2));
-        if let Ok(r) = ClusterClient::new(channel).get_status(req).await {
-            let s = r.into_inner();
+        if let Some(s) = status_of(&me.peer_addr(o), false).await {
             if s.leader_id != 0 {
                 return s
                     .members
@@ -104,7 +100,7 @@ async fn member_per_cluster(me: &PodIdentity) -> bool {
 /// Whether some other pod already runs a cluster (it knows a leader).
 pub async fn cluster_elsewhere(me: &PodIdentity) -> bool {
     for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
-        if let Some(s) = status_of(&me.peer_addr(o)).await {
+        if let Some(s) = status_of(&me.peer_addr(o), true).await {
             if s.leader_id != 0 && !s.members.is_empty() {
                 return true;
             }
