@@ -9,6 +9,7 @@
 # raw JSON lines to benches/results/cluster.jsonl and prints a table.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/lib.sh
 POP=${1:-1000000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
 [ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
@@ -44,13 +45,7 @@ join() { local IFS=,; echo "$*"; }
 IPIDS=$(join "${IDREG_PIDS[@]}"); EPIDS=$(join "${ETCD_PIDS[@]}")
 
 # Both sides' clients talk to the leader.
-LEADER=""
-for _ in $(seq 150); do
-  LEADER=$("$BIN" cluster status --endpoint 127.0.0.1:52151 -o json 2>/dev/null \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader_addr") or "")' 2>/dev/null || true)
-  [ -n "$LEADER" ] && break; sleep 0.2
-done
-[ -n "$LEADER" ] || { echo "idreg elected no leader"; tail "$WORK"/idreg*.log; exit 1; }
+LEADER=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/idreg*.log; exit 1; }
 ELEADER=""
 for _ in $(seq 150); do
   ELEADER=$(ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:52371,127.0.0.2:52372,127.0.0.3:52373 \
@@ -78,26 +73,7 @@ run revoke --endpoint "$LEADER" --output json --count 200 \
 
 # A new node catching up from a snapshot at POP devices.
 run register "${I[@]}" --concurrency 100 --count "$POP" --max-seconds 3000 --prefix pop
-"$BIN" cluster snapshot --endpoint "$LEADER" >/dev/null
-"$BIN" serve --node-id 4 --data-dir "$WORK/idreg4" --grpc-addr 127.0.0.4:52154 --coap-addr off \
-  --kek-file "$WORK/kek" --initial-cluster-state existing >"$WORK/idreg4.log" 2>&1 &
-PIDS+=($!)
-sleep 1
-T0=$(date +%s.%N)
-"$BIN" cluster add-node 4 127.0.0.4:52154 --endpoint "$LEADER" >/dev/null
-# add-node returns once openraft counts the learner as caught up; the user's
-# measure is the new node having applied everything, so wait for that too.
-TARGET=$("$BIN" cluster status --local --endpoint "$LEADER" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')
-until [ "$("$BIN" cluster status --local --endpoint 127.0.0.4:52154 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')" -ge "$TARGET" ]; do sleep 0.05; done
-T1=$(date +%s.%N)
-INSTALLED=$("$BIN" cluster status --local --endpoint 127.0.0.4:52154 -o json \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots_installed"])')
-python3 - "$T0" "$T1" "$INSTALLED" "$POP" >> "$OUT" <<'PY'
-import json, sys
-t0, t1, inst, pop = sys.argv[1:]
-print(json.dumps({"name": "catch-up", "seconds": float(t1) - float(t0), "snapshots_installed": int(inst), "population": int(pop)}))
-PY
-tail -1 "$OUT"
+catch_up "$LEADER" 127.0.0.4:52154 "$POP"
 # The new node answers from its own replica: every read must find its device.
 run get --endpoint 127.0.0.4:52154 --output json --concurrency 1 --count 5000 --prefix pop --population "$POP"
 
@@ -116,7 +92,7 @@ for r in rows:
     if r['name'] == 'register' and r['operations'] > 100000:
         print(f"load: {r['operations']} devices at {r['ops_per_sec']:.0f}/s (3 nodes, 100 clients)")
     if r['name'] == 'catch-up':
-        print(f"new node caught up with {r['population']} devices in {r['seconds']:.1f} s, snapshots installed: {r['snapshots_installed']}")
+        print(f"new node caught up with {r['devices']} devices in {r['seconds']:.1f} s, snapshots installed: {r['snapshots_installed']}")
     if r['name'] == 'get':
         print(f"GetDevice on the new node: {r['operations']} found, {r['errors']} missing, p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
 PY

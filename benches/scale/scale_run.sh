@@ -11,6 +11,7 @@
 # Needs a release build. Raw JSON lines go to benches/results/scale.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source benches/lib.sh
 N=${1:-10000000}
 MAX=${2:-3000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
@@ -30,13 +31,7 @@ for i in 1 2 3; do
     --kek-file "$WORK/kek" --initial-cluster $IC >"$WORK/n$i.log" 2>&1 &
   NODE_PIDS+=($!); PIDS+=($!)
 done
-LEADER=""
-for _ in $(seq 150); do
-  LEADER=$("$BIN" cluster status --endpoint 127.0.0.1:52251 -o json 2>/dev/null \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader_addr") or "")' 2>/dev/null || true)
-  [ -n "$LEADER" ] && break; sleep 0.2
-done
-[ -n "$LEADER" ] || { echo "no leader"; exit 1; }
+LEADER=$(wait_leader 127.0.0.1:52251)
 PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
 echo "== importing $N devices into 3 nodes (leader $LEADER), at most $MAX s"
@@ -59,20 +54,7 @@ echo "== reads at $CREATED devices"
 "$BIN" bench lookup --data-dir "$WORK/n2" --kek-file "$WORK/kek" --prefix s --population "$CREATED" --count 200000 -o json | tee -a "$OUT"
 
 echo "== a new node catches up"
-"$BIN" cluster snapshot --endpoint "$LEADER" >/dev/null
-"$BIN" serve --node-id 4 --data-dir "$WORK/n4" --grpc-addr 127.0.0.4:52254 --coap-addr off \
-  --kek-file "$WORK/kek" --initial-cluster-state existing >"$WORK/n4.log" 2>&1 &
-PIDS+=($!)
-sleep 1
-T0=$(date +%s.%N)
-"$BIN" cluster add-node 4 127.0.0.4:52254 --endpoint "$LEADER" >/dev/null
-# add-node returns once openraft counts the learner as caught up; the user's
-# measure is the new node having applied everything, so wait for that too.
-TARGET=$("$BIN" cluster status --local --endpoint "$LEADER" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')
-until [ "$("$BIN" cluster status --local --endpoint 127.0.0.4:52254 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["applied_index"])')" -ge "$TARGET" ]; do sleep 0.05; done
-T1=$(date +%s.%N)
-INSTALLED=$("$BIN" cluster status --local --endpoint 127.0.0.4:52254 -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots_installed"])')
-python3 -c "import json; print(json.dumps({'name': 'catch-up', 'devices': $CREATED, 'seconds': $T1 - $T0, 'snapshots_installed': $INSTALLED}))" | tee -a "$OUT"
+catch_up "$LEADER" 127.0.0.4:52254 "$CREATED"
 
 python3 - "$OUT" <<'PY'
 import json, sys
