@@ -67,10 +67,14 @@ impl Importer {
         while self.in_flight.len() >= IN_FLIGHT {
             self.reap_one().await;
         }
-        let node = self.node.clone();
+        // Queued here, in stream order; only the verdicts are awaited apart.
+        let id = new.id.to_string();
+        let verdict = match self.node.enqueue(Command::Create(new)).await {
+            Ok(v) => v,
+            Err(e) => return self.record(index, id, Err(write(e))),
+        };
         self.in_flight.spawn(async move {
-            let id = new.id.to_string();
-            let result = match node.propose(Command::Create(new)).await {
+            let result = match verdict.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(r)) => Err(rejection(r)),
                 Err(e) => Err(write(e)),

@@ -16,7 +16,7 @@ use idreg_core::ProposalBatch;
 use idreg_proto::v1::raft_client::RaftClient;
 use idreg_proto::v1::{RaftPayload, ReadIndexRequest};
 use idreg_store::{BatchOutcome, NodeId, TypeConfig};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::ClientWriteError;
 use openraft::Raft;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -122,30 +122,46 @@ impl Forwarder {
     }
 
     /// Writes `batch` through the leader and returns its verdicts.
-    pub async fn write(&self, batch: ProposalBatch) -> Result<BatchOutcome, WriteError> {
+    /// `handed_over` is signalled as soon as the
+    /// batch is in the leader's queue here (or on its way to a remote
+    /// leader), so the proposer can hand batches over in the order it formed
+    /// them while their commits overlap.
+    pub async fn write(
+        &self,
+        batch: ProposalBatch,
+        mut handed_over: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<BatchOutcome, WriteError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let written = match self.route(deadline).await? {
-                Route::Local => match tokio::time::timeout(
-                    COMMIT_TIMEOUT,
-                    self.raft.client_write(batch.clone()),
-                )
-                .await
-                .map_err(|_| {
-                    WriteError::Unknown(format!(
-                        "no quorum confirmed the write within {} s",
-                        COMMIT_TIMEOUT.as_secs()
-                    ))
-                })? {
-                    Ok(r) => Some(r.data),
-                    // Lost leadership before appending: not written, go again.
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => None,
-                    Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => {
-                        return Err(WriteError::ShuttingDown)
+                Route::Local => {
+                    let queued = self.raft.client_write_ff(batch.clone()).await;
+                    if let Some(h) = handed_over.take() {
+                        let _ = h.send(());
                     }
-                    Err(e) => return Err(WriteError::Raft(e.to_string())),
-                },
-                Route::Remote(addr) => self.forward(&addr, &batch).await?,
+                    let reply = queued.map_err(|_| WriteError::ShuttingDown)?;
+                    match tokio::time::timeout(COMMIT_TIMEOUT, reply)
+                        .await
+                        .map_err(|_| {
+                            WriteError::Unknown(format!(
+                                "no quorum confirmed the write within {} s",
+                                COMMIT_TIMEOUT.as_secs()
+                            ))
+                        })? {
+                        Ok(Ok(r)) => Some(r.data),
+                        // Lost leadership before appending: not written, go again.
+                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => None,
+                        Ok(Err(e)) => return Err(WriteError::Raft(e.to_string())),
+                        // The responder was dropped: raft stopped.
+                        Err(_) => return Err(WriteError::ShuttingDown),
+                    }
+                }
+                Route::Remote(addr) => {
+                    if let Some(h) = handed_over.take() {
+                        let _ = h.send(());
+                    }
+                    self.forward(&addr, &batch).await?
+                }
             };
             if let Some(outcome) = written {
                 return Ok(outcome);

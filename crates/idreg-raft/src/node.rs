@@ -207,6 +207,17 @@ impl RegistryNode {
     /// the command's fate is unknown or it was not applied; the inner one is the
     /// registry's decision.
     pub async fn propose(&self, command: Command) -> Result<Verdict, WriteError> {
+        self.enqueue(command).await?.await
+    }
+
+    /// Queues one command for the proposer and returns its verdict to come.
+    /// Commands queued one after another from one task keep their order in
+    /// the raft batch they share (a bulk import relies on it: the first of
+    /// two conflicting lines wins).
+    pub async fn enqueue(
+        &self,
+        command: Command,
+    ) -> Result<impl std::future::Future<Output = Result<Verdict, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
             proposal: Proposal {
@@ -219,7 +230,7 @@ impl RegistryNode {
             .send(pending)
             .await
             .map_err(|_| WriteError::ShuttingDown)?;
-        rx.await.map_err(|_| WriteError::ShuttingDown)?
+        Ok(async move { rx.await.map_err(|_| WriteError::ShuttingDown)? })
     }
 
     /// Returns once this node has applied every write acknowledged before the

@@ -29,6 +29,9 @@ pub(crate) struct Pending {
 /// Runs until every sender is dropped.
 pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Each batch is handed to raft only after the one before it, so batches
+    // (and the proposals in them) reach the log in the order they queued.
+    let mut previous: Option<oneshot::Receiver<()>> = None;
     while let Some(first) = rx.recv().await {
         let permit = in_flight
             .clone()
@@ -45,8 +48,16 @@ pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
         let (proposals, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
         let forwarder = forwarder.clone();
+        let (handed_over, turn) = oneshot::channel();
+        let wait_turn = previous.replace(turn);
         tokio::spawn(async move {
-            let result = forwarder.write(ProposalBatch(proposals)).await;
+            if let Some(t) = wait_turn {
+                // An error only means the previous batch ended without handing over.
+                let _ = t.await;
+            }
+            let result = forwarder
+                .write(ProposalBatch(proposals), Some(handed_over))
+                .await;
             drop(permit);
             match result {
                 Ok(BatchOutcome(verdicts)) => {
