@@ -89,7 +89,7 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     let kek = dir.path().join("kek");
     std::fs::write(&kek, "33".repeat(32)).unwrap();
     let mut pods = Pods {
-        port: free_port(),
+        port: free_port_on_all(&(1..=5).map(|i| format!("127.0.0.{i}")).collect::<Vec<_>>()),
         kek,
         dir,
         running: BTreeMap::new(),

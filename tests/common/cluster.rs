@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use super::fault_proxy::FaultProxy;
 use super::linearizability::{Event, Op};
-use super::{free_port, Server};
+use super::{free_port_on, Server};
 
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
@@ -43,7 +43,12 @@ impl TestCluster {
         let kek = dir.path().join("kek.hex");
         std::fs::write(&kek, "11".repeat(32)).unwrap();
         let addrs: BTreeMap<u64, String> = (1..=n)
-            .map(|id| (id, format!("127.0.0.{id}:{}", free_port())))
+            .map(|id| {
+                (
+                    id,
+                    format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}"))),
+                )
+            })
             .collect();
         let mut proxies = BTreeMap::new();
         let mut peer_addrs = addrs.clone();
@@ -102,7 +107,7 @@ impl TestCluster {
 
     /// Starts node `id` (not a founder) empty, waiting to be added.
     pub async fn start_joiner(&mut self, id: u64) {
-        let addr = format!("127.0.0.{id}:{}", free_port());
+        let addr = format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
         self.addrs.insert(id, addr.clone());
         self.peer_addrs.insert(id, addr.clone());
         let mut args = vec![

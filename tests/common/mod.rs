@@ -19,11 +19,31 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A port that was free a moment ago on `host` (127.0.0.x). Checked on the
+/// host itself: nodes bind their outgoing connections to their own 127.0.0.x,
+/// so a port free on 127.0.0.1 may be an ephemeral source port on another.
+pub fn free_port_on(host: &str) -> u16 {
+    TcpListener::bind((host, 0))
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port free on every one of `hosts` a moment ago.
+pub fn free_port_on_all(hosts: &[String]) -> u16 {
+    loop {
+        let p = free_port_on(&hosts[0]);
+        if hosts[1..]
+            .iter()
+            .all(|h| TcpListener::bind((h.as_str(), p)).is_ok())
+        {
+            return p;
+        }
+    }
 }
 
 /// A running `idreg serve`.
