@@ -88,7 +88,7 @@ async fn import_registers_good_lines_and_names_the_bad_ones() {
 async fn import_and_lookup_benchmarks_find_every_device() {
     let tmp = tempfile::tempdir().unwrap();
     let kek = tmp.path().join("kek.hex");
-    std::fs::write(&kek, "22".repeat(32)).unwrap();
+    common::write_kek(&kek);
     let data = tmp.path().join("node");
     let server = Server::start_with(&data, &["--kek-file", kek.to_str().unwrap()]).await;
     let out = server.cli(&[

@@ -150,7 +150,21 @@ async fn add_get_list_update_revoke_delete() {
     );
 }
 
-/// `grpcurl -plaintext ADDR list` works with no .proto at hand (server reflection).
+/// grpcurl's TLS flags for the client `name` of the server's PKI.
+fn grpcurl_tls(server: &Server, name: &str) -> Vec<String> {
+    let pki = server.pki_dir();
+    vec![
+        "-cacert".into(),
+        pki.join("peer-ca.crt").display().to_string(),
+        "-cert".into(),
+        pki.join(format!("{name}.crt")).display().to_string(),
+        "-key".into(),
+        pki.join(format!("{name}.key")).display().to_string(),
+    ]
+}
+
+/// `grpcurl ADDR list` works with no .proto at hand (server reflection), over
+/// TLS with the development PKI's admin certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_services_through_reflection() {
     let Some(grpcurl) = external_tool("grpcurl") else {
@@ -158,8 +172,10 @@ async fn grpcurl_lists_services_through_reflection() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
+    let tls = grpcurl_tls(&server, "admin");
     let out = std::process::Command::new(&grpcurl)
-        .args(["-plaintext", &server.grpc_addr, "list"])
+        .args(&tls)
+        .args([&server.grpc_addr, "list"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -170,7 +186,8 @@ async fn grpcurl_lists_services_through_reflection() {
     );
     assert!(text.contains("grpc.health.v1.Health"), "{text}");
     let out = std::process::Command::new(&grpcurl)
-        .args(["-plaintext", "-d", r#"{"id":"via-grpcurl","credentials":[{"psk":{"identity":"dmlh","secret":"MDEyMzQ1Njc4OWFiY2RlZg=="}}]}"#])
+        .args(&tls)
+        .args(["-d", r#"{"id":"via-grpcurl","credentials":[{"psk":{"identity":"dmlh","secret":"MDEyMzQ1Njc4OWFiY2RlZg=="}}]}"#])
         .args([&server.grpc_addr, "idreg.v1.DeviceRegistry/CreateDevice"])
         .output()
         .unwrap();
@@ -180,8 +197,8 @@ async fn grpcurl_lists_services_through_reflection() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = std::process::Command::new(&grpcurl)
+        .args(&tls)
         .args([
-            "-plaintext",
             "-d",
             r#"{"service":""}"#,
             &server.grpc_addr,

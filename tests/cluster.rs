@@ -34,7 +34,7 @@ async fn create_many(addr: &str, prefix: &str, n: usize, writers: usize) {
         let addr = addr.to_owned();
         let prefix = prefix.to_owned();
         tasks.push(tokio::spawn(async move {
-            let mut c = idreg_client::connect(&addr).await.unwrap();
+            let mut c = crate::common::connect(&addr).await.unwrap();
             for i in (w..n).step_by(writers) {
                 let id = format!("{prefix}-{i:05}");
                 c.create_device(create_req(
@@ -107,7 +107,7 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
 
     // The raft port parses what strangers send without falling over.
     let mut raw = idreg_proto::v1::raft_client::RaftClient::new(
-        idreg_client::channel(&c.addrs[&follower]).await.unwrap(),
+        crate::common::channel(&c.addrs[&follower]).await.unwrap(),
     );
     for garbage in [vec![], vec![0xff; 64], b"not a raft message".to_vec()] {
         let e = raw
@@ -128,7 +128,7 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
 
 /// The overall gRPC health status (what a Kubernetes gRPC probe asks).
 async fn health(addr: &str) -> ServingStatus {
-    let mut h = HealthClient::new(idreg_client::channel(addr).await.unwrap());
+    let mut h = HealthClient::new(crate::common::channel(addr).await.unwrap());
     let r = h
         .check(HealthCheckRequest {
             service: String::new(),
@@ -140,7 +140,7 @@ async fn health(addr: &str) -> ServingStatus {
 
 /// Creates `n` devices whose label `v` serves as a register.
 async fn register_keys(addr: &str, n: usize) -> Vec<String> {
-    let mut c = idreg_client::connect(addr).await.unwrap();
+    let mut c = crate::common::connect(addr).await.unwrap();
     let keys: Vec<String> = (0..n).map(|i| format!("reg-{i}")).collect();
     for k in &keys {
         c.create_device(create_req(k, vec![])).await.unwrap();
@@ -727,6 +727,8 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
         backup.to_str().unwrap(),
         "--data-dir",
         c.dir.path().join("node1").to_str().unwrap(),
+        "--kek-file",
+        c.kek.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{out:?}");
     // Restoring twice into the same directory is refused, and changes nothing.
@@ -737,6 +739,8 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
         backup.to_str().unwrap(),
         "--data-dir",
         c.dir.path().join("node1").to_str().unwrap(),
+        "--kek-file",
+        c.kek.to_str().unwrap(),
     ]);
     assert!(!again.status.success());
     assert!(

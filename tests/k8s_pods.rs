@@ -60,7 +60,7 @@ impl Pods {
     }
 
     async fn status(&self, ordinal: u64) -> pb::ClusterStatus {
-        let ch = idreg_client::channel(&self.addr(ordinal)).await.unwrap();
+        let ch = crate::common::channel(&self.addr(ordinal)).await.unwrap();
         ClusterClient::new(ch)
             .get_status(pb::GetClusterStatusRequest { local_only: false })
             .await
@@ -87,7 +87,7 @@ impl Pods {
 async fn statefulset_scales_3_5_3_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let kek = dir.path().join("kek");
-    std::fs::write(&kek, "33".repeat(32)).unwrap();
+    common::write_kek(&kek);
     let mut pods = Pods {
         port: free_port_on_all(&(1..=5).map(|i| format!("127.0.0.{i}")).collect::<Vec<_>>()),
         kek,

@@ -106,8 +106,8 @@ async fn a_wrong_kek_is_a_clear_start_up_error() {
     let tmp = tempfile::tempdir().unwrap();
     let kek_a = tmp.path().join("kek-a");
     let kek_b = tmp.path().join("kek-b");
-    std::fs::write(&kek_a, "11".repeat(32)).unwrap();
-    std::fs::write(&kek_b, "22".repeat(32)).unwrap();
+    common::write_kek(&kek_a);
+    common::write_kek(&kek_b);
     let data = tmp.path().join("node");
     let mut server = Server::start_with(&data, &["--kek-file", kek_a.to_str().unwrap()]).await;
     server.terminate();

@@ -38,7 +38,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
 async fn psk_secrets_are_never_written_in_the_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let kek = tmp.path().join("kek");
-    std::fs::write(&kek, "42".repeat(32)).unwrap();
+    common::write_kek(&kek);
     let data = tmp.path().join("node");
     // Snapshot often, so snapshot files exist to be scanned too.
     let mut server = Server::start_with(

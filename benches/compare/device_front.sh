@@ -31,7 +31,7 @@ E=(--endpoint 127.0.0.1:52051)
 "$BIN" device add bench-device --psk-identity bench-device --psk "$PSK" "${E[@]}" >/dev/null
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$WORK/dev.key"
 openssl req -new -x509 -key "$WORK/dev.key" -subj /CN=bench-cert -days 2 -out "$WORK/dev.crt" 2>/dev/null
-"$BIN" device add bench-cert --cert "$WORK/dev.crt" "${E[@]}" >/dev/null
+"$BIN" device add bench-cert --certificate "$WORK/dev.crt" "${E[@]}" >/dev/null
 
 # libcoap: PSK on 56861 (DTLS = port+1), certificate on 56871.
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out "$WORK/srv.key"
@@ -43,7 +43,7 @@ LCERT=$!; PIDS+=("$LCERT")
 sleep 1
 
 run() { "$BIN" bench "$@" --output json | tee -a "$OUT"; }
-CERT=(--mode cert --cert "$WORK/dev.crt" --key "$WORK/dev.key")
+CERT=(--mode cert --device-cert "$WORK/dev.crt" --device-key "$WORK/dev.key")
 for C in 4 16; do
   run handshake --target 127.0.0.1:56841 --server-pid "$IDREG" --concurrency $C --duration "$SECS"
   run handshake --target 127.0.0.1:56861 --server-pid "$LPSK" --path / --concurrency $C --duration "$SECS"

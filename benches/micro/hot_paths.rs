@@ -87,7 +87,7 @@ fn hot_paths(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kek = Kek::from_bytes(&[7u8; 32]);
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(dir.path(), &kek).unwrap();
     let mut sm = rt.block_on(async { store.state_machine().unwrap() });
     let mut index = 0;
     for chunk in (0..DEVICES).collect::<Vec<_>>().chunks(BATCH) {

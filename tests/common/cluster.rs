@@ -19,10 +19,14 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, Option<Server>>,
     /// Where clients reach each node.
     pub addrs: BTreeMap<u64, String>,
-    /// Where the other nodes reach each node: the same, or a fault proxy.
+    /// Where the other nodes reach each node: its peer port, or a fault proxy.
     pub peer_addrs: BTreeMap<u64, String>,
+    /// Where each node's peer port listens.
+    pub peer_listen: BTreeMap<u64, String>,
     pub proxies: BTreeMap<u64, FaultProxy>,
     pub kek: PathBuf,
+    /// The cluster's PKI: certificates for nodes 1–7 and an admin.
+    pub pki: PathBuf,
     pub extra: Vec<String>,
 }
 
@@ -41,19 +45,16 @@ impl TestCluster {
     async fn start_inner(n: u64, extra: &[&str], proxied: bool) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let kek = dir.path().join("kek.hex");
-        std::fs::write(&kek, "11".repeat(32)).unwrap();
-        let addrs: BTreeMap<u64, String> = (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}"))),
-                )
-            })
-            .collect();
+        super::write_kek(&kek);
+        let pki = dir.path().join("pki");
+        super::make_pki(&pki, 7);
+        let on = |id: u64| format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
+        let addrs: BTreeMap<u64, String> = (1..=n).map(|id| (id, on(id))).collect();
+        let listen: BTreeMap<u64, String> = (1..=n).map(|id| (id, on(id))).collect();
         let mut proxies = BTreeMap::new();
-        let mut peer_addrs = addrs.clone();
+        let mut peer_addrs = listen.clone();
         if proxied {
-            for (id, addr) in &addrs {
+            for (id, addr) in &listen {
                 let p = FaultProxy::start(&format!("127.0.0.{id}:0"), addr).await;
                 peer_addrs.insert(*id, p.addr.clone());
                 proxies.insert(*id, p);
@@ -64,8 +65,10 @@ impl TestCluster {
             nodes: BTreeMap::new(),
             addrs,
             peer_addrs,
+            peer_listen: listen,
             proxies,
             kek,
+            pki,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n {
@@ -100,6 +103,10 @@ impl TestCluster {
             self.kek.display().to_string(),
             "--advertise-addr".into(),
             self.peer_addrs[&id].clone(),
+            "--peer-addr".into(),
+            self.peer_listen[&id].clone(),
+            "--pki-dir".into(),
+            self.pki.display().to_string(),
         ];
         args.extend(self.extra.iter().cloned());
         Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await
@@ -107,9 +114,12 @@ impl TestCluster {
 
     /// Starts node `id` (not a founder) empty, waiting to be added.
     pub async fn start_joiner(&mut self, id: u64) {
-        let addr = format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
+        let on = |id: u64| format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
+        let addr = on(id);
+        let peer = on(id);
         self.addrs.insert(id, addr.clone());
-        self.peer_addrs.insert(id, addr.clone());
+        self.peer_addrs.insert(id, peer.clone());
+        self.peer_listen.insert(id, peer.clone());
         let mut args = vec![
             "--node-id".to_string(),
             id.to_string(),
@@ -117,6 +127,10 @@ impl TestCluster {
             "existing".into(),
             "--kek-file".into(),
             self.kek.display().to_string(),
+            "--peer-addr".into(),
+            peer,
+            "--pki-dir".into(),
+            self.pki.display().to_string(),
         ];
         args.extend(self.extra.iter().cloned());
         let s = Server::start_at(&self.data_dir(id), &addr, &args).await;
@@ -184,6 +198,12 @@ impl TestCluster {
             id.to_string(),
             "--kek-file".into(),
             self.kek.display().to_string(),
+            "--peer-addr".into(),
+            self.peer_listen[&id].clone(),
+            "--advertise-addr".into(),
+            self.peer_addrs[&id].clone(),
+            "--pki-dir".into(),
+            self.pki.display().to_string(),
         ];
         let s = Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await;
         self.nodes.insert(id, Some(s));
@@ -204,7 +224,7 @@ impl TestCluster {
     }
 
     pub async fn cluster_client(&self, id: u64) -> ClusterClient<Channel> {
-        ClusterClient::new(idreg_client::channel(&self.addrs[&id]).await.unwrap())
+        ClusterClient::new(crate::common::channel(&self.addrs[&id]).await.unwrap())
     }
 
     pub async fn status(&self, id: u64) -> pb::ClusterStatus {
@@ -223,7 +243,7 @@ impl TestCluster {
         loop {
             let mut leaders = BTreeSet::new();
             for id in self.running() {
-                let s = match idreg_client::channel(&self.addrs[&id]).await {
+                let s = match crate::common::channel(&self.addrs[&id]).await {
                     Ok(ch) => ClusterClient::new(ch)
                         .get_status(pb::GetClusterStatusRequest { local_only: true })
                         .await
@@ -324,7 +344,7 @@ pub async fn write_load(
                         eps[turn % eps.len()].clone()
                     };
                     let result = match tokio::time::timeout(Duration::from_secs(3), async {
-                        let mut c = idreg_client::connect(&ep)
+                        let mut c = crate::common::connect(&ep)
                             .await
                             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                         let mut req = tonic::Request::new(super::create_req(
@@ -376,7 +396,7 @@ pub async fn write_load(
 
 /// Every device id node `addr` holds, read linearizably.
 pub async fn all_ids_linearizable(addr: &str) -> BTreeSet<String> {
-    let mut c = idreg_client::connect(addr).await.unwrap();
+    let mut c = crate::common::connect(addr).await.unwrap();
     let req = pb::ListDevicesRequest {
         page_size: 1000,
         consistency: pb::ReadConsistency::Linearizable as i32,
@@ -387,7 +407,7 @@ pub async fn all_ids_linearizable(addr: &str) -> BTreeSet<String> {
 
 /// Every device id node `addr` holds, from its local replica.
 pub async fn all_ids_local(addr: &str) -> BTreeSet<String> {
-    let mut c = idreg_client::connect(addr).await.unwrap();
+    let mut c = crate::common::connect(addr).await.unwrap();
     let req = pb::ListDevicesRequest {
         page_size: 1000,
         ..Default::default()
@@ -431,7 +451,7 @@ pub async fn register_load(
                 let value = (client as u64 + 1) * 1_000_000 + seq as u64;
                 let invoked = Instant::now();
                 let outcome = tokio::time::timeout(Duration::from_secs(2), async {
-                    let mut c = idreg_client::connect(&ep)
+                    let mut c = crate::common::connect(&ep)
                         .await
                         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
                     if write {

@@ -17,6 +17,87 @@ pub mod linearizability;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
 
+/// Client credentials per client address of every node this test process
+/// started, so helpers that are given an address can connect to it.
+static CREDENTIALS: std::sync::Mutex<std::collections::BTreeMap<String, PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Remembers that the node at `addr` trusts the PKI in `pki_dir`.
+pub fn register_pki(addr: &str, pki_dir: &Path) {
+    CREDENTIALS
+        .lock()
+        .unwrap()
+        .insert(addr.to_owned(), pki_dir.to_path_buf());
+}
+
+/// The PKI the node at `addr` uses.
+pub fn pki_of(addr: &str) -> PathBuf {
+    CREDENTIALS
+        .lock()
+        .unwrap()
+        .get(addr)
+        .cloned()
+        .unwrap_or_else(|| panic!("no node of this test listens on {addr}"))
+}
+
+/// The node at `addr` with `name`'s certificate from its PKI.
+pub fn target_as(addr: &str, name: &str) -> idreg_client::Target {
+    let tls = idreg_client::ClientTls::from_pki_dir(&pki_of(addr), name).expect("credentials");
+    idreg_client::Target::tls(addr, tls)
+}
+
+/// The node at `addr`, as its admin.
+pub fn target(addr: &str) -> idreg_client::Target {
+    target_as(addr, "admin")
+}
+
+pub async fn connect(
+    addr: &str,
+) -> Result<DeviceRegistryClient<Channel>, idreg_client::ConnectError> {
+    target(addr).registry().await
+}
+
+pub async fn channel(addr: &str) -> Result<Channel, idreg_client::ConnectError> {
+    target(addr).channel().await
+}
+
+pub async fn connect_sessions(
+    addr: &str,
+) -> Result<SessionsClient<Channel>, idreg_client::ConnectError> {
+    target(addr).sessions().await
+}
+
+/// A random KEK, owner-only (idreg refuses weak or exposed ones).
+pub fn write_kek(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let key: [u8; 32] = rand_bytes();
+    std::fs::write(path, hex_of(&key)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut out).unwrap();
+    out
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `idreg pki init` for nodes 1..=`nodes` on 127.0.0.N, into `dir`.
+pub fn make_pki(dir: &Path, nodes: u64) {
+    let mut args = vec!["pki".to_string(), "init".into(), "--out".into()];
+    args.push(dir.display().to_string());
+    for id in 1..=nodes {
+        args.push("--node".into());
+        args.push(format!("{id}=127.0.0.{id},localhost"));
+    }
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "pki init: {out:?}");
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     free_port_on("127.0.0.1")
@@ -51,6 +132,11 @@ pub struct Server {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
     pub grpc_addr: String,
+    /// Where the other nodes reach this node (raft).
+    pub peer_addr: String,
+    /// The PKI whose certificates this node uses; `None`: its development
+    /// PKI in the data directory.
+    pub pki: Option<PathBuf>,
     pub log: PathBuf,
     pub extra_args: Vec<String>,
     /// Loopback address the device front binds (127.0.0.x).
@@ -70,6 +156,8 @@ impl Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
             grpc_addr: format!("127.0.0.1:{}", free_port()),
+            peer_addr: format!("127.0.0.1:{}", free_port()),
+            pki: None,
             log: data_dir.with_extension("log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             host: "127.0.0.1".into(),
@@ -92,13 +180,23 @@ impl Server {
         extra: &[String],
         env: &[(String, String)],
     ) -> Server {
+        let host = grpc_addr.rsplit_once(':').unwrap().0.to_owned();
+        let arg = |name: &str| {
+            extra
+                .iter()
+                .position(|a| a == name)
+                .map(|i| extra[i + 1].clone())
+        };
         let mut s = Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
             grpc_addr: grpc_addr.to_owned(),
+            peer_addr: arg("--peer-addr")
+                .unwrap_or_else(|| format!("{host}:{}", free_port_on(&host))),
+            pki: arg("--pki-dir").map(PathBuf::from),
             log: data_dir.with_extension("log"),
             extra_args: extra.to_vec(),
-            host: grpc_addr.rsplit_once(':').unwrap().0.to_owned(),
+            host,
             env: env.to_vec(),
         };
         s.spawn().await;
@@ -106,6 +204,10 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
+        let mut peer_flag = Vec::new();
+        if !self.extra_args.iter().any(|a| a == "--peer-addr") {
+            peer_flag = vec!["--peer-addr".to_string(), self.peer_addr.clone()];
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -123,6 +225,7 @@ impl Server {
                 "--coap-cert-addr",
                 &format!("{}:0", self.host),
             ])
+            .args(&peer_flag)
             .args(&self.extra_args)
             .env("IDREG_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -144,7 +247,15 @@ impl Server {
                     self.log_text()
                 );
             }
-            if let Ok(mut c) = idreg_client::connect(&self.grpc_addr).await {
+            let pki = self.pki_dir();
+            if pki.join("admin.crt").exists() {
+                register_pki(&self.grpc_addr, &pki);
+            }
+            let client = match pki.join("admin.crt").exists() {
+                true => connect(&self.grpc_addr).await.ok(),
+                false => None,
+            };
+            if let Some(mut c) = client {
                 let probe = c
                     .get_device(pb::GetDeviceRequest {
                         id: "readiness-probe".into(),
@@ -164,20 +275,28 @@ impl Server {
         }
     }
 
+    /// The PKI this node's certificates come from.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
+    }
+
+    /// This node as the client `name` of its PKI.
+    pub fn target_as(&self, name: &str) -> idreg_client::Target {
+        target_as(&self.grpc_addr, name)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub async fn client(&self) -> DeviceRegistryClient<Channel> {
-        idreg_client::connect(&self.grpc_addr)
-            .await
-            .expect("connect")
+        connect(&self.grpc_addr).await.expect("connect")
     }
 
     pub async fn sessions(&self) -> SessionsClient<Channel> {
-        idreg_client::connect_sessions(&self.grpc_addr)
-            .await
-            .expect("connect")
+        connect_sessions(&self.grpc_addr).await.expect("connect")
     }
 
     pub async fn front_stats(&self) -> pb::FrontStats {
@@ -231,9 +350,13 @@ impl Server {
 
     /// Runs `idreg <args>` against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
+        let pki = self.pki_dir();
         Command::new(BIN)
             .args(args)
             .env("IDREG_ENDPOINT", &self.grpc_addr)
+            .env("IDREG_CACERT", pki.join("peer-ca.crt"))
+            .env("IDREG_CERT", pki.join("admin.crt"))
+            .env("IDREG_KEY", pki.join("admin.key"))
             .output()
             .expect("run idreg")
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use idreg_core::Caller;
 use idreg_proto::v1 as pb;
 use idreg_raft::{ClusterView, RegistryNode, WriteError};
 use pb::cluster_client::ClusterClient;
@@ -70,6 +71,27 @@ impl ClusterService {
         Ok(ClusterClient::new(channel))
     }
 
+    /// On the peer listener the caller is a node: a member may do anything
+    /// (it forwards operators' requests to the leader); a node that is not a
+    /// member yet may only ask to add itself. Client callers passed the role
+    /// check of the client listener already.
+    fn check_node_caller<T>(
+        &self,
+        req: &Request<T>,
+        adds_itself: Option<u64>,
+    ) -> Result<(), Status> {
+        let Some(Caller::Node(id)) = req.extensions().get::<Caller>() else {
+            return Ok(());
+        };
+        let view = self.node.view();
+        if view.members.iter().any(|m| m.id == *id) || adds_itself == Some(*id) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "node {id} is not a member: it may only ask to add itself"
+        )))
+    }
+
     /// The status after a change, from this node's view.
     fn status(&self) -> Response<pb::ClusterStatus> {
         Response::new(view_to_proto(self.node.view()))
@@ -102,16 +124,20 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
+        self.check_node_caller(&req, Some(req.get_ref().id))?;
         let r = req.into_inner();
         if r.id == 0 {
             return Err(Status::invalid_argument("id: node ids start at 1"));
         }
         let port_ok = r.addr.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            !host.is_empty()
+                && !host.contains('/')
+                && !host.contains('@')
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
         });
         if !port_ok {
             return Err(Status::invalid_argument(
-                "addr: give the node's gRPC address as HOST:PORT",
+                "addr: give the node's peer address as HOST:PORT (no scheme, no path)",
             ));
         }
         match self.node.add_node(r.id, &r.addr, r.learner_only).await {
@@ -132,6 +158,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
+        self.check_node_caller(&req, None)?;
         let r = req.into_inner();
         match self.node.remove_node(r.id).await {
             Ok(()) => Ok(self.status()),
@@ -152,8 +179,9 @@ impl Cluster for ClusterService {
 
     async fn save_snapshot(
         &self,
-        _req: Request<pb::SaveSnapshotRequest>,
+        req: Request<pb::SaveSnapshotRequest>,
     ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        self.check_node_caller(&req, None)?;
         let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
         let path = self
             .node
@@ -195,8 +223,9 @@ impl Cluster for ClusterService {
 
     async fn trigger_snapshot(
         &self,
-        _req: Request<pb::TriggerSnapshotRequest>,
+        req: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
+        self.check_node_caller(&req, None)?;
         let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
         Ok(Response::new(pb::TriggerSnapshotResponse {
             snapshot_index,

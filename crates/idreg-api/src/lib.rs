@@ -5,6 +5,8 @@
 //! anything is proposed (bad input changes nothing), and PSK secrets are sealed
 //! with the KEK here, before they reach the raft log.
 
+pub mod access_policy;
+pub mod caller_auth;
 pub mod cluster_service;
 pub mod convert;
 pub mod importer;
@@ -14,6 +16,7 @@ pub mod sessions_service;
 pub mod status;
 pub mod watch_stream;
 
+pub use caller_auth::CallerAuth;
 pub use cluster_service::ClusterService;
 pub use registry_service::RegistryService;
 pub use sessions_service::{FrontStatsSource, SessionsService};

@@ -14,7 +14,7 @@ pub fn rejection(r: Rejection) -> Status {
         | Rejection::PskIdentityTaken { .. }
         | Rejection::KeyTaken { .. } => Code::AlreadyExists,
         Rejection::DeviceNotFound(_) | Rejection::CredentialNotFound { .. } => Code::NotFound,
-        Rejection::GatewayIsSelf(_) => Code::InvalidArgument,
+        Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
         Rejection::Revoked(_)
         | Rejection::RevokedCredential { .. }
         | Rejection::TooManyCredentials(..)

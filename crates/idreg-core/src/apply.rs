@@ -3,6 +3,7 @@
 //! and reaches the same result; the store only writes what it returns.
 
 use crate::command::{Command, CredentialRef, NewDevice, Proposal, StatusChange};
+use crate::command_check::check_command;
 use crate::credential::Credential;
 use crate::device::{Device, DeviceStatus, Revocation, RevocationRecord};
 use crate::error::Rejection;
@@ -45,6 +46,9 @@ pub fn apply<V: RegistryView>(
     revision: u64,
 ) -> Result<Result<Change, Rejection>, V::Error> {
     let at = proposal.at_ms;
+    if let Err(e) = check_command(&proposal.command) {
+        return Ok(Err(Rejection::Malformed(e.to_string())));
+    }
     match &proposal.command {
         Command::Create(new) => create(view, new, at, revision),
         Command::Update {

@@ -8,10 +8,35 @@ use serde::{Deserialize, Serialize};
 use crate::error::ValidationError;
 use crate::limits::{MAX_LABELS, MAX_LABEL_KEY_LEN, MAX_LABEL_VALUE_LEN};
 
-/// A validated, sorted set of labels.
+/// A validated, sorted set of labels; deserializing validates too.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(
+    into = "BTreeMap<String, String>",
+    try_from = "BTreeMap<String, String>"
+)]
 pub struct Labels(BTreeMap<String, String>);
+
+impl TryFrom<BTreeMap<String, String>> for Labels {
+    type Error = ValidationError;
+    fn try_from(map: BTreeMap<String, String>) -> Result<Self, ValidationError> {
+        if map.len() > MAX_LABELS {
+            return Err(ValidationError::new(
+                "labels",
+                format!("more than {MAX_LABELS} labels"),
+            ));
+        }
+        for (k, v) in &map {
+            check_label("labels", k, v)?;
+        }
+        Ok(Self(map))
+    }
+}
+
+impl From<Labels> for BTreeMap<String, String> {
+    fn from(l: Labels) -> Self {
+        l.0
+    }
+}
 
 fn key_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')
@@ -147,6 +172,18 @@ mod tests {
             .unwrap_err()
             .message
             .contains("more than 32"));
+    }
+
+    #[test]
+    fn deserializing_validates() {
+        let ok: Labels = serde_json::from_str(r#"{"site":"berlin"}"#).unwrap();
+        assert_eq!(ok.get("site"), Some("berlin"));
+        assert!(serde_json::from_str::<Labels>(r#"{"site":"a\u0000b"}"#).is_err());
+        assert!(serde_json::from_str::<Labels>(r#"{"":"x"}"#).is_err());
+        let many: BTreeMap<String, String> =
+            (0..33).map(|i| (format!("k{i}"), "v".into())).collect();
+        let text = serde_json::to_string(&many).unwrap();
+        assert!(serde_json::from_str::<Labels>(&text).is_err());
     }
 
     #[test]

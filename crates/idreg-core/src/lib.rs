@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod command;
+pub mod command_check;
 pub mod credential;
 pub mod device;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod labels;
 pub mod limits;
 pub mod mem;
 pub mod names;
+pub mod principal;
 pub mod secret;
 pub mod session;
 pub mod view;
@@ -27,6 +29,7 @@ pub use device::{Device, DeviceStatus, RevocationRecord};
 pub use error::{Rejection, ValidationError};
 pub use labels::Labels;
 pub use names::{DeviceId, TenantId};
+pub use principal::{Caller, CertIdentity, Principal, Role};
 pub use secret::{Kek, SealedSecret, SecretError};
 pub use session::{SessionCredential, SessionEnd, SessionRecord};
 pub use view::{Overlay, RegistryView};

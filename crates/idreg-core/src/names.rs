@@ -34,8 +34,11 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
 }
 
 /// A device id: 1 to 128 bytes of `[A-Za-z0-9-_.:@]`.
+///
+/// Deserializing checks it too: a replicated or forwarded command can carry
+/// only well-formed ids, whoever encoded it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct DeviceId(String);
 
 impl DeviceId {
@@ -49,6 +52,20 @@ impl DeviceId {
     }
 }
 
+impl TryFrom<String> for DeviceId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, ValidationError> {
+        check_name("id", &value, MAX_ID_LEN)?;
+        Ok(Self(value))
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(id: DeviceId) -> String {
+        id.0
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -57,7 +74,7 @@ impl fmt::Display for DeviceId {
 
 /// A tenant: 1 to 64 bytes of the same alphabet as device ids.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct TenantId(String);
 
 impl TenantId {
@@ -75,6 +92,20 @@ impl TenantId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for TenantId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, ValidationError> {
+        check_name("tenant", &value, MAX_TENANT_LEN)?;
+        Ok(Self(value))
+    }
+}
+
+impl From<TenantId> for String {
+    fn from(t: TenantId) -> String {
+        t.0
     }
 }
 
@@ -106,6 +137,18 @@ mod tests {
         for bad in ["a b", "a/b", "a\0b", "é", "a\"b"] {
             assert!(DeviceId::parse("id", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn deserializing_checks_like_parsing() {
+        let ok: DeviceId = serde_json::from_str("\"sensor-1\"").unwrap();
+        assert_eq!(ok.as_str(), "sensor-1");
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"sensor-1\"");
+        for bad in ["\"a b\"", "\"\"", "\"a\\u0000b\""] {
+            assert!(serde_json::from_str::<DeviceId>(bad).is_err(), "{bad}");
+        }
+        let long = format!("\"{}\"", "t".repeat(65));
+        assert!(serde_json::from_str::<TenantId>(&long).is_err());
     }
 
     #[test]

@@ -21,11 +21,13 @@ pub enum SecretError {
     Corrupt,
 }
 
-/// The key-encryption key. Cheap to clone; never printed.
+/// The key-encryption key. Cheap to clone; never printed; the key bytes are
+/// wiped when the last clone is dropped.
 #[derive(Clone)]
 pub struct Kek {
     cipher: Aes256Gcm,
     id: [u8; 8],
+    key: std::sync::Arc<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for Kek {
@@ -45,24 +47,46 @@ impl Kek {
         let digest = Sha256::digest([b"idreg-kek-id:".as_slice(), key].concat());
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
-        Self { cipher, id }
+        Self {
+            cipher,
+            id,
+            key: std::sync::Arc::new(zeroize::Zeroizing::new(*key)),
+        }
+    }
+
+    /// A key for one purpose (`label`), derived from the KEK with
+    /// HMAC-SHA256, so one secret keys seals, snapshot MACs and more without
+    /// any two uses sharing a key.
+    pub fn subkey(&self, label: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        use hmac::{KeyInit as _, Mac};
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.key.as_slice())
+            .expect("HMAC takes any key length");
+        mac.update(b"idreg-subkey:");
+        mac.update(label.as_bytes());
+        zeroize::Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// Reads a KEK file's content: 32 raw bytes, 64 hex digits or 44 base64
     /// characters, surrounding whitespace ignored (Kubernetes Secrets often end
     /// in a newline).
     pub fn parse_file_content(content: &[u8]) -> Result<Self, SecretError> {
+        Ok(Self::from_bytes(&*Self::parse_key_bytes(content)?))
+    }
+
+    /// The 32 key bytes a KEK file holds (see [`Kek::parse_file_content`]),
+    /// wiped when dropped.
+    pub fn parse_key_bytes(content: &[u8]) -> Result<zeroize::Zeroizing<[u8; 32]>, SecretError> {
         let trimmed = content.trim_ascii();
-        let mut key = [0u8; 32];
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
         if content.len() == 32 {
             key.copy_from_slice(content);
-        } else if trimmed.len() == 64 && hex::decode_to_slice(trimmed, &mut key).is_ok() {
+        } else if trimmed.len() == 64 && hex::decode_to_slice(trimmed, key.as_mut_slice()).is_ok() {
         } else if let Some(decoded) = base64_decode_32(trimmed) {
-            key = decoded;
+            *key = decoded;
         } else {
             return Err(SecretError::BadKekLength(content.len()));
         }
-        Ok(Self::from_bytes(&key))
+        Ok(key)
     }
 
     /// A fresh random KEK, as 64 hex digits ready to write to a file.
@@ -181,6 +205,13 @@ mod tests {
         let check = kek(1).make_check();
         assert!(kek(1).verify_check(&check).is_ok());
         assert!(kek(2).verify_check(&check).is_err());
+    }
+
+    #[test]
+    fn subkeys_differ_by_label_and_by_kek() {
+        assert_eq!(*kek(1).subkey("a"), *kek(1).subkey("a"));
+        assert_ne!(*kek(1).subkey("a"), *kek(1).subkey("b"));
+        assert_ne!(*kek(1).subkey("a"), *kek(2).subkey("a"));
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! batch's reply is lost, its fate is unknown and the caller is told so.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +22,8 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::error::WriteError;
-use crate::grpc_network::{peer_channel, raft_client};
+use crate::forwarded_batch::ForwardedBatch;
+use crate::grpc_network::{raft_client, PeerDialer};
 use crate::wire;
 
 /// How long a write or read index may wait for a leader to be known and reachable.
@@ -48,7 +48,7 @@ pub enum ForwardRefusal {
 pub struct Forwarder {
     raft: Raft<TypeConfig>,
     node_id: NodeId,
-    local_ip: Option<IpAddr>,
+    dialer: PeerDialer,
     clients: Arc<Mutex<HashMap<String, RaftClient<Channel>>>>,
 }
 
@@ -73,11 +73,11 @@ fn never_connected(status: &tonic::Status) -> bool {
 }
 
 impl Forwarder {
-    pub fn new(raft: Raft<TypeConfig>, node_id: NodeId, local_ip: Option<IpAddr>) -> Self {
+    pub fn new(raft: Raft<TypeConfig>, node_id: NodeId, dialer: PeerDialer) -> Self {
         Self {
             raft,
             node_id,
-            local_ip,
+            dialer,
             clients: Arc::default(),
         }
     }
@@ -87,7 +87,9 @@ impl Forwarder {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let channel = peer_channel(addr, self.local_ip)
+        let channel = self
+            .dialer
+            .channel(addr)
             .map_err(|e| WriteError::Raft(format!("leader address {addr}: {e}")))?;
         let c = raft_client(channel);
         clients.insert(addr.to_owned(), c.clone());
@@ -180,8 +182,9 @@ impl Forwarder {
         addr: &str,
         batch: &ProposalBatch,
     ) -> Result<Option<BatchOutcome>, WriteError> {
-        let data =
-            wire::encode(batch).map_err(|e| WriteError::Raft(format!("encode batch: {e}")))?;
+        let data = ForwardedBatch::encode(batch)
+            .and_then(|b| wire::encode(&b))
+            .map_err(|e| WriteError::Raft(format!("encode batch: {e}")))?;
         let mut req = tonic::Request::new(RaftPayload { data });
         req.set_timeout(FORWARD_TIMEOUT);
         let reply = match self.client(addr)?.forward(req).await {

@@ -21,33 +21,66 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::wire;
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A channel to a peer's gRPC port. `local_ip`, when set, is the source
-/// address of the connection (the node's own listen address), so peers and
-/// the network see node-to-node traffic come from the node's address.
-pub fn peer_channel(
-    addr: &str,
-    local_ip: Option<IpAddr>,
-) -> Result<Channel, tonic::transport::Error> {
-    let addr = resolve_override(addr);
-    let uri = if addr.contains("://") {
-        addr
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .local_address(local_ip)
-        .connect_lazy())
+/// A node's credentials for its peers: the peer CA it trusts and its own
+/// node certificate (presented as the client certificate).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls(..)")
+    }
+}
+
+/// How this node connects to its peers' peer ports.
+#[derive(Clone, Debug, Default)]
+pub struct PeerDialer {
+    /// Source address of connections (the node's own listen IP), so peers
+    /// and the network see node-to-node traffic come from the node's address.
+    pub local_ip: Option<IpAddr>,
+    /// `None` only under `--insecure`.
+    pub tls: Option<PeerTls>,
+}
+
+impl PeerDialer {
+    /// A lazily connected channel to the peer at `addr` (`host:port`).
+    pub fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let resolved = resolve_override(addr);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut ep = Endpoint::from_shared(format!("{scheme}://{resolved}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.local_ip);
+        if let Some(tls) = &self.tls {
+            // The certificate is checked against the name the peer is known
+            // by, even when a test maps that name to another address.
+            ep = ep.tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(&tls.ca_pem))
+                    .identity(Identity::from_pem(&tls.cert_pem, &tls.key_pem))
+                    .domain_name(host),
+            )?;
+        }
+        Ok(ep.connect_lazy())
+    }
 }
 
 /// Test-only: `IDREG_TEST_RESOLVE=host=ip,host=ip` maps peer host names to
@@ -82,7 +115,7 @@ pub fn raft_client(channel: Channel) -> RaftClient<Channel> {
 /// Makes a [`PeerClient`] per target; openraft keeps one per replication stream.
 #[derive(Debug, Clone, Default)]
 pub struct GrpcNetwork {
-    pub local_ip: Option<IpAddr>,
+    pub dialer: PeerDialer,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
@@ -91,7 +124,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: peer_channel(&node.addr, self.local_ip).map(raft_client),
+            client: self.dialer.channel(&node.addr).map(raft_client),
             addr: node.addr.clone(),
         }
     }

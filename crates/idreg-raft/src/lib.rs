@@ -7,11 +7,13 @@
 //! them. The registry rules live in idreg-core.
 
 pub mod error;
+pub mod forwarded_batch;
 pub mod forwarder;
 pub mod grpc_network;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;
+pub mod snapshot_receiver;
 pub mod status;
 pub mod wire;
 

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::WriteError;
 use crate::forwarder::{Forwarder, LEADER_WAIT};
 use crate::grpc_network::GrpcNetwork;
+use crate::grpc_network::PeerDialer;
 use crate::proposer::{self, Pending, Verdict};
 use crate::raft_service::RaftService;
 use crate::status::{ClusterView, MemberView};
@@ -34,9 +35,10 @@ pub struct NodeConfig {
     /// (etcd's `--initial-cluster-state new`). A node that is to be added to a
     /// running cluster must not, or it would start a second history.
     pub bootstrap: bool,
-    /// Source address for connections to peers (the node's listen IP when it
-    /// listens on one address); `None` lets the system choose.
-    pub local_ip: Option<std::net::IpAddr>,
+    /// How this node reaches its peers (source address, TLS credentials).
+    pub dialer: PeerDialer,
+    /// Largest snapshot this node accepts from a leader.
+    pub snapshot_max_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -48,7 +50,8 @@ impl Default for NodeConfig {
             snapshot_keep_logs: 1000,
             initial_members: BTreeMap::new(),
             bootstrap: true,
-            local_ip: None,
+            dialer: PeerDialer::default(),
+            snapshot_max_bytes: crate::snapshot_receiver::DEFAULT_MAX_SNAPSHOT_BYTES,
         }
     }
 }
@@ -56,11 +59,12 @@ impl Default for NodeConfig {
 #[derive(Clone)]
 pub struct RegistryNode {
     id: NodeId,
-    local_ip: Option<std::net::IpAddr>,
+    dialer: PeerDialer,
     raft: Raft<TypeConfig>,
     store: Store,
     forwarder: Forwarder,
     proposals: mpsc::Sender<Pending>,
+    snapshots: std::sync::Arc<crate::snapshot_receiver::SnapshotReceiver>,
 }
 
 fn now_ms() -> u64 {
@@ -116,7 +120,7 @@ impl RegistryNode {
             config.node_id,
             Arc::new(raft_config),
             GrpcNetwork {
-                local_ip: config.local_ip,
+                dialer: config.dialer.clone(),
             },
             store.log_store(),
             sm,
@@ -171,16 +175,21 @@ impl RegistryNode {
             store.clear_restored().map_err(raft_err)?;
             tracing::info!("restored registry snapshotted; the log behind it is purged");
         }
-        let forwarder = Forwarder::new(raft.clone(), config.node_id, config.local_ip);
+        let forwarder = Forwarder::new(raft.clone(), config.node_id, config.dialer.clone());
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
         tokio::spawn(proposer::run(forwarder.clone(), rx));
+        let snapshots = std::sync::Arc::new(crate::snapshot_receiver::SnapshotReceiver::new(
+            store.clone(),
+            config.snapshot_max_bytes,
+        ));
         Ok(Self {
             id: config.node_id,
-            local_ip: config.local_ip,
+            dialer: config.dialer,
             raft,
             store,
             forwarder,
             proposals: tx,
+            snapshots,
         })
     }
 
@@ -195,12 +204,17 @@ impl RegistryNode {
         self.raft.runtime_config().elect(allowed);
     }
 
+    /// How this node dials its peers.
+    pub fn dialer(&self) -> &PeerDialer {
+        &self.dialer
+    }
+
     /// A channel to another node, from this node's address.
     pub fn peer_channel(
         &self,
         addr: &str,
     ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
-        crate::grpc_network::peer_channel(addr, self.local_ip)
+        self.dialer.channel(addr)
     }
 
     /// Proposes one command and waits for its verdict. The outer error means
@@ -259,7 +273,7 @@ impl RegistryNode {
 
     /// The server side of the node-to-node protocol, for the gRPC listener.
     pub fn raft_service(&self) -> RaftService {
-        RaftService::new(self.raft.clone())
+        RaftService::new(self.raft.clone(), self.snapshots.clone())
     }
 
     /// This node's view of the cluster; replication lag only on the leader.

@@ -1,8 +1,12 @@
 //! The server side of `idreg.v1.Raft`: hands peers' messages to the local raft,
 //! writes forwarded batches when this node leads, and answers read-index
-//! requests. A payload that does not decode is INVALID_ARGUMENT.
+//! requests. A payload that does not decode is INVALID_ARGUMENT; a forwarded
+//! proposal that does not decode is rejected alone; a snapshot is checked
+//! (order, size, MAC) before openraft installs it.
 
-use idreg_core::ProposalBatch;
+use std::sync::Arc;
+
+use idreg_core::Caller;
 use idreg_proto::v1 as pb;
 use idreg_store::TypeConfig;
 use openraft::error::{ClientWriteError, RaftError};
@@ -12,12 +16,27 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::forwarded_batch::ForwardedBatch;
 use crate::forwarder::ForwardRefusal;
+use crate::snapshot_receiver::SnapshotReceiver;
 use crate::wire;
 
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft<TypeConfig>,
+    snapshots: Arc<SnapshotReceiver>,
+}
+
+/// Who sent a request: a node certificate's id (the peer listener admits no
+/// one else), or `None` under `--insecure`.
+fn sender<T>(req: &Request<T>) -> Result<Option<u64>, Status> {
+    match req.extensions().get::<Caller>() {
+        Some(Caller::Node(id)) => Ok(Some(*id)),
+        Some(Caller::Insecure) => Ok(None),
+        _ => Err(Status::permission_denied(
+            "node-to-node methods need a node certificate",
+        )),
+    }
 }
 
 fn decode<T: DeserializeOwned>(req: Request<pb::RaftPayload>, what: &str) -> Result<T, Status> {
@@ -31,8 +50,37 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<pb::RaftPayload>, Status> {
 }
 
 impl RaftService {
-    pub fn new(raft: Raft<TypeConfig>) -> Self {
-        Self { raft }
+    /// The authenticated sender, which must be a member of the cluster as
+    /// this node knows it (a node not yet given a membership knows none, and
+    /// takes any node of the peer CA: the leader adding it).
+    fn member<T>(&self, req: &Request<T>) -> Result<Option<u64>, Status> {
+        let Some(id) = sender(req)? else {
+            return Ok(None);
+        };
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        let mut nodes = membership.nodes().peekable();
+        if nodes.peek().is_some() && !nodes.any(|(n, _)| *n == id) {
+            return Err(Status::permission_denied(format!(
+                "node {id} is not a member of this cluster"
+            )));
+        }
+        Ok(Some(id))
+    }
+
+    /// Refuses a message whose claimed sender is not the authenticated one.
+    fn same_sender(authenticated: Option<u64>, claimed: u64, what: &str) -> Result<(), Status> {
+        match authenticated {
+            Some(id) if id != claimed => Err(Status::permission_denied(format!(
+                "{what} claims to come from node {claimed}, but the caller is node {id}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn new(raft: Raft<TypeConfig>, snapshots: Arc<SnapshotReceiver>) -> Self {
+        Self { raft, snapshots }
     }
 
     pub fn into_server(self) -> pb::raft_server::RaftServer<Self> {
@@ -48,7 +96,9 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        let from = self.member(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req, "AppendEntries")?;
+        Self::same_sender(from, rpc.vote.leader_id().node_id, "AppendEntries")?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -56,7 +106,9 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        let from = self.member(&req)?;
         let rpc: VoteRequest<u64> = decode(req, "Vote")?;
+        Self::same_sender(from, rpc.vote.leader_id().node_id, "Vote")?;
         reply(&self.raft.vote(rpc).await)
     }
 
@@ -64,17 +116,27 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        let from = self.member(&req)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req, "InstallSnapshot")?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        Self::same_sender(from, rpc.vote.leader_id().node_id, "InstallSnapshot")?;
+        reply(&self.snapshots.receive(&self.raft, rpc).await?)
     }
 
     async fn forward(
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
-        let batch: ProposalBatch = decode(req, "Forward")?;
-        let result = match self.raft.client_write(batch).await {
-            Ok(r) => Ok((r.log_id.index, r.data)),
+        self.member(&req)?;
+        let forwarded: ForwardedBatch = decode(req, "Forward")?;
+        let decoded = forwarded.decode();
+        if decoded.is_empty() {
+            return reply(&Ok::<_, ForwardRefusal>((
+                0u64,
+                decoded.merge(Default::default()),
+            )));
+        }
+        let result = match self.raft.client_write(decoded.batch.clone()).await {
+            Ok(r) => Ok((r.log_id.index, decoded.merge(r.data))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ForwardRefusal::NotLeader {
                     leader: f.leader_id,
@@ -87,8 +149,9 @@ impl pb::raft_server::Raft for RaftService {
 
     async fn read_index(
         &self,
-        _req: Request<pb::ReadIndexRequest>,
+        req: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        self.member(&req)?;
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _)) => Ok(Response::new(pb::ReadIndexResponse {
                 index: read_log_id.map(|l| l.index).unwrap_or(0),

@@ -12,6 +12,7 @@ use crate::events::RegistryEvent;
 use crate::keys::{ALL_CFS, CF_SM_META, SM_KEK_CHECK};
 use crate::log_store::LogStore;
 use crate::reader::RegistryReader;
+use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,8 @@ pub struct Store {
     installs: Arc<watch::Sender<u64>>,
     /// Revisions of change history kept for watchers.
     history_keep: u64,
+    /// Keys snapshot MACs; `None` only for a read-only open.
+    snapshot_key: Option<SnapshotKey>,
 }
 
 /// Options every open shares: point lookups dominate (handshakes), so bloom
@@ -72,8 +75,16 @@ fn read_options() -> Options {
 pub const DEFAULT_HISTORY_KEEP: u64 = 100_000;
 
 impl Store {
-    /// Opens (or creates) the RocksDB under `dir/db`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the RocksDB under `dir/db`, checking that `kek` is
+    /// the key the directory was written with (a new directory records it).
+    pub fn open(dir: &Path, kek: &Kek) -> Result<Self, StoreError> {
+        let mut store = Self::open_unchecked(dir)?;
+        store.verify_or_record_kek(kek)?;
+        store.snapshot_key = Some(SnapshotKey::from_kek(kek));
+        Ok(store)
+    }
+
+    fn open_unchecked(dir: &Path) -> Result<Self, StoreError> {
         let db_dir = dir.join("db");
         std::fs::create_dir_all(&db_dir).map_err(|source| StoreError::Io {
             path: db_dir.clone(),
@@ -104,6 +115,7 @@ impl Store {
             applied: Arc::new(watch::Sender::new(applied)),
             installs: Arc::new(watch::Sender::new(0)),
             history_keep: DEFAULT_HISTORY_KEEP,
+            snapshot_key: None,
         })
     }
 
@@ -126,8 +138,9 @@ impl Store {
                 ),
             });
         }
-        crate::snapshot::verify(snapshot_file)?;
-        crate::snapshot::load(&self.db, snapshot_file)?;
+        let key = self.snapshot_key()?;
+        crate::snapshot::verify(snapshot_file, &key)?;
+        crate::snapshot::load(&self.db, snapshot_file, &key)?;
         let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
@@ -161,10 +174,29 @@ impl Store {
         LogStore::new(self.db.clone())
     }
 
+    fn snapshot_key(&self) -> Result<SnapshotKey, StoreError> {
+        self.snapshot_key.clone().ok_or_else(|| StoreError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("a read-only store has no snapshot key"),
+        })
+    }
+
+    /// Checks a snapshot file (a backup, or one received from a peer) end to
+    /// end: structure and MAC. Nothing is installed.
+    pub fn verify_snapshot_file(&self, path: &Path) -> Result<(), StoreError> {
+        crate::snapshot::verify(path, &self.snapshot_key()?)
+    }
+
+    /// Where snapshot files live (received ones too).
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
     pub fn state_machine(&self) -> Result<StateMachine, StoreError> {
         StateMachine::new(
             self.db.clone(),
-            self.dir.join("snapshots"),
+            self.snapshot_key()?,
+            self.snapshot_dir(),
             crate::state_machine::Notify {
                 events: self.events.clone(),
                 applied: self.applied.clone(),
@@ -214,7 +246,7 @@ impl Store {
 
     /// Checks `kek` against the check value kept in this data directory, or
     /// records one if there is none yet.
-    pub fn verify_or_record_kek(&self, kek: &Kek) -> Result<(), StoreError> {
+    fn verify_or_record_kek(&self, kek: &Kek) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
         match self.db.get_cf(&cf, SM_KEK_CHECK)? {
             Some(bytes) => {

@@ -24,5 +24,5 @@ pub use history::History;
 pub use log_store::LogStore;
 pub use reader::{ListFilter, ListPage, RegistryReader};
 pub use session_log::{SessionLog, SessionPage, SessionQuery};
-pub use state_machine::StateMachine;
+pub use state_machine::{is_plain_snapshot_id, StateMachine};
 pub use types::{BatchOutcome, NodeId, TypeConfig};

@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn list_by_device_and_time_pages_and_purges() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = crate::Store::open(tmp.path()).unwrap();
+        let store = crate::Store::open(tmp.path(), &idreg_core::Kek::from_bytes(&[7; 32])).unwrap();
         let log = store.session_log();
         for i in 0..10u64 {
             log.record(&rec(i, if i % 2 == 0 { "a" } else { "ab" }, 1000 + i))

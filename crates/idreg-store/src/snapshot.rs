@@ -1,21 +1,40 @@
 //! The snapshot file: every key and value of the registry column families, read
-//! from one RocksDB snapshot (a consistent point), with a SHA-256 trailer.
+//! from one RocksDB snapshot (a consistent point), with a keyed MAC trailer.
 //!
-//! Layout: `IDREGSNAP1`, then records `[cf: u8 (1-based into REGISTRY_CFS)]
+//! Layout: `IDREGSNAP2`, then records `[cf: u8 (1-based into REGISTRY_CFS)]
 //! [key len: u32 BE][key][value len: u32 BE][value]`, a `0` byte, and the
-//! SHA-256 of everything before it. Secrets in it are sealed, as everywhere.
+//! HMAC-SHA256 of everything before it under [`SnapshotKey`] (derived from the
+//! cluster's KEK). Only a holder of the KEK can make a file that a node will
+//! install or restore. Secrets in it are sealed, as everywhere.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
+use hmac::{KeyInit, Mac};
 use rocksdb::{IteratorMode, SnapshotWithThreadMode, WriteBatch, DB};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::db::StoreError;
 use crate::keys::REGISTRY_CFS;
 
-const MAGIC: &[u8] = b"IDREGSNAP1";
+const MAGIC: &[u8] = b"IDREGSNAP2";
+
+type Hmac = hmac::Hmac<Sha256>;
+
+/// The key of snapshot MACs: [`idreg_core::Kek::subkey`] for this purpose.
+#[derive(Clone)]
+pub struct SnapshotKey(std::sync::Arc<zeroize::Zeroizing<[u8; 32]>>);
+
+impl SnapshotKey {
+    pub fn from_kek(kek: &idreg_core::Kek) -> Self {
+        Self(std::sync::Arc::new(kek.subkey("snapshot-mac-v1")))
+    }
+
+    fn mac(&self) -> Hmac {
+        <Hmac as KeyInit>::new_from_slice(self.0.as_slice()).expect("HMAC takes any key length")
+    }
+}
 /// Largest key or value a snapshot may hold; anything bigger is corruption.
 const MAX_FIELD: usize = 16 << 20;
 /// Bytes per write batch while loading.
@@ -35,10 +54,10 @@ fn corrupt(path: &Path, why: &str) -> StoreError {
     }
 }
 
-/// A writer that hashes what passes through it.
+/// A writer that MACs what passes through it.
 struct Hashing<W> {
     inner: W,
-    hash: Sha256,
+    hash: Hmac,
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -57,12 +76,13 @@ pub fn write(
     db: &DB,
     view: &SnapshotWithThreadMode<'_, DB>,
     path: &Path,
+    key: &SnapshotKey,
 ) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let file = File::create(&tmp).map_err(io(&tmp))?;
     let mut out = Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
+        hash: key.mac(),
     };
     out.write_all(MAGIC).map_err(io(&tmp))?;
     for (i, name) in REGISTRY_CFS.iter().enumerate() {
@@ -79,7 +99,7 @@ pub fn write(
         }
     }
     out.write_all(&[0]).map_err(io(&tmp))?;
-    let digest = out.hash.finalize();
+    let digest = out.hash.finalize().into_bytes();
     let mut inner = out.inner;
     inner.write_all(&digest).map_err(io(&tmp))?;
     let file = inner.into_inner().map_err(|e| StoreError::Io {
@@ -87,18 +107,29 @@ pub fn write(
         source: e.into_error(),
     })?;
     file.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+    rename_durably(&tmp, path)
+}
+
+/// Renames `from` to `to` and fsyncs the directory, so the new name survives
+/// a crash as well as the content does.
+pub fn rename_durably(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::rename(from, to).map_err(io(to))?;
+    if let Some(dir) = to.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
     Ok(())
 }
 
 /// Reads records from a snapshot file, calling `each(cf_index, key, value)`.
-fn read_records<F>(path: &Path, mut each: F) -> Result<[u8; 32], StoreError>
+fn read_records<F>(path: &Path, key: &SnapshotKey, mut each: F) -> Result<(), StoreError>
 where
     F: FnMut(usize, Vec<u8>, Vec<u8>) -> Result<(), StoreError>,
 {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path).map_err(io(path))?);
-    let mut hash = Sha256::new();
-    let mut read = |n: usize, hash: &mut Sha256| -> Result<Vec<u8>, StoreError> {
+    let mut hash = key.mac();
+    let mut read = |n: usize, hash: &mut Hmac| -> Result<Vec<u8>, StoreError> {
         let mut buf = vec![0u8; n];
         r.read_exact(&mut buf)
             .map_err(|_| corrupt(path, "snapshot file is truncated"))?;
@@ -106,7 +137,10 @@ where
         Ok(buf)
     };
     if read(MAGIC.len(), &mut hash)? != MAGIC {
-        return Err(corrupt(path, "not an idreg snapshot file"));
+        return Err(corrupt(
+            path,
+            "not an idreg snapshot file (or one from an older version)",
+        ));
     }
     loop {
         let cf = read(1, &mut hash)?[0] as usize;
@@ -116,7 +150,7 @@ where
         if cf > REGISTRY_CFS.len() {
             return Err(corrupt(path, "snapshot names an unknown column family"));
         }
-        let mut field = |hash: &mut Sha256| -> Result<Vec<u8>, StoreError> {
+        let mut field = |hash: &mut Hmac| -> Result<Vec<u8>, StoreError> {
             let len = u32::from_be_bytes(read(4, hash)?.try_into().expect("4 bytes")) as usize;
             if len > MAX_FIELD {
                 return Err(corrupt(path, "snapshot record is implausibly large"));
@@ -127,22 +161,26 @@ where
         let v = field(&mut hash)?;
         each(cf - 1, k, v)?;
     }
-    let expected: [u8; 32] = hash.finalize().into();
     let mut trailer = [0u8; 32];
     r.read_exact(&mut trailer)
-        .map_err(|_| corrupt(path, "snapshot checksum is missing"))?;
-    if trailer != expected {
-        return Err(corrupt(
+        .map_err(|_| corrupt(path, "snapshot MAC is missing"))?;
+    // Constant-time comparison.
+    hash.verify_slice(&trailer).map_err(|_| {
+        corrupt(
             path,
-            "snapshot checksum does not match its content",
-        ));
+            "snapshot MAC does not match: damaged, or made under another KEK",
+        )
+    })?;
+    let mut rest = [0u8; 1];
+    if r.read(&mut rest).map_err(io(path))? != 0 {
+        return Err(corrupt(path, "bytes after the snapshot MAC"));
     }
-    Ok(trailer)
+    Ok(())
 }
 
 /// Checks a snapshot file end to end without touching the database.
-pub fn verify(path: &Path) -> Result<(), StoreError> {
-    read_records(path, |_, _, _| Ok(())).map(|_| ())
+pub fn verify(path: &Path, key: &SnapshotKey) -> Result<(), StoreError> {
+    read_records(path, key, |_, _, _| Ok(()))
 }
 
 /// Deletes every key of one column family.
@@ -161,7 +199,7 @@ pub fn clear_cf(db: &DB, name: &str) -> Result<(), StoreError> {
 }
 
 /// Replaces the registry column families with a verified snapshot's content.
-pub fn load(db: &DB, path: &Path) -> Result<(), StoreError> {
+pub fn load(db: &DB, path: &Path, key: &SnapshotKey) -> Result<(), StoreError> {
     for name in REGISTRY_CFS {
         clear_cf(db, name)?;
     }
@@ -170,7 +208,7 @@ pub fn load(db: &DB, path: &Path) -> Result<(), StoreError> {
         .map(|n| db.cf_handle(n).expect("cf exists"))
         .collect();
     let mut batch = WriteBatch::default();
-    read_records(path, |cf, k, v| {
+    read_records(path, key, |cf, k, v| {
         batch.put_cf(&handles[cf], k, v);
         if batch.size_in_bytes() >= LOAD_BATCH_BYTES {
             db.write(std::mem::take(&mut batch))?;

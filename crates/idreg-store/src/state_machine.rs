@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use idreg_core::{apply, Change, Overlay};
+use idreg_core::{apply, Change, Overlay, Rejection};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
@@ -26,7 +26,7 @@ use crate::events::RegistryEvent;
 use crate::history::{self, history_key, HistoryRecord};
 use crate::keys::*;
 use crate::reader::RegistryReader;
-use crate::snapshot;
+use crate::snapshot::{self, SnapshotKey};
 use crate::types::{
     BatchOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -34,6 +34,7 @@ use crate::types::{
 #[derive(Clone)]
 pub struct StateMachine {
     db: Arc<DB>,
+    snapshot_key: SnapshotKey,
     snapshot_dir: PathBuf,
     notify: Notify,
 }
@@ -68,6 +69,7 @@ struct CurrentSnapshot {
 impl StateMachine {
     pub(crate) fn new(
         db: Arc<DB>,
+        snapshot_key: SnapshotKey,
         snapshot_dir: PathBuf,
         notify: Notify,
     ) -> Result<Self, StoreError> {
@@ -77,6 +79,7 @@ impl StateMachine {
         })?;
         Ok(Self {
             db,
+            snapshot_key,
             snapshot_dir,
             notify,
         })
@@ -169,7 +172,21 @@ impl StateMachine {
                     let mut results = Vec::with_capacity(proposals.0.len());
                     let mut seq = 0u32;
                     for proposal in &proposals.0 {
-                        match apply(&overlay, proposal, revision)? {
+                        let verdict = match apply(&overlay, proposal, revision) {
+                            Ok(v) => v,
+                            // A registry entry that does not decode fails this
+                            // proposal on every node alike; it must not stop
+                            // the state machine at this index forever.
+                            Err(StoreError::Decode { what, source }) => {
+                                tracing::error!(
+                                    revision,
+                                    "unreadable {what} while applying: {source}"
+                                );
+                                Err(Rejection::Malformed(format!("unreadable stored {what}")))
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        match verdict {
                             Ok(change) => {
                                 overlay.record(&change);
                                 self.write_change(&mut batch, &change);
@@ -256,9 +273,9 @@ impl StateMachine {
             .map(|l| (l.leader_id.term, l.index))
             .unwrap_or((0, 0));
         let snapshot_id = format!("{term}-{index}-{stamp}");
-        let file = format!("snap-{snapshot_id}.bin");
+        let file = snapshot_file_name(&snapshot_id);
         let path = self.snapshot_dir.join(&file);
-        snapshot::write(&self.db, &view, &path)?;
+        snapshot::write(&self.db, &view, &path, &self.snapshot_key)?;
         let current = CurrentSnapshot {
             meta: SnapshotMeta {
                 last_log_id: applied,
@@ -292,7 +309,7 @@ impl StateMachine {
             let path = path.clone();
             move |source| StoreError::Io { path, source }
         };
-        let file = format!("snap-{}.bin", meta.snapshot_id);
+        let file = snapshot_file_name(&meta.snapshot_id);
         let path = self.snapshot_dir.join(&file);
         let tmp = self.snapshot_dir.join("incoming.tmp");
         data.seek(SeekFrom::Start(0)).map_err(io(&tmp))?;
@@ -301,13 +318,13 @@ impl StateMachine {
             std::io::copy(&mut data, &mut out).map_err(io(&tmp))?;
             out.sync_all().map_err(io(&tmp))?;
         }
-        snapshot::verify(&tmp)?;
+        snapshot::verify(&tmp, &self.snapshot_key)?;
 
         let sm_meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.put_cf_opt(&sm_meta, SM_INSTALLING, b"1", &wo)?;
-        snapshot::load(&self.db, &tmp)?;
+        snapshot::load(&self.db, &tmp, &self.snapshot_key)?;
         let mut batch = WriteBatch::default();
         match &meta.last_log_id {
             Some(applied) => batch.put_cf(&sm_meta, SM_APPLIED, encode(applied)),
@@ -323,12 +340,33 @@ impl StateMachine {
         self.db.write_opt(batch, &wo)?;
         self.notify.applied.send_replace(index);
         self.notify.installs.send_modify(|n| *n += 1);
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        snapshot::rename_durably(&tmp, &path)?;
         self.set_current_snapshot(&CurrentSnapshot {
             meta: meta.clone(),
             file,
         })
     }
+}
+
+/// The file a snapshot is kept in. The id comes from the leader: one that
+/// is not a plain name (a path, `..`, odd bytes) is replaced by its hash, so
+/// it can never name a file outside the snapshot directory.
+fn snapshot_file_name(snapshot_id: &str) -> String {
+    if is_plain_snapshot_id(snapshot_id) {
+        format!("snap-{snapshot_id}.bin")
+    } else {
+        use sha2::Digest;
+        format!(
+            "snap-{}.bin",
+            hex::encode(&sha2::Sha256::digest(snapshot_id.as_bytes())[..16])
+        )
+    }
+}
+
+/// Whether a snapshot id is one idreg makes: `term-index-stamp`, short, only
+/// ASCII digits, letters and `-`.
+pub fn is_plain_snapshot_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// At start-up: if a snapshot install was cut short, the registry holds a mix of

@@ -11,7 +11,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         &self,
     ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open store");
+        let store =
+            Store::open(dir.path(), &idreg_core::Kek::from_bytes(&[7; 32])).expect("open store");
         let sm = store.state_machine().expect("state machine");
         Ok((dir, store.log_store(), sm))
     }

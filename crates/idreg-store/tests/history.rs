@@ -30,7 +30,9 @@ fn entry(index: u64, proposals: Vec<Proposal>) -> Entry<TypeConfig> {
 #[tokio::test]
 async fn history_holds_whole_revisions_and_is_trimmed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap().with_history_keep(1500);
+    let store = Store::open(dir.path(), &idreg_core::Kek::from_bytes(&[7; 32]))
+        .unwrap()
+        .with_history_keep(1500);
     let mut sm = store.state_machine().unwrap();
     let mut applied = store.applied_watch();
     // Revision 1: two creates and a rejected duplicate (no history for it).

@@ -191,23 +191,23 @@ type RegistryClient =
 type EtcdClient = idreg_proto::etcd::kv_client::KvClient<tonic::transport::Channel>;
 
 fn registry(
-    endpoint: &str,
+    target: &idreg_client::Target,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<RegistryClient>>>>
 {
-    let endpoint = endpoint.to_owned();
+    let target = target.clone();
     move || {
-        let endpoint = endpoint.clone();
-        Box::pin(async move { Ok(idreg_client::connect(&endpoint).await?) })
+        let target = target.clone();
+        Box::pin(async move { Ok(target.registry().await?) })
     }
 }
 
 fn etcd_client(
-    endpoint: &str,
+    target: &idreg_client::Target,
 ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<EtcdClient>>>> {
-    let endpoint = endpoint.to_owned();
+    let target = target.clone();
     move || {
-        let endpoint = endpoint.clone();
-        Box::pin(async move { Ok(EtcdClient::new(idreg_client::channel(&endpoint).await?)) })
+        let target = target.clone();
+        Box::pin(async move { Ok(EtcdClient::new(target.channel().await?)) })
     }
 }
 
@@ -222,7 +222,7 @@ async fn etcd_puts(
 ) -> anyhow::Result<(Vec<u64>, usize, Duration)> {
     let value = vec![b'v'; value_size];
     drive(
-        etcd_client(etcd),
+        etcd_client(&idreg_client::Target::plaintext(etcd)),
         concurrency,
         count,
         Duration::from_secs(max_seconds),
@@ -261,7 +261,7 @@ fn print(output: OutputFormat, s: &Summary) -> anyhow::Result<()> {
 }
 
 pub async fn run(
-    endpoint: &str,
+    target: &idreg_client::Target,
     output: OutputFormat,
     command: BenchCommand,
 ) -> anyhow::Result<()> {
@@ -299,7 +299,7 @@ pub async fn run(
             let m = measured(
                 &server_pid,
                 drive(
-                    registry(endpoint),
+                    registry(target),
                     concurrency,
                     count,
                     Duration::from_secs(max_seconds),
@@ -337,7 +337,7 @@ pub async fn run(
             let m = measured(
                 &server_pid,
                 drive(
-                    registry(endpoint),
+                    registry(target),
                     concurrency,
                     count,
                     Duration::from_secs(max_seconds),
@@ -368,7 +368,7 @@ pub async fn run(
             server_pid,
         } => {
             crate::bench_import::import(
-                endpoint,
+                target,
                 &prefix,
                 count,
                 streams,
@@ -399,12 +399,7 @@ pub async fn run(
         } => {
             let m = measured(
                 &[],
-                crate::bench_revoke::run(
-                    endpoint,
-                    &fronts,
-                    count,
-                    Duration::from_secs(max_seconds),
-                ),
+                crate::bench_revoke::run(target, &fronts, count, Duration::from_secs(max_seconds)),
             )
             .await?;
             print(output, &summarize("revoke", fronts.len(), m))
@@ -446,7 +441,7 @@ pub async fn run(
             let m = measured(
                 &server_pid,
                 drive(
-                    etcd_client(&etcd),
+                    etcd_client(&idreg_client::Target::plaintext(etcd.as_str())),
                     concurrency,
                     count,
                     Duration::from_secs(max_seconds),

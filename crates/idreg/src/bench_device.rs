@@ -72,7 +72,7 @@ fn credential(d: &DeviceTarget) -> anyhow::Result<DeviceCredential> {
             key: d.psk.as_bytes().to_vec(),
         },
         HandshakeMode::Cert => {
-            let (Some(c), Some(k)) = (&d.cert, &d.key) else {
+            let (Some(c), Some(k)) = (&d.device_cert, &d.device_key) else {
                 bail!("--mode cert needs --cert and --key");
             };
             let cert = std::fs::read_to_string(c).with_context(|| c.display().to_string())?;

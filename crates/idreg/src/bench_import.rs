@@ -76,7 +76,7 @@ struct ImportSummary {
 
 /// Imports `count` generated devices over `streams` concurrent streams.
 pub async fn import(
-    endpoint: &str,
+    target: &idreg_client::Target,
     prefix: &str,
     count: usize,
     streams: usize,
@@ -99,7 +99,7 @@ pub async fn import(
     let deadline = start + max_time;
     let mut tasks = Vec::new();
     for s in 0..streams {
-        let mut client = idreg_client::connect(endpoint).await?;
+        let mut client = target.registry().await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let prefix = prefix.to_owned();
         let progress = bar.clone();

@@ -59,7 +59,7 @@ async fn on_every_front(
 
 /// Runs `count` rounds (stopping at `max_time`): latencies in µs, failed rounds.
 pub async fn run(
-    endpoint: &str,
+    target: &idreg_client::Target,
     fronts: &[String],
     count: usize,
     max_time: Duration,
@@ -71,7 +71,7 @@ pub async fn run(
                 .with_context(|| format!("--fronts: {f:?} is not HOST:PORT"))
         })
         .collect::<Result<_, _>>()?;
-    let mut client = idreg_client::connect(endpoint).await?;
+    let mut client = target.registry().await?;
     let start = Instant::now();
     let (mut lat, mut errors) = (Vec::new(), 0);
     for i in 0..count {

@@ -18,7 +18,7 @@ pub struct Cli {
 /// Where a client command connects and how it prints.
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// The node to talk to (host:port or http://host:port).
+    /// The node to talk to (host:port).
     #[arg(
         long,
         global = true,
@@ -26,6 +26,18 @@ pub struct ClientArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub endpoint: String,
+    /// CA that issued the nodes' certificates [default: ./data/pki/peer-ca.crt].
+    #[arg(long, global = true, env = "IDREG_CACERT")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (its role is in it) [default: ./data/pki/admin.crt].
+    #[arg(long, global = true, env = "IDREG_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Key of --cert [default: ./data/pki/admin.key].
+    #[arg(long, global = true, env = "IDREG_KEY")]
+    pub key: Option<PathBuf>,
+    /// Plaintext, for a node started with --insecure.
+    #[arg(long, global = true, env = "IDREG_INSECURE_CLIENT")]
+    pub insecure: bool,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -57,12 +69,53 @@ pub enum Commands {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// The cluster's certificates: CAs, node certificates, client
+    /// certificates with roles.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
     /// Load generators against a running node (bounded in count and time).
     Bench {
         #[command(flatten)]
         client: ClientArgs,
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Make a client CA, a peer CA, a certificate per node and an admin
+    /// client certificate in a new directory.
+    Init {
+        /// The directory to create (it must not hold a PKI yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// A node and the host names / addresses its certificate is for:
+        /// ID=HOST[,HOST…]; repeat per node.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Issue a back-office client certificate: CN = NAME, with a role.
+    Client {
+        name: String,
+        #[arg(long, value_parser = ["reader", "operator", "admin"])]
+        role: String,
+        /// The PKI directory holding client-ca.key [default: ./data/pki].
+        #[arg(long, default_value = "data/pki")]
+        pki_dir: PathBuf,
+        /// Where to write NAME.crt and NAME.key [default: --pki-dir].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Issue a node certificate (for a node about to be added).
+    Node {
+        /// ID=HOST[,HOST…]
+        node: String,
+        /// The PKI directory holding peer-ca.key [default: ./data/pki].
+        #[arg(long, default_value = "data/pki")]
+        pki_dir: PathBuf,
     },
 }
 
@@ -105,6 +158,10 @@ pub enum SnapshotAction {
         file: PathBuf,
         #[arg(long)]
         data_dir: PathBuf,
+        /// The KEK of the cluster that made the backup: it checks the
+        /// backup's MAC and opens its sealed secrets.
+        #[arg(long)]
+        kek_file: PathBuf,
     },
 }
 
@@ -147,9 +204,9 @@ pub struct DeviceTarget {
     pub psk: String,
     /// Device certificate and PKCS#8 key, PEM (mode cert).
     #[arg(long)]
-    pub cert: Option<PathBuf>,
+    pub device_cert: Option<PathBuf>,
     #[arg(long)]
-    pub key: Option<PathBuf>,
+    pub device_key: Option<PathBuf>,
     /// CoAP path to GET.
     #[arg(long, default_value = "/id")]
     pub path: String,
@@ -337,9 +394,49 @@ pub struct ServeArgs {
     /// Where RocksDB and snapshots live [default: ./data].
     #[arg(long, env = "IDREG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Back-office gRPC listen address [default: 127.0.0.1:50051].
+    /// Back-office gRPC listen address (TLS, client certificates)
+    /// [default: 127.0.0.1:50051].
     #[arg(long, env = "IDREG_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
+    /// Node-to-node listen address (raft; TLS with node certificates only)
+    /// [default: --grpc-addr's host, port 50052].
+    #[arg(long, env = "IDREG_PEER_ADDR")]
+    pub peer_addr: Option<String>,
+    /// Plaintext gRPC health listener for probes that cannot present a
+    /// certificate (Kubernetes' gRPC probe); serves health only [default: none].
+    #[arg(long, env = "IDREG_HEALTH_ADDR")]
+    pub health_addr: Option<String>,
+    /// A directory made by `idreg pki init`: node-N.crt/.key, peer-ca.crt and
+    /// client-ca.crt. Without it or the files below, a single node makes a
+    /// development PKI in DATA_DIR/pki.
+    #[arg(long, env = "IDREG_PKI_DIR")]
+    pub pki_dir: Option<PathBuf>,
+    /// Certificate the client listener presents [default: the node certificate].
+    #[arg(long, env = "IDREG_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Key of --cert-file.
+    #[arg(long, env = "IDREG_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA (bundle) whose client certificates the client listener accepts.
+    #[arg(long, env = "IDREG_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// This node's certificate (urn:idreg:node:N) for the peer listener and
+    /// for connecting to peers.
+    #[arg(long, env = "IDREG_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Key of --peer-cert-file.
+    #[arg(long, env = "IDREG_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA that issued every node's certificate.
+    #[arg(long, env = "IDREG_PEER_CA_FILE")]
+    pub peer_ca_file: Option<PathBuf>,
+    /// Development only: plaintext gRPC and no roles. Refused unless every
+    /// gRPC listener is on loopback.
+    #[arg(long, env = "IDREG_INSECURE")]
+    pub insecure: bool,
+    /// Largest snapshot accepted from a leader, in bytes [default: 64 GiB].
+    #[arg(long, env = "IDREG_SNAPSHOT_MAX_BYTES")]
+    pub snapshot_max_bytes: Option<u64>,
     /// Device front: UDP address for CoAP over DTLS with PSK, or "off"
     /// [default: 0.0.0.0:5684].
     #[arg(long, env = "IDREG_COAP_ADDR")]
@@ -418,8 +515,9 @@ pub struct CredentialArgs {
     /// PEM file with a P-256 public key (SubjectPublicKeyInfo). Repeatable.
     #[arg(long = "public-key")]
     pub public_keys: Vec<PathBuf>,
-    /// PEM file with a certificate whose key is P-256. Repeatable.
-    #[arg(long = "cert")]
+    /// PEM file with a certificate whose key is P-256. Repeatable. (Not
+    /// --cert: that is the caller's own client certificate.)
+    #[arg(long = "certificate")]
     pub certs: Vec<PathBuf>,
 }
 
@@ -514,4 +612,31 @@ pub enum DeviceCommand {
     },
     /// Delete a device record.
     Delete { id: String },
+}
+
+/// Where the CLI looks for credentials when none are given: the development
+/// PKI that `idreg serve` makes in `./data`.
+const DEV_PKI: &str = "data/pki";
+
+impl ClientArgs {
+    /// The endpoint with the caller's credentials.
+    pub fn target(&self) -> anyhow::Result<idreg_client::Target> {
+        use anyhow::Context;
+        if self.insecure {
+            return Ok(idreg_client::Target::plaintext(&self.endpoint));
+        }
+        let dev = std::path::Path::new(DEV_PKI);
+        let ca = self
+            .cacert
+            .clone()
+            .unwrap_or_else(|| dev.join("peer-ca.crt"));
+        let cert = self.cert.clone().unwrap_or_else(|| dev.join("admin.crt"));
+        let key = self.key.clone().unwrap_or_else(|| dev.join("admin.key"));
+        let tls = idreg_client::ClientTls::from_files(&ca, &cert, &key).with_context(|| {
+            "no client credentials: give --cacert, --cert and --key (or IDREG_CACERT, \
+             IDREG_CERT, IDREG_KEY); without them the development PKI in ./data/pki is used, \
+             which `idreg serve` makes on its first start"
+        })?;
+        Ok(idreg_client::Target::tls(&self.endpoint, tls))
+    }
 }

@@ -1,7 +1,6 @@
 //! `idreg cluster status|add-node|remove-node|snapshot`.
 
 use idreg_client::pb;
-use idreg_proto::v1::cluster_client::ClusterClient;
 use serde::Serialize;
 
 use anyhow::Context;
@@ -101,16 +100,22 @@ fn print(output: OutputFormat, status: pb::ClusterStatus) -> anyhow::Result<()> 
 }
 
 pub async fn run(
-    endpoint: &str,
+    target: &idreg_client::Target,
     output: OutputFormat,
     command: ClusterCommand,
 ) -> anyhow::Result<()> {
     // Restore works on a stopped node's files: no server to connect to.
     if let ClusterCommand::Snapshot {
-        action: Some(SnapshotAction::Restore { file, data_dir }),
+        action:
+            Some(SnapshotAction::Restore {
+                file,
+                data_dir,
+                kek_file,
+            }),
     } = &command
     {
-        let store = idreg_store::Store::open(data_dir)
+        let kek = crate::kek_file::read(kek_file)?;
+        let store = idreg_store::Store::open(data_dir, &kek)
             .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
         store
             .restore(file)
@@ -124,7 +129,7 @@ pub async fn run(
         );
         return Ok(());
     }
-    let mut client = ClusterClient::new(idreg_client::channel(endpoint).await?);
+    let mut client = target.cluster().await?;
     match command {
         ClusterCommand::Status { local } => {
             let s = client
@@ -182,8 +187,9 @@ pub async fn run(
                 .map_err(rpc)?
                 .into_inner();
             let tmp = file.with_extension("partial");
-            let mut out = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            // A backup holds every sealed secret: owner-only, like a key.
+            let _ = std::fs::remove_file(&tmp);
+            let mut out = crate::private_file::open_new(&tmp)?;
             let (mut bytes, mut index) = (0u64, 0);
             while let Some(chunk) = stream.message().await.map_err(rpc)? {
                 out.write_all(&chunk.data)?;

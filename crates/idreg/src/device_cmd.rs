@@ -85,16 +85,16 @@ fn print_device(output: OutputFormat, d: &pb::Device) -> anyhow::Result<()> {
 }
 
 pub async fn run(
-    endpoint: &str,
+    target: &idreg_client::Target,
     output: OutputFormat,
     command: DeviceCommand,
 ) -> anyhow::Result<()> {
     // Check local input before connecting, so a typo is reported as such.
     if let DeviceCommand::Import { file } = &command {
-        return crate::import_cmd::run(endpoint, output, file).await;
+        return crate::import_cmd::run(target, output, file).await;
     }
     let request = Prepared::from(command)?;
-    let mut client = idreg_client::connect(endpoint).await?;
+    let mut client = target.registry().await?;
     match request {
         Prepared::Add(req) => print_device(
             output,

@@ -184,14 +184,18 @@ fn read_records(
     Ok(())
 }
 
-pub async fn run(endpoint: &str, output: OutputFormat, path: &Path) -> anyhow::Result<()> {
+pub async fn run(
+    target: &idreg_client::Target,
+    output: OutputFormat,
+    path: &Path,
+) -> anyhow::Result<()> {
     // Pass 1: every record must parse before anything is sent.
     let mut total = 0u64;
     read_records(path, |_, _| {
         total += 1;
         Ok(())
     })?;
-    let mut client = idreg_client::connect(endpoint).await?;
+    let mut client = target.registry().await?;
     let bar = if output == OutputFormat::Table {
         ProgressBar::new(total)
     } else {

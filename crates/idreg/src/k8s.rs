@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use idreg_proto::v1 as pb;
+use idreg_raft::grpc_network::PeerDialer;
 use idreg_raft::RegistryNode;
 use pb::cluster_client::ClusterClient;
 use tracing::{info, warn};
@@ -70,8 +71,8 @@ impl PodIdentity {
 
 /// A pod's cluster status (`local_only`: its own view; else the leader's
 /// view of the members), or `None` if it does not answer.
-async fn status_of(addr: &str, local_only: bool) -> Option<pb::ClusterStatus> {
-    let channel = idreg_raft::grpc_network::peer_channel(addr, None).ok()?;
+async fn status_of(dialer: &PeerDialer, addr: &str, local_only: bool) -> Option<pb::ClusterStatus> {
+    let channel = dialer.channel(addr).ok()?;
     let mut req = tonic::Request::new(pb::GetClusterStatusRequest { local_only });
     req.set_timeout(Duration::from_secs(2));
     ClusterClient::new(channel)
@@ -83,9 +84,9 @@ async fn status_of(addr: &str, local_only: bool) -> Option<pb::ClusterStatus> {
 
 /// Whether a pod that knows the leader says (with the leader's view of the
 /// members) that this node is a voter.
-async fn member_per_cluster(me: &PodIdentity) -> bool {
+async fn member_per_cluster(dialer: &PeerDialer, me: &PodIdentity) -> bool {
     for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
-        if let Some(s) = status_of(&me.peer_addr(o), false).await {
+        if let Some(s) = status_of(dialer, &me.peer_addr(o), false).await {
             if s.leader_id != 0 {
                 return s
                     .members
@@ -98,9 +99,9 @@ async fn member_per_cluster(me: &PodIdentity) -> bool {
 }
 
 /// Whether some other pod already runs a cluster (it knows a leader).
-pub async fn cluster_elsewhere(me: &PodIdentity) -> bool {
+pub async fn cluster_elsewhere(dialer: &PeerDialer, me: &PodIdentity) -> bool {
     for o in (0..MAX_ORDINALS).filter(|o| *o != me.ordinal) {
-        if let Some(s) = status_of(&me.peer_addr(o), true).await {
+        if let Some(s) = status_of(dialer, &me.peer_addr(o), true).await {
             if s.leader_id != 0 && !s.members.is_empty() {
                 return true;
             }
@@ -116,7 +117,7 @@ pub async fn join(node: RegistryNode, me: PodIdentity) {
     node.allow_elections(false);
     let mut delay = Duration::from_millis(200);
     loop {
-        if member_per_cluster(&me).await {
+        if member_per_cluster(node.dialer(), &me).await {
             info!(node_id = me.node_id(), "member of the cluster");
             node.allow_elections(true);
             return;

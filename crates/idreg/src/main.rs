@@ -10,9 +10,13 @@ mod device_cmd;
 mod import_cmd;
 mod initial_cluster;
 mod k8s;
+mod kek_file;
 mod output;
+mod pki;
+mod private_file;
 mod serve;
 mod serve_config;
+mod serve_tls;
 mod session_cmd;
 mod time_arg;
 
@@ -34,16 +38,17 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             cli::Commands::Serve(args) => serve::run(args).await,
             cli::Commands::Device { client, command } => {
-                device_cmd::run(&client.endpoint, client.output, command).await
+                device_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Session { client, command } => {
-                session_cmd::run(&client.endpoint, client.output, command).await
+                session_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Cluster { client, command } => {
-                cluster_cmd::run(&client.endpoint, client.output, command).await
+                cluster_cmd::run(&client.target()?, client.output, command).await
             }
+            cli::Commands::Pki { command } => pki::run(command),
             cli::Commands::Bench { client, command } => {
-                bench::run(&client.endpoint, client.output, command).await
+                bench::run(&client.target()?, client.output, command).await
             }
         }
     });

@@ -1,12 +1,12 @@
 //! `idreg serve`: open the store, check the KEK, start raft, serve gRPC, and
 //! shut down cleanly on SIGTERM/SIGINT.
 
-use std::path::Path;
-
 use anyhow::Context;
-use idreg_api::{ClusterService, FrontStatsSource, RegistryService, SessionsService};
+use idreg_api::access_policy::Listener;
+use idreg_api::{CallerAuth, ClusterService, FrontStatsSource, RegistryService, SessionsService};
 use idreg_coap::{DeviceFront, FrontConfig};
 use idreg_core::Kek;
+use idreg_raft::grpc_network::PeerDialer;
 use idreg_raft::{NodeConfig, RegistryNode};
 use idreg_store::Store;
 use tracing::{info, warn};
@@ -35,15 +35,12 @@ fn load_kek(config: &ServeConfig) -> anyhow::Result<Kek> {
             let p = config.data_dir.join(DEV_KEK_FILE);
             let generated = !p.exists();
             if generated {
-                write_private(&p, Kek::generate_hex().as_bytes())?;
+                crate::kek_file::generate(&p)?;
             }
             (p, generated)
         }
     };
-    let content =
-        std::fs::read(&path).with_context(|| format!("cannot read KEK file {}", path.display()))?;
-    let kek = Kek::parse_file_content(&content)
-        .with_context(|| format!("KEK file {}", path.display()))?;
+    let kek = crate::kek_file::read(&path)?;
     if config.kek_file.is_none() {
         warn!(
             "!!! DEVELOPMENT MODE: no --kek-file given; using the key-encryption key in {} ({}). \
@@ -53,20 +50,6 @@ fn load_kek(config: &ServeConfig) -> anyhow::Result<Kek> {
         );
     }
     Ok(kek)
-}
-
-fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(content)?;
-    f.sync_all()?;
-    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -84,18 +67,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let kek = load_kek(&config)?;
-    let store = Store::open(&config.data_dir)
+    let store = Store::open(&config.data_dir, &kek)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?
         .with_history_keep(config.watch_history);
-    store.verify_or_record_kek(&kek)?;
     info!(kek = %kek.id_hex(), data_dir = %config.data_dir.display(), "store open");
 
+    let tls = crate::serve_tls::resolve(&config)?;
+    let dialer = PeerDialer {
+        local_ip: Some(config.peer_addr.ip()).filter(|ip| !ip.is_unspecified()),
+        tls: tls.peer_dialer.clone(),
+    };
     // Ordinal 0 founds a cluster only if no other pod already runs one (its
     // disk may have been replaced under a live cluster).
     let mut bootstrap = config.bootstrap;
     let had_history = store_has_history(&store);
     if let Some(pod) = &config.pod {
-        if bootstrap && !had_history && crate::k8s::cluster_elsewhere(pod).await {
+        if bootstrap && !had_history && crate::k8s::cluster_elsewhere(&dialer, pod).await {
             info!("a cluster already runs on the other pods: joining it");
             bootstrap = false;
         }
@@ -107,16 +94,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         snapshot_keep_logs: config.snapshot_keep_logs,
         initial_members: config.initial_members.clone(),
         bootstrap,
-        local_ip: Some(config.grpc_addr.ip()).filter(|ip| !ip.is_unspecified()),
+        snapshot_max_bytes: config.snapshot_max_bytes,
+        ..Default::default()
     };
     // Listen first: the other founding members' votes and entries must reach
     // this node while it starts.
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.grpc_addr))?;
-    let node = RegistryNode::start(node_config, store)
+    let peer_listener = tokio::net::TcpListener::bind(config.peer_addr)
         .await
-        .context("cannot start the raft node")?;
+        .with_context(|| format!("cannot listen on --peer-addr {}", config.peer_addr))?;
+    let node = RegistryNode::start(
+        NodeConfig {
+            dialer: dialer.clone(),
+            ..node_config
+        },
+        store,
+    )
+    .await
+    .context("cannot start the raft node")?;
     info!(
         node_id = config.node_id,
         members = config.initial_members.len().max(1),
@@ -158,7 +155,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let stats_source = front.as_ref().map(|f| front_stats_source(f));
 
-    info!(addr = %listener.local_addr()?, "gRPC listening");
+    info!(
+        client = %listener.local_addr()?,
+        peer = %peer_listener.local_addr()?,
+        tls = tls.client.is_some(),
+        "gRPC listening"
+    );
     if let Some(pod) = config.pod.clone() {
         // Every pod but a freshly founding ordinal 0 makes sure the cluster
         // counts it as a member (it may have left in its preStop hook).
@@ -167,17 +169,72 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
-    tonic::transport::Server::builder()
-        .add_service(health_service)
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (client_auth, peer_auth) = match &tls.client {
+        Some(_) => (
+            CallerAuth::new(Listener::Client),
+            CallerAuth::new(Listener::Peer),
+        ),
+        None => (
+            CallerAuth::insecure(Listener::Client),
+            CallerAuth::insecure(Listener::Peer),
+        ),
+    };
+    let mut client_server = tonic::transport::Server::builder();
+    let mut peer_server = tonic::transport::Server::builder();
+    if let (Some(client_tls), Some(peer_tls)) = (tls.client.clone(), tls.peer.clone()) {
+        client_server = client_server.tls_config(client_tls).context("client TLS")?;
+        peer_server = peer_server.tls_config(peer_tls).context("peer TLS")?;
+    }
+    let client_api = client_server
+        .layer(client_auth)
+        .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(RegistryService::new(node.clone(), kek).into_server())
         .add_service(SessionsService::new(node.store().session_log(), stats_source).into_server())
         .add_service(ClusterService::new(node.clone()).into_server())
+        .serve_with_incoming_shutdown(tokio_stream_listener(listener), stopped(stop_rx.clone()));
+    let peer_api = peer_server
+        .layer(peer_auth)
+        .add_service(health_service.clone())
         .add_service(node.raft_service().into_server())
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), shutdown_signal())
-        .await
-        .context("gRPC server")?;
+        .add_service(ClusterService::new(node.clone()).into_server())
+        .serve_with_incoming_shutdown(
+            tokio_stream_listener(peer_listener),
+            stopped(stop_rx.clone()),
+        );
+    let health_api = async {
+        match config.health_addr {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on --health-addr {addr}"))?;
+                info!(addr = %l.local_addr()?, "plaintext health listening");
+                tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream_listener(l),
+                        stopped(stop_rx.clone()),
+                    )
+                    .await
+                    .context("health server")
+            }
+            None => Ok(()),
+        }
+    };
+    tokio::try_join!(
+        async { client_api.await.context("gRPC client listener") },
+        async { peer_api.await.context("gRPC peer listener") },
+        health_api,
+    )?;
     if let Some(front) = front {
         front.shutdown().await;
     }

@@ -18,6 +18,16 @@ use crate::cli::ServeArgs;
 struct FileConfig {
     data_dir: Option<PathBuf>,
     grpc_addr: Option<String>,
+    peer_addr: Option<String>,
+    health_addr: Option<String>,
+    pki_dir: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    peer_cert_file: Option<PathBuf>,
+    peer_key_file: Option<PathBuf>,
+    peer_ca_file: Option<PathBuf>,
+    snapshot_max_bytes: Option<u64>,
     coap_addr: Option<String>,
     coap_cert_addr: Option<String>,
     coap_cert: Option<PathBuf>,
@@ -50,10 +60,35 @@ pub struct FrontSettings {
     pub audit_retention: Duration,
 }
 
+/// The certificate files of a node.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub peer_cert: PathBuf,
+    pub peer_key: PathBuf,
+    pub peer_ca: PathBuf,
+}
+
+/// How the gRPC listeners are secured.
+#[derive(Debug, Clone)]
+pub enum Security {
+    Tls(TlsFiles),
+    /// No certificate flags on a single node: a PKI generated in DATA_DIR/pki.
+    DevPki,
+    /// `--insecure`: plaintext, every caller is admin.
+    Insecure,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub health_addr: Option<SocketAddr>,
+    pub security: Security,
+    pub snapshot_max_bytes: u64,
     pub front: Option<FrontSettings>,
     pub kek_file: Option<PathBuf>,
     pub node_id: u64,
@@ -138,6 +173,77 @@ fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<
     }))
 }
 
+/// The TLS files from --pki-dir and the single-file flags (which win).
+fn tls_files(
+    args: &ServeArgs,
+    file: &FileConfig,
+    node_id: u64,
+) -> anyhow::Result<Option<TlsFiles>> {
+    let pick = |flag: &Option<PathBuf>, f: &Option<PathBuf>| flag.clone().or(f.clone());
+    let pki = pick(&args.pki_dir, &file.pki_dir).map(crate::pki::PkiDir);
+    let node = crate::pki::PkiDir::node_name(node_id);
+    let from_pki = |what: &str| {
+        pki.as_ref().map(|p| match what {
+            "cert" => p.cert(&node),
+            "key" => p.key(&node),
+            "client-ca" => p.cert(crate::pki::CLIENT_CA),
+            _ => p.cert(crate::pki::PEER_CA),
+        })
+    };
+    let peer_cert = pick(&args.peer_cert_file, &file.peer_cert_file).or(from_pki("cert"));
+    let peer_key = pick(&args.peer_key_file, &file.peer_key_file).or(from_pki("key"));
+    let fields = [
+        (
+            "cert-file",
+            pick(&args.cert_file, &file.cert_file).or(peer_cert.clone()),
+        ),
+        (
+            "key-file",
+            pick(&args.key_file, &file.key_file).or(peer_key.clone()),
+        ),
+        (
+            "client-ca-file",
+            pick(&args.client_ca_file, &file.client_ca_file).or(from_pki("client-ca")),
+        ),
+        ("peer-cert-file", peer_cert),
+        ("peer-key-file", peer_key),
+        (
+            "peer-ca-file",
+            pick(&args.peer_ca_file, &file.peer_ca_file).or(from_pki("peer-ca")),
+        ),
+    ];
+    if fields.iter().all(|(_, v)| v.is_none()) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "TLS settings incomplete: also give --{} (or --pki-dir)",
+            missing.join(", --")
+        );
+    }
+    for (name, path) in &fields {
+        let path = path.as_ref().expect("checked");
+        if !path.exists() {
+            bail!("--{name} {}: no such file", path.display());
+        }
+    }
+    let [cert, key, client_ca, peer_cert, peer_key, peer_ca] =
+        fields.map(|(_, v)| v.expect("checked"));
+    Ok(Some(TlsFiles {
+        cert,
+        key,
+        client_ca,
+        peer_cert,
+        peer_key,
+        peer_ca,
+    }))
+}
+
 impl ServeConfig {
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
         let file = match &args.config {
@@ -197,6 +303,17 @@ impl ServeConfig {
                 .or(file.grpc_addr.clone())
                 .unwrap_or("127.0.0.1:50051".into()),
         )?;
+        let peer_addr = match args.peer_addr.clone().or(file.peer_addr.clone()) {
+            Some(t) => addr("peer-addr", &t)?,
+            None => SocketAddr::new(grpc_addr.ip(), 50052),
+        };
+        if peer_addr == grpc_addr && peer_addr.port() != 0 {
+            bail!("--peer-addr must differ from --grpc-addr");
+        }
+        let health_addr = match args.health_addr.clone().or(file.health_addr.clone()) {
+            Some(t) => Some(addr("health-addr", &t)?),
+            None => None,
+        };
         let advertise_addr = match args.advertise_addr.clone().or(file.advertise_addr.clone()) {
             Some(a) => {
                 crate::initial_cluster::host_port(&a).context("--advertise-addr")?;
@@ -205,7 +322,7 @@ impl ServeConfig {
             None => initial_members
                 .get(&node_id)
                 .cloned()
-                .unwrap_or_else(|| grpc_addr.to_string()),
+                .unwrap_or_else(|| peer_addr.to_string()),
         };
         let pod = if args.k8s {
             let env = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.into());
@@ -213,7 +330,7 @@ impl ServeConfig {
                 &env("HOSTNAME", ""),
                 &env("IDREG_K8S_PEER_SERVICE", "idreg-peers"),
                 &env("POD_NAMESPACE", "default"),
-                grpc_addr.port(),
+                peer_addr.port(),
             )?;
             if args.node_id.is_some_and(|n| n != pod.node_id()) {
                 bail!("--k8s takes the node id from the pod ordinal; drop --node-id");
@@ -231,6 +348,38 @@ impl ServeConfig {
         let node_id = pod.as_ref().map(|p| p.node_id()).unwrap_or(node_id);
         let advertise_addr = pod.as_ref().map(|p| p.addr()).unwrap_or(advertise_addr);
         let bootstrap = pod.as_ref().map(|p| p.ordinal == 0).unwrap_or(bootstrap);
+        let clustered = initial_members.len() > 1 || !bootstrap || pod.is_some();
+        let security = match (args.insecure, tls_files(&args, &file, node_id)?) {
+            (true, Some(_)) => bail!("--insecure and certificate flags exclude each other"),
+            (true, None) => {
+                let open: Vec<String> = [Some(grpc_addr), Some(peer_addr), health_addr]
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| !a.ip().is_loopback())
+                    .map(|a| a.to_string())
+                    .collect();
+                if !open.is_empty() {
+                    bail!(
+                        "--insecure serves plaintext with no roles: it is refused unless every \
+                         gRPC listener is on loopback (not: {})",
+                        open.join(", ")
+                    );
+                }
+                Security::Insecure
+            }
+            (false, Some(files)) => Security::Tls(files),
+            (false, None) if clustered => bail!(
+                "the nodes of a cluster authenticate each other with certificates: \
+                 make them with `idreg pki init` and pass --pki-dir (or the --cert-file/--peer-* flags)"
+            ),
+            (false, None) => Security::DevPki,
+        };
+        let snapshot_max_bytes = positive(
+            "snapshot-max-bytes",
+            args.snapshot_max_bytes
+                .or(file.snapshot_max_bytes)
+                .unwrap_or(idreg_raft::snapshot_receiver::DEFAULT_MAX_SNAPSHOT_BYTES),
+        )?;
         let watch_history = args.watch_history.or(file.watch_history).unwrap_or(100_000);
         if watch_history == 0 {
             bail!("--watch-history must be at least 1");
@@ -241,6 +390,10 @@ impl ServeConfig {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
             grpc_addr,
+            peer_addr,
+            health_addr,
+            security,
+            snapshot_max_bytes,
             front,
             kek_file,
             node_id,
@@ -320,6 +473,7 @@ mod tests {
                 initial_cluster: Some("1=127.0.0.1:7001,2=127.0.0.2:7002".into()),
                 initial_cluster_state: state.map(str::to_owned),
                 kek_file: kek.then(|| PathBuf::from("kek")),
+                insecure: true,
                 ..Default::default()
             })
         };
@@ -331,5 +485,36 @@ mod tests {
         assert!(e.contains("--node-id 3"), "{e}");
         let e = cluster(1, false, None).unwrap_err().to_string();
         assert!(e.contains("--kek-file"), "{e}");
+    }
+
+    #[test]
+    fn security_defaults_and_refusals() {
+        let single = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(matches!(single.security, Security::DevPki));
+        assert_eq!(single.peer_addr.port(), 50052);
+        let cluster = ServeConfig::resolve(ServeArgs {
+            node_id: Some(1),
+            initial_cluster: Some("1=127.0.0.1:7001,2=127.0.0.2:7002".into()),
+            kek_file: Some("kek".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(cluster.contains("--pki-dir"), "{cluster}");
+        let open = ServeConfig::resolve(ServeArgs {
+            insecure: true,
+            grpc_addr: Some("0.0.0.0:50051".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(open.contains("loopback"), "{open}");
+        let partial = ServeConfig::resolve(ServeArgs {
+            cert_file: Some("c.pem".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(partial.contains("--key-file"), "{partial}");
     }
 }

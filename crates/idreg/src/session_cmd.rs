@@ -41,7 +41,7 @@ impl From<&pb::Session> for SessionView {
 }
 
 pub async fn run(
-    endpoint: &str,
+    target: &idreg_client::Target,
     output: OutputFormat,
     command: SessionCommand,
 ) -> anyhow::Result<()> {
@@ -58,7 +58,7 @@ pub async fn run(
         } => {
             let since = since.map(|t| parse_time("since", &t, now)).transpose()?;
             let until = until.map(|t| parse_time("until", &t, now)).transpose()?;
-            let mut client = idreg_client::connect_sessions(endpoint).await?;
+            let mut client = target.sessions().await?;
             let mut req = pb::ListSessionsRequest {
                 device_id: device.unwrap_or_default(),
                 since: since.map(timestamp),
@@ -112,7 +112,7 @@ pub async fn run(
             }
         }
         SessionCommand::Stats => {
-            let mut client = idreg_client::connect_sessions(endpoint).await?;
+            let mut client = target.sessions().await?;
             let s = client
                 .get_front_stats(pb::GetFrontStatsRequest {})
                 .await

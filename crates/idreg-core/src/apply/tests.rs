@@ -20,12 +20,28 @@ fn psk(identity: &str) -> Credential {
     }
 }
 
+/// A real P-256 key, the same for the same `n`.
 fn key(n: u8) -> Credential {
+    use p256::pkcs8::EncodePublicKey;
+    let secret = p256::SecretKey::from_slice(&[n.max(1); 32]).unwrap();
+    let spki_der = secret
+        .public_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec();
     Credential::PublicKey(PublicKeyCredential {
-        spki_der: vec![n],
-        fingerprint: Fingerprint([n; 32]),
+        fingerprint: Fingerprint::of_spki_der(&spki_der),
+        spki_der,
         source: KeySource::Spki,
     })
+}
+
+fn fingerprint_of(c: &Credential) -> Fingerprint {
+    match c {
+        Credential::PublicKey(k) => k.fingerprint,
+        Credential::Psk { .. } => panic!("not a key"),
+    }
 }
 
 fn create(name: &str, creds: Vec<Credential>) -> Proposal {
@@ -138,7 +154,7 @@ fn revoke_is_final() {
     assert!(c.cuts_off_device());
     assert_eq!(
         c.revocation.as_ref().unwrap().fingerprints,
-        vec![Fingerprint([1; 32])]
+        vec![fingerprint_of(&key(1))]
     );
     assert_eq!(
         reg.execute(&set_status("s1", StatusChange::Active)),
@@ -309,4 +325,19 @@ fn a_batch_applies_like_the_same_commands_one_by_one() {
     }
     assert_eq!(got, expected);
     assert!(got[1].is_err() && got[3].is_ok() && got[5].is_err() && got[6].is_err());
+}
+
+#[test]
+fn a_command_no_api_would_build_is_rejected_not_applied() {
+    let mut reg = MemRegistry::default();
+    let mut forged = key(3);
+    if let Credential::PublicKey(k) = &mut forged {
+        k.fingerprint = Fingerprint([0xee; 32]);
+    }
+    assert!(matches!(
+        reg.execute(&create("s1", vec![forged])),
+        Err(Rejection::Malformed(_))
+    ));
+    // Nothing was written: the id is still free.
+    reg.execute(&create("s1", vec![key(3)])).unwrap();
 }
