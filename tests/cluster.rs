@@ -101,13 +101,44 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
     let table = c.node(leader).cli(&["cluster", "status"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("leader") && text.contains(&c.addrs[&follower]),
+        text.contains("leader") && text.contains(&c.peer_addrs[&follower]),
         "{text}"
     );
 
-    // The raft port parses what strangers send without falling over.
-    let mut raw = idreg_proto::v1::raft_client::RaftClient::new(
+    // The client port does not serve raft at all, not even to an admin.
+    let mut on_client_port = idreg_proto::v1::raft_client::RaftClient::new(
         crate::common::channel(&c.addrs[&follower]).await.unwrap(),
+    );
+    let e = on_client_port
+        .vote(pb::RaftPayload { data: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
+    // A node certificate of a non-member (node 7) is refused on the peer port.
+    let peer = |node: &str| {
+        let tls = idreg_client::ClientTls::from_pki_dir(&c.pki, node).unwrap();
+        idreg_client::Target::tls(c.peer_listen[&follower].clone(), tls)
+    };
+    let mut stranger =
+        idreg_proto::v1::raft_client::RaftClient::new(peer("node-7").channel().await.unwrap());
+    let e = stranger
+        .vote(pb::RaftPayload { data: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(e.message().contains("not a member"), "{e}");
+    // A client certificate (even admin's) does not pass the peer port's TLS.
+    let refused = match peer("admin").channel().await {
+        Ok(ch) => idreg_proto::v1::raft_client::RaftClient::new(ch)
+            .vote(pb::RaftPayload { data: vec![] })
+            .await
+            .is_err_and(|e| e.code() != tonic::Code::InvalidArgument),
+        Err(_) => true,
+    };
+    assert!(refused, "a client certificate reached the raft service");
+    // A member's raft port parses what it is sent without falling over.
+    let mut raw = idreg_proto::v1::raft_client::RaftClient::new(
+        peer(&format!("node-{leader}")).channel().await.unwrap(),
     );
     for garbage in [vec![], vec![0xff; 64], b"not a raft message".to_vec()] {
         let e = raw
@@ -283,7 +314,7 @@ async fn a_wiped_node_catches_up_from_a_snapshot() {
         "cluster",
         "add-node",
         &victim.to_string(),
-        &c.addrs[&victim],
+        &c.peer_addrs[&victim],
     ]);
     assert!(out.status.success(), "{out:?}");
     let leader_applied = c.status(leader).await.applied_index;
@@ -638,7 +669,7 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
         c.start_joiner(id).await;
         let out = c
             .node(1)
-            .cli(&["cluster", "add-node", &id.to_string(), &c.addrs[&id]]);
+            .cli(&["cluster", "add-node", &id.to_string(), &c.peer_addrs[&id]]);
         assert!(out.status.success(), "{out:?}");
         endpoints.lock().unwrap().push(c.addrs[&id].clone());
     }
@@ -754,7 +785,7 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
         c.restart(id, "existing").await;
         let out = c
             .node(1)
-            .cli(&["cluster", "add-node", &id.to_string(), &c.addrs[&id]]);
+            .cli(&["cluster", "add-node", &id.to_string(), &c.peer_addrs[&id]]);
         assert!(out.status.success(), "{out:?}");
     }
     let applied = c.status(1).await.applied_index;

@@ -20,7 +20,11 @@ use idreg_proto::v1::cluster_client::ClusterClient;
 struct Pods {
     dir: tempfile::TempDir,
     port: u16,
+    peer_port: u16,
     kek: std::path::PathBuf,
+    /// Node certificates for idreg-0..6 (node ids 1..7), as cert-manager
+    /// would issue them into the Secrets the pods mount.
+    pki: std::path::PathBuf,
     running: BTreeMap<u64, Server>,
 }
 
@@ -41,12 +45,23 @@ impl Pods {
             ("IDREG_K8S_PEER_SERVICE", "idreg-peers".into()),
             ("IDREG_KEK_FILE", self.kek.display().to_string()),
             ("IDREG_TEST_RESOLVE", resolve),
+            ("IDREG_PKI_DIR", self.pki.display().to_string()),
+            (
+                "IDREG_PEER_ADDR",
+                format!("127.0.0.{}:{}", ordinal + 1, self.peer_port),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let data = self.dir.path().join(format!("pvc-idreg-{ordinal}"));
-        let s = Server::start_at_with_env(&data, &self.addr(ordinal), &[], &env).await;
+        let extra = vec![
+            "--pki-dir".to_string(),
+            self.pki.display().to_string(),
+            "--peer-addr".into(),
+            format!("127.0.0.{}:{}", ordinal + 1, self.peer_port),
+        ];
+        let s = Server::start_at_with_env(&data, &self.addr(ordinal), &extra, &env).await;
         self.running.insert(ordinal, s);
     }
 
@@ -88,8 +103,36 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let kek = dir.path().join("kek");
     common::write_kek(&kek);
+    let hosts: Vec<String> = (1..=5).map(|i| format!("127.0.0.{i}")).collect();
+    let pki = dir.path().join("pki");
+    let mut init = vec![
+        "pki".to_string(),
+        "init".into(),
+        "--out".into(),
+        pki.display().to_string(),
+    ];
+    for o in 0..7 {
+        init.push("--node".into());
+        init.push(format!(
+            "{}=idreg-{o}.idreg-peers.test.svc,127.0.0.{}",
+            o + 1,
+            o + 1
+        ));
+    }
+    let out = std::process::Command::new(BIN)
+        .args(&init)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let port = free_port_on_all(&hosts);
+    let mut peer_port = free_port_on_all(&hosts);
+    while peer_port == port {
+        peer_port = free_port_on_all(&hosts);
+    }
     let mut pods = Pods {
-        port: free_port_on_all(&(1..=5).map(|i| format!("127.0.0.{i}")).collect::<Vec<_>>()),
+        port,
+        peer_port,
+        pki,
         kek,
         dir,
         running: BTreeMap::new(),
@@ -102,7 +145,7 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     for m in &s.members {
         assert_eq!(
             m.addr,
-            format!("idreg-{}.idreg-peers.test.svc:{}", m.id - 1, pods.port)
+            format!("idreg-{}.idreg-peers.test.svc:{}", m.id - 1, pods.peer_port)
         );
     }
 

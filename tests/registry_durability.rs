@@ -132,6 +132,10 @@ async fn a_wrong_kek_is_a_clear_start_up_error() {
 
     let bad = tmp.path().join("kek-bad");
     std::fs::write(&bad, "too short").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let out = std::process::Command::new(BIN)
         .args([
             "serve",

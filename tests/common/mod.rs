@@ -204,6 +204,7 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
+        register_pki(&self.grpc_addr, &self.pki_dir());
         let mut peer_flag = Vec::new();
         if !self.extra_args.iter().any(|a| a == "--peer-addr") {
             peer_flag = vec!["--peer-addr".to_string(), self.peer_addr.clone()];
@@ -248,9 +249,6 @@ impl Server {
                 );
             }
             let pki = self.pki_dir();
-            if pki.join("admin.crt").exists() {
-                register_pki(&self.grpc_addr, &pki);
-            }
             let client = match pki.join("admin.crt").exists() {
                 true => connect(&self.grpc_addr).await.ok(),
                 false => None,

@@ -148,6 +148,18 @@ pub enum ClusterCommand {
     },
 }
 
+impl ClusterCommand {
+    /// Whether the command talks to a node (all but a restore).
+    pub fn needs_server(&self) -> bool {
+        !matches!(
+            self,
+            ClusterCommand::Snapshot {
+                action: Some(SnapshotAction::Restore { .. })
+            }
+        )
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum SnapshotAction {
     /// Build a snapshot on the node and write it to FILE (a backup).

@@ -44,7 +44,12 @@ fn main() -> std::process::ExitCode {
                 session_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Cluster { client, command } => {
-                cluster_cmd::run(&client.target()?, client.output, command).await
+                // Restore works on a stopped node's files: no credentials needed.
+                let target = match command.needs_server() {
+                    true => client.target()?,
+                    false => idreg_client::Target::plaintext(&client.endpoint),
+                };
+                cluster_cmd::run(&target, client.output, command).await
             }
             cli::Commands::Pki { command } => pki::run(command),
             cli::Commands::Bench { client, command } => {
