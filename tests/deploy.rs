@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::external_tool;
+use common::{external_tool, output_text};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -98,11 +98,7 @@ fn validate(tool: &Path, files: &[PathBuf]) {
         .args(files)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(out.status.success(), "kubernetes-validate failed:\n{text}");
     let passed = text.matches(" passed for resource ").count();
     assert_eq!(

@@ -105,25 +105,13 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     common::write_kek(&kek);
     let hosts: Vec<String> = (1..=5).map(|i| format!("127.0.0.{i}")).collect();
     let pki = dir.path().join("pki");
-    let mut init = vec![
-        "pki".to_string(),
-        "init".into(),
-        "--out".into(),
-        pki.display().to_string(),
-    ];
-    for o in 0..7 {
-        init.push("--node".into());
-        init.push(format!(
-            "{}=idreg-{o}.idreg-peers.test.svc,127.0.0.{}",
-            o + 1,
-            o + 1
-        ));
-    }
-    let out = std::process::Command::new(BIN)
-        .args(&init)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let nodes: Vec<_> = (0..7)
+        .map(|o| {
+            let id = o + 1;
+            (id, format!("idreg-{o}.idreg-peers.test.svc,127.0.0.{id}"))
+        })
+        .collect();
+    make_pki_for(&pki, &nodes);
     let port = free_port_on_all(&hosts);
     let mut peer_port = free_port_on_all(&hosts);
     while peer_port == port {

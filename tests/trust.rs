@@ -25,11 +25,7 @@ fn grpcurl(
         .args(["-max-time", "10", "-d", body, &server.grpc_addr, method])
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     (out.status.success(), text)
 }
 
@@ -190,45 +186,29 @@ async fn a_certificate_from_another_ca_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_is_refused_off_loopback_and_weak_keks_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--insecure",
-            "--grpc-addr",
-            "0.0.0.0:0",
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("a"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("loopback"),
-        "{out:?}"
-    );
+    // `idreg serve ARGS` on a fresh data dir must fail saying `why`.
+    let refused = |dir: &str, args: &[&str], why: &str| {
+        let out = std::process::Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
+            .arg(tmp.path().join(dir))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{out:?}"
+        );
+    };
+    refused("a", &["--insecure", "--grpc-addr", "0.0.0.0:0"], "loopback");
     let kek = tmp.path().join("kek");
     std::fs::write(&kek, "00".repeat(32)).unwrap();
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--kek-file", kek.to_str().unwrap(), "--data-dir"])
-        .arg(tmp.path().join("b"))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not random"),
-        "{out:?}"
-    );
+    refused("b", &["--kek-file", kek.to_str().unwrap()], "not random");
     write_kek(&kek);
     std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["serve", "--kek-file", kek.to_str().unwrap(), "--data-dir"])
-        .arg(tmp.path().join("c"))
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
-        "{out:?}"
-    );
+    refused("c", &["--kek-file", kek.to_str().unwrap()], "chmod 600");
 }

@@ -13,6 +13,12 @@ use super::fault_proxy::FaultProxy;
 use super::linearizability::{Event, Op};
 use super::{free_port_on, Server};
 
+/// An address on 127.0.0.`id` whose port was free a moment ago.
+fn free_addr(id: u64) -> String {
+    let host = format!("127.0.0.{id}");
+    format!("{host}:{}", free_port_on(&host))
+}
+
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     /// Node id → running node (None while stopped).
@@ -48,9 +54,8 @@ impl TestCluster {
         super::write_kek(&kek);
         let pki = dir.path().join("pki");
         super::make_pki(&pki, 7);
-        let on = |id: u64| format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
-        let addrs: BTreeMap<u64, String> = (1..=n).map(|id| (id, on(id))).collect();
-        let listen: BTreeMap<u64, String> = (1..=n).map(|id| (id, on(id))).collect();
+        let addrs: BTreeMap<u64, String> = (1..=n).map(|id| (id, free_addr(id))).collect();
+        let listen: BTreeMap<u64, String> = (1..=n).map(|id| (id, free_addr(id))).collect();
         let mut proxies = BTreeMap::new();
         let mut peer_addrs = listen.clone();
         if proxied {
@@ -87,51 +92,48 @@ impl TestCluster {
             .join(",")
     }
 
+    /// What every start of node `id` passes: its id, the cluster's KEK and
+    /// PKI, its peer port and the address the others reach it at.
+    fn node_args(&self, id: u64) -> Vec<String> {
+        vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--kek-file".into(),
+            self.kek.display().to_string(),
+            "--peer-addr".into(),
+            self.peer_listen[&id].clone(),
+            "--advertise-addr".into(),
+            self.peer_addrs[&id].clone(),
+            "--pki-dir".into(),
+            self.pki.display().to_string(),
+        ]
+    }
+
     fn data_dir(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node{id}"))
     }
 
     async fn spawn(&self, id: u64, state: &str) -> Server {
-        let mut args = vec![
-            "--node-id".to_string(),
-            id.to_string(),
+        let mut args = self.node_args(id);
+        args.extend([
             "--initial-cluster".into(),
             self.initial_cluster(),
             "--initial-cluster-state".into(),
             state.into(),
-            "--kek-file".into(),
-            self.kek.display().to_string(),
-            "--advertise-addr".into(),
-            self.peer_addrs[&id].clone(),
-            "--peer-addr".into(),
-            self.peer_listen[&id].clone(),
-            "--pki-dir".into(),
-            self.pki.display().to_string(),
-        ];
+        ]);
         args.extend(self.extra.iter().cloned());
         Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await
     }
 
     /// Starts node `id` (not a founder) empty, waiting to be added.
     pub async fn start_joiner(&mut self, id: u64) {
-        let on = |id: u64| format!("127.0.0.{id}:{}", free_port_on(&format!("127.0.0.{id}")));
-        let addr = on(id);
-        let peer = on(id);
+        let addr = free_addr(id);
+        let peer = free_addr(id);
         self.addrs.insert(id, addr.clone());
         self.peer_addrs.insert(id, peer.clone());
         self.peer_listen.insert(id, peer.clone());
-        let mut args = vec![
-            "--node-id".to_string(),
-            id.to_string(),
-            "--initial-cluster-state".into(),
-            "existing".into(),
-            "--kek-file".into(),
-            self.kek.display().to_string(),
-            "--peer-addr".into(),
-            peer,
-            "--pki-dir".into(),
-            self.pki.display().to_string(),
-        ];
+        let mut args = self.node_args(id);
+        args.extend(["--initial-cluster-state".into(), "existing".into()]);
         args.extend(self.extra.iter().cloned());
         let s = Server::start_at(&self.data_dir(id), &addr, &args).await;
         self.nodes.insert(id, Some(s));
@@ -193,18 +195,7 @@ impl TestCluster {
     /// Starts a stopped node as a cluster of one (a restored backup).
     pub async fn restart_alone(&mut self, id: u64) {
         assert!(self.nodes[&id].is_none(), "stop node {id} first");
-        let args = vec![
-            "--node-id".to_string(),
-            id.to_string(),
-            "--kek-file".into(),
-            self.kek.display().to_string(),
-            "--peer-addr".into(),
-            self.peer_listen[&id].clone(),
-            "--advertise-addr".into(),
-            self.peer_addrs[&id].clone(),
-            "--pki-dir".into(),
-            self.pki.display().to_string(),
-        ];
+        let args = self.node_args(id);
         let s = Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await;
         self.nodes.insert(id, Some(s));
     }

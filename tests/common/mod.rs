@@ -70,32 +70,37 @@ pub async fn connect_sessions(
 /// A random KEK, owner-only (idreg refuses weak or exposed ones).
 pub fn write_kek(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let key: [u8; 32] = rand_bytes();
-    std::fs::write(path, hex_of(&key)).unwrap();
+    std::fs::write(path, idreg_core::Kek::generate_hex()).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn rand_bytes() -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let mut f = std::fs::File::open("/dev/urandom").unwrap();
-    std::io::Read::read_exact(&mut f, &mut out).unwrap();
-    out
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// `idreg pki init` into `dir` for `nodes`: (id, host names).
+pub fn make_pki_for(dir: &Path, nodes: &[(u64, String)]) {
+    let mut args = vec!["pki".to_string(), "init".into(), "--out".into()];
+    args.push(dir.display().to_string());
+    for (id, hosts) in nodes {
+        args.push("--node".into());
+        args.push(format!("{id}={hosts}"));
+    }
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "pki init: {out:?}");
 }
 
 /// `idreg pki init` for nodes 1..=`nodes` on 127.0.0.N, into `dir`.
 pub fn make_pki(dir: &Path, nodes: u64) {
-    let mut args = vec!["pki".to_string(), "init".into(), "--out".into()];
-    args.push(dir.display().to_string());
-    for id in 1..=nodes {
-        args.push("--node".into());
-        args.push(format!("{id}=127.0.0.{id},localhost"));
-    }
-    let out = Command::new(BIN).args(&args).output().unwrap();
-    assert!(out.status.success(), "pki init: {out:?}");
+    let nodes: Vec<_> = (1..=nodes)
+        .map(|id| (id, format!("127.0.0.{id},localhost")))
+        .collect();
+    make_pki_for(dir, &nodes);
+}
+
+/// A command's stdout and stderr as one text, for assertions and messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A loopback port that was free a moment ago.

@@ -125,11 +125,3 @@ where
         }
     }
 }
-
-/// The caller of a request that passed [`CallerAuth`].
-pub fn caller_of<T>(req: &tonic::Request<T>) -> Caller {
-    req.extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Insecure)
-}

@@ -121,6 +121,13 @@ impl CertIdentity {
         Ok(id)
     }
 
+    /// Reads the first certificate of a PEM document.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem)
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        Self::from_der(&p.contents)
+    }
+
     fn note_uri(&mut self, uri: &str) {
         if let Some(role) = uri.strip_prefix(ROLE_URI_PREFIX).and_then(Role::parse) {
             self.role = self.role.max(Some(role));

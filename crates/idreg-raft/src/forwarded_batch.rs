@@ -11,11 +11,13 @@ use crate::wire;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForwardedBatch(Vec<Vec<u8>>);
 
-/// What the leader made of a forwarded batch: the proposals to write, and the
-/// positions (with their rejections) of those that did not decode.
-pub struct DecodedBatch {
-    pub batch: ProposalBatch,
-    malformed: Vec<(usize, Rejection)>,
+/// The proposals of a forwarded batch that did not decode: their positions
+/// and rejections, to be put back among the written proposals' verdicts.
+#[derive(Debug, Default)]
+pub struct Malformed {
+    /// How many proposals did decode (and were handed to raft).
+    decoded: usize,
+    slots: Vec<(usize, Rejection)>,
 }
 
 impl ForwardedBatch {
@@ -28,7 +30,8 @@ impl ForwardedBatch {
             .map(Self)
     }
 
-    pub fn decode(self) -> DecodedBatch {
+    /// The proposals to write, and those that did not decode.
+    pub fn decode(self) -> (ProposalBatch, Malformed) {
         let mut batch = Vec::with_capacity(self.0.len());
         let mut malformed = Vec::new();
         for (i, bytes) in self.0.iter().enumerate() {
@@ -37,32 +40,30 @@ impl ForwardedBatch {
                 Err(e) => malformed.push((i, Rejection::Malformed(e.to_string()))),
             }
         }
-        DecodedBatch {
-            batch: ProposalBatch(batch),
-            malformed,
-        }
+        let decoded = batch.len();
+        (
+            ProposalBatch(batch),
+            Malformed {
+                decoded,
+                slots: malformed,
+            },
+        )
     }
 }
 
-impl DecodedBatch {
-    pub fn is_empty(&self) -> bool {
-        self.batch.0.is_empty()
-    }
-
+impl Malformed {
     /// The verdicts in the forwarded order: the written proposals' verdicts
-    /// with the rejections of the malformed ones put back in their places.
-    pub fn merge(&self, written: BatchOutcome) -> BatchOutcome {
-        let mut out = Vec::with_capacity(written.0.len() + self.malformed.len());
+    /// (`written`, one per decoded proposal) with the rejections of the
+    /// malformed ones put back in their places.
+    pub fn merge(self, written: BatchOutcome) -> BatchOutcome {
+        let total = self.decoded + self.slots.len();
+        let mut out = Vec::with_capacity(total);
         let mut written = written.0.into_iter();
-        let mut malformed = self.malformed.iter().peekable();
-        let total = self.batch.0.len() + self.malformed.len();
+        let mut malformed = self.slots.into_iter().peekable();
         for i in 0..total {
-            match malformed.peek() {
-                Some((at, r)) if *at == i => {
-                    out.push(Err(r.clone()));
-                    malformed.next();
-                }
-                _ => out.push(written.next().unwrap_or_else(|| {
+            match malformed.next_if(|(at, _)| *at == i) {
+                Some((_, r)) => out.push(Err(r)),
+                None => out.push(written.next().unwrap_or_else(|| {
                     Err(Rejection::Malformed("no verdict from the leader".into()))
                 })),
             }
@@ -95,10 +96,10 @@ mod tests {
         bad[at] = b' ';
         fwd.0.insert(1, bad);
         fwd.0.push(vec![0xff; 3]);
-        let decoded = fwd.decode();
-        assert_eq!(decoded.batch, good);
+        let (batch, malformed) = fwd.decode();
+        assert_eq!(batch, good);
         let written = BatchOutcome(vec![Ok(None), Ok(None)]);
-        let merged = decoded.merge(written).0;
+        let merged = malformed.merge(written).0;
         assert_eq!(merged.len(), 4);
         assert!(merged[0].is_ok() && merged[2].is_ok());
         assert!(

@@ -128,15 +128,15 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::RaftPayload>, Status> {
         self.member(&req)?;
         let forwarded: ForwardedBatch = decode(req, "Forward")?;
-        let decoded = forwarded.decode();
-        if decoded.is_empty() {
+        let (batch, malformed) = forwarded.decode();
+        if batch.0.is_empty() {
             return reply(&Ok::<_, ForwardRefusal>((
                 0u64,
-                decoded.merge(Default::default()),
+                malformed.merge(Default::default()),
             )));
         }
-        let result = match self.raft.client_write(decoded.batch.clone()).await {
-            Ok(r) => Ok((r.log_id.index, decoded.merge(r.data))),
+        let result = match self.raft.client_write(batch).await {
+            Ok(r) => Ok((r.log_id.index, malformed.merge(r.data))),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ForwardRefusal::NotLeader {
                     leader: f.leader_id,

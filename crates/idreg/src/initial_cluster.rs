@@ -8,6 +8,11 @@ use anyhow::{bail, Context};
 /// Most members a cluster is meant to have (3–7 voters; more only slows quorum).
 pub const MAX_MEMBERS: usize = 7;
 
+/// A node id as typed: a number from 1.
+pub fn node_id(text: &str) -> Option<u64> {
+    text.trim().parse().ok().filter(|n| *n >= 1)
+}
+
 /// Parses the member list; every id ≥ 1 and unique, every address HOST:PORT.
 pub fn parse(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut members = BTreeMap::new();
@@ -15,11 +20,7 @@ pub fn parse(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
         let (id, addr) = part
             .split_once('=')
             .with_context(|| format!("--initial-cluster: {part:?} is not ID=HOST:PORT"))?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|i| *i >= 1)
+        let id = node_id(id)
             .with_context(|| format!("--initial-cluster: {id:?} is not a node id (1, 2, …)"))?;
         let addr = addr.trim();
         host_port(addr).with_context(|| format!("--initial-cluster: node {id}"))?;

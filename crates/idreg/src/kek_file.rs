@@ -24,12 +24,11 @@ pub fn read(path: &Path) -> anyhow::Result<Kek> {
             mode & 0o777
         );
     }
-    let mut content = zeroize::Zeroizing::new(
+    let content = zeroize::Zeroizing::new(
         std::fs::read(path).with_context(|| format!("cannot read KEK file {}", path.display()))?,
     );
     let key =
         Kek::parse_key_bytes(&content).with_context(|| format!("KEK file {}", path.display()))?;
-    content.iter_mut().for_each(|b| *b = 0);
     let distinct = {
         let mut seen = [false; 256];
         key.iter().for_each(|b| seen[*b as usize] = true);

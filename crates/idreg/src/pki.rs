@@ -197,11 +197,7 @@ pub fn parse_node_arg(text: &str) -> anyhow::Result<(u64, Vec<String>)> {
     let (id, hosts) = text
         .split_once('=')
         .with_context(|| format!("--node {text:?}: expected ID=HOST[,HOST…]"))?;
-    let id: u64 = id
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
+    let id = crate::initial_cluster::node_id(id)
         .with_context(|| format!("--node {text:?}: the node id must be a number from 1"))?;
     let hosts: Vec<String> = hosts
         .split(',')
@@ -299,14 +295,13 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let der = |name: &str| {
-            let pem = std::fs::read(pki.cert(name)).unwrap();
-            x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents
+        let identity = |name: &str| {
+            idreg_core::CertIdentity::from_pem(&std::fs::read(pki.cert(name)).unwrap())
         };
-        let admin = idreg_core::CertIdentity::from_der(&der("admin")).unwrap();
+        let admin = identity("admin").unwrap();
         assert_eq!(admin.principal().unwrap().role, Role::Admin);
         assert_eq!(admin.common_name.as_deref(), Some("admin"));
-        let node = idreg_core::CertIdentity::from_der(&der("node-2")).unwrap();
+        let node = identity("node-2").unwrap();
         assert_eq!(node.node_id(), Some(2));
         assert_eq!(node.role, None);
         assert!(init(&pki.0, &nodes).is_err(), "never over an existing PKI");

@@ -71,6 +71,22 @@ pub struct TlsFiles {
     pub peer_ca: PathBuf,
 }
 
+impl TlsFiles {
+    /// Node `node_id`'s files in a directory made by `idreg pki init`: its
+    /// node certificate on both listeners, the two CAs.
+    pub fn from_pki_dir(pki: &crate::pki::PkiDir, node_id: u64) -> Self {
+        let node = crate::pki::PkiDir::node_name(node_id);
+        Self {
+            cert: pki.cert(&node),
+            key: pki.key(&node),
+            client_ca: pki.cert(crate::pki::CLIENT_CA),
+            peer_cert: pki.cert(&node),
+            peer_key: pki.key(&node),
+            peer_ca: pki.cert(crate::pki::PEER_CA),
+        }
+    }
+}
+
 /// How the gRPC listeners are secured.
 #[derive(Debug, Clone)]
 pub enum Security {
@@ -180,18 +196,11 @@ fn tls_files(
     node_id: u64,
 ) -> anyhow::Result<Option<TlsFiles>> {
     let pick = |flag: &Option<PathBuf>, f: &Option<PathBuf>| flag.clone().or(f.clone());
-    let pki = pick(&args.pki_dir, &file.pki_dir).map(crate::pki::PkiDir);
-    let node = crate::pki::PkiDir::node_name(node_id);
-    let from_pki = |what: &str| {
-        pki.as_ref().map(|p| match what {
-            "cert" => p.cert(&node),
-            "key" => p.key(&node),
-            "client-ca" => p.cert(crate::pki::CLIENT_CA),
-            _ => p.cert(crate::pki::PEER_CA),
-        })
-    };
-    let peer_cert = pick(&args.peer_cert_file, &file.peer_cert_file).or(from_pki("cert"));
-    let peer_key = pick(&args.peer_key_file, &file.peer_key_file).or(from_pki("key"));
+    let pki = pick(&args.pki_dir, &file.pki_dir)
+        .map(|dir| TlsFiles::from_pki_dir(&crate::pki::PkiDir(dir), node_id));
+    let from_pki = |field: fn(&TlsFiles) -> &PathBuf| pki.as_ref().map(|t| field(t).clone());
+    let peer_cert = pick(&args.peer_cert_file, &file.peer_cert_file).or(from_pki(|t| &t.peer_cert));
+    let peer_key = pick(&args.peer_key_file, &file.peer_key_file).or(from_pki(|t| &t.peer_key));
     let fields = [
         (
             "cert-file",
@@ -203,13 +212,13 @@ fn tls_files(
         ),
         (
             "client-ca-file",
-            pick(&args.client_ca_file, &file.client_ca_file).or(from_pki("client-ca")),
+            pick(&args.client_ca_file, &file.client_ca_file).or(from_pki(|t| &t.client_ca)),
         ),
         ("peer-cert-file", peer_cert),
         ("peer-key-file", peer_key),
         (
             "peer-ca-file",
-            pick(&args.peer_ca_file, &file.peer_ca_file).or(from_pki("peer-ca")),
+            pick(&args.peer_ca_file, &file.peer_ca_file).or(from_pki(|t| &t.peer_ca)),
         ),
     ];
     if fields.iter().all(|(_, v)| v.is_none()) {

@@ -12,7 +12,7 @@ use idreg_raft::grpc_network::PeerTls;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::warn;
 
-use crate::pki::{PkiDir, CLIENT_CA, PEER_CA};
+use crate::pki::PEER_CA;
 use crate::serve_config::{Security, ServeConfig, TlsFiles};
 
 /// `None` everywhere under `--insecure`.
@@ -69,15 +69,7 @@ pub fn resolve(config: &ServeConfig) -> anyhow::Result<NodeTls> {
                 pki.cert(crate::pki::ADMIN).display(),
                 pki.key(crate::pki::ADMIN).display(),
             );
-            let node = PkiDir::node_name(1);
-            TlsFiles {
-                cert: pki.cert(&node),
-                key: pki.key(&node),
-                client_ca: pki.cert(CLIENT_CA),
-                peer_cert: pki.cert(&node),
-                peer_key: pki.key(&node),
-                peer_ca: pki.cert(PEER_CA),
-            }
+            TlsFiles::from_pki_dir(&pki, 1)
         }
     };
     let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
@@ -86,8 +78,8 @@ pub fn resolve(config: &ServeConfig) -> anyhow::Result<NodeTls> {
     let peer_ca = read(&files.peer_ca)?;
     // The server certificate names this node; check it says so, or peers
     // will refuse it with a less helpful error.
-    let own = idreg_core::CertIdentity::from_der(&first_der(&peer_cert, &files.peer_cert)?)
-        .map_err(anyhow::Error::msg)?;
+    let own = idreg_core::CertIdentity::from_pem(&peer_cert)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", files.peer_cert.display()))?;
     if own.node_id() != Some(config.node_id) {
         anyhow::bail!(
             "{} does not name node {} (SAN URI urn:idreg:node:{}); it names {:?}",
@@ -116,10 +108,4 @@ pub fn resolve(config: &ServeConfig) -> anyhow::Result<NodeTls> {
             key_pem: peer_key,
         }),
     })
-}
-
-fn first_der(pem: &[u8], path: &Path) -> anyhow::Result<Vec<u8>> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem)
-        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
-    Ok(p.contents)
 }
