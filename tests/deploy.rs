@@ -138,6 +138,28 @@ fn manifests_and_the_rendered_chart_validate_and_match() {
     // The pod simulation (tests/k8s_pods.rs) runs what the StatefulSet runs.
     let sts = std::fs::read_to_string(repo().join("deploy/kubernetes/statefulset.yaml")).unwrap();
     assert!(sts.contains(r#"args: ["serve", "--k8s"]"#));
-    assert!(sts.contains(r#""cluster", "leave""#));
+    assert!(sts.contains(r#""cluster", "leave", "--k8s""#));
+    let config = std::fs::read_to_string(repo().join("deploy/kubernetes/configmap.yaml")).unwrap();
+    for (key, value) in [
+        ("IDREG_PKI_DIR", "/etc/idreg/pki"),
+        ("IDREG_PEER_ADDR", "0.0.0.0:50052"),
+        ("IDREG_HEALTH_ADDR", "0.0.0.0:50053"),
+    ] {
+        assert!(config.contains(&format!("{key}: {value}")), "{key}");
+    }
+    assert!(sts.contains("mountPath: /etc/idreg/pki"));
+    // Probes ask the plaintext health port, never the TLS ones.
+    for probe in ["readinessProbe:", "livenessProbe:"] {
+        let at = sts.find(probe).unwrap();
+        assert!(
+            sts[at..].lines().nth(2).unwrap().contains("port: 50053"),
+            "{probe}"
+        );
+    }
+    // Every node's Secret, and the CAs' certificates only (no CA key).
+    for n in 1..=7 {
+        assert!(sts.contains(&format!("name: idreg-node-{n}")), "node {n}");
+    }
+    assert!(!sts.contains("path: peer-ca.key") && !sts.contains("path: client-ca.key"));
     assert!(sts.contains("podManagementPolicy: Parallel"));
 }

@@ -68,7 +68,8 @@ impl Pods {
     /// The preStop hook, then SIGTERM, as Kubernetes stops a pod.
     fn stop(&mut self, ordinal: u64) {
         let s = self.running.get(&ordinal).unwrap();
-        let out = s.cli(&["cluster", "leave", "--endpoint", &self.addr(ordinal)]);
+        // Exactly the StatefulSet's preStop command, in the pod's environment.
+        let out = s.cli_in_env(&["cluster", "leave", "--k8s"]);
         assert!(out.status.success(), "preStop of idreg-{ordinal}: {out:?}");
         let mut s = self.running.remove(&ordinal).unwrap();
         assert!(s.terminate().success());

@@ -365,6 +365,21 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Runs `idreg <args>` with only this node's own environment (as a
+    /// command inside its pod would run), no client credentials.
+    pub fn cli_in_env(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("IDREG_CACERT")
+            .env_remove("IDREG_CERT")
+            .env_remove("IDREG_KEY")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run idreg")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();

@@ -139,7 +139,13 @@ pub enum ClusterCommand {
     /// Remove a node from the cluster.
     RemoveNode { id: u64 },
     /// Remove the node at --endpoint from the cluster (a pod's preStop hook).
-    Leave,
+    Leave {
+        /// As a StatefulSet pod's preStop: speak for this pod's own node,
+        /// with its node certificate (IDREG_PKI_DIR, node id from the ordinal
+        /// in HOSTNAME) on its own peer port (the port of IDREG_PEER_ADDR).
+        #[arg(long)]
+        k8s: bool,
+    },
     /// Build a snapshot on the node now and purge the log behind it; or save
     /// it to a file, or restore a saved one into an empty data directory.
     Snapshot {
@@ -149,13 +155,14 @@ pub enum ClusterCommand {
 }
 
 impl ClusterCommand {
-    /// Whether the command talks to a node (all but a restore).
-    pub fn needs_server(&self) -> bool {
+    /// Whether the command needs the caller's client credentials: not a
+    /// restore (no server) nor a pod leaving as its node.
+    pub fn needs_client_credentials(&self) -> bool {
         !matches!(
             self,
             ClusterCommand::Snapshot {
                 action: Some(SnapshotAction::Restore { .. })
-            }
+            } | ClusterCommand::Leave { k8s: true }
         )
     }
 }

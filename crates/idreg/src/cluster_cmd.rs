@@ -129,6 +129,14 @@ pub async fn run(
         );
         return Ok(());
     }
+    let pod_target;
+    let target = match &command {
+        ClusterCommand::Leave { k8s: true } => {
+            pod_target = crate::k8s::own_node_target()?;
+            &pod_target
+        }
+        _ => target,
+    };
     let mut client = target.cluster().await?;
     match command {
         ClusterCommand::Status { local } => {
@@ -160,7 +168,7 @@ pub async fn run(
                 .into_inner();
             print(output, s)
         }
-        ClusterCommand::Leave => {
+        ClusterCommand::Leave { .. } => {
             let me = client
                 .get_status(pb::GetClusterStatusRequest { local_only: true })
                 .await

@@ -52,6 +52,18 @@ impl PodIdentity {
         })
     }
 
+    /// The pod this process runs as, from the environment the StatefulSet
+    /// gives it (HOSTNAME, IDREG_K8S_PEER_SERVICE, POD_NAMESPACE).
+    pub fn from_env(peer_port: u16) -> anyhow::Result<Self> {
+        let env = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.into());
+        Self::parse(
+            &env("HOSTNAME", ""),
+            &env("IDREG_K8S_PEER_SERVICE", "idreg-peers"),
+            &env("POD_NAMESPACE", "default"),
+            peer_port,
+        )
+    }
+
     pub fn node_id(&self) -> u64 {
         self.ordinal + 1
     }
@@ -67,6 +79,29 @@ impl PodIdentity {
     pub fn addr(&self) -> String {
         self.peer_addr(self.ordinal)
     }
+}
+
+/// This pod's own node on its own peer port, as its node certificate: how
+/// the preStop hook leaves the cluster with no client certificate of its
+/// own (`idreg cluster leave --k8s`).
+pub fn own_node_target() -> anyhow::Result<idreg_client::Target> {
+    use anyhow::Context;
+    let pki = std::env::var("IDREG_PKI_DIR").context("IDREG_PKI_DIR is not set")?;
+    let peer: std::net::SocketAddr = std::env::var("IDREG_PEER_ADDR")
+        .context("IDREG_PEER_ADDR is not set")?
+        .parse()
+        .context("IDREG_PEER_ADDR")?;
+    let pod = PodIdentity::from_env(peer.port())?;
+    let node = crate::pki::PkiDir::node_name(pod.node_id());
+    let tls = idreg_client::ClientTls::from_pki_dir(std::path::Path::new(&pki), &node)?;
+    let ip = match peer.ip() {
+        ip if ip.is_unspecified() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    Ok(idreg_client::Target::tls(
+        std::net::SocketAddr::new(ip, peer.port()).to_string(),
+        tls,
+    ))
 }
 
 /// A pod's cluster status (`local_only`: its own view; else the leader's

@@ -2,7 +2,7 @@
 //! unsafe: a file others can read (as ssh refuses a private key), and a key
 //! that is not random (all zero, a repeated byte, a short pattern).
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context};
@@ -12,11 +12,24 @@ use idreg_core::Kek;
 /// chance that they have fewer than 12 is below 2^-100.
 const MIN_DISTINCT_BYTES: usize = 12;
 
+/// Kubernetes makes a Secret's files `0440` with the pod's fsGroup as their
+/// group, whatever `defaultMode` says. That group is this process's own (not
+/// root's): reading by it is allowed; writing by it, or any access by others,
+/// is not.
+fn readable_only_by_our_group(mode: u32, file_gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    group_read_is_ours(mode, file_gid, unsafe { libc::getegid() })
+}
+
+fn group_read_is_ours(mode: u32, file_gid: u32, our_gid: u32) -> bool {
+    mode & 0o037 == 0 && file_gid == our_gid && our_gid != 0
+}
+
 pub fn read(path: &Path) -> anyhow::Result<Kek> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read KEK file {}", path.display()))?;
     let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
+    if mode & 0o077 != 0 && !readable_only_by_our_group(mode, meta.gid()) {
         bail!(
             "KEK file {} is accessible by group or others (mode {:03o}); \
              run chmod 600 on it (a Kubernetes Secret: defaultMode 0400)",
@@ -81,6 +94,25 @@ mod tests {
         assert!(e.contains("chmod 600"), "{e}");
         let p = write(dir.path(), "g", Kek::generate_hex().as_bytes(), 0o640);
         assert!(read(&p).is_err());
+    }
+
+    #[test]
+    fn a_secret_under_fs_group_is_ours_to_read() {
+        assert!(group_read_is_ours(0o440, 10001, 10001));
+        assert!(group_read_is_ours(0o640, 10001, 10001));
+        assert!(
+            !group_read_is_ours(0o460, 10001, 10001),
+            "group may not write"
+        );
+        assert!(
+            !group_read_is_ours(0o444, 10001, 10001),
+            "others may not read"
+        );
+        assert!(!group_read_is_ours(0o440, 10002, 10001), "another group");
+        assert!(
+            !group_read_is_ours(0o440, 0, 0),
+            "root's group is not ours alone"
+        );
     }
 
     #[test]

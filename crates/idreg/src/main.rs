@@ -44,8 +44,7 @@ fn main() -> std::process::ExitCode {
                 session_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Cluster { client, command } => {
-                // Restore works on a stopped node's files: no credentials needed.
-                let target = match command.needs_server() {
+                let target = match command.needs_client_credentials() {
                     true => client.target()?,
                     false => idreg_client::Target::plaintext(&client.endpoint),
                 };

@@ -334,13 +334,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| peer_addr.to_string()),
         };
         let pod = if args.k8s {
-            let env = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.into());
-            let pod = crate::k8s::PodIdentity::parse(
-                &env("HOSTNAME", ""),
-                &env("IDREG_K8S_PEER_SERVICE", "idreg-peers"),
-                &env("POD_NAMESPACE", "default"),
-                peer_addr.port(),
-            )?;
+            let pod = crate::k8s::PodIdentity::from_env(peer_addr.port())?;
             if args.node_id.is_some_and(|n| n != pod.node_id()) {
                 bail!("--k8s takes the node id from the pod ordinal; drop --node-id");
             }
