@@ -263,15 +263,21 @@ pub fn run(command: crate::cli::PkiCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The development PKI in `DATA_DIR/pki`: made on first start for node 1 on
-/// `hosts`, reused after. Returns it and whether it was just made.
-pub fn dev_pki(data_dir: &Path, hosts: &[String]) -> anyhow::Result<(PkiDir, bool)> {
+/// The development PKI in `DATA_DIR/pki`: made on first start for node
+/// `node_id` on `hosts`, reused after (with a certificate added for another
+/// node id, should a single node be started under one). Returns it and
+/// whether anything was just made.
+pub fn dev_pki(data_dir: &Path, node_id: u64, hosts: &[String]) -> anyhow::Result<(PkiDir, bool)> {
     let pki = PkiDir(data_dir.join("pki"));
-    if pki.exists() {
+    if !pki.exists() {
+        let nodes = BTreeMap::from([(node_id, hosts.to_vec())]);
+        return Ok((init(&pki.0, &nodes)?, true));
+    }
+    if pki.cert(&PkiDir::node_name(node_id)).exists() {
         return Ok((pki, false));
     }
-    let nodes = BTreeMap::from([(1, hosts.to_vec())]);
-    Ok((init(&pki.0, &nodes)?, true))
+    issue_node(&pki, node_id, hosts)?;
+    Ok((pki, true))
 }
 
 #[cfg(test)]
@@ -308,6 +314,17 @@ mod tests {
         issue_client(&pki, &pki, "billing", Role::Reader).unwrap();
         assert!(issue_client(&pki, &pki, "billing", Role::Reader).is_err());
         assert!(issue_client(&pki, &pki, "a b", Role::Reader).is_err());
+    }
+
+    #[test]
+    fn the_development_pki_follows_the_node_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = vec!["127.0.0.1".to_string()];
+        let (pki, made) = dev_pki(dir.path(), 1, &hosts).unwrap();
+        assert!(made && pki.cert("node-1").exists());
+        assert!(!dev_pki(dir.path(), 1, &hosts).unwrap().1, "reused");
+        let (pki, made) = dev_pki(dir.path(), 5, &hosts).unwrap();
+        assert!(made && pki.cert("node-5").exists() && pki.cert("node-1").exists());
     }
 
     #[test]

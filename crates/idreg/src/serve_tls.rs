@@ -58,7 +58,8 @@ pub fn resolve(config: &ServeConfig) -> anyhow::Result<NodeTls> {
         }
         Security::Tls(files) => files.clone(),
         Security::DevPki => {
-            let (pki, made) = crate::pki::dev_pki(&config.data_dir, &dev_hosts(config))?;
+            let (pki, made) =
+                crate::pki::dev_pki(&config.data_dir, config.node_id, &dev_hosts(config))?;
             warn!(
                 "!!! DEVELOPMENT MODE: no --pki-dir or certificate flags; using the development PKI \
                  in {} ({}). Clients: --cacert {} --cert {} --key {} (the CLI finds them in \
@@ -69,7 +70,7 @@ pub fn resolve(config: &ServeConfig) -> anyhow::Result<NodeTls> {
                 pki.cert(crate::pki::ADMIN).display(),
                 pki.key(crate::pki::ADMIN).display(),
             );
-            TlsFiles::from_pki_dir(&pki, 1)
+            TlsFiles::from_pki_dir(&pki, config.node_id)
         }
     };
     let identity = Identity::from_pem(read(&files.cert)?, read(&files.key)?);
