@@ -801,3 +801,221 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
         .await
         .unwrap();
 }
+
+/// Raft traffic to a node's peer port, as the node `as_node` of the PKI.
+async fn raft_as(
+    c: &TestCluster,
+    to: u64,
+    as_node: u64,
+) -> idreg_proto::v1::raft_client::RaftClient<tonic::transport::Channel> {
+    let tls = idreg_client::ClientTls::from_pki_dir(&c.pki, &format!("node-{as_node}")).unwrap();
+    let channel = idreg_client::Target::tls(c.peer_listen[&to].clone(), tls)
+        .channel()
+        .await
+        .unwrap();
+    idreg_proto::v1::raft_client::RaftClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+fn payload<T: serde::Serialize>(v: &T) -> pb::RaftPayload {
+    pb::RaftPayload {
+        data: idreg_raft::wire::encode(v).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_peer_messages_are_refused_and_change_nothing() {
+    use idreg_store::TypeConfig;
+    use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+    use openraft::{LogId, SnapshotMeta, StoredMembership, Vote};
+    let _serial = SERIAL.lock().await;
+    let c = TestCluster::start(3, &[]).await;
+    let leader = c.wait_for_leader().await;
+    create_many(&c.addrs[&leader], "p", 50, 8).await;
+    let before = c.status(leader).await;
+    let fs = followers(&c, leader);
+    let (victim, member) = (fs[0], fs[1]);
+    let higher = Vote::new_committed(before.term + 5, leader);
+
+    // A member impersonating the leader, with a higher term: refused before
+    // raft sees it.
+    let mut as_member = raft_as(&c, victim, member).await;
+    let append = AppendEntriesRequest::<TypeConfig> {
+        vote: higher,
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    };
+    let e = as_member
+        .append_entries(payload(&append))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("the caller is node {member}")),
+        "{e}"
+    );
+    let vote = VoteRequest::<u64> {
+        vote: Vote::new(before.term + 5, leader),
+        last_log_id: None,
+    };
+    let e = as_member.vote(payload(&vote)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    let snapshot = |vote, offset, data: Vec<u8>, done| InstallSnapshotRequest::<TypeConfig> {
+        vote,
+        meta: SnapshotMeta {
+            last_log_id: Some(LogId::new(
+                openraft::CommittedLeaderId::new(before.term, leader),
+                10_000,
+            )),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "9-10000-1".into(),
+        },
+        offset,
+        data,
+        done,
+    };
+    let e = as_member
+        .install_snapshot(payload(&snapshot(higher, 0, vec![0; 64], true)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+    // A valid node certificate of a node that is no member: refused too.
+    let e = raft_as(&c, victim, 7)
+        .await
+        .append_entries(payload(&append))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
+
+    // The leader itself sending bad snapshots (garbage, truncated, a wrong
+    // MAC, a wrong offset): each refused, and raft on the victim goes on.
+    let mut backup = c.dir.path().join("real.snap");
+    let out = c
+        .node(leader)
+        .cli(&["cluster", "snapshot", "save", backup.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let real = std::fs::read(&backup).unwrap();
+    backup.set_extension("x");
+    let current = Vote::new_committed(before.term, leader);
+    let mut as_leader = raft_as(&c, victim, leader).await;
+    let mut flipped = real.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    for (what, data) in [
+        ("garbage", b"not a snapshot at all".to_vec()),
+        ("truncated", real[..real.len() / 2].to_vec()),
+        ("wrong MAC", flipped),
+    ] {
+        let e = as_leader
+            .install_snapshot(payload(&snapshot(current, 0, data, true)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{what}: {e}");
+        assert!(e.message().contains("snapshot refused"), "{what}: {e}");
+    }
+    let reply = as_leader
+        .install_snapshot(payload(&snapshot(current, 4096, real.clone(), true)))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply: Result<
+        openraft::raft::InstallSnapshotResponse<u64>,
+        openraft::error::RaftError<u64, openraft::error::InstallSnapshotError>,
+    > = idreg_raft::wire::decode(&reply.data).unwrap();
+    assert!(
+        matches!(
+            reply,
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InstallSnapshotError::SnapshotMismatch(_)
+            ))
+        ),
+        "{reply:?}"
+    );
+    // A path as snapshot id never names a file.
+    let mut escaping = snapshot(current, 0, real, true);
+    escaping.meta.snapshot_id = "../../escape".into();
+    let e = as_leader
+        .install_snapshot(payload(&escaping))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+
+    // A member forwarding proposals no API would build: each malformed one is
+    // rejected in its place, the good one written.
+    let good = idreg_core::Proposal {
+        at_ms: 1,
+        command: idreg_core::Command::Create(idreg_core::NewDevice {
+            id: idreg_core::DeviceId::parse("id", "fwd-good").unwrap(),
+            tenant: idreg_core::TenantId::default_tenant(),
+            labels: idreg_core::Labels::new("labels", [("site", "MARKER")]).unwrap(),
+            gateway: None,
+            credentials: vec![],
+        }),
+    };
+    let encoded = idreg_raft::wire::encode(&good).unwrap();
+    let patch = |from: &[u8], to: &[u8]| {
+        let mut bytes = encoded.clone();
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        bytes[at..at + from.len()].copy_from_slice(to);
+        bytes
+    };
+    let bad_id = patch(b"fwd-good", b"fwd good");
+    let nul_label = patch(b"MARKER", b"MAR\0ER");
+    let mut oversized = good.clone();
+    if let idreg_core::Command::Create(d) = &mut oversized.command {
+        d.id = idreg_core::DeviceId::parse("id", "fwd-big").unwrap();
+        d.credentials = vec![idreg_core::Credential::Psk {
+            identity: vec![b'k'; 4096],
+            secret: idreg_core::SealedSecret {
+                kek_id: [0; 8],
+                nonce: [0; 12],
+                ciphertext: vec![0; 32],
+            },
+        }];
+    }
+    let forwarded: Vec<Vec<u8>> = vec![
+        bad_id,
+        encoded.clone(),
+        nul_label,
+        idreg_raft::wire::encode(&oversized).unwrap(),
+    ];
+    let reply = raft_as(&c, leader, member)
+        .await
+        .forward(payload(&forwarded))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply: Result<(u64, idreg_store::BatchOutcome), idreg_raft::forwarder::ForwardRefusal> =
+        idreg_raft::wire::decode(&reply.data).unwrap();
+    let (_, outcome) = reply.unwrap();
+    assert_eq!(outcome.0.len(), 4);
+    assert!(outcome.0[1].is_ok(), "{:?}", outcome.0[1]);
+    for i in [0, 2, 3] {
+        assert!(
+            matches!(&outcome.0[i], Err(idreg_core::Rejection::Malformed(_))),
+            "{i}: {:?}",
+            outcome.0[i]
+        );
+    }
+
+    // Nothing changed: the same leader in the same term, every device on
+    // every node, and the cluster still writes (through the victim too).
+    assert_eq!(c.wait_for_leader().await, leader);
+    assert_eq!(c.status(leader).await.term, before.term);
+    c.node(victim)
+        .client()
+        .await
+        .create_device(create_req("after-forgeries", vec![]))
+        .await
+        .unwrap();
+    let applied = c.status(leader).await.applied_index;
+    for id in 1..=3 {
+        c.wait_applied(id, applied).await;
+        let ids = all_ids_local(&c.addrs[&id]).await;
+        assert_eq!(ids.len(), 52, "node {id}: {ids:?}");
+        assert!(ids.contains(&"fwd-good".to_string()));
+        assert!(!ids.iter().any(|i| i.contains(' ') || i == "fwd-big"));
+    }
+    assert!(c.node(victim).log_text().contains("refused a snapshot"));
+}
