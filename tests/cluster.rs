@@ -69,6 +69,17 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
         c.wait_applied(id, leader_applied).await;
         let local = all_ids_local(&c.addrs[&id]).await;
         assert_eq!(local, ids, "node {id} local");
+        // Who wrote it is replicated too: the admin, through the follower.
+        let out = c
+            .node(id)
+            .cli(&["device", "history", "f-00042", "-o", "json"]);
+        assert!(out.status.success(), "{out:?}");
+        let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(h.as_array().unwrap().len(), 1, "node {id}: {h}");
+        assert_eq!(h[0]["action"], "create");
+        assert_eq!(h[0]["principal"], "admin");
+        assert_eq!(h[0]["role"], "admin");
+        assert_eq!(h[0]["node"], follower, "node {id}: {h}");
     }
     // A single read on a follower right after a write through another node.
     let mut w = c.node(leader).client().await;
@@ -945,6 +956,7 @@ async fn forged_peer_messages_are_refused_and_change_nothing() {
     // rejected in its place, the good one written.
     let good = idreg_core::Proposal {
         at_ms: 1,
+        by: idreg_core::Author::new("tester", idreg_core::Role::Operator, 1),
         command: idreg_core::Command::Create(idreg_core::NewDevice {
             id: idreg_core::DeviceId::parse("id", "fwd-good").unwrap(),
             tenant: idreg_core::TenantId::default_tenant(),

@@ -58,6 +58,11 @@ async fn each_role_may_do_what_it_may_and_is_refused_the_rest() {
             "reader",
         ),
         ("idreg.v1.DeviceRegistry/ListDevices", "{}".into(), "reader"),
+        (
+            "idreg.v1.DeviceRegistry/GetDeviceHistory",
+            r#"{"id":"none"}"#.into(),
+            "reader",
+        ),
         ("idreg.v1.Sessions/ListSessions", "{}".into(), "reader"),
         ("idreg.v1.Sessions/GetFrontStats", "{}".into(), "reader"),
         ("idreg.v1.Cluster/GetStatus", "{}".into(), "reader"),
@@ -139,14 +144,31 @@ async fn each_role_may_do_what_it_may_and_is_refused_the_rest() {
         health.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+    // Every write is recorded under its principal and role; the reader may
+    // read that history (CLI as the reader, from the PKI's files).
+    let pki = server.pki_dir();
+    let out = std::process::Command::new(BIN)
+        .args(["device", "history", "ops-6", "--output", "json"])
+        .env("IDREG_ENDPOINT", &server.grpc_addr)
+        .env("IDREG_CACERT", pki.join("peer-ca.crt"))
+        .env("IDREG_CERT", pki.join("ro.crt"))
+        .env("IDREG_KEY", pki.join("ro.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h[0]["action"], "create", "{h}");
+    assert_eq!(h[0]["principal"], "ops", "{h}");
+    assert_eq!(h[0]["role"], "operator", "{h}");
+    assert_eq!(h[0]["node"], 1, "{h}");
     // The reader saw what the operator created.
     let (ok, text) = grpcurl(
         &server,
         Some(&who("ro")),
         "idreg.v1.DeviceRegistry/GetDevice",
-        r#"{"id":"ops-5"}"#,
+        r#"{"id":"ops-6"}"#,
     );
-    assert!(ok && text.contains("ops-5"), "{text}");
+    assert!(ok && text.contains("ops-6"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,6 +49,7 @@ fn create(kek: &Kek, prefix: &str, i: usize, with_keys: bool) -> Proposal {
     };
     Proposal {
         at_ms: 1,
+        by: idreg_core::Author::new("tester", idreg_core::Role::Operator, 1),
         command: Command::Create(NewDevice {
             id,
             tenant: TenantId::default_tenant(),

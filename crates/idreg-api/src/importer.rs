@@ -19,15 +19,17 @@ const MAX_ERRORS: usize = 1000;
 
 pub struct Importer {
     node: RegistryNode,
+    by: idreg_core::Principal,
     in_flight: JoinSet<(u64, String, Result<(), Status>)>,
     next_index: u64,
     response: pb::ImportDevicesResponse,
 }
 
 impl Importer {
-    pub fn new(node: RegistryNode) -> Self {
+    pub fn new(node: RegistryNode, by: idreg_core::Principal) -> Self {
         Self {
             node,
+            by,
             in_flight: JoinSet::new(),
             next_index: 0,
             response: pb::ImportDevicesResponse::default(),
@@ -69,7 +71,11 @@ impl Importer {
         }
         // Queued here, in stream order; only the verdicts are awaited apart.
         let id = new.id.to_string();
-        let verdict = match self.node.enqueue(Command::Create(new)).await {
+        let verdict = match self
+            .node
+            .enqueue(Command::Create(new), self.by.clone())
+            .await
+        {
             Ok(v) => v,
             Err(e) => return self.record(index, id, Err(write(e))),
         };

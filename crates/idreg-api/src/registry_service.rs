@@ -1,10 +1,10 @@
 //! `idreg.v1.DeviceRegistry`.
 
 use idreg_core::labels::parse_selector;
+use idreg_core::{Caller, DeviceStatus, Principal, ValidationError};
 use idreg_core::{
     Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange, TenantId,
 };
-use idreg_core::{DeviceStatus, ValidationError};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use idreg_store::ListFilter;
@@ -29,6 +29,18 @@ pub fn page_size(requested: u32) -> Result<usize, Status> {
     }
 }
 
+/// The principal a write is recorded under: the caller the authentication
+/// layer put on the request (every write method needs a role, so it is there).
+fn author<T>(req: &Request<T>) -> Principal {
+    req.extensions()
+        .get::<Caller>()
+        .map(Caller::principal)
+        .unwrap_or_else(|| Principal {
+            name: "unauthenticated".into(),
+            role: idreg_core::Role::Reader,
+        })
+}
+
 #[derive(Clone)]
 pub struct RegistryService {
     node: RegistryNode,
@@ -45,8 +57,8 @@ impl RegistryService {
     }
 
     /// Proposes `command` and turns the verdict into a device or a status.
-    async fn execute(&self, command: Command) -> Result<Option<pb::Device>, Status> {
-        let verdict = self.node.propose(command).await.map_err(write)?;
+    async fn execute(&self, command: Command, by: Principal) -> Result<Option<pb::Device>, Status> {
+        let verdict = self.node.propose(command, by).await.map_err(write)?;
         let device = verdict.map_err(rejection)?;
         Ok(device.as_ref().map(convert::device_to_proto))
     }
@@ -84,8 +96,9 @@ impl RegistryService {
     async fn execute_expecting_device(
         &self,
         command: Command,
+        by: Principal,
     ) -> Result<Response<pb::Device>, Status> {
-        match self.execute(command).await? {
+        match self.execute(command, by).await? {
             Some(d) => Ok(Response::new(d)),
             None => Err(Status::internal(
                 "the command deleted the device it should have returned",
@@ -132,8 +145,10 @@ impl DeviceRegistry for RegistryService {
         &self,
         request: Request<pb::CreateDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let by = author(&request);
         let new = self.new_device(&request.into_inner()).map_err(invalid)?;
-        self.execute_expecting_device(Command::Create(new)).await
+        self.execute_expecting_device(Command::Create(new), by)
+            .await
     }
 
     async fn get_device(
@@ -146,6 +161,28 @@ impl DeviceRegistry for RegistryService {
             Some(d) => Ok(Response::new(convert::device_to_proto(&d))),
             None => Err(rejection(Rejection::DeviceNotFound(id.to_string()))),
         }
+    }
+
+    async fn get_device_history(
+        &self,
+        request: Request<pb::GetDeviceHistoryRequest>,
+    ) -> Result<Response<pb::DeviceHistory>, Status> {
+        let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
+        self.read_barrier(request.get_ref().consistency).await?;
+        let records = self.node.reader().audit(id.as_str()).map_err(storage)?;
+        Ok(Response::new(pb::DeviceHistory {
+            entries: records
+                .iter()
+                .map(|r| pb::DeviceHistoryEntry {
+                    at: Some(convert::timestamp(r.at_ms)),
+                    revision: r.revision,
+                    action: r.action.as_str().into(),
+                    principal: r.by.principal.name.clone(),
+                    role: r.by.principal.role.as_str().into(),
+                    node: r.by.node,
+                })
+                .collect(),
+        }))
     }
 
     async fn list_devices(
@@ -188,6 +225,7 @@ impl DeviceRegistry for RegistryService {
         &self,
         request: Request<pb::UpdateDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let by = author(&request);
         let req = request.into_inner();
         let id = convert::device_id("id", &req.id).map_err(invalid)?;
         let labels = if req.replace_labels {
@@ -239,13 +277,14 @@ impl DeviceRegistry for RegistryService {
             add_credentials,
             remove_credentials,
         };
-        self.execute_expecting_device(command).await
+        self.execute_expecting_device(command, by).await
     }
 
     async fn revoke_device(
         &self,
         request: Request<pb::RevokeDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let by = author(&request);
         let req = request.into_inner();
         let id = convert::device_id("id", &req.id).map_err(invalid)?;
         if req.reason.len() > idreg_core::limits::MAX_REASON_LEN {
@@ -254,10 +293,13 @@ impl DeviceRegistry for RegistryService {
                 idreg_core::limits::MAX_REASON_LEN
             )));
         }
-        self.execute_expecting_device(Command::Revoke {
-            id,
-            reason: req.reason,
-        })
+        self.execute_expecting_device(
+            Command::Revoke {
+                id,
+                reason: req.reason,
+            },
+            by,
+        )
         .await
     }
 
@@ -266,7 +308,8 @@ impl DeviceRegistry for RegistryService {
         request: Request<pb::DeleteDeviceRequest>,
     ) -> Result<Response<pb::DeleteDeviceResponse>, Status> {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
-        self.execute(Command::Delete { id }).await?;
+        self.execute(Command::Delete { id }, author(&request))
+            .await?;
         Ok(Response::new(pb::DeleteDeviceResponse {}))
     }
 
@@ -274,8 +317,9 @@ impl DeviceRegistry for RegistryService {
         &self,
         request: Request<tonic::Streaming<pb::ImportDevicesRequest>>,
     ) -> Result<Response<pb::ImportDevicesResponse>, Status> {
+        let by = author(&request);
         let mut stream = request.into_inner();
-        let mut importer = crate::importer::Importer::new(self.node.clone());
+        let mut importer = crate::importer::Importer::new(self.node.clone(), by);
         while let Some(chunk) = stream.message().await? {
             if chunk.devices.len() > crate::importer::MAX_CHUNK {
                 return Err(Status::invalid_argument(format!(

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Author;
 use crate::credential::{Credential, Fingerprint};
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
@@ -75,10 +76,11 @@ impl Command {
 }
 
 /// A command with the proposer's wall-clock time, so every node records the
-/// same timestamps.
+/// same timestamps, and who proposed it (for the device's audit history).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub at_ms: u64,
+    pub by: Author,
     pub command: Command,
 }
 

@@ -8,6 +8,7 @@
 //! carry out what [`apply`](apply::apply) decides.
 
 pub mod apply;
+pub mod audit;
 pub mod command;
 pub mod command_check;
 pub mod credential;
@@ -23,6 +24,7 @@ pub mod session;
 pub mod view;
 
 pub use apply::{apply, Change};
+pub use audit::{AuditAction, AuditRecord, Author};
 pub use command::{Command, CredentialRef, NewDevice, Proposal, ProposalBatch, StatusChange};
 pub use credential::{Credential, Fingerprint, KeySource, PublicKeyCredential};
 pub use device::{Device, DeviceStatus, RevocationRecord};

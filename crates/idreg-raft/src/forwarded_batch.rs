@@ -80,6 +80,7 @@ mod tests {
     fn delete(id: &str) -> Proposal {
         Proposal {
             at_ms: 1,
+            by: idreg_core::Author::new("tester", idreg_core::Role::Operator, 1),
             command: Command::Delete {
                 id: DeviceId::parse("id", id).unwrap(),
             },

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use idreg_core::{Author, Principal};
 use idreg_core::{Command, Proposal};
 use idreg_store::{NodeId, RegistryReader, Store, TypeConfig};
 use openraft::error::{ClientWriteError, RaftError};
@@ -220,8 +221,8 @@ impl RegistryNode {
     /// Proposes one command and waits for its verdict. The outer error means
     /// the command's fate is unknown or it was not applied; the inner one is the
     /// registry's decision.
-    pub async fn propose(&self, command: Command) -> Result<Verdict, WriteError> {
-        self.enqueue(command).await?.await
+    pub async fn propose(&self, command: Command, by: Principal) -> Result<Verdict, WriteError> {
+        self.enqueue(command, by).await?.await
     }
 
     /// Queues one command for the proposer and returns its verdict to come.
@@ -231,11 +232,16 @@ impl RegistryNode {
     pub async fn enqueue(
         &self,
         command: Command,
+        by: Principal,
     ) -> Result<impl std::future::Future<Output = Result<Verdict, WriteError>>, WriteError> {
         let (reply, rx) = oneshot::channel();
         let pending = Pending {
             proposal: Proposal {
                 at_ms: now_ms(),
+                by: Author {
+                    principal: by,
+                    node: self.id,
+                },
                 command,
             },
             reply,

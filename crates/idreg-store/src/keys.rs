@@ -33,6 +33,11 @@ pub const CF_SESSIONS: &str = "sessions";
 /// Written with each change; node-local extent, not in snapshots.
 pub const CF_HISTORY: &str = "history";
 
+/// Who did what to each device: `id\0` ++ revision (BE u64) ++ seq (BE u32)
+/// -> `AuditRecord`. Replicated (written in apply) and in snapshots; kept
+/// after a device is revoked or deleted, trimmed per device.
+pub const CF_AUDIT: &str = "audit";
+
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
     CF_LOG,
@@ -48,6 +53,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_COUNTERS,
     CF_SESSIONS,
     CF_HISTORY,
+    CF_AUDIT,
 ];
 
 /// The column families that make up the registry state: what a snapshot holds.
@@ -60,6 +66,7 @@ pub const REGISTRY_CFS: &[&str] = &[
     CF_IDX_GATEWAY,
     CF_REVOKED,
     CF_COUNTERS,
+    CF_AUDIT,
 ];
 
 pub const META_VOTE: &[u8] = b"vote";
@@ -113,6 +120,14 @@ pub fn label_prefix(key: &str, value: &str) -> Vec<u8> {
 
 pub fn label_key(key: &str, value: &str, id: &str) -> Vec<u8> {
     joined(&format!("{key}={value}"), id)
+}
+
+/// A device's audit record at (`revision`, `seq`); see [`CF_AUDIT`].
+pub fn audit_key(id: &str, revision: u64, seq: u32) -> Vec<u8> {
+    let mut k = prefix(id);
+    k.extend_from_slice(&revision.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 pub fn revoked_device_key(id: &str) -> Vec<u8> {

@@ -120,6 +120,21 @@ impl RegistryReader {
         self.counter(COUNTER_DEVICES)
     }
 
+    /// A device's audit history, oldest first (kept after revoke and delete).
+    pub fn audit(&self, id: &str) -> Result<Vec<idreg_core::AuditRecord>, StoreError> {
+        let cf = self.db.cf_handle(CF_AUDIT).expect("cf exists");
+        let pfx = prefix(id);
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(&cf, &pfx) {
+            let (k, v) = item?;
+            if !k.starts_with(&pfx) {
+                break;
+            }
+            out.push(decode_as("audit record", &v)?);
+        }
+        Ok(out)
+    }
+
     /// Version of the revocation list: the number of revocations ever applied.
     pub fn revocation_list_version(&self) -> Result<u64, StoreError> {
         self.counter(COUNTER_RL_VERSION)

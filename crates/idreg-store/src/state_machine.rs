@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use idreg_core::{apply, Change, Overlay, Rejection};
+use idreg_core::{apply, AuditRecord, Change, Overlay, Rejection};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
@@ -147,6 +147,43 @@ impl StateMachine {
         }
     }
 
+    /// Adds a device's audit record to `batch` and drops its oldest ones
+    /// beyond the bound (counted over what is already written: one batch may
+    /// overshoot by its own records, the next write trims them).
+    fn write_audit(
+        &self,
+        batch: &mut WriteBatch,
+        id: &idreg_core::DeviceId,
+        record: &AuditRecord,
+        seq: u32,
+    ) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_AUDIT).expect("cf exists");
+        batch.put_cf(
+            &cf,
+            audit_key(id.as_str(), record.revision, seq),
+            encode(record),
+        );
+        if record.action == idreg_core::AuditAction::Create {
+            // The usual first record (bulk imports): nothing to trim yet, no scan.
+            return Ok(());
+        }
+        let pfx = prefix(id.as_str());
+        let mut keys = Vec::new();
+        for item in self.db.prefix_iterator_cf(&cf, &pfx) {
+            let (k, _) = item?;
+            if !k.starts_with(&pfx) {
+                break;
+            }
+            keys.push(k);
+        }
+        // This record is one more than those found.
+        let excess = (keys.len() + 1).saturating_sub(idreg_core::audit::MAX_AUDIT_PER_DEVICE);
+        for k in keys.iter().take(excess) {
+            batch.delete_cf(&cf, k);
+        }
+        Ok(())
+    }
+
     fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<BatchOutcome>, StoreError> {
         let reader = RegistryReader::new(self.db.clone());
         let mut overlay = Overlay::new(&reader);
@@ -195,6 +232,12 @@ impl StateMachine {
                                     history_key(revision, seq),
                                     encode(&HistoryRecord::of(&change)),
                                 );
+                                self.write_audit(
+                                    &mut batch,
+                                    &change.id,
+                                    &AuditRecord::of(proposal, revision),
+                                    seq,
+                                )?;
                                 seq += 1;
                                 devices +=
                                     change.after.is_some() as i64 - change.before.is_some() as i64;

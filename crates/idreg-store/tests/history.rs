@@ -10,6 +10,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 fn create(id: &str) -> Proposal {
     Proposal {
         at_ms: 1,
+        by: idreg_core::Author::new("tester", idreg_core::Role::Operator, 1),
         command: Command::Create(NewDevice {
             id: DeviceId::parse("id", id).unwrap(),
             tenant: TenantId::default_tenant(),
@@ -42,6 +43,7 @@ async fn history_holds_whole_revisions_and_is_trimmed() {
     assert_eq!(*applied.borrow_and_update(), 1);
     let delete = Proposal {
         at_ms: 2,
+        by: idreg_core::Author::new("tester", idreg_core::Role::Operator, 1),
         command: Command::Delete {
             id: DeviceId::parse("id", "a").unwrap(),
         },

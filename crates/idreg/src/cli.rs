@@ -589,6 +589,14 @@ pub enum DeviceCommand {
     /// tenant, labels, gateway, psk_identity, psk, psk_hex, public_key_pem,
     /// certificate_pem). Every line is checked before anything is sent.
     Import { file: PathBuf },
+    /// Who did what to a device: every create, update, revoke and delete with
+    /// its time, principal, role and node (kept after revoke and delete).
+    History {
+        id: String,
+        /// Confirm with the leader's quorum first.
+        #[arg(long)]
+        linearizable: bool,
+    },
     /// Follow changes (create, update, revoke, delete) as they are applied.
     Watch {
         /// Start at this revision (raft log index); default: from now on.

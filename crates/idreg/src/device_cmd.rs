@@ -104,6 +104,50 @@ pub async fn run(
             output,
             &client.get_device(req).await.map_err(rpc)?.into_inner(),
         ),
+        Prepared::History(req) => {
+            let h = client
+                .get_device_history(req)
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            match output {
+                OutputFormat::Json => {
+                    let rows: Vec<_> = h
+                        .entries
+                        .iter()
+                        .map(|e| {
+                            serde_json::json!({
+                                "at": crate::output::rfc3339(e.at.as_ref()),
+                                "revision": e.revision,
+                                "action": e.action,
+                                "principal": e.principal,
+                                "role": e.role,
+                                "node": e.node,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(rows));
+                }
+                OutputFormat::Table => {
+                    println!(
+                        "{:<25} {:>9} {:<8} {:<24} {:<9} NODE",
+                        "AT", "REVISION", "ACTION", "PRINCIPAL", "ROLE"
+                    );
+                    for e in &h.entries {
+                        println!(
+                            "{:<25} {:>9} {:<8} {:<24} {:<9} {}",
+                            crate::output::rfc3339(e.at.as_ref()),
+                            e.revision,
+                            e.action,
+                            e.principal,
+                            e.role,
+                            e.node
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Prepared::Update(req) => print_device(
             output,
             &client.update_device(req).await.map_err(rpc)?.into_inner(),
@@ -202,6 +246,7 @@ pub async fn run(
 enum Prepared {
     Add(pb::CreateDeviceRequest),
     Get(pb::GetDeviceRequest),
+    History(pb::GetDeviceHistoryRequest),
     List {
         req: pb::ListDevicesRequest,
         limit: Option<u64>,
@@ -243,6 +288,12 @@ impl Prepared {
                 id,
                 consistency: consistency(linearizable),
             }),
+            DeviceCommand::History { id, linearizable } => {
+                Prepared::History(pb::GetDeviceHistoryRequest {
+                    id,
+                    consistency: consistency(linearizable),
+                })
+            }
             DeviceCommand::Watch {
                 from_revision,
                 limit,

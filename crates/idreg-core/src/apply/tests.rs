@@ -44,6 +44,10 @@ fn fingerprint_of(c: &Credential) -> Fingerprint {
     }
 }
 
+fn tester() -> crate::Author {
+    crate::Author::new("tester", crate::Role::Operator, 1)
+}
+
 fn create(name: &str, creds: Vec<Credential>) -> Proposal {
     create_with_gateway(name, creds, None)
 }
@@ -51,6 +55,7 @@ fn create(name: &str, creds: Vec<Credential>) -> Proposal {
 fn create_with_gateway(name: &str, creds: Vec<Credential>, gateway: Option<&str>) -> Proposal {
     Proposal {
         at_ms: 1000,
+        by: tester(),
         command: Command::Create(NewDevice {
             id: id(name),
             tenant: TenantId::default_tenant(),
@@ -73,7 +78,11 @@ fn update(name: &str) -> Command {
 }
 
 fn at(ms: u64, command: Command) -> Proposal {
-    Proposal { at_ms: ms, command }
+    Proposal {
+        at_ms: ms,
+        by: tester(),
+        command,
+    }
 }
 
 fn set_status(name: &str, status: StatusChange) -> Proposal {
