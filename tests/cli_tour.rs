@@ -211,3 +211,77 @@ async fn grpcurl_lists_services_through_reflection() {
         "{out:?}"
     );
 }
+
+/// A PSK given by file or on standard input (never on the command line) is
+/// the one the device then shakes hands with; the file's final newline is
+/// not part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psks_from_a_file_or_stdin_work_for_the_handshake() {
+    use idreg_client::device::{DeviceClient, DeviceCredential};
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let file = tmp.path().join("psk.txt");
+    std::fs::write(&file, "file-secret-0123456789\n").unwrap();
+    let out = server.cli(&[
+        "device",
+        "add",
+        "by-file",
+        "--psk-identity",
+        "by-file",
+        "--psk-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pki = server.pki_dir();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "device",
+            "add",
+            "by-stdin",
+            "--psk-identity",
+            "by-stdin",
+            "--psk-stdin",
+        ])
+        .env("IDREG_ENDPOINT", &server.grpc_addr)
+        .env("IDREG_CACERT", pki.join("peer-ca.crt"))
+        .env("IDREG_CERT", pki.join("admin.crt"))
+        .env("IDREG_KEY", pki.join("admin.key"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"stdin-secret-0123456789\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let both = server.cli(&[
+        "device",
+        "add",
+        "x",
+        "--psk-identity",
+        "x",
+        "--psk",
+        "a",
+        "--psk-stdin",
+    ]);
+    assert!(!both.status.success());
+    let (psk_addr, _) = server.front_addrs().await;
+    for (identity, key) in [
+        ("by-file", "file-secret-0123456789"),
+        ("by-stdin", "stdin-secret-0123456789"),
+    ] {
+        let cred = DeviceCredential::Psk {
+            identity: identity.as_bytes().to_vec(),
+            key: key.as_bytes().to_vec(),
+        };
+        DeviceClient::connect(psk_addr, cred, std::time::Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{identity}: {e}"));
+    }
+}

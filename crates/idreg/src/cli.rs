@@ -531,6 +531,13 @@ pub struct CredentialArgs {
     /// The PSK as hex digits.
     #[arg(long)]
     pub psk_hex: Option<String>,
+    /// Read the PSK (as text; one trailing newline dropped) from FILE, so it
+    /// never sits in `ps` or shell history.
+    #[arg(long)]
+    pub psk_file: Option<PathBuf>,
+    /// Read the PSK (as text; one trailing newline dropped) from standard input.
+    #[arg(long)]
+    pub psk_stdin: bool,
     /// PEM file with a P-256 public key (SubjectPublicKeyInfo). Repeatable.
     #[arg(long = "public-key")]
     pub public_keys: Vec<PathBuf>,

@@ -33,14 +33,45 @@ fn parse_labels(
 }
 
 /// The credentials named by the flags, in the API's input form.
+/// A secret read from a file or a pipe, without the newline `echo` or an
+/// editor leaves at its end.
+fn without_final_newline(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+    bytes
+}
+
 fn credential_inputs(args: CredentialArgs) -> anyhow::Result<Vec<pb::CredentialInput>> {
     use pb::credential_input::Kind;
     let mut out = Vec::new();
-    let secret = match (&args.psk, &args.psk_hex) {
-        (Some(text), None) => Some(text.as_bytes().to_vec()),
-        (None, Some(h)) => Some(hex::decode(h.trim()).context("--psk-hex: not hex digits")?),
-        (None, None) => None,
-        (Some(_), Some(_)) => bail!("give --psk or --psk-hex, not both"),
+    let given = [
+        args.psk.is_some(),
+        args.psk_hex.is_some(),
+        args.psk_file.is_some(),
+        args.psk_stdin,
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        bail!("give one of --psk, --psk-hex, --psk-file and --psk-stdin");
+    }
+    let secret = if let Some(text) = &args.psk {
+        Some(text.as_bytes().to_vec())
+    } else if let Some(h) = &args.psk_hex {
+        Some(hex::decode(h.trim()).context("--psk-hex: not hex digits")?)
+    } else if let Some(path) = &args.psk_file {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("--psk-file: cannot read {}", path.display()))?;
+        Some(without_final_newline(bytes))
+    } else if args.psk_stdin {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("--psk-stdin: cannot read standard input")?;
+        Some(without_final_newline(bytes))
+    } else {
+        None
     };
     match (args.psk_identity, secret) {
         (Some(identity), Some(secret)) => out.push(pb::CredentialInput {
@@ -49,8 +80,10 @@ fn credential_inputs(args: CredentialArgs) -> anyhow::Result<Vec<pb::CredentialI
                 secret,
             })),
         }),
-        (Some(_), None) => bail!("--psk-identity needs --psk or --psk-hex"),
-        (None, Some(_)) => bail!("--psk/--psk-hex need --psk-identity"),
+        (Some(_), None) => {
+            bail!("--psk-identity needs --psk, --psk-hex, --psk-file or --psk-stdin")
+        }
+        (None, Some(_)) => bail!("a PSK needs --psk-identity"),
         (None, None) => {}
     }
     for p in &args.public_keys {
