@@ -51,8 +51,9 @@ impl Authenticator {
             .and_then(active)
     }
 
-    /// The PSK for `identity`, if it belongs to an active device.
-    pub fn psk(&self, identity: &[u8]) -> Result<(Device, Vec<u8>), AuthError> {
+    /// The PSK for `identity`, if it belongs to an active device; wiped
+    /// from memory when dropped.
+    pub fn psk(&self, identity: &[u8]) -> Result<(Device, zeroize::Zeroizing<Vec<u8>>), AuthError> {
         let device = self.psk_device(identity)?;
         let sealed = device
             .credentials

@@ -77,7 +77,9 @@ impl FrontShared {
 fn psk_config(auth: Authenticator) -> Config {
     Config {
         psk: Some(Arc::new(move |identity: &[u8]| {
-            auth.psk(identity).map(|(_, key)| key).map_err(|e| {
+            // webrtc-dtls takes a plain Vec and keeps it for the handshake;
+            // our own copy is wiped here.
+            auth.psk(identity).map(|(_, key)| key.to_vec()).map_err(|e| {
                 tracing::debug!(identity = %String::from_utf8_lossy(identity), error = %e, "PSK refused");
                 DtlsError::Other(e.to_string())
             })

@@ -115,7 +115,12 @@ impl Kek {
         }
     }
 
-    pub fn open(&self, sealed: &SealedSecret, aad: &[u8]) -> Result<Vec<u8>, SecretError> {
+    /// The clear secret, wiped from memory when the caller drops it.
+    pub fn open(
+        &self,
+        sealed: &SealedSecret,
+        aad: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, SecretError> {
         if sealed.kek_id != self.id {
             return Err(SecretError::WrongKek {
                 sealed_with: hex::encode(sealed.kek_id),
@@ -130,6 +135,7 @@ impl Kek {
                     aad,
                 },
             )
+            .map(zeroize::Zeroizing::new)
             .map_err(|_| SecretError::Corrupt)
     }
 
@@ -141,7 +147,7 @@ impl Kek {
     /// Whether this KEK is the one that made `check`.
     pub fn verify_check(&self, check: &SealedSecret) -> Result<(), SecretError> {
         match self.open(check, CHECK_AAD)? {
-            text if text == CHECK_TEXT => Ok(()),
+            text if text.as_slice() == CHECK_TEXT => Ok(()),
             _ => Err(SecretError::Corrupt),
         }
     }
@@ -187,7 +193,10 @@ mod tests {
         let k = kek(1);
         let s = k.seal(b"correct horse battery", b"sensor-1");
         assert!(!s.ciphertext.windows(7).any(|w| w == b"correct"));
-        assert_eq!(k.open(&s, b"sensor-1").unwrap(), b"correct horse battery");
+        assert_eq!(
+            k.open(&s, b"sensor-1").unwrap().as_slice(),
+            b"correct horse battery"
+        );
     }
 
     #[test]
