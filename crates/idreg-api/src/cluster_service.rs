@@ -10,6 +10,7 @@ use pb::cluster_client::ClusterClient;
 use pb::cluster_server::Cluster;
 use tonic::{Request, Response, Status};
 
+use crate::api_limits::{ApiLimits, Slots};
 use crate::status::write;
 
 /// Membership changes wait for a learner to catch up; allow for a snapshot.
@@ -18,6 +19,10 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct ClusterService {
     node: RegistryNode,
+    /// Shared by every clone (both listeners): a build holds one until it
+    /// is done, and a backup until its download ends.
+    snapshot_builds: Slots,
+    max_message_bytes: usize,
 }
 
 fn view_to_proto(v: ClusterView) -> pb::ClusterStatus {
@@ -48,12 +53,21 @@ fn view_to_proto(v: ClusterView) -> pb::ClusterStatus {
 }
 
 impl ClusterService {
-    pub fn new(node: RegistryNode) -> Self {
-        Self { node }
+    pub fn new(node: RegistryNode, limits: &ApiLimits) -> Self {
+        Self {
+            node,
+            snapshot_builds: Slots::new(
+                limits.max_snapshot_builds,
+                "--max-snapshot-builds",
+                "snapshot builds",
+            ),
+            max_message_bytes: limits.max_message_bytes,
+        }
     }
 
     pub fn into_server(self) -> pb::cluster_server::ClusterServer<Self> {
-        pb::cluster_server::ClusterServer::new(self)
+        let max = self.max_message_bytes;
+        pb::cluster_server::ClusterServer::new(self).max_decoding_message_size(max)
     }
 
     /// A client of the current leader's Cluster service.
@@ -182,6 +196,7 @@ impl Cluster for ClusterService {
         req: Request<pb::SaveSnapshotRequest>,
     ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
         self.check_node_caller(&req, None)?;
+        let slot = self.snapshot_builds.take()?;
         let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
         let path = self
             .node
@@ -196,6 +211,7 @@ impl Cluster for ClusterService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
+            let _slot = slot;
             let mut buf = vec![0u8; 1 << 20];
             loop {
                 match file.read(&mut buf).await {
@@ -226,6 +242,7 @@ impl Cluster for ClusterService {
         req: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
         self.check_node_caller(&req, None)?;
+        let _slot = self.snapshot_builds.take()?;
         let snapshot_index = self.node.snapshot_now().await.map_err(write)?;
         Ok(Response::new(pb::TriggerSnapshotResponse {
             snapshot_index,

@@ -6,17 +6,21 @@
 //! with the KEK here, before they reach the raft log.
 
 pub mod access_policy;
+pub mod api_limits;
 pub mod caller_auth;
 pub mod cluster_service;
 pub mod convert;
 pub mod importer;
+pub mod oversize_status;
 pub mod page_token;
 pub mod registry_service;
 pub mod sessions_service;
 pub mod status;
 pub mod watch_stream;
 
+pub use api_limits::ApiLimits;
 pub use caller_auth::CallerAuth;
 pub use cluster_service::ClusterService;
+pub use oversize_status::OversizeStatus;
 pub use registry_service::RegistryService;
 pub use sessions_service::{FrontStatsSource, SessionsService};

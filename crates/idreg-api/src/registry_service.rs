@@ -11,6 +11,7 @@ use idreg_store::ListFilter;
 use pb::device_registry_server::DeviceRegistry;
 use tonic::{Request, Response, Status};
 
+use crate::api_limits::{too_many, ApiLimits, Slots};
 use crate::convert;
 use crate::page_token;
 use crate::status::{invalid, rejection, storage, write};
@@ -45,15 +46,30 @@ fn author<T>(req: &Request<T>) -> Principal {
 pub struct RegistryService {
     node: RegistryNode,
     kek: Kek,
+    /// Live WatchDevices streams.
+    watchers: Slots,
+    max_label_selectors: usize,
+    max_message_bytes: usize,
 }
 
 impl RegistryService {
-    pub fn new(node: RegistryNode, kek: Kek) -> Self {
-        Self { node, kek }
+    pub fn new(node: RegistryNode, kek: Kek, limits: &ApiLimits) -> Self {
+        Self {
+            node,
+            kek,
+            watchers: Slots::new(
+                limits.max_watchers,
+                "--max-watchers",
+                "WatchDevices streams",
+            ),
+            max_label_selectors: limits.max_label_selectors,
+            max_message_bytes: limits.max_message_bytes,
+        }
     }
 
     pub fn into_server(self) -> pb::device_registry_server::DeviceRegistryServer<Self> {
-        pb::device_registry_server::DeviceRegistryServer::new(self)
+        let max = self.max_message_bytes;
+        pb::device_registry_server::DeviceRegistryServer::new(self).max_decoding_message_size(max)
     }
 
     /// Proposes `command` and turns the verdict into a device or a status.
@@ -190,6 +206,14 @@ impl DeviceRegistry for RegistryService {
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
         let req = request.into_inner();
+        if req.labels.len() > self.max_label_selectors {
+            return Err(too_many(
+                "labels",
+                req.labels.len(),
+                self.max_label_selectors,
+                "--max-label-selectors",
+            ));
+        }
         let (filter, digest) = filter_of(&req).map_err(invalid)?;
         let page_size = page_size(req.page_size)?;
         let after = if req.page_token.is_empty() {
@@ -345,11 +369,13 @@ impl DeviceRegistry for RegistryService {
         &self,
         request: Request<pb::WatchDevicesRequest>,
     ) -> Result<Response<Self::WatchDevicesStream>, Status> {
+        let slot = self.watchers.take()?;
         let store = self.node.store();
         let rx = crate::watch_stream::start(
             store.history(),
             store.applied_watch(),
             request.get_ref().from_revision,
+            slot,
         )?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,

@@ -27,8 +27,11 @@ impl SessionsService {
         Self { log, stats }
     }
 
-    pub fn into_server(self) -> pb::sessions_server::SessionsServer<Self> {
-        pb::sessions_server::SessionsServer::new(self)
+    pub fn into_server(
+        self,
+        max_message_bytes: usize,
+    ) -> pb::sessions_server::SessionsServer<Self> {
+        pb::sessions_server::SessionsServer::new(self).max_decoding_message_size(max_message_bytes)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use idreg_proto::v1 as pb;
 use idreg_store::history::{ChangeKind, History, HistoryRecord, RevisionChanges};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tonic::Status;
 
 use crate::convert;
@@ -46,11 +46,13 @@ fn revision_to_proto(c: RevisionChanges) -> pb::WatchDevicesResponse {
     }
 }
 
-/// Starts a watcher from `from` (0: after the current applied revision).
+/// Starts a watcher from `from` (0: after the current applied revision),
+/// holding `slot` (one of the node's watcher places) until it ends.
 pub fn start(
     history: History,
     mut applied: watch::Receiver<u64>,
     from: u64,
+    slot: OwnedSemaphorePermit,
 ) -> Result<mpsc::Receiver<Result<pb::WatchDevicesResponse, Status>>, Status> {
     let mut next = if from == 0 {
         *applied.borrow() + 1
@@ -63,6 +65,7 @@ pub fn start(
     }
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        let _slot = slot;
         loop {
             // Mark the current value seen before reading, so a revision
             // applied during the read wakes the wait below.

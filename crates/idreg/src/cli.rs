@@ -46,7 +46,7 @@ pub struct ClientArgs {
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Run an idreg node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register, look up, list, update, revoke and delete devices.
     Device {
         #[command(flatten)]
@@ -333,6 +333,10 @@ pub enum BenchCommand {
         /// etcd client address, host:port.
         #[arg(long, default_value = "127.0.0.1:2379")]
         etcd: String,
+        /// Dial etcd over TLS with the client credentials given for idreg
+        /// (--cacert/--cert/--key), for a TLS-against-TLS comparison.
+        #[arg(long)]
+        etcd_tls: bool,
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
         #[arg(long, default_value_t = 10_000)]
@@ -350,6 +354,10 @@ pub enum BenchCommand {
     EtcdFill {
         #[arg(long, default_value = "127.0.0.1:2379")]
         etcd: String,
+        /// Dial etcd over TLS with the client credentials given for idreg
+        /// (--cacert/--cert/--key), for a TLS-against-TLS comparison.
+        #[arg(long)]
+        etcd_tls: bool,
         #[arg(long)]
         count: usize,
         #[arg(long, default_value_t = 256)]
@@ -361,6 +369,10 @@ pub enum BenchCommand {
     EtcdGet {
         #[arg(long, default_value = "127.0.0.1:2379")]
         etcd: String,
+        /// Dial etcd over TLS with the client credentials given for idreg
+        /// (--cacert/--cert/--key), for a TLS-against-TLS comparison.
+        #[arg(long)]
+        etcd_tls: bool,
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
         #[arg(long, default_value_t = 10_000)]
@@ -518,6 +530,26 @@ pub struct ServeArgs {
     /// Revisions of change history kept for WatchDevices [default: 100000].
     #[arg(long, env = "IDREG_WATCH_HISTORY")]
     pub watch_history: Option<u64>,
+    /// Largest gRPC request message accepted on the client listener, in
+    /// bytes; larger ones get RESOURCE_EXHAUSTED [default: 4194304].
+    #[arg(long, env = "IDREG_GRPC_MAX_MESSAGE_BYTES")]
+    pub grpc_max_message_bytes: Option<usize>,
+    /// HTTP/2 streams one client connection may have open at once (clients
+    /// queue past it) [default: 200].
+    #[arg(long, env = "IDREG_GRPC_MAX_CONCURRENT_STREAMS")]
+    pub grpc_max_concurrent_streams: Option<u32>,
+    /// Live WatchDevices streams on this node; more get RESOURCE_EXHAUSTED
+    /// [default: 1000].
+    #[arg(long, env = "IDREG_MAX_WATCHERS")]
+    pub max_watchers: Option<usize>,
+    /// Label selectors in one ListDevices; more get RESOURCE_EXHAUSTED
+    /// [default: 16].
+    #[arg(long, env = "IDREG_MAX_LABEL_SELECTORS")]
+    pub max_label_selectors: Option<usize>,
+    /// Snapshot builds and backup downloads in flight on this node; more get
+    /// RESOURCE_EXHAUSTED [default: 1].
+    #[arg(long, env = "IDREG_MAX_SNAPSHOT_BUILDS")]
+    pub max_snapshot_builds: Option<usize>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            cli::Commands::Serve(args) => serve::run(args).await,
+            cli::Commands::Serve(args) => serve::run(*args).await,
             cli::Commands::Device { client, command } => {
                 device_cmd::run(&client.target()?, client.output, command).await
             }

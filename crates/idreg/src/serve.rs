@@ -3,7 +3,9 @@
 
 use anyhow::Context;
 use idreg_api::access_policy::Listener;
-use idreg_api::{CallerAuth, ClusterService, FrontStatsSource, RegistryService, SessionsService};
+use idreg_api::{
+    CallerAuth, ClusterService, FrontStatsSource, OversizeStatus, RegistryService, SessionsService,
+};
 use idreg_coap::{DeviceFront, FrontConfig};
 use idreg_core::Kek;
 use idreg_raft::grpc_network::PeerDialer;
@@ -187,26 +189,33 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             CallerAuth::insecure(Listener::Peer),
         ),
     };
-    let mut client_server = tonic::transport::Server::builder();
+    let limits = &config.api_limits;
+    let mut client_server =
+        tonic::transport::Server::builder().max_concurrent_streams(limits.max_concurrent_streams);
     let mut peer_server = tonic::transport::Server::builder();
     if let (Some(client_tls), Some(peer_tls)) = (tls.client.clone(), tls.peer.clone()) {
         client_server = client_server.tls_config(client_tls).context("client TLS")?;
         peer_server = peer_server.tls_config(peer_tls).context("peer TLS")?;
     }
+    let cluster_service = ClusterService::new(node.clone(), limits);
     let client_api = client_server
+        .layer(OversizeStatus)
         .layer(client_auth)
         .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(RegistryService::new(node.clone(), kek).into_server())
-        .add_service(SessionsService::new(node.store().session_log(), stats_source).into_server())
-        .add_service(ClusterService::new(node.clone()).into_server())
+        .add_service(RegistryService::new(node.clone(), kek, limits).into_server())
+        .add_service(
+            SessionsService::new(node.store().session_log(), stats_source)
+                .into_server(limits.max_message_bytes),
+        )
+        .add_service(cluster_service.clone().into_server())
         .serve_with_incoming_shutdown(tokio_stream_listener(listener), stopped(stop_rx.clone()));
     let peer_api = peer_server
         .layer(peer_auth)
         .add_service(health_service.clone())
         .add_service(node.raft_service().into_server())
-        .add_service(ClusterService::new(node.clone()).into_server())
+        .add_service(cluster_service.into_server())
         .serve_with_incoming_shutdown(
             tokio_stream_listener(peer_listener),
             stopped(stop_rx.clone()),

@@ -44,6 +44,11 @@ struct FileConfig {
     initial_cluster_state: Option<String>,
     advertise_addr: Option<String>,
     watch_history: Option<u64>,
+    grpc_max_message_bytes: Option<usize>,
+    grpc_max_concurrent_streams: Option<u32>,
+    max_watchers: Option<usize>,
+    max_label_selectors: Option<usize>,
+    max_snapshot_builds: Option<usize>,
 }
 
 /// The device front's settings; `None` in [`ServeConfig::front`] when
@@ -119,6 +124,7 @@ pub struct ServeConfig {
     pub watch_history: u64,
     /// Set with --k8s: the pod this node runs as.
     pub pod: Option<crate::k8s::PodIdentity>,
+    pub api_limits: idreg_api::ApiLimits,
 }
 
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
@@ -131,6 +137,43 @@ fn positive<T: PartialOrd + Default + Copy>(name: &str, v: T) -> anyhow::Result<
         bail!("--{name} must be at least 1");
     }
     Ok(v)
+}
+
+/// The back office's bounds: each flag, else the file, else the default.
+fn api_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<idreg_api::ApiLimits> {
+    let d = idreg_api::ApiLimits::default();
+    Ok(idreg_api::ApiLimits {
+        max_message_bytes: positive(
+            "grpc-max-message-bytes",
+            args.grpc_max_message_bytes
+                .or(file.grpc_max_message_bytes)
+                .unwrap_or(d.max_message_bytes),
+        )?,
+        max_concurrent_streams: positive(
+            "grpc-max-concurrent-streams",
+            args.grpc_max_concurrent_streams
+                .or(file.grpc_max_concurrent_streams)
+                .unwrap_or(d.max_concurrent_streams),
+        )?,
+        max_watchers: positive(
+            "max-watchers",
+            args.max_watchers
+                .or(file.max_watchers)
+                .unwrap_or(d.max_watchers),
+        )?,
+        max_label_selectors: positive(
+            "max-label-selectors",
+            args.max_label_selectors
+                .or(file.max_label_selectors)
+                .unwrap_or(d.max_label_selectors),
+        )?,
+        max_snapshot_builds: positive(
+            "max-snapshot-builds",
+            args.max_snapshot_builds
+                .or(file.max_snapshot_builds)
+                .unwrap_or(d.max_snapshot_builds),
+        )?,
+    })
 }
 
 fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<FrontSettings>> {
@@ -276,6 +319,7 @@ impl ServeConfig {
             bail!("--snapshot-every must be at least 1");
         }
         let front = front_settings(&args, &file)?;
+        let api_limits = api_limits(&args, &file)?;
         let initial_members = match args
             .initial_cluster
             .clone()
@@ -410,6 +454,7 @@ impl ServeConfig {
             advertise_addr,
             watch_history,
             pod,
+            api_limits,
         })
     }
 }
