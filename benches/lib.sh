@@ -1,39 +1,57 @@
 # Shared by the cluster benchmark scripts (sourced). Expects BIN (the idreg
 # binary), WORK (a scratch dir), OUT (the JSON lines file) and the PIDS array.
 
+# make_pki N: a PKI for nodes 1..N on 127.0.0.N in $WORK/pki. The CLI and
+# the bench client then act as its admin (IDREG_CACERT, IDREG_CERT, IDREG_KEY).
+make_pki() {
+  local args=() i
+  for i in $(seq "$1"); do args+=(--node "$i=127.0.0.$i,localhost"); done
+  "$BIN" pki init --out "$WORK/pki" "${args[@]}" >/dev/null
+  export IDREG_CACERT=$WORK/pki/peer-ca.crt IDREG_CERT=$WORK/pki/admin.crt IDREG_KEY=$WORK/pki/admin.key
+}
+
+# make_kek: a random key-encryption key in $WORK/kek, owner-only.
+make_kek() {
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/kek"
+  chmod 600 "$WORK/kek"
+}
+
 # status_field ENDPOINT FIELD [--local]: one field of `idreg cluster status`.
 status_field() {
   "$BIN" cluster status --endpoint "$1" -o json ${3:-} 2>/dev/null \
     | python3 -c "import json,sys; v = json.load(sys.stdin).get('$2'); print('' if v is None else v)" 2>/dev/null || true
 }
 
-# wait_leader ENDPOINT: the leader's address, once one is elected (30 s at most).
+# wait_leader ENDPOINT: the leader's node id, once one is elected (30 s at
+# most). (Its leader_addr is a peer address; clients need its client port.)
 wait_leader() {
   local leader=""
   for _ in $(seq 150); do
-    leader=$(status_field "$1" leader_addr)
-    [ -n "$leader" ] && { echo "$leader"; return 0; }
+    leader=$(status_field "$1" leader_id)
+    [ -n "$leader" ] && [ "$leader" != 0 ] && { echo "$leader"; return 0; }
     sleep 0.2
   done
   echo "no leader elected" >&2
   return 1
 }
 
-# catch_up LEADER NODE_ADDR DEVICES: snapshot on the leader, start node 4
-# empty at NODE_ADDR, add it, and time until it has applied all the leader
+# catch_up LEADER NODE_ADDR PEER_ADDR DEVICES: snapshot on the leader, start
+# node 4 empty at NODE_ADDR (client) and PEER_ADDR (raft) with the PKI of
+# make_pki, add it, and time until it has applied all the leader
 # had (add-node returns when openraft counts the learner caught up; the
 # user's measure is the node having applied everything). Appends a
 # "catch-up" line to OUT.
 catch_up() {
-  local leader=$1 addr=$2 devices=$3
+  local leader=$1 addr=$2 peer=$3 devices=$4
   "$BIN" cluster snapshot --endpoint "$leader" >/dev/null
-  "$BIN" serve --node-id 4 --data-dir "$WORK/node4" --grpc-addr "$addr" --coap-addr off \
-    --kek-file "$WORK/kek" --initial-cluster-state existing >"$WORK/node4.log" 2>&1 &
+  "$BIN" serve --node-id 4 --data-dir "$WORK/node4" --grpc-addr "$addr" --peer-addr "$peer" \
+    --coap-addr off --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster-state existing \
+    >"$WORK/node4.log" 2>&1 &
   PIDS+=($!)
   sleep 1
   local t0 t1 target installed
   t0=$(date +%s.%N)
-  "$BIN" cluster add-node 4 "$addr" --endpoint "$leader" >/dev/null
+  "$BIN" cluster add-node 4 "$peer" --endpoint "$leader" >/dev/null
   target=$(status_field "$leader" applied_index --local)
   until [ "$(status_field "$addr" applied_index --local)" -ge "$target" ]; do sleep 0.05; done
   t1=$(date +%s.%N)

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Replicated writes on 3 nodes: idreg vs a 3-member etcd 3.4 cluster, same
-# disk, same client stack (`idreg bench`), same concurrency, in one run; then
-# idreg's revocation propagation and a new node's catch-up from a snapshot.
+# disk, same client stack (`idreg bench`), same concurrency, in one run; each
+# first in plaintext (idreg --insecure), then with TLS on the client and peer
+# ports (idreg's default: mTLS with roles; etcd with --client-cert-auth and
+# peer TLS), so the share of throughput TLS costs each is measured. Then, on
+# the TLS cluster, idreg's revocation propagation and a new node's catch-up
+# from a snapshot.
 #
 #   benches/compare/cluster.sh [POPULATION]     # default 1000000 (catch-up size)
 #
@@ -22,70 +26,107 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 OUT=benches/results/cluster.jsonl
 : > "$OUT"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/kek"
-
-IC=1=127.0.0.1:52151,2=127.0.0.2:52152,3=127.0.0.3:52153
-IDREG_PIDS=()
-for i in 1 2 3; do
-  "$BIN" serve --node-id $i --data-dir "$WORK/idreg$i" --grpc-addr 127.0.0.$i:5215$i \
-    --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off --coap-max-peers 20000 \
-    --kek-file "$WORK/kek" --initial-cluster $IC >"$WORK/idreg$i.log" 2>&1 &
-  IDREG_PIDS+=($!); PIDS+=($!)
-done
-EC=e1=http://127.0.0.1:52381,e2=http://127.0.0.2:52382,e3=http://127.0.0.3:52383
-ETCD_PIDS=()
-for i in 1 2 3; do
-  etcd --name e$i --data-dir "$WORK/etcd$i" --quota-backend-bytes 8589934592 \
-    --listen-client-urls http://127.0.0.$i:5237$i --advertise-client-urls http://127.0.0.$i:5237$i \
-    --listen-peer-urls http://127.0.0.$i:5238$i --initial-advertise-peer-urls http://127.0.0.$i:5238$i \
-    --initial-cluster $EC --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
-  ETCD_PIDS+=($!); PIDS+=($!)
-done
+make_kek
+make_pki 4
+PKI=$WORK/pki
 join() { local IFS=,; echo "$*"; }
-IPIDS=$(join "${IDREG_PIDS[@]}"); EPIDS=$(join "${ETCD_PIDS[@]}")
 
-# Both sides' clients talk to the leader.
-LEADER=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/idreg*.log; exit 1; }
-ELEADER=""
-for _ in $(seq 150); do
-  ELEADER=$(ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:52371,127.0.0.2:52372,127.0.0.3:52373 \
-    endpoint status -w json 2>/dev/null | python3 -c '
+# start_clusters TRANSPORT: three idreg nodes (client 5215N, peer 5216N) and
+# three etcd members (client 5237N, peer 5238N) on 127.0.0.1-3; sets LEADER,
+# ELEADER, IPIDS, EPIDS and the client flags I and E.
+start_clusters() {
+  local t=$1 i sec=() eurl=http etls=() epeer=() eclient=()
+  if [ "$t" = tls ]; then
+    sec=(--pki-dir "$PKI"); eurl=https
+    unset IDREG_INSECURE_CLIENT
+  else
+    sec=(--insecure); export IDREG_INSECURE_CLIENT=1
+  fi
+  local ic=1=127.0.0.1:52161,2=127.0.0.2:52162,3=127.0.0.3:52163
+  IDREG_PIDS=(); ETCD_PIDS=()
+  for i in 1 2 3; do
+    "$BIN" serve --node-id $i --data-dir "$WORK/$t-idreg$i" --grpc-addr 127.0.0.$i:5215$i \
+      --peer-addr 127.0.0.$i:5216$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
+      --coap-max-peers 20000 "${sec[@]}" --kek-file "$WORK/kek" --initial-cluster $ic \
+      >"$WORK/$t-idreg$i.log" 2>&1 &
+    IDREG_PIDS+=($!); PIDS+=($!)
+  done
+  local ec=e1=$eurl://127.0.0.1:52381,e2=$eurl://127.0.0.2:52382,e3=$eurl://127.0.0.3:52383
+  for i in 1 2 3; do
+    if [ "$t" = tls ]; then
+      etls=(--cert-file "$PKI/node-$i.crt" --key-file "$PKI/node-$i.key"
+            --client-cert-auth --trusted-ca-file "$PKI/client-ca.crt"
+            --peer-cert-file "$PKI/node-$i.crt" --peer-key-file "$PKI/node-$i.key"
+            --peer-client-cert-auth --peer-trusted-ca-file "$PKI/peer-ca.crt")
+    fi
+    etcd --name e$i --data-dir "$WORK/$t-etcd$i" --quota-backend-bytes 8589934592 "${etls[@]}" \
+      --listen-client-urls $eurl://127.0.0.$i:5237$i --advertise-client-urls $eurl://127.0.0.$i:5237$i \
+      --listen-peer-urls $eurl://127.0.0.$i:5238$i --initial-advertise-peer-urls $eurl://127.0.0.$i:5238$i \
+      --initial-cluster $ec --initial-cluster-state new >"$WORK/$t-etcd$i.log" 2>&1 &
+    ETCD_PIDS+=($!); PIDS+=($!)
+  done
+  IPIDS=$(join "${IDREG_PIDS[@]}"); EPIDS=$(join "${ETCD_PIDS[@]}")
+
+  # Both sides' clients talk to the leader.
+  local id
+  id=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/$t-idreg*.log; exit 1; }
+  LEADER=127.0.0.$id:5215$id
+  if [ "$t" = tls ]; then
+    eclient=(--cacert "$PKI/peer-ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
+  fi
+  ELEADER=""
+  for _ in $(seq 150); do
+    ELEADER=$(ETCDCTL_API=3 etcdctl "${eclient[@]}" \
+      --endpoints $eurl://127.0.0.1:52371,$eurl://127.0.0.2:52372,$eurl://127.0.0.3:52373 \
+      endpoint status -w json 2>/dev/null | python3 -c '
 import json,sys
 for s in json.load(sys.stdin):
-    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]: print(s["Endpoint"])' 2>/dev/null || true)
-  [ -n "$ELEADER" ] && break; sleep 0.2
-done
-[ -n "$ELEADER" ] || { echo "etcd elected no leader"; exit 1; }
-echo "idreg leader $LEADER, etcd leader $ELEADER"
+    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]: print(s["Endpoint"].split("://")[-1])' 2>/dev/null || true)
+    [ -n "$ELEADER" ] && break; sleep 0.2
+  done
+  [ -n "$ELEADER" ] || { echo "etcd elected no leader"; tail "$WORK"/$t-etcd*.log; exit 1; }
+  echo "$t: idreg leader $LEADER, etcd leader $ELEADER"
+  I=(--endpoint "$LEADER" --server-pid "$IPIDS")
+  E=(--etcd "$ELEADER" --server-pid "$EPIDS")
+  [ "$t" = tls ] && E+=(--etcd-tls)
+  return 0
+}
 
-I=(--endpoint "$LEADER" --output json --server-pid "$IPIDS")
-E=(--etcd "$ELEADER" --output json --server-pid "$EPIDS")
-run() { "$BIN" bench "$@" | tee -a "$OUT"; }
-for C in 1 100 1000; do
-  N=$(( C == 1 ? 2000 : C == 100 ? 50000 : 100000 ))
-  run register "${I[@]}" --concurrency $C --count $N --max-seconds 120 --prefix c$C
-  run etcd-put "${E[@]}" --concurrency $C --count $N --max-seconds 120
+stop_clusters() {
+  for p in "${IDREG_PIDS[@]}" "${ETCD_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${IDREG_PIDS[@]}" "${ETCD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+# run TRANSPORT ARGS...: one `idreg bench` row, tagged with its transport.
+run() {
+  local t=$1; shift
+  "$BIN" bench "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
+}
+
+for T in plain tls; do
+  start_clusters $T
+  for C in 1 100 1000; do
+    N=$(( C == 1 ? 2000 : C == 100 ? 50000 : 100000 ))
+    run $T register "${I[@]}" --concurrency $C --count $N --max-seconds 120 --prefix c$C
+    run $T etcd-put "${E[@]}" --concurrency $C --count $N --max-seconds 120
+  done
+  [ $T = tls ] || stop_clusters
 done
 
 # Revocation: acknowledged by the leader -> every node's front refuses.
-run revoke --endpoint "$LEADER" --output json --count 200 \
+run tls revoke --endpoint "$LEADER" --count 200 \
   --fronts 127.0.0.1:56841,127.0.0.2:56842,127.0.0.3:56843
 
 # A new node catching up from a snapshot at POP devices.
-run register "${I[@]}" --concurrency 100 --count "$POP" --max-seconds 3000 --prefix pop
-catch_up "$LEADER" 127.0.0.4:52154 "$POP"
+run tls register "${I[@]}" --concurrency 100 --count "$POP" --max-seconds 3000 --prefix pop
+catch_up "$LEADER" 127.0.0.4:52154 127.0.0.4:52164 "$POP"
 # The new node answers from its own replica: every read must find its device.
-run get --endpoint 127.0.0.4:52154 --output json --concurrency 1 --count 5000 --prefix pop --population "$POP"
+run tls get --endpoint 127.0.0.4:52154 --concurrency 1 --count 5000 --prefix pop --population "$POP"
 
+python3 benches/compare/tls_table.py "$OUT"
 python3 - "$OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'conc':>5} {'idreg ops/s':>11} {'etcd ops/s':>10} {'ratio':>6} {'idreg p50/p99 µs':>18} {'etcd p50/p99 µs':>18} {'idreg cpu µs/op':>15} {'etcd cpu µs/op':>14}")
-for r, p in zip(rows, rows[1:]):
-    if r['name'] != 'register' or p['name'] != 'etcd-put': continue
-    f = lambda x: '-' if x is None else f'{x:.0f}'
-    print(f"{r['concurrency']:>5} {r['ops_per_sec']:>11.0f} {p['ops_per_sec']:>10.0f} {r['ops_per_sec']/p['ops_per_sec']:>6.2f} "
-          f"{str(r['p50_us'])+'/'+str(r['p99_us']):>18} {str(p['p50_us'])+'/'+str(p['p99_us']):>18} {f(r['server_cpu_us_per_op']):>15} {f(p['server_cpu_us_per_op']):>14}")
 for r in rows:
     if r['name'] == 'revoke':
         print(f"revocation propagated to all 3 fronts: p50 {r['p50_us']/1000:.1f} ms, p99 {r['p99_us']/1000:.1f} ms, max {r['max_us']/1000:.1f} ms over {r['operations']} rounds, {r['errors']} failed")

@@ -22,10 +22,12 @@ OUT=benches/results/device_front.jsonl
 : > "$OUT"
 
 # idreg, single node, with one PSK device and one certificate device.
-"$BIN" serve --data-dir "$WORK/idreg" --grpc-addr 127.0.0.1:52051 \
+"$BIN" serve --data-dir "$WORK/idreg" --grpc-addr 127.0.0.1:52051 --peer-addr 127.0.0.1:52052 \
   --coap-addr 127.0.0.1:56841 --coap-cert-addr 127.0.0.1:56851 \
   --coap-max-peers 20000 >"$WORK/idreg.log" 2>&1 &
 IDREG=$!; PIDS+=("$IDREG")
+# The CLI acts as the admin of the development PKI the node makes.
+export IDREG_CACERT=$WORK/idreg/pki/peer-ca.crt IDREG_CERT=$WORK/idreg/pki/admin.crt IDREG_KEY=$WORK/idreg/pki/admin.key
 for _ in $(seq 100); do "$BIN" device get none --endpoint 127.0.0.1:52051 2>&1 | grep -q NotFound && break; sleep 0.2; done
 E=(--endpoint 127.0.0.1:52051)
 "$BIN" device add bench-device --psk-identity bench-device --psk "$PSK" "${E[@]}" >/dev/null

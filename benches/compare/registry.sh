@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Single-node registry writes and reads: idreg vs etcd 3.4, both on the same
-# disk, driven by the same Rust gRPC client stack (`idreg bench`) in one run.
+# disk, driven by the same Rust gRPC client stack (`idreg bench`) in one run,
+# each both with mutual TLS (idreg's default; etcd with --cert-file,
+# --key-file, --client-cert-auth) and in plaintext (idreg --insecure), so the
+# share of throughput TLS and authorisation cost each is measured too.
 #
 #   benches/compare/registry.sh [POPULATION]      # default 1000000
 #
@@ -21,54 +24,80 @@ trap cleanup EXIT
 OUT=benches/results/registry.jsonl
 : > "$OUT"
 
-"$BIN" serve --data-dir "$WORK/idreg" --grpc-addr 127.0.0.1:52051 --coap-addr off \
-  >"$WORK/idreg.log" 2>&1 &
-IDREG=$!; PIDS+=("$IDREG")
-etcd --name bench --data-dir "$WORK/etcd" --quota-backend-bytes 8589934592 \
-  --listen-client-urls http://127.0.0.1:52379 --advertise-client-urls http://127.0.0.1:52379 \
+# One PKI for both systems: the node certificate serves idreg's and etcd's
+# client ports, the admin certificate is the client of both.
+"$BIN" pki init --out "$WORK/pki" --node 1=127.0.0.1,localhost >/dev/null
+PKI=$WORK/pki
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/kek"; chmod 600 "$WORK/kek"
+
+declare -A IDREG_PID ETCD_PID
+"$BIN" serve --data-dir "$WORK/idreg-tls" --grpc-addr 127.0.0.1:52051 --peer-addr 127.0.0.1:52052 \
+  --coap-addr off --pki-dir "$PKI" --kek-file "$WORK/kek" >"$WORK/idreg-tls.log" 2>&1 &
+IDREG_PID[tls]=$!; PIDS+=($!)
+"$BIN" serve --data-dir "$WORK/idreg-plain" --grpc-addr 127.0.0.1:52061 --peer-addr 127.0.0.1:52062 \
+  --coap-addr off --insecure --kek-file "$WORK/kek" >"$WORK/idreg-plain.log" 2>&1 &
+IDREG_PID[plain]=$!; PIDS+=($!)
+etcd --name bench --data-dir "$WORK/etcd-tls" --quota-backend-bytes 8589934592 \
+  --cert-file "$PKI/node-1.crt" --key-file "$PKI/node-1.key" \
+  --client-cert-auth --trusted-ca-file "$PKI/client-ca.crt" \
+  --listen-client-urls https://127.0.0.1:52379 --advertise-client-urls https://127.0.0.1:52379 \
   --listen-peer-urls http://127.0.0.1:52380 --initial-advertise-peer-urls http://127.0.0.1:52380 \
-  --initial-cluster bench=http://127.0.0.1:52380 >"$WORK/etcd.log" 2>&1 &
-ETCD=$!; PIDS+=("$ETCD")
-for _ in $(seq 100); do "$BIN" device get none --endpoint 127.0.0.1:52051 2>&1 | grep -q NotFound && break; sleep 0.2; done
-for _ in $(seq 100); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:52379 endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+  --initial-cluster bench=http://127.0.0.1:52380 >"$WORK/etcd-tls.log" 2>&1 &
+ETCD_PID[tls]=$!; PIDS+=($!)
+etcd --name bench --data-dir "$WORK/etcd-plain" --quota-backend-bytes 8589934592 \
+  --listen-client-urls http://127.0.0.1:52389 --advertise-client-urls http://127.0.0.1:52389 \
+  --listen-peer-urls http://127.0.0.1:52390 --initial-advertise-peer-urls http://127.0.0.1:52390 \
+  --initial-cluster bench=http://127.0.0.1:52390 >"$WORK/etcd-plain.log" 2>&1 &
+ETCD_PID[plain]=$!; PIDS+=($!)
 
-I=(--endpoint 127.0.0.1:52051 --output json)
-E=(--etcd 127.0.0.1:52379)
-run() { "$BIN" bench "$@" | tee -a "$OUT"; }
-
-# Writes: one client (latency-bound, one fsync each) and 64 (group commit).
-run register "${I[@]}" --server-pid "$IDREG" --concurrency 1 --count 3000 --max-seconds 60 --prefix c1
-run etcd-put "${E[@]}" --output json --server-pid "$ETCD" --concurrency 1 --count 3000 --max-seconds 60
-run register "${I[@]}" --server-pid "$IDREG" --concurrency 64 --count 100000 --max-seconds 120 --prefix c64
-run etcd-put "${E[@]}" --output json --server-pid "$ETCD" --concurrency 64 --count 100000 --max-seconds 120
-
-# Reads at POP keys: fill both stores, then point reads spread over all of them.
-run register "${I[@]}" --server-pid "$IDREG" --concurrency 64 --count "$POP" --max-seconds 3000 --prefix pop
-run etcd-fill "${E[@]}" --output json --count "$POP" --prefix pop
-for C in 1 64; do
-  N=$(( C == 1 ? 20000 : 300000 ))
-  run get "${I[@]}" --server-pid "$IDREG" --concurrency $C --count $N --prefix pop --population "$POP"
-  run etcd-get "${E[@]}" --output json --server-pid "$ETCD" --concurrency $C --count $N --prefix pop --population "$POP"
+TLS_CLIENT=(--cacert "$PKI/peer-ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
+declare -A IDREG_ARGS ETCD_ARGS
+IDREG_ARGS[tls]="--endpoint 127.0.0.1:52051 ${TLS_CLIENT[*]}"
+IDREG_ARGS[plain]="--endpoint 127.0.0.1:52061 --insecure"
+ETCD_ARGS[tls]="--etcd 127.0.0.1:52379 --etcd-tls ${TLS_CLIENT[*]}"
+ETCD_ARGS[plain]="--etcd 127.0.0.1:52389 --insecure"
+for T in tls plain; do
+  for _ in $(seq 100); do
+    "$BIN" device get none ${IDREG_ARGS[$T]} 2>&1 | grep -q NotFound && break; sleep 0.2
+  done
 done
-du -sk "$WORK/idreg" "$WORK/etcd" | tee "$WORK/du"
+for _ in $(seq 100); do ETCDCTL_API=3 etcdctl --endpoints 127.0.0.1:52389 endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 100); do
+  ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:52379 --cacert "$PKI/peer-ca.crt" \
+    --cert "$PKI/admin.crt" --key "$PKI/admin.key" endpoint health >/dev/null 2>&1 && break; sleep 0.2
+done
+
+# run TRANSPORT ARGS...: one `idreg bench` row, tagged with its transport.
+run() {
+  local t=$1; shift
+  "$BIN" bench "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
+}
+I() { echo "${IDREG_ARGS[$1]} --server-pid ${IDREG_PID[$1]}"; }
+E() { echo "${ETCD_ARGS[$1]}"; }
+
+# Writes: one client (latency-bound, one fsync each) and 100 (group commit).
+for C in 1 100; do
+  N=$(( C == 1 ? 3000 : 100000 ))
+  for T in tls plain; do
+    run $T register $(I $T) --concurrency $C --count $N --max-seconds 120 --prefix c$C
+    run $T etcd-put $(E $T) --server-pid ${ETCD_PID[$T]} --concurrency $C --count $N --max-seconds 120
+  done
+done
+
+# Reads at POP keys: fill every store, then point reads spread over all of them.
+for T in tls plain; do
+  run $T register $(I $T) --concurrency 64 --count "$POP" --max-seconds 3000 --prefix pop
+  run $T etcd-fill $(E $T) --count "$POP" --prefix pop
+done
+for C in 1 100; do
+  N=$(( C == 1 ? 20000 : 300000 ))
+  for T in tls plain; do
+    run $T get $(I $T) --concurrency $C --count $N --prefix pop --population "$POP"
+    run $T etcd-get $(E $T) --server-pid ${ETCD_PID[$T]} --concurrency $C --count $N --prefix pop --population "$POP"
+  done
+done
+du -sk "$WORK/idreg-tls" "$WORK/etcd-tls" | tee "$WORK/du"
 printf '{"name":"disk","idreg_kb":%s,"etcd_kb":%s}\n' \
   "$(awk 'NR==1{print $1}' "$WORK/du")" "$(awk 'NR==2{print $1}' "$WORK/du")" >> "$OUT"
 
-python3 - "$OUT" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-pairs = {'register': 'etcd-put', 'get': 'etcd-get'}
-def fmt(x, f='{:.1f}'): return '-' if x is None else f.format(x)
-print(f"{'op':9} {'conc':>4} {'idreg ops/s':>11} {'etcd ops/s':>10} {'ratio':>6} {'idreg p50/p99 µs':>17} {'etcd p50/p99 µs':>16} {'idreg cpu µs/op':>15} {'etcd cpu µs/op':>14}")
-# Each idreg row is followed by its etcd row (the order the script runs them).
-for r, p in zip(rows, rows[1:]):
-    if pairs.get(r['name']) != p['name']: continue
-    print(f"{r['name']:9} {r['concurrency']:>4} {r['ops_per_sec']:>11.0f} {p['ops_per_sec']:>10.0f} {r['ops_per_sec']/p['ops_per_sec']:>6.2f} "
-          f"{str(r['p50_us'])+'/'+str(r['p99_us']):>17} {str(p['p50_us'])+'/'+str(p['p99_us']):>16} "
-          f"{fmt(r.get('server_cpu_us_per_op')):>15} {fmt(p.get('server_cpu_us_per_op')):>14}")
-for r in rows:
-    if r['name'] == 'register' and r['operations'] > 100000 or r['name'] == 'etcd-fill':
-        print(f"fill {r['name']}: {r['operations']} in {r['seconds']:.0f} s = {r['ops_per_sec']:.0f}/s, errors {r['errors']}")
-    if r['name'] == 'disk':
-        print(f"disk after fill: idreg {r['idreg_kb']/1024:.0f} MiB, etcd {r['etcd_kb']/1024:.0f} MiB")
-PY
+python3 benches/compare/tls_table.py "$OUT"

@@ -23,15 +23,18 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 OUT=benches/results/scale.jsonl
 : > "$OUT"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$WORK/kek"
-IC=1=127.0.0.1:52251,2=127.0.0.2:52252,3=127.0.0.3:52253
+make_kek
+make_pki 4
+IC=1=127.0.0.1:52261,2=127.0.0.2:52262,3=127.0.0.3:52263
 NODE_PIDS=()
 for i in 1 2 3; do
-  "$BIN" serve --node-id $i --data-dir "$WORK/n$i" --grpc-addr 127.0.0.$i:5225$i --coap-addr off \
+  "$BIN" serve --node-id $i --data-dir "$WORK/n$i" --grpc-addr 127.0.0.$i:5225$i \
+    --peer-addr 127.0.0.$i:5226$i --coap-addr off --pki-dir "$WORK/pki" \
     --kek-file "$WORK/kek" --initial-cluster $IC >"$WORK/n$i.log" 2>&1 &
   NODE_PIDS+=($!); PIDS+=($!)
 done
-LEADER=$(wait_leader 127.0.0.1:52251)
+LEADER_ID=$(wait_leader 127.0.0.1:52251)
+LEADER=127.0.0.$LEADER_ID:5225$LEADER_ID
 PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
 echo "== importing $N devices into 3 nodes (leader $LEADER), at most $MAX s"
@@ -54,7 +57,7 @@ echo "== reads at $CREATED devices"
 "$BIN" bench lookup --data-dir "$WORK/n2" --kek-file "$WORK/kek" --prefix s --population "$CREATED" --count 200000 -o json | tee -a "$OUT"
 
 echo "== a new node catches up"
-catch_up "$LEADER" 127.0.0.4:52254 "$CREATED"
+catch_up "$LEADER" 127.0.0.4:52254 127.0.0.4:52264 "$CREATED"
 
 python3 - "$OUT" <<'PY'
 import json, sys

@@ -211,9 +211,17 @@ fn etcd_client(
     }
 }
 
+/// etcd at `addr`: plaintext, or with idreg's client credentials.
+fn etcd_target(idreg: &idreg_client::Target, addr: &str, tls: bool) -> idreg_client::Target {
+    match tls {
+        true => idreg.at(addr),
+        false => idreg_client::Target::plaintext(addr),
+    }
+}
+
 /// `count` etcd Puts of PREFIX-00000000… keys with `value_size`-byte values.
 async fn etcd_puts(
-    etcd: &str,
+    etcd: &idreg_client::Target,
     concurrency: usize,
     count: usize,
     value_size: usize,
@@ -222,7 +230,7 @@ async fn etcd_puts(
 ) -> anyhow::Result<(Vec<u64>, usize, Duration)> {
     let value = vec![b'v'; value_size];
     drive(
-        etcd_client(&idreg_client::Target::plaintext(etcd)),
+        etcd_client(etcd),
         concurrency,
         count,
         Duration::from_secs(max_seconds),
@@ -406,6 +414,7 @@ pub async fn run(
         }
         BenchCommand::EtcdPut {
             etcd,
+            etcd_tls,
             concurrency,
             count,
             value_size,
@@ -413,6 +422,7 @@ pub async fn run(
             server_pid,
         } => {
             let prefix = format!("bench-{}", std::process::id());
+            let etcd = etcd_target(target, &etcd, etcd_tls);
             let m = measured(
                 &server_pid,
                 etcd_puts(&etcd, concurrency, count, value_size, prefix, max_seconds),
@@ -422,15 +432,18 @@ pub async fn run(
         }
         BenchCommand::EtcdFill {
             etcd,
+            etcd_tls,
             count,
             value_size,
             prefix,
         } => {
+            let etcd = etcd_target(target, &etcd, etcd_tls);
             let m = measured(&[], etcd_puts(&etcd, 64, count, value_size, prefix, 3600)).await?;
             print(output, &summarize("etcd-fill", 64, m))
         }
         BenchCommand::EtcdGet {
             etcd,
+            etcd_tls,
             concurrency,
             count,
             prefix,
@@ -441,7 +454,7 @@ pub async fn run(
             let m = measured(
                 &server_pid,
                 drive(
-                    etcd_client(&idreg_client::Target::plaintext(etcd.as_str())),
+                    etcd_client(&etcd_target(target, &etcd, etcd_tls)),
                     concurrency,
                     count,
                     Duration::from_secs(max_seconds),
