@@ -48,6 +48,8 @@ impl SnapshotReceiver {
         self.store.snapshot_dir().join("receiving.tmp")
     }
 
+    // The error type is openraft's reply to InstallSnapshot, sent as it is.
+    #[allow(clippy::result_large_err)]
     fn mismatch(
         expect: Option<&Receiving>,
         req: &InstallSnapshotRequest<TypeConfig>,
@@ -144,7 +146,7 @@ impl SnapshotReceiver {
             meta: req.meta.clone(),
             snapshot: Box::new(done.file),
         };
-        match raft.install_full_snapshot(req.vote.clone(), snapshot).await {
+        match raft.install_full_snapshot(req.vote, snapshot).await {
             Ok(resp) => Ok(Ok(InstallSnapshotResponse { vote: resp.vote })),
             Err(fatal) => Ok(Err(RaftError::Fatal(fatal))),
         }
