@@ -71,6 +71,8 @@ pub enum Event<D> {
         credential: AuthCredential,
         suite: CipherSuite,
         cid: bool,
+        /// Read back from a saved session rather than handshaken now.
+        restored: bool,
     },
     Data {
         conn: ConnId,
@@ -89,6 +91,14 @@ pub enum Event<D> {
         addr: SocketAddr,
         reason: FailReason,
     },
+}
+
+/// A datagram (or a record in it) this endpoint has no peer for: the caller
+/// may know another endpoint (socket shard) that has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    UnknownCid(Cid),
+    UnknownAddress,
 }
 
 /// A datagram to send.
@@ -268,9 +278,85 @@ impl<C: CredentialStore> Endpoint<C> {
             })
     }
 
+    /// Writes every established session (its device as `device` bytes) for
+    /// a restart; see [`crate::saved_session`]. `wall_ms` (the wall clock,
+    /// in ms) lets the restart count the time the node was down. The caller
+    /// encrypts the result.
+    pub fn save_sessions(
+        &self,
+        now: Instant,
+        wall_ms: u64,
+        device: impl Fn(&C::Device) -> Vec<u8>,
+    ) -> Vec<u8> {
+        let mut out = wall_ms.to_be_bytes().to_vec();
+        for (_, s) in self.sessions() {
+            crate::saved_session::encode(s, &device(&s.device), now, &mut out);
+        }
+        out
+    }
+
+    /// Takes back sessions written by [`Endpoint::save_sessions`], skipping
+    /// those idle too long and those whose address or CID is taken; each
+    /// becomes an `Established { restored: true }` event. Returns how many.
+    pub fn restore_sessions(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        saved: &[u8],
+        device: impl Fn(&[u8]) -> Option<C::Device>,
+    ) -> Result<usize, crate::reader::DecodeError> {
+        let mut r = crate::reader::Reader::new(saved);
+        let saved_at = u64::from_be_bytes(r.array()?);
+        // The sessions aged while the node was down.
+        let down = std::time::Duration::from_millis(wall_ms.saturating_sub(saved_at));
+        let back_then = now.checked_sub(down).unwrap_or(now);
+        let mut restored = 0;
+        while !r.is_empty() {
+            let session = crate::saved_session::decode(&mut r, back_then, &device)?;
+            let idle = now.saturating_duration_since(session.last_heard);
+            let taken = self.sessions_by_addr.contains_key(&session.addr)
+                || session
+                    .our_cid
+                    .is_some_and(|c| self.by_cid.contains_key(&c));
+            if idle >= self.config.idle_timeout || taken {
+                continue;
+            }
+            let (addr, cid, device, credential, suite) = (
+                session.addr,
+                session.our_cid,
+                session.device.clone(),
+                session.credential.clone(),
+                session.suite,
+            );
+            let idle_at = session.last_heard + self.config.idle_timeout;
+            let index = self.insert(Peer::Session(Box::new(session)));
+            self.sessions_by_addr.insert(addr, index);
+            if let Some(cid) = cid {
+                self.by_cid.insert(cid, index);
+            }
+            self.sessions += 1;
+            self.schedule(index, idle_at);
+            let conn = self.conn_id(index);
+            self.events.push_back(Event::Established {
+                conn,
+                addr,
+                device,
+                credential,
+                suite,
+                cid: cid.is_some(),
+                restored: true,
+            });
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
     // ---- datagrams in ----
 
-    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    /// Takes a datagram from `from`. Returns what it could not place: a
+    /// record with a CID it did not issue, or one from an address with no
+    /// peer (the first such record decides; nothing after it is read).
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> Option<Miss> {
         let cid_len = if self.config.connection_ids {
             CID_LEN
         } else {
@@ -279,28 +365,40 @@ impl<C: CredentialStore> Endpoint<C> {
         for record in record::split_records(datagram, cid_len) {
             let Ok(record) = record else {
                 self.stats.malformed += 1;
-                return;
+                return None;
             };
             let raw = raw_record(datagram, &record);
-            self.handle_record(now, from, &record, raw);
+            if let Some(miss) = self.handle_record(now, from, &record, raw) {
+                return Some(miss);
+            }
         }
+        None
     }
 
-    fn handle_record(&mut self, now: Instant, from: SocketAddr, record: &Record<'_>, raw: &[u8]) {
+    fn handle_record(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        record: &Record<'_>,
+        raw: &[u8],
+    ) -> Option<Miss> {
         if record.content_type == ContentType::Tls12Cid {
             let cid: Cid = record.cid.try_into().expect("framed with CID_LEN");
             match self.by_cid.get(&cid).copied() {
                 Some(i) => self.route_to_slot(now, i, from, record, raw),
-                None => self.stats.unknown_cid += 1,
+                None => {
+                    self.stats.unknown_cid += 1;
+                    return Some(Miss::UnknownCid(cid));
+                }
             }
-            return;
+            return None;
         }
         if record.epoch == 0
             && record.content_type == ContentType::Handshake
             && is_client_hello(record.body)
         {
             self.on_client_hello(now, from, record);
-            return;
+            return None;
         }
         let hs = self.handshakes_by_addr.get(&from).copied();
         let session = self.sessions_by_addr.get(&from).copied();
@@ -315,10 +413,11 @@ impl<C: CredentialStore> Endpoint<C> {
             (None, Some(s)) => s,
             (None, None) => {
                 self.stats.no_peer += 1;
-                return;
+                return Some(Miss::UnknownAddress);
             }
         };
         self.route_to_slot(now, target, from, record, raw);
+        None
     }
 
     fn route_to_slot(
@@ -329,13 +428,16 @@ impl<C: CredentialStore> Endpoint<C> {
         record: &Record<'_>,
         raw: &[u8],
     ) {
-        match &self.slots[index as usize].peer {
+        match &mut self.slots[index as usize].peer {
             Peer::Handshake(hs) if hs.addr == from => {
+                hs.bytes_in += raw.len() as u64;
                 self.handshake_record(now, index, record, raw)
             }
-            Peer::Handshake(_) => self.stats.no_peer += 1,
-            Peer::Session(_) => self.session_record(now, index, from, record),
-            Peer::Free => self.stats.no_peer += 1,
+            Peer::Session(s) => {
+                s.bytes_in += raw.len() as u64;
+                self.session_record(now, index, from, record)
+            }
+            Peer::Handshake(_) | Peer::Free => self.stats.no_peer += 1,
         }
     }
 
@@ -504,6 +606,7 @@ impl<C: CredentialStore> Endpoint<C> {
             credential: session.credential.clone(),
             suite: session.suite,
             cid: session.our_cid.is_some(),
+            restored: false,
         });
         self.slots[index as usize].peer = Peer::Session(session);
         self.sessions_by_addr.insert(addr, index);

@@ -30,11 +30,12 @@ pub mod reader;
 pub mod record;
 pub mod record_cipher;
 pub mod replay_window;
+pub mod saved_session;
 pub mod server_handshake;
 pub mod session;
 
 pub use cipher_suite::CipherSuite;
 pub use credentials::{CredentialStore, Refusal, ServerIdentity};
-pub use endpoint::{CloseReason, ConnId, Endpoint, EndpointStats, Event, Transmit};
+pub use endpoint::{CloseReason, ConnId, Endpoint, EndpointStats, Event, Miss, Transmit};
 pub use endpoint_config::EndpointConfig;
 pub use session::AuthCredential;

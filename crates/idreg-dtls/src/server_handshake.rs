@@ -137,6 +137,9 @@ pub struct ServerHandshake<D> {
     retransmit_interval: Duration,
     pub(crate) expires_at: Instant,
     settings: HandshakeSettings,
+    /// Datagram bytes so far, handed on to the session.
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
 }
 
 /// Early epoch-1 records kept at most.
@@ -413,6 +416,8 @@ impl<D: Clone> ServerHandshake<D> {
             retransmit_interval: settings.retransmit_initial,
             expires_at: now + settings.timeout,
             settings: settings.clone(),
+            bytes_in: 0,
+            bytes_out: 0,
         };
         let datagrams = hs.flight4_datagrams();
         Ok((hs, datagrams))
@@ -427,6 +432,7 @@ impl<D: Clone> ServerHandshake<D> {
             self.settings.mtu,
             &mut out,
         );
+        self.bytes_out += out.iter().map(|d| d.len() as u64).sum::<u64>();
         out
     }
 
@@ -711,6 +717,8 @@ impl<D: Clone> ServerHandshake<D> {
             finished_to_resend: Some(ours),
             epoch0_sequence: self.epoch0_sequence,
             finished_message_seq: self.next_message_seq,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
         };
         let mut flight6 = Vec::with_capacity(96);
         session.write_flight6(&ours, &mut flight6);

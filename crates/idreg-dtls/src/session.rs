@@ -75,6 +75,9 @@ pub struct Session<D> {
     pub(crate) epoch0_sequence: u64,
     /// The handshake's final message_seq, for a resent Finished.
     pub(crate) finished_message_seq: u16,
+    /// Datagram bytes received from and sent to the client, handshake included.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 impl<D> Session<D> {
@@ -114,6 +117,7 @@ impl<D> Session<D> {
 
     /// Appends one protected record to `out`.
     pub fn seal(&mut self, content_type: ContentType, data: &[u8], out: &mut Vec<u8>) {
+        let before = out.len();
         let cid = self.peer_cid.as_deref().unwrap_or(&[]);
         record_cipher::seal(
             out,
@@ -126,6 +130,7 @@ impl<D> Session<D> {
             data,
         );
         self.write_sequence += 1;
+        self.bytes_out += (out.len() - before) as u64;
     }
 
     /// Flight 6: ChangeCipherSpec, then our Finished under the new keys.
@@ -139,6 +144,7 @@ impl<D> Session<D> {
             1,
         );
         out.push(1);
+        self.bytes_out += (record::HEADER_LEN + 1) as u64;
         self.epoch0_sequence += 1;
         let mut finished = Vec::with_capacity(24);
         put_header(

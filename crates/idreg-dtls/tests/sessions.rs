@@ -317,3 +317,79 @@ fn malformed_records_of_every_kind_change_nothing() {
     net.run_for(Duration::from_millis(10));
     assert!(net.data_events().contains(&b"after the storm".to_vec()));
 }
+
+#[test]
+fn saved_sessions_answer_after_a_restart_without_a_handshake() {
+    let mut net = psk_net();
+    let mut with_cid = psk_client("id", KEY);
+    with_cid.connection_id = Some(vec![7, 7]);
+    let a = net.add_client("192.0.2.40:4000", with_cid);
+    let b = net.add_client("192.0.2.41:4000", psk_client("id", KEY));
+    net.handshake(a);
+    net.handshake(b);
+    let wall = 1_700_000_000_000u64;
+    let saved = net
+        .server
+        .save_sessions(net.now, wall, |d| d.as_bytes().to_vec());
+    // A new server process: same credentials, nothing else.
+    let later = net.now + Duration::from_secs(5);
+    let mut restarted = Endpoint::new(
+        EndpointConfig::default(),
+        Some(server_identity()),
+        creds_with_psk("dev", "id", KEY),
+        later,
+    );
+    let n = restarted
+        .restore_sessions(later, wall + 5_000, &saved, |b| {
+            String::from_utf8(b.to_vec()).ok()
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+    net.server = restarted;
+    net.now = later;
+    net.events.clear();
+    net.step();
+    assert_eq!(
+        net.events
+            .iter()
+            .filter(|e| matches!(e, Event::Established { restored: true, .. }))
+            .count(),
+        2
+    );
+    for c in [a, b] {
+        assert!(net.clients[c].1.send(b"after the restart"));
+    }
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.data_events().len(), 2);
+    let conns: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Established { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    for conn in conns {
+        assert!(net.server.send(conn, b"welcome back"));
+    }
+    net.run_for(Duration::from_millis(10));
+    for c in [a, b] {
+        assert_eq!(net.clients[c].1.poll_data().unwrap(), b"welcome back");
+    }
+    assert_eq!(net.server.stats().handshakes_started, 0);
+    // Sessions idle past the timeout are not taken back; junk is an error.
+    let mut fresh = Endpoint::new(EndpointConfig::default(), None, MemCreds::default(), later);
+    let down_too_long = wall + EndpointConfig::default().idle_timeout.as_millis() as u64;
+    assert_eq!(
+        fresh.restore_sessions(later, down_too_long, &saved, |b| String::from_utf8(
+            b.to_vec()
+        )
+        .ok()),
+        Ok(0)
+    );
+    assert!(fresh
+        .restore_sessions(later, wall, &saved[..saved.len() - 3], |b| {
+            String::from_utf8(b.to_vec()).ok()
+        })
+        .is_err());
+}

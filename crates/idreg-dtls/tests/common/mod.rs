@@ -140,7 +140,9 @@ impl Net {
 
     fn deliver(&mut self, dir: Direction, peer: SocketAddr, data: Vec<u8>) {
         match dir {
-            Direction::ToServer => self.server.handle(self.now, peer, &data),
+            Direction::ToServer => {
+                self.server.handle(self.now, peer, &data);
+            }
             Direction::ToClient => {
                 for (a, c) in self.clients.iter_mut() {
                     if *a == peer {
