@@ -271,7 +271,7 @@ async fn psks_from_a_file_or_stdin_work_for_the_handshake() {
         "--psk-stdin",
     ]);
     assert!(!both.status.success());
-    let (psk_addr, _) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
     for (identity, key) in [
         ("by-file", "file-secret-0123456789"),
         ("by-stdin", "stdin-secret-0123456789"),

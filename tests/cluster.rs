@@ -393,7 +393,7 @@ async fn revoking_on_one_node_cuts_the_device_off_on_another() {
     // A session on node 3 and one on node 2, through which the revoke goes.
     let mut sessions = Vec::new();
     for id in [3, 2] {
-        let (psk_addr, _) = c.node(id).front_addrs().await;
+        let psk_addr = c.node(id).front_addr().await;
         let mut session = DeviceClient::connect(psk_addr, psk.clone(), Duration::from_secs(10))
             .await
             .unwrap();
@@ -421,7 +421,7 @@ async fn revoking_on_one_node_cuts_the_device_off_on_another() {
         on_2.get("/id", None).await.is_err(),
         "revoked session on the node that took the revoke still answers"
     );
-    let (addr_2, _) = c.node(2).front_addrs().await;
+    let addr_2 = c.node(2).front_addr().await;
     assert!(
         DeviceClient::connect(addr_2, psk.clone(), Duration::from_secs(5))
             .await
@@ -439,7 +439,7 @@ async fn revoking_on_one_node_cuts_the_device_off_on_another() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for id in [1, 3] {
-        let (addr, _) = c.node(id).front_addrs().await;
+        let addr = c.node(id).front_addr().await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while DeviceClient::connect(addr, psk.clone(), Duration::from_secs(3))
             .await

@@ -123,7 +123,7 @@ async fn libcoap_psk_with_openssl_and_gnutls() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
-    let (psk_addr, _) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
     add_psk_device(&server, "sensor-psk", "sensor-psk-id", KEY).await;
     add_psk_device(&server, "sensor-gone", "sensor-gone-id", KEY).await;
     revoke(&server, "sensor-gone").await;
@@ -195,7 +195,7 @@ async fn libcoap_certificate_of_a_registered_key() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
-    let (_, cert_addr) = server.front_addrs().await;
+    let cert_addr = server.front_addr().await;
     let (cert, key) = device_certificate("meter-7");
     add_cert_device(&server, "meter-7", &cert).await;
     let (other_cert, other_key) = device_certificate("intruder");
@@ -259,7 +259,7 @@ async fn aiocoap_psk() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
-    let (psk_addr, _) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
     // tinydtls (DTLSSocket) refuses PSKs longer than 16 bytes with an
     // internal_error alert, so this device gets a 16-byte key.
     const AIO_KEY: &str = "sixteen-byte-key";
@@ -289,7 +289,8 @@ async fn aiocoap_psk() {
 async fn rust_client_psk_cert_and_revocation_of_a_live_session() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
-    let (psk_addr, cert_addr) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
+    let cert_addr = psk_addr;
     add_psk_device(&server, "rs-1", "rs-1-id", KEY).await;
     let (cert, key) = device_certificate("rs-2");
     add_cert_device(&server, "rs-2", &cert).await;
@@ -356,7 +357,7 @@ async fn rust_client_psk_cert_and_revocation_of_a_live_session() {
 async fn plain_coap_without_dtls_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
-    let (psk_addr, _) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // CON GET /id, token 0xAA, message id 0x1234.
@@ -393,9 +394,19 @@ fn client_hello(random: u8) -> Vec<u8> {
     rec
 }
 
+/// Resident memory of a process, from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn floods_leave_the_front_bounded_and_serving() {
-    const MAX_PEERS: u64 = 200;
+async fn floods_leave_no_state_and_a_real_device_still_connects() {
+    const SPOOFED: u32 = 100_000;
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start_with(
         &tmp.path().join("node"),
@@ -407,8 +418,10 @@ async fn floods_leave_the_front_bounded_and_serving() {
         ],
     )
     .await;
-    let (psk_addr, _) = server.front_addrs().await;
+    let psk_addr = server.front_addr().await;
     add_psk_device(&server, "survivor", "survivor-id", KEY).await;
+    let pid = server.child.as_ref().unwrap().id();
+    let rss_before = rss_kb(pid);
 
     let flood = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
@@ -428,10 +441,6 @@ async fn floods_leave_the_front_bounded_and_serving() {
                 })
                 .collect();
             let _ = socks[i % 8].send_to(&d, psk_addr);
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "flood loop too slow"
-            );
         }
         // Truncated ClientHellos, each from its own port.
         let hello = client_hello(7);
@@ -439,38 +448,52 @@ async fn floods_leave_the_front_bounded_and_serving() {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             let _ = s.send_to(&hello[..cut], psk_addr);
         }
-        // 1,000 half-open handshakes from distinct source ports.
-        for batch in 0..10 {
-            let socks: Vec<UdpSocket> = (0..100)
-                .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-                .collect();
-            for (i, s) in socks.iter().enumerate() {
-                let _ = s.send_to(&client_hello((batch * 100 + i) as u8), psk_addr);
+        // ClientHellos from 100,000 distinct source addresses (127.1.0.0/16
+        // and beyond), as a spoofed flood would come: none can answer the
+        // cookie.
+        for i in 0..SPOOFED {
+            let src = std::net::Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8);
+            if let Ok(s) = UdpSocket::bind((src, 0)) {
+                let _ = s.send_to(&client_hello(i as u8), psk_addr);
             }
             assert!(
-                started.elapsed() < Duration::from_secs(120),
+                started.elapsed() < Duration::from_secs(300),
                 "flood loop too slow"
             );
         }
     });
-    // While the flood runs, the peer table never exceeds its bound.
-    let mut max_seen = 0;
+    // While the flood runs, the server holds no state for any of it.
+    let mut max_peers = 0;
     while !flood.is_finished() {
-        max_seen = max_seen.max(server.front_stats().await.peers);
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        max_peers = max_peers.max(server.front_stats().await.peers);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     flood.await.unwrap();
-    let during = server.front_stats().await;
-    max_seen = max_seen.max(during.peers);
-    eprintln!("after the flood (max peers seen {max_seen}): {during:?}");
-    assert!(max_seen <= MAX_PEERS, "peer table grew to {max_seen}");
+    // Every hello is answered (or dropped when the socket queue overflows),
+    // none remembered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let during = loop {
+        let s = server.front_stats().await;
+        if s.cookies_sent >= u64::from(SPOOFED) / 2 || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("after the flood: {during:?}");
+    assert_eq!(max_peers, 0, "a cookie-less hello made state");
+    assert_eq!((during.peers, during.handshaking), (0, 0), "{during:?}");
+    assert!(during.cookies_sent >= u64::from(SPOOFED) / 2, "{during:?}");
+    assert!(during.datagrams_dropped > 0, "{during:?}");
+    // Memory stays flat: nothing is kept per hello (100,000 of them at even
+    // 100 bytes each would be 10 MB).
+    let grown_kb = rss_kb(pid).saturating_sub(rss_before);
     assert!(
-        during.datagrams_dropped > 0 && during.peers_evicted > 0,
-        "{during:?}"
+        grown_kb < 6 * 1024,
+        "RSS grew by {grown_kb} kB during the flood"
     );
 
-    // A real device still authenticates promptly (a bounded handshake timeout,
-    // not a timed assertion: the point is that it is not stuck behind the flood).
+    // A real device still authenticates (a bounded handshake timeout, not a
+    // timed assertion: the point is that it is not stuck behind the flood).
     let psk = DeviceCredential::Psk {
         identity: b"survivor-id".to_vec(),
         key: KEY.as_bytes().to_vec(),
@@ -482,20 +505,7 @@ async fn floods_leave_the_front_bounded_and_serving() {
         c.get("/id", None).await.unwrap().text(),
         "survivor active psk"
     );
-
-    // Half-open handshakes time out and their peers are forgotten: the table
-    // returns to the one live session.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let after = loop {
-        let s = server.front_stats().await;
-        if s.peers <= 1 || Instant::now() > deadline {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    eprintln!("settled: {after:?}");
-    assert!(after.peers <= 1, "peers not forgotten: {after:?}");
-    assert_eq!(after.sessions_live, 1, "{after:?}");
-    assert!(after.handshakes_timed_out > 0, "{after:?}");
+    let after = server.front_stats().await;
+    assert_eq!((after.peers, after.sessions_live), (1, 1), "{after:?}");
     c.close().await;
 }

@@ -214,6 +214,12 @@ impl Server {
         if !self.extra_args.iter().any(|a| a == "--peer-addr") {
             peer_flag = vec!["--peer-addr".to_string(), self.peer_addr.clone()];
         }
+        // The device front on this node's host, port picked by the kernel,
+        // unless the test names it (to come back on the same port).
+        let mut coap_flag = Vec::new();
+        if !self.extra_args.iter().any(|a| a == "--coap-addr") {
+            coap_flag = vec!["--coap-addr".to_string(), format!("{}:0", self.host)];
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -223,14 +229,8 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args([
-                "--grpc-addr",
-                &self.grpc_addr,
-                "--coap-addr",
-                &format!("{}:0", self.host),
-                "--coap-cert-addr",
-                &format!("{}:0", self.host),
-            ])
+            .args(["--grpc-addr", &self.grpc_addr])
+            .args(&coap_flag)
             .args(&peer_flag)
             .args(&self.extra_args)
             .env("IDREG_LOG", "info")
@@ -311,11 +311,11 @@ impl Server {
             .into_inner()
     }
 
-    /// The device front's UDP addresses: (PSK, certificate).
-    pub async fn front_addrs(&self) -> (SocketAddr, SocketAddr) {
+    /// The device front's UDP address (every kind of credential).
+    pub async fn front_addr(&self) -> SocketAddr {
         let s = self.front_stats().await;
         assert!(s.enabled, "device front is off");
-        (s.psk_addr.parse().unwrap(), s.cert_addr.parse().unwrap())
+        s.psk_addr.parse().unwrap()
     }
 
     /// `kill -9`: no chance to flush anything.

@@ -59,6 +59,17 @@ pub fn session_to_proto(r: &SessionRecord, now_ms: u64) -> pb::Session {
         bytes_in: r.bytes_in,
         bytes_out: r.bytes_out,
         end_reason: r.end.map(|e| e.as_str().to_string()).unwrap_or_default(),
+        suite: r.suite.clone(),
+        connection_id: r.connection_id,
+        address_changes: r
+            .address_changes
+            .iter()
+            .map(|c| pb::AddressChange {
+                at: Some(timestamp(c.at_ms)),
+                peer: c.peer.clone(),
+            })
+            .collect(),
+        restored: r.restored,
     }
 }
 

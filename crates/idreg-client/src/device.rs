@@ -128,14 +128,72 @@ impl DeviceClient {
         path: &str,
         accept: Option<u16>,
     ) -> Result<CoapResponse, DeviceError> {
-        let mid = self.next_message_id;
-        self.next_message_id = self.next_message_id.wrapping_add(1);
-        let token = self.next_token.to_be_bytes().to_vec();
-        self.next_token = self.next_token.wrapping_add(1);
+        let request = CoapGet::new(
+            path,
+            accept,
+            &mut self.next_message_id,
+            &mut self.next_token,
+        )?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut wait = Duration::from_secs(1);
+        let mut buf = vec![0u8; 2048];
+        loop {
+            self.dtls
+                .write(&request.bytes, None)
+                .await
+                .map_err(|e| DeviceError::Closed(e.to_string()))?;
+            let attempt_end = (tokio::time::Instant::now() + wait).min(deadline);
+            loop {
+                let remaining = attempt_end.saturating_duration_since(tokio::time::Instant::now());
+                if remaining.is_zero() {
+                    break;
+                }
+                match tokio::time::timeout(remaining, self.dtls.read(&mut buf, None)).await {
+                    Err(_) => break,
+                    Ok(Err(e)) => return Err(DeviceError::Closed(e.to_string())),
+                    Ok(Ok(n)) => {
+                        if let Some(answer) = request.answer(&buf[..n]) {
+                            return answer;
+                        }
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeviceError::Timeout(self.request_timeout));
+            }
+            wait *= 2;
+        }
+    }
+
+    /// Sends close_notify.
+    pub async fn close(self) {
+        let _ = self.dtls.close().await;
+    }
+}
+
+/// A confirmable CoAP GET and how to recognise its answer; shared by both
+/// device clients.
+pub(crate) struct CoapGet {
+    pub bytes: Vec<u8>,
+    message_id: u16,
+    token: Vec<u8>,
+}
+
+impl CoapGet {
+    pub fn new(
+        path: &str,
+        accept: Option<u16>,
+        next_message_id: &mut u16,
+        next_token: &mut u32,
+    ) -> Result<Self, DeviceError> {
+        let message_id = *next_message_id;
+        *next_message_id = next_message_id.wrapping_add(1);
+        let token = next_token.to_be_bytes().to_vec();
+        *next_token = next_token.wrapping_add(1);
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
         p.header.code = MessageClass::Request(RequestType::Get);
-        p.header.message_id = mid;
+        p.header.message_id = message_id;
         p.set_token(token.clone());
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
@@ -152,51 +210,29 @@ impl DeviceClient {
         let bytes = p
             .to_bytes()
             .map_err(|e| DeviceError::BadResponse(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let mut wait = Duration::from_secs(1);
-        let mut buf = vec![0u8; 2048];
-        loop {
-            self.dtls
-                .write(&bytes, None)
-                .await
-                .map_err(|e| DeviceError::Closed(e.to_string()))?;
-            let attempt_end = (tokio::time::Instant::now() + wait).min(deadline);
-            loop {
-                let remaining = attempt_end.saturating_duration_since(tokio::time::Instant::now());
-                if remaining.is_zero() {
-                    break;
-                }
-                match tokio::time::timeout(remaining, self.dtls.read(&mut buf, None)).await {
-                    Err(_) => break,
-                    Ok(Err(e)) => return Err(DeviceError::Closed(e.to_string())),
-                    Ok(Ok(n)) => {
-                        let Ok(r) = Packet::from_bytes(&buf[..n]) else {
-                            continue;
-                        };
-                        if r.get_token() == token.as_slice()
-                            && matches!(r.header.code, MessageClass::Response(_))
-                        {
-                            return Ok(CoapResponse {
-                                code: r.header.get_code(),
-                                content_format: r.get_content_format().map(usize::from),
-                                payload: r.payload,
-                            });
-                        }
-                        if r.header.get_type() == MessageType::Reset && r.header.message_id == mid {
-                            return Err(DeviceError::BadResponse("RST".into()));
-                        }
-                    }
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DeviceError::Timeout(self.request_timeout));
-            }
-            wait *= 2;
-        }
+        Ok(Self {
+            bytes,
+            message_id,
+            token,
+        })
     }
 
-    /// Sends close_notify.
-    pub async fn close(self) {
-        let _ = self.dtls.close().await;
+    /// `Some` when `datagram` answers this request (a response with its
+    /// token, or a RST of its message id).
+    pub fn answer(&self, datagram: &[u8]) -> Option<Result<CoapResponse, DeviceError>> {
+        let r = Packet::from_bytes(datagram).ok()?;
+        if r.get_token() == self.token.as_slice()
+            && matches!(r.header.code, MessageClass::Response(_))
+        {
+            return Some(Ok(CoapResponse {
+                code: r.header.get_code(),
+                content_format: r.get_content_format().map(usize::from),
+                payload: r.payload,
+            }));
+        }
+        if r.header.get_type() == MessageType::Reset && r.header.message_id == self.message_id {
+            return Some(Err(DeviceError::BadResponse("RST".into())));
+        }
+        None
     }
 }

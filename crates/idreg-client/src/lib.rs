@@ -2,6 +2,7 @@
 //! device front (CoAP over DTLS). Used by the CLI, tests and benchmarks.
 
 pub mod device;
+pub mod engine_device;
 
 use std::path::Path;
 

@@ -1,9 +1,11 @@
-//! Decides who may finish a handshake. webrtc-dtls calls these synchronously
-//! in the middle of the handshake, so each is one local RocksDB point read
-//! (plus an AES-GCM open for PSK), never a network round trip.
+//! Decides who may finish a handshake and whether a session may go on. The
+//! DTLS engine asks synchronously in the middle of a handshake, so each
+//! answer is one local RocksDB point read (plus an AES-GCM open for PSK),
+//! never a network round trip.
 
-use idreg_core::credential::public_key_from_certificate_der;
-use idreg_core::{Credential, Device, DeviceStatus, Kek};
+use idreg_core::credential::canonical_p256_spki;
+use idreg_core::{Credential, Device, DeviceStatus, Fingerprint, Kek};
+use idreg_dtls::AuthCredential;
 use idreg_store::RegistryReader;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -73,21 +75,32 @@ impl Authenticator {
         Ok((device, key))
     }
 
-    /// The active device whose public key the certificate (DER) carries.
-    pub fn certificate(&self, der: &[u8]) -> Result<Device, AuthError> {
-        let key = public_key_from_certificate_der("certificate", der)
+    /// The active device holding the P-256 key `spki_der` (from an X.509
+    /// certificate or a raw public key).
+    pub fn public_key(&self, spki_der: &[u8]) -> Result<Device, AuthError> {
+        let canonical = canonical_p256_spki("public key", spki_der)
             .map_err(|e| AuthError::BadCertificate(e.message))?;
         self.reader
-            .by_fingerprint(&key.fingerprint)
+            .by_fingerprint(&Fingerprint::of_spki_der(&canonical))
             .map_err(|e| AuthError::Store(e.to_string()))?
             .ok_or(AuthError::Unknown)
             .and_then(active)
     }
 
-    /// Whether `device` may still hold a session: used to close the race where
-    /// a revocation is applied between the handshake's lookup and the session
-    /// being registered for revocation.
-    pub fn still_active(&self, device: &str) -> bool {
-        matches!(self.reader.get(device), Ok(Some(d)) if d.status == DeviceStatus::Active)
+    /// Whether `device` is active and still holds the credential its session
+    /// authenticated with: a removed or replaced key or PSK ends the session.
+    pub fn session_still_valid(&self, device: &str, credential: &AuthCredential) -> bool {
+        let holder = match credential {
+            AuthCredential::Psk { identity } => self.reader.by_psk_identity(identity),
+            AuthCredential::PublicKey { fingerprint, .. } => {
+                self.reader.by_fingerprint(&Fingerprint(*fingerprint))
+            }
+        };
+        // A store error keeps the session: the next check decides.
+        match holder {
+            Ok(Some(d)) => d.id.as_str() == device && d.status == DeviceStatus::Active,
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 }

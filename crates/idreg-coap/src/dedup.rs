@@ -27,8 +27,10 @@ pub struct Dedup {
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
+        // Nothing is allocated until the first request: an idle session
+        // holds no cache.
         Self {
-            entries: VecDeque::with_capacity(capacity.min(8)),
+            entries: VecDeque::new(),
             capacity: capacity.max(1),
         }
     }

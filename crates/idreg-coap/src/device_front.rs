@@ -1,22 +1,26 @@
-//! The device front of one node: its UDP sockets, the task that ends sessions
-//! of devices cut off by a registry change, and the audit retention task.
+//! The device front of one node: its socket shards on the one UDP port,
+//! the task that turns registry changes into session ends, the audit writer
+//! and the audit retention task; sessions saved at shutdown and taken back
+//! at start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idreg_core::{Kek, SessionEnd};
-use idreg_store::Store;
-use tokio::sync::{broadcast, watch};
+use idreg_core::{Kek, SessionRecord};
+use idreg_dtls::{Endpoint, EndpointConfig};
+use idreg_store::{SessionLog, Store};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::authenticator::Authenticator;
 use crate::front_config::FrontConfig;
-use crate::server_identity;
-use crate::shared::{CredentialFamily, FrontShared};
-use crate::stats::StatsSnapshot;
-use crate::udp_listener::UdpListener;
+use crate::front_shard::{FrontShard, ShardCommand, ShardShared};
+use crate::registry_credentials::{RegistryCredentials, RegistryFreshness};
+use crate::shard_directory::ShardDirectory;
+use crate::stats::{FrontStats, StatsSnapshot};
+use crate::{server_identity, session_vault};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -29,115 +33,226 @@ pub enum FrontError {
     Identity(#[from] server_identity::IdentityError),
 }
 
+/// Commands queued per shard before senders wait (forwarded datagrams,
+/// registry changes).
+const SHARD_QUEUE: usize = 4096;
+/// Audit records queued for the writer.
+const AUDIT_QUEUE: usize = 16_384;
+
 pub struct DeviceFront {
-    shared: Arc<FrontShared>,
-    psk_addr: SocketAddr,
-    cert_addr: Option<SocketAddr>,
+    addr: SocketAddr,
+    shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
+    shard_tasks: Vec<JoinHandle<()>>,
+    stats: Arc<FrontStats>,
+    config: FrontConfig,
+    kek: Kek,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// One UDP socket of the shard set: SO_REUSEPORT so they share the port,
+/// and a receive buffer that absorbs bursts.
+fn shard_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
 impl DeviceFront {
-    pub async fn start(config: FrontConfig, store: &Store, kek: Kek) -> Result<Self, FrontError> {
-        let server_cert = match config.cert_addr {
-            Some(_) => Some(server_identity::load(
-                &config.server_cert,
-                &config.server_key,
-            )?),
-            None => None,
-        };
-        let auth = Authenticator::new(store.reader(), kek);
-        let shared = FrontShared::new(config.clone(), auth, store.session_log(), server_cert);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-
-        let psk = UdpListener::bind(config.psk_addr, CredentialFamily::Psk, shared.clone())
-            .await
-            .map_err(|source| FrontError::Bind {
-                addr: config.psk_addr,
-                source,
-            })?;
-        let psk_addr = psk.local_addr().expect("bound socket has an address");
-        tasks.push(tokio::spawn(psk.run(shutdown_rx.clone())));
-
-        let mut cert_addr = None;
-        if let Some(addr) = config.cert_addr {
-            let cert = UdpListener::bind(addr, CredentialFamily::Certificate, shared.clone())
-                .await
-                .map_err(|source| FrontError::Bind { addr, source })?;
-            cert_addr = Some(cert.local_addr().expect("bound socket has an address"));
-            tasks.push(tokio::spawn(cert.run(shutdown_rx.clone())));
+    pub async fn start(
+        config: FrontConfig,
+        store: &Store,
+        kek: Kek,
+        fresh: RegistryFreshness,
+    ) -> Result<Self, FrontError> {
+        let identity = server_identity::load(&config.server_cert, &config.server_key)?;
+        let creds =
+            RegistryCredentials::new(Authenticator::new(store.reader(), kek.clone()), fresh);
+        let n = config.shards.clamp(1, 64);
+        // The first socket picks the port when 0 was asked; the rest join it.
+        let first = shard_socket(config.addr).map_err(|source| FrontError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let addr = first.local_addr().map_err(|source| FrontError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+        let mut sockets = vec![first];
+        for _ in 1..n {
+            sockets.push(shard_socket(addr).map_err(|source| FrontError::Bind { addr, source })?);
         }
 
-        tasks.push(tokio::spawn(end_cut_off_sessions(
-            shared.clone(),
-            store.subscribe(),
-            store.installs_watch(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(purge_audit(shared.clone(), shutdown_rx)));
-        info!(%psk_addr, cert_addr = ?cert_addr, "device front listening (CoAP over DTLS 1.2)");
+        let stats = Arc::new(FrontStats::default());
+        let (audit_tx, audit_rx) = mpsc::channel(AUDIT_QUEUE);
+        let mut queues = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(SHARD_QUEUE);
+            queues.push(tx);
+            receivers.push(rx);
+        }
+        let shards = Arc::new(queues);
+        let shared = ShardShared {
+            stats: stats.clone(),
+            audit: audit_tx,
+            shards: shards.clone(),
+            directory: (n > 1).then(|| Arc::new(ShardDirectory::default())),
+        };
+        let mut saved = match &config.session_file {
+            Some(path) => session_vault::take(path, &kek).unwrap_or_else(|e| {
+                warn!(error = %e, "saved device sessions unusable; devices will handshake again");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let mut shard_tasks = Vec::new();
+        let mut restored = 0;
+        for (i, (socket, rx)) in sockets.into_iter().zip(receivers).enumerate() {
+            let endpoint_config = EndpointConfig {
+                node_id: config.node_id,
+                shard: i as u8,
+                idle_timeout: config.idle_timeout,
+                max_sessions: config.max_sessions.div_ceil(n),
+                handshake: idreg_dtls::server_handshake::HandshakeSettings {
+                    timeout: config.handshake_timeout,
+                    ..EndpointConfig::default().handshake
+                },
+                ..EndpointConfig::default()
+            };
+            let endpoint = Endpoint::new(
+                endpoint_config,
+                Some(identity.clone()),
+                creds.clone(),
+                std::time::Instant::now(),
+            );
+            let mut shard = FrontShard::new(i as u16, socket, endpoint, shared.clone());
+            // A file from a run with more shards: the extra ones go round.
+            let mine: Vec<Vec<u8>> = (0..saved.len())
+                .filter(|j| j % n == i)
+                .map(|j| std::mem::take(&mut saved[j]))
+                .collect();
+            for blob in mine {
+                restored += shard.restore(&blob);
+            }
+            shard_tasks.push(tokio::spawn(shard.run(rx)));
+        }
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(write_audit(store.session_log(), audit_rx)),
+            tokio::spawn(follow_registry(
+                shards.clone(),
+                store.subscribe(),
+                store.installs_watch(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(purge_audit(
+                store.session_log(),
+                config.audit_retention,
+                shutdown_rx,
+            )),
+        ];
+        info!(%addr, shards = n, restored, "device front listening (CoAP over DTLS 1.2: PSK, certificates, raw public keys)");
         Ok(Self {
-            shared,
-            psk_addr,
-            cert_addr,
+            addr,
+            shards,
+            shard_tasks,
+            stats,
+            config,
+            kek,
             shutdown,
             tasks,
         })
     }
 
-    pub fn psk_addr(&self) -> SocketAddr {
-        self.psk_addr
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
-    pub fn cert_addr(&self) -> Option<SocketAddr> {
-        self.cert_addr
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.stats.snapshot()
     }
 
     /// A cheap handle for the Sessions API.
     pub fn stats_source(&self) -> Arc<dyn Fn() -> StatsSnapshot + Send + Sync> {
-        let shared = self.shared.clone();
-        Arc::new(move || shared.stats.snapshot())
+        let stats = self.stats.clone();
+        Arc::new(move || stats.snapshot())
     }
 
-    /// Ends every session (close_notify) and stops the sockets.
+    /// Stops the sockets. With a session file, live sessions are saved
+    /// (sealed) for the next start and stay open on the devices' side;
+    /// without, each ends with close_notify.
     pub async fn shutdown(self) {
+        let mut replies = Vec::new();
+        for shard in self.shards.iter() {
+            let (save, reply) = match self.config.session_file {
+                Some(_) => {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                }
+                None => (None, None),
+            };
+            let _ = shard.send(ShardCommand::Stop { save }).await;
+            replies.push(reply);
+        }
+        let mut saved = Vec::new();
+        for r in replies.into_iter().flatten() {
+            saved.push(r.await.unwrap_or_default());
+        }
+        for t in self.shard_tasks {
+            let _ = t.await;
+        }
+        if let Some(path) = &self.config.session_file {
+            let count = saved.iter().filter(|s| s.len() > 8).count();
+            match session_vault::save(path, &self.kek, &saved) {
+                Ok(()) => {
+                    info!(path = %path.display(), shards = count, "device sessions saved for the next start")
+                }
+                Err(e) => {
+                    warn!(error = %e, "device sessions could not be saved; devices will handshake again")
+                }
+            }
+        }
         let _ = self.shutdown.send(true);
+        drop(self.shards);
         for t in self.tasks {
             let _ = t.await;
         }
-        // Sessions received their end signal from the listeners; give them a
-        // moment to send close_notify and write their audit record.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while !self.shared.live.is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 }
 
-/// Checks every connected device against the registry and ends the sessions
-/// of those no longer active.
-fn recheck_live_sessions(shared: &FrontShared) {
-    for device in shared.live.devices() {
-        if !shared.auth.still_active(&device) {
-            shared.live.end_device(&device, SessionEnd::Revoked);
-        }
-    }
-}
-
-/// Ends the sessions of every device a registry change cuts off (revoked,
-/// disabled, deleted), as the change is applied on this node — also when the
-/// node catches up by installing a snapshot, which carries no per-change events.
-async fn end_cut_off_sessions(
-    shared: Arc<FrontShared>,
+/// Tells every shard about each registry change as it is applied on this
+/// node: a device cut off (revoked, disabled, deleted) loses its sessions at
+/// once; any other change to a device with sessions has them re-checked
+/// (a removed or replaced credential ends the sessions it opened). After a
+/// snapshot install or lost events, every session is re-checked.
+async fn follow_registry(
+    shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
     mut events: broadcast::Receiver<idreg_store::RegistryEvent>,
     mut installs: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let tell_all = |make: &dyn Fn() -> ShardCommand| {
+        for s in shards.iter() {
+            // A full queue: the shard is drowning in datagrams; the next
+            // recheck catches it.
+            if s.try_send(make()).is_err() {
+                warn!(
+                    "device front shard queue full; a registry change waits for the next recheck"
+                );
+            }
+        }
+    };
     let mut installs_open = true;
     loop {
         let ev = tokio::select! {
@@ -145,8 +260,8 @@ async fn end_cut_off_sessions(
             changed = installs.changed(), if installs_open => {
                 match changed {
                     Ok(()) => {
-                        info!("snapshot installed; rechecking live sessions");
-                        recheck_live_sessions(&shared);
+                        info!("snapshot installed; rechecking live device sessions");
+                        tell_all(&|| ShardCommand::RecheckAll);
                     }
                     Err(_) => installs_open = false,
                 }
@@ -155,37 +270,56 @@ async fn end_cut_off_sessions(
             _ = shutdown.changed() => return,
         };
         match ev {
-            Ok(ev) if ev.cut_off => {
-                let n = shared
-                    .live
-                    .end_device(ev.device.as_str(), SessionEnd::Revoked);
-                if n > 0 {
-                    info!(device = %ev.device, sessions = n, "closing sessions of a cut-off device");
+            Ok(ev) => {
+                let device: Arc<str> = Arc::from(ev.device.as_str());
+                if ev.cut_off {
+                    tell_all(&|| ShardCommand::EndDevice(device.clone()));
+                } else {
+                    tell_all(&|| ShardCommand::RecheckDevice(device.clone()));
                 }
             }
-            Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // Changes were missed: check every connected device directly.
-                warn!(missed, "registry events lagged; rechecking live sessions");
-                recheck_live_sessions(&shared);
+                warn!(
+                    missed,
+                    "registry events lagged; rechecking live device sessions"
+                );
+                tell_all(&|| ShardCommand::RecheckAll);
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
 
+/// Writes session audit records off the shards' loops, in batches.
+async fn write_audit(log: SessionLog, mut records: mpsc::Receiver<SessionRecord>) {
+    let mut batch = Vec::new();
+    while records.recv_many(&mut batch, 256).await > 0 {
+        let log = log.clone();
+        let chunk = std::mem::take(&mut batch);
+        let written = tokio::task::spawn_blocking(move || {
+            for r in &chunk {
+                log.record(r)?;
+            }
+            Ok::<_, idreg_store::StoreError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            warn!(error = %e, "session audit write failed");
+        }
+    }
+}
+
 /// Deletes audit records older than the retention, hourly.
-async fn purge_audit(shared: Arc<FrontShared>, mut shutdown: watch::Receiver<bool>) {
+async fn purge_audit(log: SessionLog, retention: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let cutoff = crate::session::unix_ms()
-            .saturating_sub(shared.config.audit_retention.as_millis() as u64);
-        let audit = shared.audit.clone();
-        match tokio::task::spawn_blocking(move || audit.purge_before(cutoff)).await {
+        let cutoff = crate::unix_ms().saturating_sub(retention.as_millis() as u64);
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.purge_before(cutoff)).await {
             Ok(Ok(n)) if n > 0 => info!(purged = n, "session audit retention"),
             Ok(Err(e)) => warn!(error = %e, "session audit purge failed"),
             _ => {}

@@ -6,27 +6,38 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct FrontConfig {
-    /// UDP address for DTLS with pre-shared keys.
-    pub psk_addr: SocketAddr,
-    /// UDP address for DTLS with certificates (ECDHE-ECDSA P-256); `None`
-    /// serves PSK only.
-    pub cert_addr: Option<SocketAddr>,
-    /// The server's certificate chain and key (PEM), for the certificate port.
+    /// The UDP address for CoAP over DTLS: PSK, certificate and raw-public-key
+    /// devices alike, told apart by the suites they offer.
+    pub addr: SocketAddr,
+    /// Sockets (SO_REUSEPORT) serving the address, each with its own loop.
+    pub shards: usize,
+    /// The server's certificate chain and key (PEM), for ECDHE-ECDSA suites.
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
-    /// Peers (handshaking or established) per socket; beyond it the peer idle
-    /// longest is evicted, unfinished handshakes first.
-    pub max_peers: usize,
+    /// Established sessions on this node; past it the least recently heard
+    /// of a random sample is closed.
+    pub max_sessions: usize,
     pub handshake_timeout: Duration,
     /// A session with no datagram for this long is closed.
     pub idle_timeout: Duration,
     /// How long session audit records are kept.
     pub audit_retention: Duration,
+    /// First byte of every Connection ID (the raft node id), so a record can
+    /// be told to be this node's.
+    pub node_id: u8,
+    /// New handshakes are refused while this node has not heard from a raft
+    /// leader for longer than this: its copy of the registry may miss
+    /// revocations.
+    pub max_auth_staleness: Duration,
+    /// Where live sessions are saved (sealed) on shutdown and read back at
+    /// start; `None`: sessions end at shutdown.
+    pub session_file: Option<PathBuf>,
 }
 
 impl FrontConfig {
-    pub const DEFAULT_MAX_PEERS: usize = 20_000;
+    pub const DEFAULT_MAX_SESSIONS: usize = 150_000;
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+    pub const DEFAULT_MAX_AUTH_STALENESS: Duration = Duration::from_secs(30);
 }

@@ -2,36 +2,46 @@
 //! registry on this node.
 //!
 //! Layers, from the wire in:
-//! - [`udp_listener`]: one task per socket reads datagrams and routes them by
-//!   source address ([`peer_table`], bounded; [`datagram`] decides what may
-//!   create a peer). The stock webrtc-dtls listener is not used: it runs
-//!   handshakes inline without a timeout and never forgets a peer.
-//! - [`session`]: per peer, the webrtc-dtls handshake under a timeout (the
-//!   [`authenticator`] answers its PSK and certificate callbacks with local
-//!   point reads), then the CoAP loop and the audit record.
-//! - [`endpoint`], [`dedup`], [`resources`]: CoAP with no sockets and no clock,
-//!   tested in memory.
+//! - [`device_front`]: the socket shards on the one port (SO_REUSEPORT),
+//!   registry changes turned into session ends, the audit writer, sessions
+//!   saved across a restart ([`session_vault`]).
+//! - [`front_shard`]: one loop per socket with batched system calls
+//!   ([`udp_batch`]): the sans-IO DTLS engine (`idreg-dtls`), whose
+//!   credential store is the registry ([`registry_credentials`],
+//!   [`authenticator`]), and CoAP for each session; datagrams the kernel
+//!   hands to the wrong shard go to the owner ([`shard_directory`]).
+//! - [`endpoint`], [`dedup`], [`resources`]: CoAP with no sockets and no
+//!   clock, tested in memory.
 //!
-//! Invariant: nothing a client sends can panic a task or grow memory without
-//! bound: peers, per-peer queues, dedup caches and failure counters are all
-//! capped.
+//! Invariant: nothing a client sends can panic the front or grow its memory
+//! without bound: the engine keeps no state before a cookie round trip and
+//! budgets handshakes; sessions, dedup caches, queues and failure counters
+//! are capped.
 
 pub mod authenticator;
-pub mod datagram;
 pub mod dedup;
 pub mod device_front;
 pub mod endpoint;
 pub mod front_config;
-pub mod live_sessions;
-pub mod peer_conn;
-pub mod peer_table;
+pub mod front_shard;
+pub mod plain_coap;
+pub mod registry_credentials;
 pub mod resources;
 pub mod server_identity;
-pub mod session;
-pub mod shared;
+pub mod session_vault;
+pub mod shard_directory;
 pub mod stats;
-pub mod udp_listener;
+pub mod udp_batch;
 
 pub use device_front::{DeviceFront, FrontError};
 pub use front_config::FrontConfig;
+pub use registry_credentials::RegistryFreshness;
 pub use stats::StatsSnapshot;
+
+/// Milliseconds since the Unix epoch (audit records, saved sessions).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,11 +1,12 @@
-//! The certificate and P-256 key the DTLS server presents on the certificate
-//! port: from `--coap-cert/--coap-key`, or generated into the data directory
-//! in dev mode.
+//! The certificate and P-256 key the DTLS server presents to devices using
+//! ECDHE-ECDSA suites (and its raw public key to RFC 7250 devices): from
+//! `--coap-cert/--coap-key`, or generated into the data directory in dev
+//! mode.
 
 use std::path::{Path, PathBuf};
 
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use webrtc_dtls::crypto::Certificate;
+use idreg_dtls::ServerIdentity;
+use p256::pkcs8::DecodePrivateKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -34,43 +35,34 @@ fn invalid(path: &Path, message: impl Into<String>) -> IdentityError {
     }
 }
 
-/// Loads a PEM certificate chain and a P-256 private key (PKCS#8 or SEC1 PEM).
-pub fn load(cert_path: &Path, key_path: &Path) -> Result<Certificate, IdentityError> {
+/// Loads a PEM certificate chain and a P-256 private key (PKCS#8 or SEC1
+/// PEM), and checks the key is the leaf certificate's.
+pub fn load(cert_path: &Path, key_path: &Path) -> Result<ServerIdentity, IdentityError> {
     let cert_pem = read(cert_path)?;
     let key_pem = read(key_path)?;
     let key = p256::SecretKey::from_pkcs8_pem(&key_pem)
         .or_else(|_| p256::SecretKey::from_sec1_pem(&key_pem))
         .map_err(|_| invalid(key_path, "not a P-256 private key in PKCS#8 or SEC1 PEM"))?;
-    let pkcs8 = key
-        .to_pkcs8_der()
-        .map_err(|e| invalid(key_path, e.to_string()))?;
-    let mut certs = Vec::new();
+    let mut chain = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(cert_pem.as_bytes()) {
         let pem = pem.map_err(|e| invalid(cert_path, format!("bad PEM: {e}")))?;
         if pem.label == "CERTIFICATE" {
-            certs.push(pem.contents);
+            chain.push(pem.contents);
         }
     }
-    if certs.is_empty() {
-        return Err(invalid(cert_path, "no CERTIFICATE block"));
+    let leaf = chain
+        .first()
+        .ok_or_else(|| invalid(cert_path, "no CERTIFICATE block"))?;
+    let leaf_key = idreg_core::credential::public_key_from_certificate_der("certificate", leaf)
+        .map_err(|e| invalid(cert_path, e.message))?;
+    let identity = ServerIdentity::new(chain, p256::ecdsa::SigningKey::from(&key));
+    if leaf_key.spki_der != identity.spki {
+        return Err(invalid(
+            key_path,
+            format!("not the key of {}", cert_path.display()),
+        ));
     }
-    // webrtc-dtls reads its own PEM dialect: the key under PRIVATE_KEY, then
-    // the chain.
-    let mut blocks = vec![pem_block("PRIVATE_KEY", pkcs8.as_bytes())];
-    blocks.extend(certs.iter().map(|c| pem_block("CERTIFICATE", c)));
-    Certificate::from_pem(&blocks.concat()).map_err(|e| invalid(cert_path, e.to_string()))
-}
-
-fn pem_block(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    Ok(identity)
 }
 
 /// The dev-mode pair under `dir`, generated (self-signed, P-256) on first use.
@@ -124,8 +116,8 @@ mod tests {
         assert!(created);
         let (_, _, again) = dev_pair(tmp.path()).unwrap();
         assert!(!again);
-        let cert = load(&c, &k).unwrap();
-        assert_eq!(cert.certificate.len(), 1);
+        let identity = load(&c, &k).unwrap();
+        assert_eq!(identity.chain.len(), 1);
     }
 
     #[test]
@@ -136,5 +128,9 @@ mod tests {
         assert!(e.contains("no CERTIFICATE"), "{e}");
         let e = load(&c, &c).unwrap_err().to_string();
         assert!(e.contains("P-256 private key"), "{e}");
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key, _) = dev_pair(other.path()).unwrap();
+        let e = load(&c, &other_key).unwrap_err().to_string();
+        assert!(e.contains("not the key of"), "{e}");
     }
 }

@@ -1,4 +1,6 @@
 //! Counters of the device front, read by the Sessions API, logs and tests.
+//! Shards add to them; nothing here is per device, so their size does not
+//! grow with the fleet.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,17 +14,21 @@ const MAX_FAILURE_SOURCES: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct FrontStats {
-    /// Peers in the tables of all sockets (handshaking + established).
-    pub peers: AtomicU64,
     pub handshaking: AtomicU64,
     pub sessions_live: AtomicU64,
     pub handshakes_ok: AtomicU64,
     pub handshakes_failed: AtomicU64,
     pub handshakes_timed_out: AtomicU64,
-    /// Datagrams dropped: junk from unknown peers, or a full peer queue.
+    pub handshakes_over_budget: AtomicU64,
+    pub handshakes_refused_stale: AtomicU64,
+    pub cookies_sent: AtomicU64,
+    /// Datagrams that fit no session: unknown address or CID, replays, bad
+    /// MACs, junk.
     pub datagrams_dropped: AtomicU64,
     pub plain_coap_refused: AtomicU64,
     pub peers_evicted: AtomicU64,
+    pub address_changes: AtomicU64,
+    pub sessions_restored: AtomicU64,
     failures: Mutex<Failures>,
 }
 
@@ -34,21 +40,34 @@ struct Failures {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsSnapshot {
-    pub peers: u64,
     pub handshaking: u64,
     pub sessions_live: u64,
     pub handshakes_ok: u64,
     pub handshakes_failed: u64,
     pub handshakes_timed_out: u64,
+    pub handshakes_over_budget: u64,
+    pub handshakes_refused_stale: u64,
+    pub cookies_sent: u64,
     pub datagrams_dropped: u64,
     pub plain_coap_refused: u64,
     pub peers_evicted: u64,
+    pub address_changes: u64,
+    pub sessions_restored: u64,
     /// Sources with the most failed handshakes, most first (at most 20).
     pub top_failing_sources: Vec<(IpAddr, u64)>,
     pub failures_from_other_sources: u64,
 }
 
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    if n > 0 {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 impl FrontStats {
+    /// Counts a failed handshake from `source`; returns how many that source
+    /// has had (or all "other" sources together, past the bound).
     pub fn handshake_failed(&self, source: IpAddr) -> u64 {
         self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
         let mut f = self.failures.lock().expect("stats lock");
@@ -69,17 +88,38 @@ impl FrontStats {
         top.truncate(20);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
-            peers: get(&self.peers),
             handshaking: get(&self.handshaking),
             sessions_live: get(&self.sessions_live),
             handshakes_ok: get(&self.handshakes_ok),
             handshakes_failed: get(&self.handshakes_failed),
             handshakes_timed_out: get(&self.handshakes_timed_out),
+            handshakes_over_budget: get(&self.handshakes_over_budget),
+            handshakes_refused_stale: get(&self.handshakes_refused_stale),
+            cookies_sent: get(&self.cookies_sent),
             datagrams_dropped: get(&self.datagrams_dropped),
             plain_coap_refused: get(&self.plain_coap_refused),
             peers_evicted: get(&self.peers_evicted),
+            address_changes: get(&self.address_changes),
+            sessions_restored: get(&self.sessions_restored),
             top_failing_sources: top,
             failures_from_other_sources: f.other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_sources_are_bounded() {
+        let s = FrontStats::default();
+        for i in 0..(MAX_FAILURE_SOURCES as u32 + 10) {
+            s.handshake_failed(IpAddr::from(i.to_be_bytes()));
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.failures_from_other_sources, 10);
+        assert_eq!(snap.top_failing_sources.len(), 20);
+        assert_eq!(snap.handshakes_failed, MAX_FAILURE_SOURCES as u64 + 10);
     }
 }

@@ -33,5 +33,5 @@ pub use labels::Labels;
 pub use names::{DeviceId, TenantId};
 pub use principal::{Caller, CertIdentity, Principal, Role};
 pub use secret::{Kek, SealedSecret, SecretError};
-pub use session::{SessionCredential, SessionEnd, SessionRecord};
+pub use session::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
 pub use view::{Overlay, RegistryView};

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub enum SessionCredential {
     Psk,
     Certificate,
+    /// A raw public key (RFC 7250).
+    RawPublicKey,
 }
 
 impl SessionCredential {
@@ -15,9 +17,22 @@ impl SessionCredential {
         match self {
             SessionCredential::Psk => "psk",
             SessionCredential::Certificate => "certificate",
+            SessionCredential::RawPublicKey => "raw-public-key",
         }
     }
 }
+
+/// A session moved to another source address (a Connection ID record from
+/// a NAT's new mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressChange {
+    pub at_ms: u64,
+    /// The new address, `ip:port`.
+    pub peer: String,
+}
+
+/// Address changes kept per session record; later ones replace the oldest.
+pub const MAX_ADDRESS_CHANGES: usize = 16;
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +71,8 @@ pub struct SessionRecord {
     /// Unique on this node.
     pub id: u64,
     pub device: String,
-    /// The device's source address, `ip:port`.
+    /// The address the session started from, `ip:port` (moves are in
+    /// `address_changes`).
     pub peer: String,
     pub credential: SessionCredential,
     pub started_ms: u64,
@@ -65,9 +81,25 @@ pub struct SessionRecord {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub end: Option<SessionEnd>,
+    /// The cipher suite's IANA name.
+    pub suite: String,
+    /// The session negotiated a Connection ID (RFC 9146).
+    pub connection_id: bool,
+    /// Where the session moved, oldest first (at most [`MAX_ADDRESS_CHANGES`]).
+    pub address_changes: Vec<AddressChange>,
+    /// Taken over from before a restart rather than handshaken.
+    pub restored: bool,
 }
 
 impl SessionRecord {
+    /// Records a move to `peer`, keeping the last [`MAX_ADDRESS_CHANGES`].
+    pub fn moved(&mut self, at_ms: u64, peer: String) {
+        if self.address_changes.len() == MAX_ADDRESS_CHANGES {
+            self.address_changes.remove(0);
+        }
+        self.address_changes.push(AddressChange { at_ms, peer });
+    }
+
     /// How long the session lasted, or has lasted until `now_ms`.
     pub fn duration_ms(&self, now_ms: u64) -> u64 {
         self.ended_ms

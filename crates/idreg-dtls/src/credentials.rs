@@ -35,10 +35,17 @@ pub trait CredentialStore {
 
 /// The server's certificate chain (leaf first, DER) and its P-256 key; also
 /// its raw public key for RFC 7250 clients.
+#[derive(Clone)]
 pub struct ServerIdentity {
     pub chain: Vec<Vec<u8>>,
     pub key: SigningKey,
     pub spki: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerIdentity({} certificates)", self.chain.len())
+    }
 }
 
 impl ServerIdentity {

@@ -83,9 +83,12 @@ pub enum Event<D> {
         from: SocketAddr,
         to: SocketAddr,
     },
+    /// The session is gone from the endpoint; here is what it was (device,
+    /// credential, addresses, byte counts) for the owner's records.
     Closed {
         conn: ConnId,
         reason: CloseReason,
+        session: Box<Session<D>>,
     },
     HandshakeFailed {
         addr: SocketAddr,
@@ -816,9 +819,11 @@ impl<C: CredentialStore> Endpoint<C> {
 
     fn end_session(&mut self, index: u32, reason: CloseReason, notify: bool) {
         let conn = self.conn_id(index);
-        let Peer::Session(session) = &mut self.slots[index as usize].peer else {
+        let slot = &mut self.slots[index as usize];
+        let Peer::Session(session) = std::mem::replace(&mut slot.peer, Peer::Free) else {
             return;
         };
+        let mut session = session;
         if notify {
             let mut out = Vec::with_capacity(48);
             session.seal(
@@ -840,7 +845,11 @@ impl<C: CredentialStore> Endpoint<C> {
         }
         self.sessions -= 1;
         self.release(index);
-        self.events.push_back(Event::Closed { conn, reason });
+        self.events.push_back(Event::Closed {
+            conn,
+            reason,
+            session,
+        });
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod forwarded_batch;
 pub mod forwarder;
 pub mod grpc_network;
+pub mod leader_contact;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;

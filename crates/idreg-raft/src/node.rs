@@ -66,6 +66,7 @@ pub struct RegistryNode {
     forwarder: Forwarder,
     proposals: mpsc::Sender<Pending>,
     snapshots: std::sync::Arc<crate::snapshot_receiver::SnapshotReceiver>,
+    contact: crate::leader_contact::LeaderContact,
 }
 
 fn now_ms() -> u64 {
@@ -191,6 +192,7 @@ impl RegistryNode {
             forwarder,
             proposals: tx,
             snapshots,
+            contact: Default::default(),
         })
     }
 
@@ -279,7 +281,25 @@ impl RegistryNode {
 
     /// The server side of the node-to-node protocol, for the gRPC listener.
     pub fn raft_service(&self) -> RaftService {
-        RaftService::new(self.raft.clone(), self.snapshots.clone())
+        RaftService::new(
+            self.raft.clone(),
+            self.snapshots.clone(),
+            self.contact.clone(),
+        )
+    }
+
+    /// Whether this node's copy of the registry is known fresh within `max`:
+    /// it leads and a quorum acknowledged it that recently (a cluster of one
+    /// always does), or a leader's entries or heartbeats reached it.
+    pub fn registry_fresh_within(&self, max: Duration) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            let voters = m.membership_config.membership().voter_ids().count();
+            return voters <= 1
+                || m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms <= max.as_millis() as u64);
+        }
+        self.contact.within(max)
     }
 
     /// This node's view of the cluster; replication lag only on the leader.

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::forwarded_batch::ForwardedBatch;
 use crate::forwarder::ForwardRefusal;
+use crate::leader_contact::LeaderContact;
 use crate::snapshot_receiver::SnapshotReceiver;
 use crate::wire;
 
@@ -25,6 +26,7 @@ use crate::wire;
 pub struct RaftService {
     raft: Raft<TypeConfig>,
     snapshots: Arc<SnapshotReceiver>,
+    contact: LeaderContact,
 }
 
 /// Who sent a request: a node certificate's id (the peer listener admits no
@@ -79,8 +81,16 @@ impl RaftService {
         }
     }
 
-    pub fn new(raft: Raft<TypeConfig>, snapshots: Arc<SnapshotReceiver>) -> Self {
-        Self { raft, snapshots }
+    pub fn new(
+        raft: Raft<TypeConfig>,
+        snapshots: Arc<SnapshotReceiver>,
+        contact: LeaderContact,
+    ) -> Self {
+        Self {
+            raft,
+            snapshots,
+            contact,
+        }
     }
 
     pub fn into_server(self) -> pb::raft_server::RaftServer<Self> {
@@ -99,7 +109,13 @@ impl pb::raft_server::Raft for RaftService {
         let from = self.member(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req, "AppendEntries")?;
         Self::same_sender(from, rpc.vote.leader_id().node_id, "AppendEntries")?;
-        reply(&self.raft.append_entries(rpc).await)
+        let result = self.raft.append_entries(rpc).await;
+        // Anything but "your vote is stale" means a current leader spoke.
+        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.contact.touch();
+        }
+        reply(&result)
     }
 
     async fn vote(

@@ -202,6 +202,10 @@ mod tests {
             bytes_in: 1,
             bytes_out: 2,
             end: Some(SessionEnd::Idle),
+            suite: "TLS_PSK_WITH_AES_128_CCM_8".into(),
+            connection_id: false,
+            address_changes: Vec::new(),
+            restored: false,
         }
     }
 

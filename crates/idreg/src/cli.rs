@@ -468,12 +468,12 @@ pub struct ServeArgs {
     /// Largest snapshot accepted from a leader, in bytes [default: 64 GiB].
     #[arg(long, env = "IDREG_SNAPSHOT_MAX_BYTES")]
     pub snapshot_max_bytes: Option<u64>,
-    /// Device front: UDP address for CoAP over DTLS with PSK, or "off"
-    /// [default: 0.0.0.0:5684].
+    /// Device front: UDP address for CoAP over DTLS, or "off". PSK,
+    /// certificate and raw-public-key devices all use it [default: 0.0.0.0:5684].
     #[arg(long, env = "IDREG_COAP_ADDR")]
     pub coap_addr: Option<String>,
-    /// UDP address for CoAP over DTLS with certificates (ECDHE-ECDSA P-256), or
-    /// "off" [default: the PSK address's host, port 5685].
+    /// Deprecated: certificate devices now use --coap-addr too. Accepted (and
+    /// ignored, with a warning) for one release.
     #[arg(long, env = "IDREG_COAP_CERT_ADDR")]
     pub coap_cert_addr: Option<String>,
     /// PEM certificate (chain) the DTLS server presents; with --coap-key.
@@ -483,9 +483,13 @@ pub struct ServeArgs {
     /// PEM P-256 private key of --coap-cert.
     #[arg(long, env = "IDREG_COAP_KEY")]
     pub coap_key: Option<PathBuf>,
-    /// Peers (handshaking or connected) per device-front socket [default: 20000].
+    /// Established device sessions on this node [default: 150000].
     #[arg(long, env = "IDREG_COAP_MAX_PEERS")]
     pub coap_max_peers: Option<usize>,
+    /// Sockets (SO_REUSEPORT) serving --coap-addr, each with its own loop
+    /// [default: the number of CPUs, at most 8].
+    #[arg(long, env = "IDREG_COAP_SHARDS")]
+    pub coap_shards: Option<usize>,
     /// A DTLS handshake not finished within this many milliseconds is dropped
     /// [default: 10000].
     #[arg(long, env = "IDREG_COAP_HANDSHAKE_TIMEOUT_MS")]
@@ -493,6 +497,16 @@ pub struct ServeArgs {
     /// A device session silent for this many seconds is closed [default: 300].
     #[arg(long, env = "IDREG_COAP_IDLE_TIMEOUT_SECS")]
     pub coap_idle_timeout_secs: Option<u64>,
+    /// Where live device sessions are saved (sealed with the KEK) on shutdown
+    /// and taken back at start, so devices need no new handshake after a
+    /// restart; "off" ends them instead [default: DATA_DIR/front-sessions.sealed].
+    #[arg(long, env = "IDREG_COAP_SESSION_FILE")]
+    pub coap_session_file: Option<String>,
+    /// Refuse new device handshakes while this node has not heard from a raft
+    /// leader for this long (seconds, or 500ms, 30s, 2m): its registry may
+    /// miss revocations [default: 30s].
+    #[arg(long, env = "IDREG_MAX_AUTH_STALENESS")]
+    pub max_auth_staleness: Option<String>,
     /// Session audit records are kept this many hours [default: 720].
     #[arg(long, env = "IDREG_SESSION_RETENTION_HOURS")]
     pub session_retention_hours: Option<u64>,

@@ -66,6 +66,9 @@ async fn shutdown_signal() {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing();
     let config = ServeConfig::resolve(args)?;
+    for d in &config.deprecations {
+        warn!("{d}");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let kek = load_kek(&config)?;
@@ -149,7 +152,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("reflection service")?;
 
     let front = match &config.front {
-        Some(settings) => Some(start_front(settings, &config, node.store(), kek.clone()).await?),
+        Some(settings) => Some(start_front(settings, &config, &node, kek.clone()).await?),
         None => {
             info!("device front off (--coap-addr off)");
             None
@@ -292,7 +295,7 @@ fn tokio_stream_listener(
 async fn start_front(
     settings: &FrontSettings,
     config: &ServeConfig,
-    store: &Store,
+    node: &RegistryNode,
     kek: Kek,
 ) -> anyhow::Result<DeviceFront> {
     let (server_cert, server_key) = match &settings.cert_and_key {
@@ -308,28 +311,36 @@ async fn start_front(
         }
     };
     let front_config = FrontConfig {
-        psk_addr: settings.psk_addr,
-        cert_addr: settings.cert_addr,
+        addr: settings.addr,
+        shards: settings.shards,
         server_cert,
         server_key,
-        max_peers: settings.max_peers,
+        max_sessions: settings.max_sessions,
         handshake_timeout: settings.handshake_timeout,
         idle_timeout: settings.idle_timeout,
         audit_retention: settings.audit_retention,
+        // Node ids are small (1..=7 in a cluster); the CID keeps one byte.
+        node_id: config.node_id as u8,
+        max_auth_staleness: settings.max_auth_staleness,
+        session_file: settings.session_file.clone(),
     };
-    DeviceFront::start(front_config, store, kek)
+    let fresh: idreg_coap::RegistryFreshness = {
+        let (node, max) = (node.clone(), settings.max_auth_staleness);
+        std::sync::Arc::new(move || node.registry_fresh_within(max))
+    };
+    DeviceFront::start(front_config, node.store(), kek, fresh)
         .await
         .context("cannot start the device front")
 }
 
 fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
     let stats = front.stats_source();
-    let psk_addr = front.psk_addr().to_string();
-    let cert_addr = front.cert_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = front.addr().to_string();
+    let shards = front.shard_count() as u32;
     std::sync::Arc::new(move || {
         let s = stats();
         idreg_proto::v1::FrontStats {
-            peers: s.peers,
+            peers: s.handshaking + s.sessions_live,
             handshaking: s.handshaking,
             sessions_live: s.sessions_live,
             handshakes_ok: s.handshakes_ok,
@@ -348,8 +359,14 @@ fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
                 .collect(),
             failures_from_other_sources: s.failures_from_other_sources,
             enabled: true,
-            psk_addr: psk_addr.clone(),
-            cert_addr: cert_addr.clone(),
+            psk_addr: addr.clone(),
+            cert_addr: addr.clone(),
+            cookies_sent: s.cookies_sent,
+            handshakes_over_budget: s.handshakes_over_budget,
+            address_changes: s.address_changes,
+            sessions_restored: s.sessions_restored,
+            handshakes_refused_stale: s.handshakes_refused_stale,
+            shards,
         }
     })
 }

@@ -33,6 +33,9 @@ struct FileConfig {
     coap_cert: Option<PathBuf>,
     coap_key: Option<PathBuf>,
     coap_max_peers: Option<usize>,
+    coap_shards: Option<usize>,
+    coap_session_file: Option<String>,
+    max_auth_staleness: Option<String>,
     coap_handshake_timeout_ms: Option<u64>,
     coap_idle_timeout_secs: Option<u64>,
     session_retention_hours: Option<u64>,
@@ -55,14 +58,17 @@ struct FileConfig {
 /// `--coap-addr off`.
 #[derive(Debug, Clone)]
 pub struct FrontSettings {
-    pub psk_addr: SocketAddr,
-    pub cert_addr: Option<SocketAddr>,
+    pub addr: SocketAddr,
+    pub shards: usize,
     /// Both or neither; neither means the dev pair in the data directory.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
-    pub max_peers: usize,
+    pub max_sessions: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub audit_retention: Duration,
+    pub max_auth_staleness: Duration,
+    /// `None`: sessions end at shutdown instead of being saved.
+    pub session_file: Option<PathBuf>,
 }
 
 /// The certificate files of a node.
@@ -125,6 +131,8 @@ pub struct ServeConfig {
     /// Set with --k8s: the pod this node runs as.
     pub pod: Option<crate::k8s::PodIdentity>,
     pub api_limits: idreg_api::ApiLimits,
+    /// Settings that still work but will go: warned about at start.
+    pub deprecations: Vec<String>,
 }
 
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
@@ -176,21 +184,20 @@ fn api_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<idreg_api::
     })
 }
 
-fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<FrontSettings>> {
-    let psk = args
+fn front_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<FrontSettings>> {
+    let text = args
         .coap_addr
         .clone()
         .or(file.coap_addr.clone())
         .unwrap_or("0.0.0.0:5684".into());
-    if psk == "off" {
+    if text == "off" {
         return Ok(None);
     }
-    let psk_addr = addr("coap-addr", &psk)?;
-    let cert_addr = match args.coap_cert_addr.clone().or(file.coap_cert_addr.clone()) {
-        Some(t) if t == "off" => None,
-        Some(t) => Some(addr("coap-cert-addr", &t)?),
-        None => Some(SocketAddr::new(psk_addr.ip(), 5685)),
-    };
+    let addr = addr("coap-addr", &text)?;
     let cert_and_key = match (
         args.coap_cert.clone().or(file.coap_cert.clone()),
         args.coap_key.clone().or(file.coap_key.clone()),
@@ -199,15 +206,33 @@ fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<
         (None, None) => None,
         _ => bail!("--coap-cert and --coap-key go together: give both or neither"),
     };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let session_file = match args
+        .coap_session_file
+        .clone()
+        .or(file.coap_session_file.clone())
+    {
+        Some(t) if t == "off" => None,
+        Some(t) => Some(PathBuf::from(t)),
+        None => Some(data_dir.join("front-sessions.sealed")),
+    };
+    let staleness = args
+        .max_auth_staleness
+        .clone()
+        .or(file.max_auth_staleness.clone())
+        .unwrap_or("30s".into());
     Ok(Some(FrontSettings {
-        psk_addr,
-        cert_addr,
+        addr,
+        shards: positive(
+            "coap-shards",
+            args.coap_shards.or(file.coap_shards).unwrap_or(cpus.min(8)),
+        )?,
         cert_and_key,
-        max_peers: positive(
+        max_sessions: positive(
             "coap-max-peers",
             args.coap_max_peers
                 .or(file.coap_max_peers)
-                .unwrap_or(20_000),
+                .unwrap_or(150_000),
         )?,
         handshake_timeout: Duration::from_millis(positive(
             "coap-handshake-timeout-ms",
@@ -229,6 +254,8 @@ fn front_settings(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<
                     .unwrap_or(720),
             )?,
         ),
+        max_auth_staleness: crate::time_arg::parse_duration("max-auth-staleness", &staleness)?,
+        session_file,
     }))
 }
 
@@ -318,7 +345,19 @@ impl ServeConfig {
         if snapshot_every == 0 {
             bail!("--snapshot-every must be at least 1");
         }
-        let front = front_settings(&args, &file)?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let front = front_settings(&args, &file, &data_dir)?;
+        let mut deprecations = Vec::new();
+        if let Some(c) = args.coap_cert_addr.clone().or(file.coap_cert_addr.clone()) {
+            deprecations.push(format!(
+                "--coap-cert-addr {c} is deprecated and ignored: certificate and raw-public-key \
+                 devices now connect to --coap-addr, beside PSK devices"
+            ));
+        }
         let api_limits = api_limits(&args, &file)?;
         let initial_members = match args
             .initial_cluster
@@ -432,10 +471,7 @@ impl ServeConfig {
             bail!("--watch-history must be at least 1");
         }
         Ok(Self {
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir,
             grpc_addr,
             peer_addr,
             health_addr,
@@ -455,6 +491,7 @@ impl ServeConfig {
             watch_history,
             pod,
             api_limits,
+            deprecations,
         })
     }
 }
@@ -478,8 +515,20 @@ mod tests {
         assert_eq!(c.node_id, 5);
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         let front = c.front.unwrap();
-        assert_eq!(front.psk_addr.port(), 5684);
-        assert_eq!(front.cert_addr.unwrap().port(), 5685);
+        assert_eq!(front.addr.port(), 5684);
+        assert_eq!(front.max_auth_staleness, Duration::from_secs(30));
+        assert_eq!(
+            front.session_file,
+            Some(PathBuf::from("./data/front-sessions.sealed"))
+        );
+        let deprecated = ServeConfig::resolve(ServeArgs {
+            coap_cert_addr: Some("0.0.0.0:5685".into()),
+            coap_session_file: Some("off".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(deprecated.deprecations[0].contains("--coap-cert-addr"));
+        assert_eq!(deprecated.front.unwrap().session_file, None);
         let off = ServeConfig::resolve(ServeArgs {
             coap_addr: Some("off".into()),
             ..Default::default()

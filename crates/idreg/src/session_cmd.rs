@@ -21,6 +21,11 @@ struct SessionView {
     bytes_in: u64,
     bytes_out: u64,
     end_reason: Option<String>,
+    suite: String,
+    connection_id: bool,
+    /// "ADDRESS at TIME", oldest first.
+    moved_to: Vec<String>,
+    restored: bool,
 }
 
 impl From<&pb::Session> for SessionView {
@@ -36,6 +41,14 @@ impl From<&pb::Session> for SessionView {
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,
             end_reason: (!s.end_reason.is_empty()).then(|| s.end_reason.clone()),
+            suite: s.suite.clone(),
+            connection_id: s.connection_id,
+            moved_to: s
+                .address_changes
+                .iter()
+                .map(|c| format!("{} at {}", c.peer, rfc3339(c.at.as_ref())))
+                .collect(),
+            restored: s.restored,
         }
     }
 }
@@ -71,8 +84,17 @@ pub async fn run(
             let mut views = Vec::new();
             if output == OutputFormat::Table {
                 println!(
-                    "{:<24} {:<21} {:<11} {:<24} {:>10} {:>8} {:>8} END",
-                    "DEVICE", "PEER", "CREDENTIAL", "STARTED", "DURATION", "IN", "OUT"
+                    "{:<24} {:<21} {:<14} {:<24} {:>10} {:>8} {:>8} {:<14} {:<4} {:<5} END",
+                    "DEVICE",
+                    "PEER",
+                    "CREDENTIAL",
+                    "STARTED",
+                    "DURATION",
+                    "IN",
+                    "OUT",
+                    "SUITE",
+                    "CID",
+                    "MOVES"
                 );
             }
             'pages: loop {
@@ -90,7 +112,7 @@ pub async fn run(
                     match output {
                         OutputFormat::Json => views.push(v),
                         OutputFormat::Table => println!(
-                            "{:<24} {:<21} {:<11} {:<24} {:>9.1}s {:>8} {:>8} {}",
+                            "{:<24} {:<21} {:<14} {:<24} {:>9.1}s {:>8} {:>8} {:<14} {:<4} {:<5} {}",
                             v.device,
                             v.peer,
                             v.credential,
@@ -98,7 +120,10 @@ pub async fn run(
                             v.duration_ms as f64 / 1000.0,
                             v.bytes_in,
                             v.bytes_out,
-                            v.end_reason.as_deref().unwrap_or("(live)")
+                            v.suite.trim_start_matches("TLS_").replace("_WITH_AES_128", ""),
+                            if v.connection_id { "yes" } else { "no" },
+                            v.moved_to.len(),
+                            v.end_reason.as_deref().unwrap_or(if v.restored { "(live, restored)" } else { "(live)" })
                         ),
                     }
                 }
@@ -125,8 +150,8 @@ pub async fn run(
                 .collect();
             let v = serde_json::json!({
                 "enabled": s.enabled,
-                "psk_addr": s.psk_addr,
-                "cert_addr": s.cert_addr,
+                "addr": s.psk_addr,
+                "shards": s.shards,
                 "peers": s.peers,
                 "handshaking": s.handshaking,
                 "sessions_live": s.sessions_live,
@@ -136,6 +161,11 @@ pub async fn run(
                 "datagrams_dropped": s.datagrams_dropped,
                 "plain_coap_refused": s.plain_coap_refused,
                 "peers_evicted": s.peers_evicted,
+                "cookies_sent": s.cookies_sent,
+                "handshakes_over_budget": s.handshakes_over_budget,
+                "handshakes_refused_stale": s.handshakes_refused_stale,
+                "address_changes": s.address_changes,
+                "sessions_restored": s.sessions_restored,
                 "top_failing_sources": top,
                 "failures_from_other_sources": s.failures_from_other_sources,
             });

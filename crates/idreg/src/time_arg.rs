@@ -12,6 +12,20 @@ pub fn parse_time(flag: &str, text: &str, now_ms: u64) -> anyhow::Result<u64> {
     })
 }
 
+/// A duration flag: bare seconds, or with a unit (500ms, 30s, 2m, 1h).
+pub fn parse_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    let ms = match text.parse::<u64>() {
+        Ok(secs) => secs.checked_mul(1000),
+        Err(_) => match text.strip_suffix("ms") {
+            Some(n) => n.parse::<u64>().ok(),
+            None => parse_age(text),
+        },
+    };
+    ms.map(std::time::Duration::from_millis).with_context(|| {
+        format!("--{flag} {text:?}: expected seconds or a duration (500ms, 30s, 2m)")
+    })
+}
+
 fn parse_age(text: &str) -> Option<u64> {
     let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
@@ -82,5 +96,18 @@ mod tests {
         let e = parse_time("since", "yesterday", 0).unwrap_err();
         assert!(format!("{e:#}").contains("--since"), "{e:#}");
         assert!(parse_time("since", "2026-13-01T00:00:00Z", 0).is_err());
+    }
+
+    #[test]
+    fn durations_in_seconds_or_with_a_unit() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("x", "30").unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            parse_duration("x", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(parse_duration("x", "2m").unwrap(), Duration::from_secs(120));
+        let e = parse_duration("max-auth-staleness", "soon").unwrap_err();
+        assert!(format!("{e:#}").contains("--max-auth-staleness"), "{e:#}");
     }
 }

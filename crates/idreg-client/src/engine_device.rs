@@ -1,0 +1,166 @@
+//! A device on idreg's own DTLS engine (`idreg-dtls`'s client) over a tokio
+//! UDP socket: what no independent client offers yet — a Connection ID
+//! (RFC 9146) that survives a NAT rebinding, and a session kept across a
+//! restart of the server. Tests and benchmarks use it; the webrtc-dtls
+//! [`crate::device::DeviceClient`] stays the independent Rust client.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use idreg_dtls::client::{Client, ClientConfig, ClientSession};
+use tokio::net::UdpSocket;
+
+use crate::device::{CoapGet, CoapResponse, DeviceError};
+
+pub struct EngineDevice {
+    socket: UdpSocket,
+    server: SocketAddr,
+    client: Client,
+    next_message_id: u16,
+    next_token: u32,
+    /// Total time a request may take, retransmissions included.
+    pub request_timeout: Duration,
+}
+
+async fn bind_for(server: SocketAddr) -> std::io::Result<UdpSocket> {
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    UdpSocket::bind(local).await
+}
+
+impl EngineDevice {
+    /// Handshakes with the device front at `server`.
+    pub async fn connect(
+        server: SocketAddr,
+        config: ClientConfig,
+        handshake_timeout: Duration,
+    ) -> Result<Self, DeviceError> {
+        let mut d = Self {
+            socket: bind_for(server).await?,
+            server,
+            client: Client::new(config, Instant::now()),
+            next_message_id: rand::random(),
+            next_token: rand::random(),
+            request_timeout: Duration::from_secs(10),
+        };
+        let deadline = tokio::time::Instant::now() + handshake_timeout;
+        while !d.client.is_established() {
+            if let Some(e) = d.client.error() {
+                return Err(DeviceError::Handshake(format!("{e:?}")));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeviceError::HandshakeTimeout(handshake_timeout));
+            }
+            d.pump(deadline).await?;
+        }
+        Ok(d)
+    }
+
+    /// Carries on a session kept from before (no handshake), from a new
+    /// socket.
+    pub async fn resume(
+        server: SocketAddr,
+        config: ClientConfig,
+        session: ClientSession,
+    ) -> Result<Self, DeviceError> {
+        Ok(Self {
+            socket: bind_for(server).await?,
+            server,
+            client: Client::resume(config, session),
+            next_message_id: rand::random(),
+            next_token: rand::random(),
+            request_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The session's record state, to resume it later.
+    pub fn session(&self) -> Option<ClientSession> {
+        self.client.session().cloned()
+    }
+
+    /// Moves to a new local port, as a NAT rebinding would.
+    pub async fn rebind(&mut self) -> Result<(), DeviceError> {
+        self.socket = bind_for(self.server).await?;
+        Ok(())
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Sends what the client queued, then waits for one datagram or a timer
+    /// (at most until `deadline`).
+    async fn pump(&mut self, deadline: tokio::time::Instant) -> Result<(), DeviceError> {
+        while let Some(d) = self.client.poll_transmit() {
+            self.socket.send_to(&d, self.server).await?;
+        }
+        let wake = self
+            .client
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or(deadline)
+            .min(deadline);
+        let mut buf = [0u8; 2048];
+        match tokio::time::timeout_at(wake, self.socket.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if from == self.server => {
+                self.client.handle(Instant::now(), &buf[..n])
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => self.client.handle_timeout(Instant::now()),
+        }
+        while let Some(d) = self.client.poll_transmit() {
+            self.socket.send_to(&d, self.server).await?;
+        }
+        Ok(())
+    }
+
+    /// A confirmable GET, retransmitted (1 s, then doubling) until answered
+    /// or `request_timeout` passes.
+    pub async fn get(
+        &mut self,
+        path: &str,
+        accept: Option<u16>,
+    ) -> Result<CoapResponse, DeviceError> {
+        let request = CoapGet::new(
+            path,
+            accept,
+            &mut self.next_message_id,
+            &mut self.next_token,
+        )?;
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut wait = Duration::from_secs(1);
+        loop {
+            if !self.client.send(&request.bytes) {
+                return Err(DeviceError::Closed(format!("{:?}", self.client.error())));
+            }
+            let attempt_end = (tokio::time::Instant::now() + wait).min(deadline);
+            while tokio::time::Instant::now() < attempt_end {
+                self.pump(attempt_end).await?;
+                while let Some(data) = self.client.poll_data() {
+                    if let Some(answer) = request.answer(&data) {
+                        return answer;
+                    }
+                }
+                if self.client.is_closed() {
+                    return Err(DeviceError::Closed(format!("{:?}", self.client.error())));
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DeviceError::Timeout(self.request_timeout));
+            }
+            wait *= 2;
+        }
+    }
+
+    /// Sends close_notify.
+    pub async fn close(mut self) {
+        self.client.close();
+        while let Some(d) = self.client.poll_transmit() {
+            let _ = self.socket.send_to(&d, self.server).await;
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! One socket shard of the device front: a UDP socket (SO_REUSEPORT), the
+//! DTLS engine for the peers the kernel hands it, and CoAP for their
+//! sessions, all in one loop with batched system calls. No task per peer:
+//! a session is an entry in the engine's table and one here.
+//!
+//! The loop never blocks on storage: handshake lookups are local RocksDB
+//! point reads, and audit records go to a writer task through a bounded
+//! queue.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use idreg_core::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
+use idreg_dtls::server_handshake::FailReason;
+use idreg_dtls::session::Session;
+use idreg_dtls::{
+    AuthCredential, CloseReason, ConnId, Endpoint, EndpointStats, Event, Miss, Refusal,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::endpoint::CoapEndpoint;
+use crate::registry_credentials::{RegistryCredentials, SessionDevice};
+use crate::resources::ResourceContext;
+use crate::shard_directory::ShardDirectory;
+use crate::stats::{add, FrontStats};
+use crate::udp_batch::{send_batch, RecvBatch};
+
+/// Datagrams read per system call.
+const RECV_BATCH: usize = 32;
+/// Batches read per wake-up before commands and timers get a turn.
+const BATCHES_PER_WAKE: usize = 8;
+
+/// What the rest of the node asks of a shard.
+pub enum ShardCommand {
+    /// End the sessions of a device now (revoked, disabled, deleted).
+    EndDevice(Arc<str>),
+    /// Check the device's sessions against the registry: its status and the
+    /// credential each authenticated with (removed or replaced: ended).
+    RecheckDevice(Arc<str>),
+    /// The same for every session (after a snapshot install or lost events).
+    RecheckAll,
+    /// A datagram another shard received for a session of this one.
+    Forwarded { from: SocketAddr, data: Vec<u8> },
+    /// Stop. With `save`, hand back the sessions (sealed by the caller) and
+    /// keep them open for the next start; without, end them with close_notify.
+    Stop {
+        save: Option<oneshot::Sender<Vec<u8>>>,
+    },
+}
+
+/// What a shard keeps per session beside the engine's record layer.
+struct LiveSession {
+    coap: CoapEndpoint,
+    /// Where the session started (the audit's `peer`); moves are below.
+    started_from: SocketAddr,
+    address_changes: Vec<AddressChange>,
+    restored: bool,
+}
+
+/// What a shard shares with its siblings and the front.
+#[derive(Clone)]
+pub struct ShardShared {
+    pub stats: Arc<FrontStats>,
+    pub audit: mpsc::Sender<SessionRecord>,
+    /// Every shard's command queue, by index, for forwarding.
+    pub shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
+    /// `None` with a single shard.
+    pub directory: Option<Arc<ShardDirectory>>,
+}
+
+pub struct FrontShard {
+    index: u16,
+    socket: UdpSocket,
+    endpoint: Endpoint<RegistryCredentials>,
+    shared: ShardShared,
+    live: HashMap<ConnId, LiveSession>,
+    by_device: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Sessions this shard is closing, and why (the engine only knows
+    /// "local").
+    closing: HashMap<ConnId, SessionEnd>,
+    /// The engine's counters at the last sync, and our gauges, so the shared
+    /// counters get only the difference.
+    synced: EndpointStats,
+    synced_handshaking: u64,
+    started: Instant,
+}
+
+fn credential_of(c: &AuthCredential) -> SessionCredential {
+    match c {
+        AuthCredential::Psk { .. } => SessionCredential::Psk,
+        AuthCredential::PublicKey { raw: false, .. } => SessionCredential::Certificate,
+        AuthCredential::PublicKey { raw: true, .. } => SessionCredential::RawPublicKey,
+    }
+}
+
+fn end_of(reason: CloseReason) -> SessionEnd {
+    match reason {
+        CloseReason::ClosedByPeer => SessionEnd::ClosedByPeer,
+        CloseReason::Idle => SessionEnd::Idle,
+        CloseReason::Replaced => SessionEnd::ClosedByPeer,
+        CloseReason::Evicted => SessionEnd::Evicted,
+        CloseReason::Local => SessionEnd::Shutdown,
+    }
+}
+
+/// The audit record of a session as it stands.
+fn record_of(
+    session: &Session<SessionDevice>,
+    live: &LiveSession,
+    end: Option<SessionEnd>,
+) -> SessionRecord {
+    SessionRecord {
+        id: session.device.audit_id,
+        device: session.device.id.to_string(),
+        peer: live.started_from.to_string(),
+        credential: credential_of(&session.credential),
+        started_ms: session.device.started_ms,
+        ended_ms: end.map(|_| crate::unix_ms()),
+        bytes_in: session.bytes_in,
+        bytes_out: session.bytes_out,
+        end,
+        suite: session.suite.name().to_string(),
+        connection_id: session.uses_cid(),
+        address_changes: live.address_changes.clone(),
+        restored: live.restored,
+    }
+}
+
+struct Context<'a> {
+    device: &'a str,
+    credential: &'static str,
+    creds: &'a RegistryCredentials,
+}
+
+impl ResourceContext for Context<'_> {
+    fn device_id(&self) -> &str {
+        self.device
+    }
+
+    fn credential(&self) -> &'static str {
+        self.credential
+    }
+
+    fn status(&self) -> Option<&'static str> {
+        match self.creds.authenticator().reader().get(self.device) {
+            Ok(Some(d)) => Some(d.status.as_str()),
+            Ok(None) => None,
+            Err(_) => Some(idreg_core::DeviceStatus::Active.as_str()),
+        }
+    }
+
+    fn revocation_list(&self) -> (u64, u64) {
+        // Revocations are final and never leave the list: its version (one
+        // per revocation) is also its length.
+        let v = self
+            .creds
+            .authenticator()
+            .reader()
+            .revocation_list_version()
+            .unwrap_or(0);
+        (v, v)
+    }
+}
+
+impl FrontShard {
+    pub fn new(
+        index: u16,
+        socket: UdpSocket,
+        endpoint: Endpoint<RegistryCredentials>,
+        shared: ShardShared,
+    ) -> Self {
+        Self {
+            index,
+            socket,
+            endpoint,
+            shared,
+            live: HashMap::new(),
+            by_device: HashMap::new(),
+            closing: HashMap::new(),
+            synced: EndpointStats::default(),
+            synced_handshaking: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Takes back sessions saved at the last shutdown (their bytes).
+    pub fn restore(&mut self, saved: &[u8]) -> usize {
+        let n = self
+            .endpoint
+            .restore_sessions(Instant::now(), crate::unix_ms(), saved, SessionDevice::from_bytes)
+            .unwrap_or_else(|e| {
+                warn!(shard = self.index, error = %e, "saved sessions unreadable; devices will handshake again");
+                0
+            });
+        self.after_io();
+        n
+    }
+
+    pub async fn run(mut self, mut commands: mpsc::Receiver<ShardCommand>) {
+        let mut batch = RecvBatch::new(RECV_BATCH);
+        loop {
+            let deadline = self.endpoint.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                readable = self.socket.readable() => {
+                    if let Err(e) = readable {
+                        warn!(shard = self.index, error = %e, "device front socket failed");
+                        return;
+                    }
+                    self.read_batches(&mut batch);
+                }
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(ShardCommand::Stop { save }) => {
+                        self.stop(save);
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                },
+                _ = sleep => self.endpoint.handle_timeout(Instant::now()),
+            }
+            self.after_io();
+        }
+    }
+
+    fn read_batches(&mut self, batch: &mut RecvBatch) {
+        for _ in 0..BATCHES_PER_WAKE {
+            let n = match batch.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(shard = self.index, error = %e, "receive failed");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                let (from, data) = batch.get(i);
+                self.datagram(now, from, data, true);
+            }
+            if n < RECV_BATCH {
+                return;
+            }
+        }
+    }
+
+    fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8], may_forward: bool) {
+        if matches!(data.first(), Some(b) if b >> 6 == 1) {
+            // CoAP in the clear: refused, never answered larger than asked.
+            self.shared
+                .stats
+                .plain_coap_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(reply) = crate::plain_coap::refuse_plain_coap(data) {
+                send_batch(&self.socket, &[(from, &reply)]);
+            }
+            return;
+        }
+        let Some(miss) = self.endpoint.handle(now, from, data) else {
+            return;
+        };
+        let owner = match (&self.shared.directory, miss) {
+            (Some(d), Miss::UnknownCid(cid)) => d.shard_of_cid(&cid),
+            (Some(d), Miss::UnknownAddress) => d.shard_of_addr(&from),
+            (None, _) => None,
+        };
+        match owner {
+            Some(s) if may_forward && s != self.index => {
+                let command = ShardCommand::Forwarded {
+                    from,
+                    data: data.to_vec(),
+                };
+                // A full queue drops it: UDP may lose it anyway.
+                let _ = self.shared.shards[s as usize].try_send(command);
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, command: ShardCommand) {
+        match command {
+            ShardCommand::EndDevice(device) => {
+                for conn in self.by_device.get(&device).cloned().unwrap_or_default() {
+                    self.close(conn, SessionEnd::Revoked);
+                }
+            }
+            ShardCommand::RecheckDevice(device) => {
+                for conn in self.by_device.get(&device).cloned().unwrap_or_default() {
+                    self.recheck(conn);
+                }
+            }
+            ShardCommand::RecheckAll => {
+                let all: Vec<ConnId> = self.live.keys().copied().collect();
+                for conn in all {
+                    self.recheck(conn);
+                }
+            }
+            ShardCommand::Forwarded { from, data } => {
+                self.datagram(Instant::now(), from, &data, false)
+            }
+            ShardCommand::Stop { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Ends the session unless its device is active and still holds the
+    /// credential the session authenticated with.
+    fn recheck(&mut self, conn: ConnId) {
+        let Some(s) = self.endpoint.session(conn) else {
+            return;
+        };
+        let valid = self
+            .endpoint
+            .credentials()
+            .authenticator()
+            .session_still_valid(&s.device.id, &s.credential);
+        if !valid {
+            self.close(conn, SessionEnd::Revoked);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId, why: SessionEnd) {
+        self.closing.insert(conn, why);
+        if !self.endpoint.close(conn, CloseReason::Local) {
+            self.closing.remove(&conn);
+        }
+    }
+
+    fn stop(&mut self, save: Option<oneshot::Sender<Vec<u8>>>) {
+        match save {
+            Some(reply) => {
+                let saved = self.endpoint.save_sessions(
+                    Instant::now(),
+                    crate::unix_ms(),
+                    SessionDevice::to_bytes,
+                );
+                let _ = reply.send(saved);
+            }
+            None => {
+                let all: Vec<ConnId> = self.live.keys().copied().collect();
+                for conn in all {
+                    self.close(conn, SessionEnd::Shutdown);
+                }
+                self.after_io();
+            }
+        }
+        // Our share of the gauges goes with us.
+        let stats = &self.shared.stats;
+        stats
+            .sessions_live
+            .fetch_sub(self.live.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        stats.handshaking.fetch_sub(
+            self.synced_handshaking,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Handles the engine's events, sends what it queued, and brings the
+    /// shared counters up to date.
+    fn after_io(&mut self) {
+        while let Some(event) = self.endpoint.poll_event() {
+            self.event(event);
+        }
+        let mut out = Vec::new();
+        while let Some(t) = self.endpoint.poll_transmit() {
+            out.push(t);
+        }
+        if !out.is_empty() {
+            let batch: Vec<(SocketAddr, &[u8])> =
+                out.iter().map(|t| (t.to, t.data.as_slice())).collect();
+            send_batch(&self.socket, &batch);
+        }
+        self.sync_stats();
+    }
+
+    fn sync_stats(&mut self) {
+        let now = self.endpoint.stats();
+        let was = std::mem::replace(&mut self.synced, now);
+        let s = &self.shared.stats;
+        add(&s.cookies_sent, now.cookies_sent - was.cookies_sent);
+        add(&s.handshakes_over_budget, now.over_budget - was.over_budget);
+        add(&s.peers_evicted, now.evicted - was.evicted);
+        add(
+            &s.address_changes,
+            now.address_changes - was.address_changes,
+        );
+        add(
+            &s.datagrams_dropped,
+            (now.malformed + now.unknown_cid + now.no_peer + now.replayed + now.bad_records)
+                - (was.malformed + was.unknown_cid + was.no_peer + was.replayed + was.bad_records),
+        );
+        let handshaking = self.endpoint.handshake_count() as u64;
+        if handshaking != self.synced_handshaking {
+            if handshaking > self.synced_handshaking {
+                add(&s.handshaking, handshaking - self.synced_handshaking);
+            } else {
+                s.handshaking.fetch_sub(
+                    self.synced_handshaking - handshaking,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            self.synced_handshaking = handshaking;
+        }
+    }
+
+    fn audit(&self, record: SessionRecord) {
+        if self.shared.audit.try_send(record).is_err() {
+            warn!("session audit queue full; a record was dropped");
+        }
+    }
+
+    fn event(&mut self, event: Event<SessionDevice>) {
+        let stats = self.shared.stats.clone();
+        match event {
+            Event::Established {
+                conn,
+                addr,
+                device,
+                credential,
+                suite,
+                cid,
+                restored,
+            } => {
+                let live = LiveSession {
+                    coap: CoapEndpoint::default(),
+                    started_from: addr,
+                    address_changes: Vec::new(),
+                    restored,
+                };
+                if let Some(d) = &self.shared.directory {
+                    let our_cid = self
+                        .endpoint
+                        .session(conn)
+                        .and_then(|s| s.our_cid().copied());
+                    d.insert(self.index, addr, our_cid);
+                }
+                self.by_device
+                    .entry(device.id.clone())
+                    .or_default()
+                    .push(conn);
+                add(&stats.sessions_live, 1);
+                if restored {
+                    add(&stats.sessions_restored, 1);
+                } else {
+                    add(&stats.handshakes_ok, 1);
+                }
+                if let Some(s) = self.endpoint.session(conn) {
+                    self.audit(record_of(s, &live, None));
+                }
+                self.live.insert(conn, live);
+                debug!(%addr, device = %device.id, credential = credential.kind(), suite = suite.name(), cid, restored, "session started");
+                // A revocation applied between the handshake's lookup and
+                // now would otherwise be missed.
+                if !self
+                    .endpoint
+                    .credentials()
+                    .authenticator()
+                    .session_still_valid(&device.id, &credential)
+                {
+                    self.close(conn, SessionEnd::Revoked);
+                }
+            }
+            Event::Data { conn, data } => self.coap(conn, &data),
+            Event::AddressChanged { conn, from, to } => {
+                if let Some(d) = &self.shared.directory {
+                    d.moved(self.index, from, to);
+                }
+                if let (Some(live), Some(s)) =
+                    (self.live.get_mut(&conn), self.endpoint.session(conn))
+                {
+                    if live.address_changes.len() == idreg_core::session::MAX_ADDRESS_CHANGES {
+                        live.address_changes.remove(0);
+                    }
+                    live.address_changes.push(AddressChange {
+                        at_ms: crate::unix_ms(),
+                        peer: to.to_string(),
+                    });
+                    let record = record_of(s, live, None);
+                    info!(device = %s.device.id, %from, %to, "session moved to a new address (Connection ID)");
+                    self.audit(record);
+                }
+            }
+            Event::Closed {
+                conn,
+                reason,
+                session,
+            } => {
+                let why = self.closing.remove(&conn).unwrap_or_else(|| end_of(reason));
+                if let Some(d) = &self.shared.directory {
+                    d.remove(self.index, session.addr(), session.our_cid().copied());
+                }
+                if let Some(conns) = self.by_device.get_mut(&session.device.id) {
+                    conns.retain(|c| *c != conn);
+                    if conns.is_empty() {
+                        self.by_device.remove(&session.device.id);
+                    }
+                }
+                if let Some(live) = self.live.remove(&conn) {
+                    stats
+                        .sessions_live
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    if why == SessionEnd::Evicted {
+                        debug!(device = %session.device.id, "session evicted: the table is full");
+                    }
+                    let record = record_of(&session, &live, Some(why));
+                    debug!(device = %session.device.id, end = why.as_str(), "session ended");
+                    self.audit(record);
+                }
+            }
+            Event::HandshakeFailed { addr, reason } => {
+                match &reason {
+                    FailReason::TimedOut => add(&stats.handshakes_timed_out, 1),
+                    FailReason::Refused(Refusal::Unavailable(_)) => {
+                        add(&stats.handshakes_refused_stale, 1)
+                    }
+                    _ => {}
+                }
+                let n = stats.handshake_failed(addr.ip());
+                // The first few failures of a source are worth a line each;
+                // after that only every hundredth, so a flood cannot flood
+                // the log too.
+                if n <= 3 || n.is_multiple_of(100) {
+                    warn!(peer = %addr, reason = reason.label(), failures_from_source = n, "DTLS handshake failed");
+                }
+            }
+        }
+    }
+
+    fn coap(&mut self, conn: ConnId, data: &[u8]) {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let Some(session) = self.endpoint.session(conn) else {
+            return;
+        };
+        let ctx = Context {
+            device: &session.device.id,
+            credential: credential_of(&session.credential).as_str(),
+            creds: self.endpoint.credentials(),
+        };
+        let Some(live) = self.live.get_mut(&conn) else {
+            return;
+        };
+        if let Some(reply) = live.coap.handle(data, now_ms, &ctx) {
+            self.endpoint.send(conn, &reply);
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Device sessions over time, on the real binary and real UDP: one port for
+//! every credential (libcoap with GnuTLS presents a raw public key), a
+//! Connection ID that survives a NAT rebinding, sessions that outlive a
+//! restart of the node, a removed credential that ends the sessions it
+//! opened, and a node cut off from its leader that stops admitting devices.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::cluster::TestCluster;
+use common::*;
+use idreg_client::device::{DeviceClient, DeviceCredential};
+use idreg_client::engine_device::EngineDevice;
+use idreg_client::pb;
+use idreg_dtls::client::ClientConfig;
+
+const KEY: &str = "0123456789abcdef";
+
+async fn add_psk(server: &Server, id: &str) {
+    server
+        .client()
+        .await
+        .create_device(create_req(
+            id,
+            vec![psk_input(&format!("{id}-psk"), KEY.as_bytes())],
+        ))
+        .await
+        .expect("create device");
+}
+
+fn psk_config(id: &str, cid: bool) -> ClientConfig {
+    let mut c = ClientConfig::psk(format!("{id}-psk").as_bytes(), KEY.as_bytes());
+    if cid {
+        c.connection_id = Some(Vec::new());
+    }
+    c
+}
+
+async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
+    server
+        .sessions()
+        .await
+        .list_sessions(pb::ListSessionsRequest {
+            device_id: device.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list sessions")
+        .into_inner()
+        .sessions
+}
+
+/// Waits (bounded) until `check` holds for the device's sessions.
+async fn wait_sessions(
+    server: &Server,
+    device: &str,
+    check: impl Fn(&[pb::Session]) -> bool,
+) -> Vec<pb::Session> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sessions_of(server, device).await;
+        if check(&s) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn coap_client(tool: &Path, args: &[&str], uri: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(tool)
+        .args(["-m", "get", "-B", "5"])
+        .args(args)
+        .arg(uri)
+        .output()
+        .expect("run coap-client");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_port_serves_psk_certificates_and_raw_public_keys() {
+    let (Some(openssl), Some(gnutls)) = (
+        external_tool("coap-client-openssl"),
+        external_tool("coap-client-gnutls"),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let addr = server.front_addr().await;
+    add_psk(&server, "psk-dev").await;
+    // A device known by its raw public key only (no certificate anywhere).
+    let key = p256::SecretKey::from_slice(&[0x42; 32]).unwrap();
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    let public_pem = key.public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    let key_file = tmp.path().join("rpk.key.pem");
+    std::fs::write(
+        &key_file,
+        key.to_sec1_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let input = pb::CredentialInput {
+        kind: Some(pb::credential_input::Kind::PublicKeyPem(public_pem)),
+    };
+    server
+        .client()
+        .await
+        .create_device(create_req("rpk-dev", vec![input]))
+        .await
+        .unwrap();
+    let uri = format!("coaps://{addr}/id");
+    let psk = coap_client(&openssl, &["-u", "psk-dev-psk", "-k", KEY], &uri);
+    assert!(psk.contains("psk-dev active psk"), "{psk}");
+    let rpk = coap_client(&gnutls, &["-M", key_file.to_str().unwrap()], &uri);
+    assert!(rpk.contains("rpk-dev active raw-public-key"), "{rpk}");
+    // A raw public key nobody registered is refused.
+    let stranger = tmp.path().join("stranger.key.pem");
+    let other = p256::SecretKey::from_slice(&[0x43; 32]).unwrap();
+    std::fs::write(
+        &stranger,
+        other.to_sec1_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    let refused = coap_client(&gnutls, &["-M", stranger.to_str().unwrap()], &uri);
+    assert!(!refused.contains("active"), "{refused}");
+    // The audit names the credential kind and the suite.
+    let s = wait_sessions(&server, "rpk-dev", |s| {
+        s.iter().any(|x| x.ended_at.is_some())
+    })
+    .await;
+    assert_eq!(s[0].credential, "raw-public-key", "{s:?}");
+    assert!(
+        s[0].suite.starts_with("TLS_ECDHE_ECDSA_WITH_AES_128"),
+        "{s:?}"
+    );
+    let p = wait_sessions(&server, "psk-dev", |s| {
+        s.iter().any(|x| x.ended_at.is_some())
+    })
+    .await;
+    assert!(p[0].suite.starts_with("TLS_PSK_WITH_AES_128"), "{p:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_id_session_follows_its_device_to_a_new_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let addr = server.front_addr().await;
+    add_psk(&server, "roamer").await;
+    let mut d = EngineDevice::connect(addr, psk_config("roamer", true), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get("/id", None).await.unwrap().text(),
+        "roamer active psk"
+    );
+    let before = d.local_addr().unwrap();
+    // The NAT gives the device a new port: no handshake, the session moves.
+    d.rebind().await.unwrap();
+    let after = d.local_addr().unwrap();
+    assert_ne!(before.port(), after.port());
+    assert_eq!(
+        d.get("/id", None).await.unwrap().text(),
+        "roamer active psk"
+    );
+    let stats = server.front_stats().await;
+    assert_eq!(stats.handshakes_ok, 1, "{stats:?}");
+    assert_eq!(stats.address_changes, 1, "{stats:?}");
+    let s = wait_sessions(&server, "roamer", |s| {
+        s.first().is_some_and(|x| !x.address_changes.is_empty())
+    })
+    .await;
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert!(s[0].connection_id, "{s:?}");
+    assert_eq!(s[0].peer, format!("127.0.0.1:{}", before.port()), "{s:?}");
+    assert_eq!(
+        s[0].address_changes[0].peer,
+        format!("127.0.0.1:{}", after.port()),
+        "{s:?}"
+    );
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_outlive_a_restart_of_the_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("node")).await;
+    let addr = server.front_addr().await;
+    add_psk(&server, "sleeper").await;
+    let config = psk_config("sleeper", true);
+    let mut d = EngineDevice::connect(addr, config.clone(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.get("/id", None).await.unwrap().text(),
+        "sleeper active psk"
+    );
+    let kept = d.session().expect("established");
+    drop(d);
+    // A rolling upgrade: SIGTERM, then the same node comes back on the same port.
+    assert!(server.terminate().success());
+    let sealed = server.data_dir.join("front-sessions.sealed");
+    assert!(sealed.exists(), "sessions saved at shutdown");
+    let raw = std::fs::read(&sealed).unwrap();
+    assert!(
+        !raw.windows(7).any(|w| w == b"sleeper"),
+        "the saved sessions are sealed"
+    );
+    server.extra_args = vec!["--coap-addr".into(), addr.to_string()];
+    server.restart().await;
+    assert!(!sealed.exists(), "read once");
+    // The device wakes up (from another port, as after a long sleep behind a
+    // NAT) and carries on without a handshake.
+    let mut d = EngineDevice::resume(addr, config, kept).await.unwrap();
+    assert_eq!(
+        d.get("/id", None).await.unwrap().text(),
+        "sleeper active psk"
+    );
+    let stats = server.front_stats().await;
+    assert_eq!(
+        (stats.sessions_restored, stats.handshakes_ok),
+        (1, 0),
+        "{stats:?}"
+    );
+    let s = sessions_of(&server, "sleeper").await;
+    assert!(
+        s.iter().any(|x| x.restored && x.ended_at.is_none()),
+        "{s:?}"
+    );
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_credential_a_session_used_ends_that_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let addr = server.front_addr().await;
+    add_psk(&server, "rotating").await;
+    let psk = DeviceCredential::Psk {
+        identity: b"rotating-psk".to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    };
+    let mut c = DeviceClient::connect(addr, psk, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get("/id", None).await.unwrap().text(),
+        "rotating active psk"
+    );
+    // The operator rotates the PSK: a new one in, the old one out. The
+    // device stays active, but the session opened with the old PSK ends.
+    server
+        .client()
+        .await
+        .update_device(pb::UpdateDeviceRequest {
+            id: "rotating".into(),
+            add_credentials: vec![psk_input("rotating-psk-2", b"fedcba9876543210")],
+            remove_psk_identities: vec![b"rotating-psk".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let s = wait_sessions(&server, "rotating", |s| {
+        s.iter().any(|x| x.ended_at.is_some())
+    })
+    .await;
+    assert_eq!(s[0].end_reason, "revoked", "{s:?}");
+    c.request_timeout = Duration::from_secs(3);
+    assert!(
+        c.get("/id", None).await.is_err(),
+        "the old session still answers"
+    );
+    // The new PSK works.
+    let fresh = DeviceCredential::Psk {
+        identity: b"rotating-psk-2".to_vec(),
+        key: b"fedcba9876543210".to_vec(),
+    };
+    let mut c2 = DeviceClient::connect(addr, fresh, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        c2.get("/id", None).await.unwrap().text(),
+        "rotating active psk"
+    );
+    c2.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_leader_refuses_new_handshakes() {
+    let mut c = TestCluster::start(3, &["--max-auth-staleness", "2s"]).await;
+    let leader = c.wait_for_leader().await;
+    let survivor = (1..=3).find(|id| *id != leader).unwrap();
+    add_psk(c.node(leader), "field-unit").await;
+    let applied = c.status(leader).await.applied_index;
+    c.wait_applied(survivor, applied).await;
+    let addr = c.node(survivor).front_addr().await;
+    // While the cluster is whole, the follower admits the device.
+    let mut d = EngineDevice::connect(
+        addr,
+        psk_config("field-unit", false),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        d.get("/id", None).await.unwrap().text(),
+        "field-unit active psk"
+    );
+    d.close().await;
+    // Cut the survivor off: both other nodes stop. Its registry may now
+    // miss revocations made elsewhere, so after --max-auth-staleness it
+    // admits no one.
+    for id in (1..=3).filter(|id| *id != survivor) {
+        c.kill9(id);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = EngineDevice::connect(
+        addr,
+        psk_config("field-unit", false),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(refused.is_err(), "a stale node admitted a device");
+    let stats = c.node(survivor).front_stats().await;
+    assert!(stats.handshakes_refused_stale >= 1, "{stats:?}");
+}
