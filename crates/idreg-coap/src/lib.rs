@@ -10,8 +10,9 @@
 //!   credential store is the registry ([`registry_credentials`],
 //!   [`authenticator`]), and CoAP for each session; datagrams the kernel
 //!   hands to the wrong shard go to the owner ([`shard_directory`]).
-//! - [`endpoint`], [`dedup`], [`resources`]: CoAP with no sockets and no
-//!   clock, tested in memory.
+//! - `idreg-coap-endpoint` (re-exported as [`endpoint`], [`dedup`],
+//!   [`resources`]): CoAP with no sockets and no clock, tested and fuzzed
+//!   in memory.
 //!
 //! Invariant: nothing a client sends can panic the front or grow its memory
 //! without bound: the engine keeps no state before a cookie round trip and
@@ -19,14 +20,11 @@
 //! are capped.
 
 pub mod authenticator;
-pub mod dedup;
 pub mod device_front;
-pub mod endpoint;
 pub mod front_config;
 pub mod front_shard;
 pub mod plain_coap;
 pub mod registry_credentials;
-pub mod resources;
 pub mod server_identity;
 pub mod session_vault;
 pub mod shard_directory;
@@ -35,6 +33,7 @@ pub mod udp_batch;
 
 pub use device_front::{DeviceFront, FrontError};
 pub use front_config::FrontConfig;
+pub use idreg_coap_endpoint::{dedup, endpoint, resources};
 pub use registry_credentials::RegistryFreshness;
 pub use stats::StatsSnapshot;
 
