@@ -43,7 +43,7 @@ def main(path):
                 return "-"
             lost = 1 - tls["ops_per_sec"] / plain["ops_per_sec"]
             a, b = tls.get("server_cpu_us_per_op"), plain.get("server_cpu_us_per_op")
-            cpu = f"/+{(a / b - 1) * 100:.0f}%cpu" if a and b else ""
+            cpu = f"/{(a / b - 1) * 100:+.0f}%cpu" if a and b else ""
             return f"{lost * 100:.0f}%{cpu}"
 
         print(
