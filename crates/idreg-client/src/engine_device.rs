@@ -38,8 +38,30 @@ impl EngineDevice {
         config: ClientConfig,
         handshake_timeout: Duration,
     ) -> Result<Self, DeviceError> {
+        let socket = bind_for(server).await?;
+        Self::connect_with(socket, server, config, handshake_timeout).await
+    }
+
+    /// As [`EngineDevice::connect`], from a socket bound to `local` (many
+    /// sessions need more source ports than one address has).
+    pub async fn connect_from(
+        local: SocketAddr,
+        server: SocketAddr,
+        config: ClientConfig,
+        handshake_timeout: Duration,
+    ) -> Result<Self, DeviceError> {
+        let socket = UdpSocket::bind(local).await?;
+        Self::connect_with(socket, server, config, handshake_timeout).await
+    }
+
+    async fn connect_with(
+        socket: UdpSocket,
+        server: SocketAddr,
+        config: ClientConfig,
+        handshake_timeout: Duration,
+    ) -> Result<Self, DeviceError> {
         let mut d = Self {
-            socket: bind_for(server).await?,
+            socket,
             server,
             client: Client::new(config, Instant::now()),
             next_message_id: rand::random(),

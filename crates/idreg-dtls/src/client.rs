@@ -524,6 +524,11 @@ impl Client {
                         .map_err(|_| ClientError::Protocol("server key"))?,
                 );
             }
+            // RFC 4279 §2: a PSK server may send a ServerKeyExchange with an
+            // identity hint (libcoap does); the device knows its identity.
+            HandshakeType::ServerKeyExchange if self.suite.is_some_and(|s| s.is_psk()) => {
+                codec::parse_psk_identity_hint(body).map_err(ClientError::Malformed)?;
+            }
             HandshakeType::ServerKeyExchange => {
                 let ske = codec::ServerKeyExchange::parse(body).map_err(ClientError::Malformed)?;
                 let mut signed = Vec::new();

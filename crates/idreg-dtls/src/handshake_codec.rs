@@ -397,6 +397,14 @@ pub fn certificate_request_body() -> Vec<u8> {
     b
 }
 
+/// A PSK ServerKeyExchange: the identity hint (RFC 4279 §2).
+pub fn parse_psk_identity_hint(body: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut r = Reader::new(body);
+    let hint = r.vec16()?;
+    r.finish()?;
+    Ok(hint)
+}
+
 /// A ClientKeyExchange for PSK: the identity.
 pub fn parse_psk_client_key_exchange(body: &[u8]) -> Result<&[u8], DecodeError> {
     let mut r = Reader::new(body);
@@ -450,6 +458,15 @@ mod tests {
             ch.before_cookie.len() + 1 + 7 + ch.after_cookie.len(),
             body.len()
         );
+    }
+
+    #[test]
+    fn a_psk_identity_hint_is_read_and_its_truncations_refused() {
+        assert_eq!(parse_psk_identity_hint(b"\0\x04CoAP").unwrap(), b"CoAP");
+        assert_eq!(parse_psk_identity_hint(b"\0\0").unwrap(), b"");
+        for cut in [&b""[..], b"\0", b"\0\x04CoA", b"\0\x04CoAPx"] {
+            assert!(parse_psk_identity_hint(cut).is_err(), "{cut:?}");
+        }
     }
 
     #[test]

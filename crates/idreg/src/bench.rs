@@ -289,10 +289,21 @@ pub async fn run(
             sessions,
             concurrency,
             duration,
+            source_block,
+            start_file,
         } => {
             let bar = time_bar(duration);
-            let summary =
-                crate::bench_device::coap(device, sessions, concurrency, duration).await?;
+            let summary = crate::bench_device::coap(
+                device,
+                crate::bench_device::CoapLoad {
+                    sessions,
+                    concurrency,
+                    duration,
+                    source_block,
+                    start_file,
+                },
+            )
+            .await?;
             bar.finish_and_clear();
             crate::bench_device::print(output, &summary)
         }

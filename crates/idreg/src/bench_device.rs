@@ -7,12 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential};
+use idreg_client::device::{
+    certificate_from_pem, CoapResponse, DeviceClient, DeviceCredential, DeviceError,
+};
+use idreg_client::engine_device::EngineDevice;
+use idreg_dtls::client::{ClientConfig, ClientCredential};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::bench::{percentiles, sample_all};
-use crate::cli::{DeviceTarget, HandshakeMode, OutputFormat};
+use crate::cli::{DeviceStack, DeviceTarget, HandshakeMode, OutputFormat};
 
 /// CPU time (user + system) and resident memory of a process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -65,21 +69,123 @@ pub struct DeviceSummary {
     pub first_error: Option<String>,
 }
 
-fn credential(d: &DeviceTarget) -> anyhow::Result<DeviceCredential> {
-    Ok(match d.mode {
-        HandshakeMode::Psk => DeviceCredential::Psk {
-            identity: d.identity.as_bytes().to_vec(),
-            key: d.psk.as_bytes().to_vec(),
-        },
-        HandshakeMode::Cert => {
-            let (Some(c), Some(k)) = (&d.device_cert, &d.device_key) else {
-                bail!("--mode cert needs --cert and --key");
-            };
-            let cert = std::fs::read_to_string(c).with_context(|| c.display().to_string())?;
-            let key = std::fs::read_to_string(k).with_context(|| k.display().to_string())?;
-            DeviceCredential::Certificate(Box::new(certificate_from_pem(&cert, &key)?))
+/// How the benchmark's devices authenticate, for either stack.
+#[derive(Clone)]
+enum BenchCredential {
+    Webrtc(DeviceCredential),
+    Engine(ClientConfig),
+}
+
+fn credential(d: &DeviceTarget) -> anyhow::Result<BenchCredential> {
+    let pems = || -> anyhow::Result<(String, String)> {
+        let (Some(c), Some(k)) = (&d.device_cert, &d.device_key) else {
+            bail!("--mode cert needs --device-cert and --device-key");
+        };
+        let cert = std::fs::read_to_string(c).with_context(|| c.display().to_string())?;
+        let key = std::fs::read_to_string(k).with_context(|| k.display().to_string())?;
+        Ok((cert, key))
+    };
+    Ok(match (d.client, d.mode) {
+        (DeviceStack::Webrtc, HandshakeMode::Psk) => {
+            BenchCredential::Webrtc(DeviceCredential::Psk {
+                identity: d.identity.as_bytes().to_vec(),
+                key: d.psk.as_bytes().to_vec(),
+            })
+        }
+        (DeviceStack::Webrtc, HandshakeMode::Cert) => {
+            let (cert, key) = pems()?;
+            BenchCredential::Webrtc(DeviceCredential::Certificate(Box::new(
+                certificate_from_pem(&cert, &key)?,
+            )))
+        }
+        (DeviceStack::Engine, HandshakeMode::Psk) => {
+            BenchCredential::Engine(ClientConfig::psk(d.identity.as_bytes(), d.psk.as_bytes()))
+        }
+        (DeviceStack::Engine, HandshakeMode::Cert) => {
+            use p256::pkcs8::DecodePrivateKey;
+            let (cert, key) = pems()?;
+            let der = x509_der(&cert)?;
+            let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&key)
+                .context("--device-key: a PKCS#8 P-256 key")?;
+            BenchCredential::Engine(ClientConfig::with(ClientCredential::Certificate {
+                chain: vec![der],
+                key,
+            }))
         }
     })
+}
+
+/// The DER of the first certificate in a PEM text.
+fn x509_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .context("--device-cert: a PEM certificate")
+}
+
+/// One benchmark device on either stack.
+enum BenchDevice {
+    Webrtc(DeviceClient),
+    Engine(EngineDevice),
+}
+
+/// Source addresses a client spreads its sessions over: one address has
+/// fewer ephemeral ports than a 100,000-session run needs.
+const SESSIONS_PER_SOURCE: usize = 20_000;
+
+impl BenchDevice {
+    async fn connect(
+        target: SocketAddr,
+        cred: &BenchCredential,
+        block: u8,
+        n: usize,
+    ) -> Result<Self, DeviceError> {
+        match cred {
+            BenchCredential::Webrtc(c) => {
+                DeviceClient::connect(target, c.clone(), HANDSHAKE_TIMEOUT)
+                    .await
+                    .map(Self::Webrtc)
+            }
+            BenchCredential::Engine(c) if target.ip().is_loopback() && target.is_ipv4() => {
+                let source =
+                    std::net::Ipv4Addr::new(127, 3, block, 1 + (n / SESSIONS_PER_SOURCE) as u8);
+                EngineDevice::connect_from((source, 0).into(), target, c.clone(), HANDSHAKE_TIMEOUT)
+                    .await
+                    .map(Self::Engine)
+            }
+            BenchCredential::Engine(c) => {
+                EngineDevice::connect(target, c.clone(), HANDSHAKE_TIMEOUT)
+                    .await
+                    .map(Self::Engine)
+            }
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Result<CoapResponse, DeviceError> {
+        match self {
+            Self::Webrtc(c) => {
+                c.request_timeout = Duration::from_secs(5);
+                c.get(path, None).await
+            }
+            Self::Engine(c) => {
+                c.request_timeout = Duration::from_secs(5);
+                c.get(path, None).await
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Webrtc(c) => c.close().await,
+            Self::Engine(c) => c.close().await,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -195,10 +301,8 @@ pub async fn handshake(
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let r = async {
-                    let mut c =
-                        DeviceClient::connect(target, cred.clone(), HANDSHAKE_TIMEOUT).await?;
-                    c.request_timeout = Duration::from_secs(5);
-                    let resp = c.get(&path, None).await;
+                    let mut c = BenchDevice::connect(target, &cred, 0, 0).await?;
+                    let resp = c.get(&path).await;
                     c.close().await;
                     resp
                 }
@@ -233,45 +337,69 @@ pub async fn handshake(
     ))
 }
 
-pub async fn coap(
-    d: DeviceTarget,
-    sessions: usize,
-    concurrency: usize,
-    duration: u64,
-) -> anyhow::Result<DeviceSummary> {
+/// What `bench coap` does: open `sessions`, then GET on `concurrency` of them
+/// for `duration` seconds.
+pub struct CoapLoad {
+    pub sessions: usize,
+    pub concurrency: usize,
+    pub duration: u64,
+    pub source_block: u8,
+    pub start_file: Option<std::path::PathBuf>,
+}
+
+pub async fn coap(d: DeviceTarget, load: CoapLoad) -> anyhow::Result<DeviceSummary> {
+    let CoapLoad {
+        sessions,
+        concurrency,
+        duration,
+        source_block,
+        start_file,
+    } = load;
     let target: SocketAddr = d.target.parse().context("--target HOST:PORT")?;
     let cred = credential(&d)?;
     let before = sample_all(d.server_pid.as_slice())?;
     // Establish the sessions, a few handshakes at a time.
     let gate = Arc::new(Semaphore::new(32));
     let mut opening = Vec::new();
-    for _ in 0..sessions.max(1) {
+    for n in 0..sessions.max(1) {
         let gate = gate.clone();
         let cred = cred.clone();
         opening.push(tokio::spawn(async move {
             let _permit = gate.acquire().await;
-            DeviceClient::connect(target, cred, HANDSHAKE_TIMEOUT).await
+            BenchDevice::connect(target, &cred, source_block, n).await
         }));
     }
     let mut clients = Vec::new();
     for t in opening {
         clients.push(t.await?.context("establishing sessions")?);
     }
-    // Let the server settle before reading its memory with the sessions open.
+    if let Some(file) = &start_file {
+        eprintln!("ready");
+        let waiting = Instant::now();
+        while !file.exists() {
+            anyhow::ensure!(
+                waiting.elapsed() < Duration::from_secs(3600),
+                "{} did not appear within an hour",
+                file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Let the server settle before reading its memory with the sessions open
+    // (with a start file, every client's sessions are open by now).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded = sample_all(d.server_pid.as_slice())?;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(duration);
-    let active: Vec<DeviceClient> = clients.drain(..concurrency.min(sessions).max(1)).collect();
+    let active: Vec<BenchDevice> = clients.drain(..concurrency.min(sessions).max(1)).collect();
     let mut tasks = Vec::new();
     for mut c in active {
         let path = d.path.clone();
         tasks.push(tokio::spawn(async move {
             let mut o = Outcome::default();
-            c.request_timeout = Duration::from_secs(5);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match c.get(&path, None).await {
+                match c.get(&path).await {
                     Ok(_) => o.lat.push(t.elapsed().as_micros() as u64),
                     Err(e) => {
                         o.errors += 1;

@@ -234,12 +234,22 @@ pub struct DeviceTarget {
     /// where one client saturates before the server does.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The device-side DTLS stack: idreg's own engine (light enough for
+    /// 100,000 sessions in one process) or webrtc-dtls.
+    #[arg(long, value_enum, default_value_t = DeviceStack::Engine)]
+    pub client: DeviceStack,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HandshakeMode {
     Psk,
     Cert,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceStack {
+    Engine,
+    Webrtc,
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,6 +276,15 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        /// Third octet of the 127.3.X.Y source addresses this client's
+        /// sessions use, so several client processes (each under its
+        /// open-file limit) can hold one large population together.
+        #[arg(long, default_value_t = 0)]
+        source_block: u8,
+        /// Once the sessions are open, print `ready` and wait until this file
+        /// exists before the timed phase (several clients start together).
+        #[arg(long)]
+        start_file: Option<std::path::PathBuf>,
     },
     /// CreateDevice throughput and latency (each device with one PSK).
     Register {
