@@ -69,10 +69,18 @@ impl SessionLog {
     /// not wait for fsync: a crash may lose the last moments of audit, never
     /// registry state.
     pub fn record(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        self.record_all(std::slice::from_ref(r))
+    }
+
+    /// Writes (or overwrites) records in one RocksDB write: one WAL append
+    /// for a burst of handshakes rather than one each.
+    pub fn record_all(&self, records: &[SessionRecord]) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
-        batch.put_cf(&cf, time_key(r.started_ms, r.id), encode(r));
-        batch.put_cf(&cf, device_key(&r.device, r.started_ms, r.id), []);
+        for r in records {
+            batch.put_cf(&cf, time_key(r.started_ms, r.id), encode(r));
+            batch.put_cf(&cf, device_key(&r.device, r.started_ms, r.id), []);
+        }
         self.db.write(batch)?;
         Ok(())
     }
