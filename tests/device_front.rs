@@ -163,10 +163,41 @@ async fn libcoap_psk_with_openssl_and_gnutls() {
         &format!("coaps://{psk_addr}/rl"),
     );
     assert!(stdout_part(&rl).contains("version 1 count 1"), "{rl}");
+    // Block-wise (RFC 7959) with 16-byte blocks: a Block2 response in five
+    // blocks, and a Block1 request body in three, which reaches the resource
+    // whole (and is refused there: /id takes only GET).
+    let core16 = coap_client(
+        &tools[0],
+        &["-u", "sensor-psk-id", "-k", KEY, "-b", "16"],
+        &format!("coaps://{psk_addr}/.well-known/core"),
+    );
+    assert!(
+        stdout_part(&core16).contains(idreg_coap::resources::WELL_KNOWN_CORE),
+        "{core16}"
+    );
+    let body = tmp.path().join("body");
+    std::fs::write(&body, [b'x'; 40]).unwrap();
+    let post16 = coap_client(
+        &tools[0],
+        &[
+            "-u",
+            "sensor-psk-id",
+            "-k",
+            KEY,
+            "-b",
+            "16",
+            "-m",
+            "post",
+            "-f",
+            body.to_str().unwrap(),
+        ],
+        &format!("coaps://{psk_addr}/id"),
+    );
+    assert!(post16.contains("4.05"), "{post16}");
 
     // The audit has every successful session, ended, with the device and peer.
-    let sessions = ended_sessions(&server, "sensor-psk", tools.len() + 2).await;
-    assert_eq!(sessions.len(), tools.len() + 2, "{sessions:?}");
+    let sessions = ended_sessions(&server, "sensor-psk", tools.len() + 4).await;
+    assert_eq!(sessions.len(), tools.len() + 4, "{sessions:?}");
     for s in &sessions {
         assert_eq!(s.credential, "psk");
         assert!(s.peer.starts_with("127.0.0.1:"), "{s:?}");

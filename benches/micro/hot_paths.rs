@@ -82,6 +82,9 @@ impl ResourceContext for Ctx {
     fn revocation_list(&self) -> (u64, u64) {
         (3, 3)
     }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 fn hot_paths(c: &mut Criterion) {

@@ -20,6 +20,9 @@ impl ResourceContext for Ctx {
     fn revocation_list(&self) -> (u64, u64) {
         (3, 3)
     }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        Some(vec![0x30; 600])
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -42,6 +42,7 @@ pub fn need(listener: Listener, path: &str) -> Need {
         )
         | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats")
         | ("idreg.v1.Cluster", "GetStatus")
+        | ("idreg.v1.Enrollment", "GetDeviceCa")
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Role(Role::Reader)
         }

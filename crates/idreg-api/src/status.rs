@@ -12,7 +12,8 @@ pub fn rejection(r: Rejection) -> Status {
     let code = match &r {
         Rejection::DeviceExists(_)
         | Rejection::PskIdentityTaken { .. }
-        | Rejection::KeyTaken { .. } => Code::AlreadyExists,
+        | Rejection::KeyTaken { .. }
+        | Rejection::DeviceCaExists => Code::AlreadyExists,
         Rejection::DeviceNotFound(_) | Rejection::CredentialNotFound { .. } => Code::NotFound,
         Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
         Rejection::Revoked(_)

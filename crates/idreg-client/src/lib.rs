@@ -177,6 +177,14 @@ impl Target {
     pub async fn cluster(&self) -> Result<ClusterClient<Channel>, ConnectError> {
         Ok(ClusterClient::new(self.channel().await?))
     }
+
+    pub async fn enrollment(
+        &self,
+    ) -> Result<pb::enrollment_client::EnrollmentClient<Channel>, ConnectError> {
+        Ok(pb::enrollment_client::EnrollmentClient::new(
+            self.channel().await?,
+        ))
+    }
 }
 
 /// An error and its causes on one line (TLS failures hide in the causes).

@@ -1,14 +1,19 @@
 //! The CoAP side of one authenticated device session, with no sockets and no
 //! clock: decrypted datagrams in, datagrams out. Message-layer rules of
 //! RFC 7252 live here (piggybacked ACKs, deduplication, RST, ping, critical
-//! options); what each resource answers lives in `resources`.
+//! options, block-wise transfers); what each resource answers lives in
+//! `resources`.
 
 use coap_lite::{
     CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 
+use crate::block_option::{encode_uint, BlockOption, MAX_SZX};
+use crate::block_transfer::{
+    Block1Outcome, BlockTransfer, KeptResponse, RequestKey, MAX_REQUEST_BODY,
+};
 use crate::dedup::{Dedup, DEFAULT_CAPACITY};
-use crate::resources::{self, Reply, ResourceContext};
+use crate::resources::{self, Reply, Request, ResourceContext};
 
 /// Options this server understands. Any other critical (odd-numbered) option
 /// makes a request fail with 4.02 (RFC 7252 §5.4.1).
@@ -21,6 +26,7 @@ const KNOWN_OPTIONS: &[u16] = &[
     15, // Uri-Query
     17, // Accept
     23, // Block2
+    27, // Block1
     28, // Size2
     60, // Size1
 ];
@@ -75,6 +81,9 @@ const CODE_BAD_REQUEST: u8 = 0x80; // 4.00
 pub struct CoapEndpoint {
     dedup: Dedup,
     next_message_id: u16,
+    /// Block-wise transfers in progress; boxed so an idle session pays one
+    /// pointer for them.
+    blocks: Option<Box<BlockTransfer>>,
 }
 
 impl Default for CoapEndpoint {
@@ -88,6 +97,7 @@ impl CoapEndpoint {
         Self {
             dedup: Dedup::new(DEFAULT_CAPACITY),
             next_message_id: first_message_id,
+            blocks: None,
         }
     }
 
@@ -111,7 +121,7 @@ impl CoapEndpoint {
         if let Some(cached) = self.dedup.seen(h.message_id, now_ms) {
             return cached.map(<[u8]>::to_vec);
         }
-        let response = self.respond(&h, datagram, ctx);
+        let response = self.respond(&h, datagram, now_ms, ctx);
         self.dedup.remember(h.message_id, now_ms, response.clone());
         response
     }
@@ -120,6 +130,7 @@ impl CoapEndpoint {
         &mut self,
         h: &RawHeader,
         datagram: &[u8],
+        now_ms: u64,
         ctx: &dyn ResourceContext,
     ) -> Option<Vec<u8>> {
         let request = match Packet::from_bytes(datagram) {
@@ -132,13 +143,19 @@ impl CoapEndpoint {
             // A response or reserved code sent to us: reject a CON, ignore a NON.
             _ => return (h.kind == 0).then(|| empty_message(3, h.message_id)),
         };
-        let reply = match unknown_critical_option(&request) {
-            Some(number) => Reply::error(
-                ResponseType::BadOption,
-                format!("unsupported critical option {number}"),
+        let (reply, options) = match unknown_critical_option(&request) {
+            Some(number) => (
+                Reply::error(
+                    ResponseType::BadOption,
+                    format!("unsupported critical option {number}"),
+                ),
+                Vec::new(),
             ),
-            None => route(method, &request, ctx),
+            None => self.exchange(method, &request, now_ms, ctx),
         };
+        if self.blocks.as_ref().is_some_and(|t| t.is_empty()) {
+            self.blocks = None;
+        }
         let mut response = Packet::new();
         if h.kind == 0 {
             response.header.set_type(MessageType::Acknowledgement);
@@ -153,9 +170,217 @@ impl CoapEndpoint {
         if let Some(cf) = reply.format {
             response.set_content_format(cf);
         }
+        for (option, value) in options {
+            response.add_option(option, value);
+        }
         response.payload = reply.payload;
         response.to_bytes().ok()
     }
+
+    /// One request, block-wise or not (RFC 7959): a Block1 block joins the
+    /// body being assembled, and a response longer than the device's block
+    /// size goes out one Block2 block at a time.
+    fn exchange(
+        &mut self,
+        method: RequestType,
+        request: &Packet,
+        now_ms: u64,
+        ctx: &dyn ResourceContext,
+    ) -> (Reply, Vec<(CoapOption, Vec<u8>)>) {
+        let no_options = Vec::new;
+        let (block1, block2) = match (
+            block_option(request, CoapOption::Block1),
+            block_option(request, CoapOption::Block2),
+        ) {
+            (Ok(b1), Ok(b2)) => (b1, b2),
+            (Err(reply), _) | (_, Err(reply)) => return (reply, no_options()),
+        };
+        if let Some(t) = self.blocks.as_mut() {
+            t.expire(now_ms);
+        }
+        let request_size = request
+            .get_first_option(CoapOption::Size1)
+            .and_then(|v| decode_uint(v));
+        if request_size.is_some_and(|n| n as usize > MAX_REQUEST_BODY) {
+            return too_large();
+        }
+        let key = request_key(method, request);
+        let mut options = Vec::new();
+        let assembled;
+        let payload: &[u8] = match block1 {
+            None => &request.payload,
+            Some(b1) => {
+                let transfer = self.blocks.get_or_insert_with(Default::default);
+                match transfer.receive(&key, b1, &request.payload, now_ms) {
+                    Block1Outcome::Continue => {
+                        let reply = Reply {
+                            code: ResponseType::Continue,
+                            format: None,
+                            payload: Vec::new(),
+                        };
+                        return (reply, vec![(CoapOption::Block1, b1.encode())]);
+                    }
+                    Block1Outcome::Complete(body) => {
+                        let last = BlockOption { more: false, ..b1 };
+                        options.push((CoapOption::Block1, last.encode()));
+                        assembled = body;
+                        &assembled
+                    }
+                    Block1Outcome::Incomplete => {
+                        let reply = Reply::error(
+                            ResponseType::RequestEntityIncomplete,
+                            "Block1 block out of order, or no transfer in progress: start at block 0",
+                        );
+                        return (reply, no_options());
+                    }
+                    Block1Outcome::TooLarge => return too_large(),
+                    Block1Outcome::ShortBlock => {
+                        let reply = Reply::error(
+                            ResponseType::BadRequest,
+                            "a Block1 block with more to follow must be full size",
+                        );
+                        return (reply, no_options());
+                    }
+                }
+            }
+        };
+
+        // A later block of a response the device has the start of: a kept
+        // one (non-GET), or for GET the representation made anew.
+        let later_block = block2.filter(|b| b.num > 0 && block1.is_none());
+        if let Some(b2) = later_block {
+            if let Some(kept) = self.blocks.as_mut().and_then(|t| t.kept(&key, now_ms)) {
+                let (reply, block_options, last) = cut_block(kept, b2);
+                if let Some(t) = self.blocks.as_mut().filter(|_| last) {
+                    t.finish_download();
+                }
+                return (reply, block_options);
+            }
+            if method != RequestType::Get {
+                let reply = Reply::error(
+                    ResponseType::RequestEntityIncomplete,
+                    "no response to continue: repeat the request from block 0",
+                );
+                return (reply, no_options());
+            }
+        }
+
+        let reply = route(method, request, payload, ctx);
+        let szx = block2.map_or(MAX_SZX, |b| b.szx);
+        let num = block2.map_or(0, |b| b.num);
+        if num == 0 && reply.payload.len() <= BlockOption::size_of(szx) {
+            return (reply, options);
+        }
+        let kept = KeptResponse {
+            code: reply.code,
+            format: reply.format,
+            payload: reply.payload,
+        };
+        let (reply, block_options, last) = cut_block(
+            &kept,
+            BlockOption {
+                num,
+                more: false,
+                szx,
+            },
+        );
+        options.extend(block_options);
+        if method != RequestType::Get && !last {
+            let transfer = self.blocks.get_or_insert_with(Default::default);
+            if !transfer.keep(&key, kept, now_ms) {
+                let reply = Reply::error(
+                    ResponseType::InternalServerError,
+                    "response too large to send block-wise",
+                );
+                return (reply, no_options());
+            }
+        }
+        (reply, options)
+    }
+}
+
+/// 4.13 with the largest body we take in Size1 (RFC 7959 §4).
+fn too_large() -> (Reply, Vec<(CoapOption, Vec<u8>)>) {
+    let reply = Reply::error(
+        ResponseType::RequestEntityTooLarge,
+        format!("request body over {MAX_REQUEST_BODY} bytes"),
+    );
+    let size1 = encode_uint(MAX_REQUEST_BODY as u32);
+    (reply, vec![(CoapOption::Size1, size1)])
+}
+
+/// Block `want.num` of a response in blocks of `want.size()`: the reply, its
+/// Block2 (and on block 0 Size2) and ETag options, and whether it is the last.
+/// A block past the end is 4.02 (RFC 7959 §2.2).
+fn cut_block(whole: &KeptResponse, want: BlockOption) -> (Reply, Vec<(CoapOption, Vec<u8>)>, bool) {
+    let len = whole.payload.len();
+    let start = want.offset();
+    if start >= len && !(len == 0 && want.num == 0) {
+        let reply = Reply::error(ResponseType::BadOption, "Block2 block past the end");
+        return (reply, Vec::new(), true);
+    }
+    let end = (start + want.size()).min(len);
+    let block = BlockOption {
+        num: want.num,
+        more: end < len,
+        szx: want.szx,
+    };
+    let mut options = vec![
+        (CoapOption::Block2, block.encode()),
+        (CoapOption::ETag, etag(&whole.payload).to_vec()),
+    ];
+    if want.num == 0 {
+        options.push((CoapOption::Size2, encode_uint(len as u32)));
+    }
+    let reply = Reply {
+        code: whole.code,
+        format: whole.format,
+        payload: whole.payload[start..end].to_vec(),
+    };
+    (reply, options, !block.more)
+}
+
+/// A representation's entity tag (RFC 7252 §5.10.6): 64-bit FNV-1a of the
+/// body, so a device fetching blocks sees when it changed in between.
+fn etag(body: &[u8]) -> [u8; 8] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in body {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h.to_be_bytes()
+}
+
+/// The Block1 or Block2 option of a request; 4.02 if it does not decode (or
+/// is BERT, which is for CoAP over TCP).
+fn block_option(request: &Packet, option: CoapOption) -> Result<Option<BlockOption>, Reply> {
+    match request.get_first_option(option) {
+        None => Ok(None),
+        Some(v) => BlockOption::decode(v).map(Some).ok_or_else(|| {
+            Reply::error(
+                ResponseType::BadOption,
+                format!("bad {option:?} value (block sizes are 16 to 1024)"),
+            )
+        }),
+    }
+}
+
+/// What makes the blocks of a request one request (RFC 7959 §2.3): method,
+/// Uri-Path, Uri-Query and Content-Format; not the token.
+fn request_key(method: RequestType, request: &Packet) -> RequestKey {
+    let mut key = vec![u8::from(MessageClass::Request(method))];
+    for option in [
+        CoapOption::UriPath,
+        CoapOption::UriQuery,
+        CoapOption::ContentFormat,
+    ] {
+        key.push(0xff);
+        for value in request.get_option(option).into_iter().flatten() {
+            key.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            key.extend_from_slice(value);
+        }
+    }
+    key
 }
 
 fn unknown_critical_option(p: &Packet) -> Option<u16> {
@@ -164,24 +389,58 @@ fn unknown_critical_option(p: &Packet) -> Option<u16> {
         .find(|n| n % 2 == 1 && !KNOWN_OPTIONS.contains(n))
 }
 
-fn route(method: RequestType, request: &Packet, ctx: &dyn ResourceContext) -> Reply {
-    let path: Vec<String> = request
-        .get_option(CoapOption::UriPath)
-        .map(|segs| {
-            segs.iter()
+fn option_strings(request: &Packet, option: CoapOption) -> Vec<String> {
+    request
+        .get_option(option)
+        .map(|values| {
+            values
+                .iter()
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect()
         })
-        .unwrap_or_default();
-    let path: Vec<&str> = path.iter().map(String::as_str).collect();
-    let accept = match request.get_first_option(CoapOption::Accept) {
-        None => None,
+        .unwrap_or_default()
+}
+
+fn content_format(request: &Packet, option: CoapOption) -> Result<Option<ContentFormat>, ()> {
+    match request.get_first_option(option) {
+        None => Ok(None),
         Some(v) => match decode_uint(v).map(|n| ContentFormat::try_from(n as usize)) {
-            Some(Ok(cf)) => Some(cf),
-            _ => return Reply::error(ResponseType::NotAcceptable, "unknown Accept value"),
+            Some(Ok(cf)) => Ok(Some(cf)),
+            _ => Err(()),
         },
+    }
+}
+
+fn route(
+    method: RequestType,
+    request: &Packet,
+    payload: &[u8],
+    ctx: &dyn ResourceContext,
+) -> Reply {
+    let path = option_strings(request, CoapOption::UriPath);
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    let query = option_strings(request, CoapOption::UriQuery);
+    let query: Vec<&str> = query.iter().map(String::as_str).collect();
+    let Ok(accept) = content_format(request, CoapOption::Accept) else {
+        return Reply::error(ResponseType::NotAcceptable, "unknown Accept value");
     };
-    resources::dispatch(method, &path, accept, ctx)
+    let Ok(content_format) = content_format(request, CoapOption::ContentFormat) else {
+        return Reply::error(
+            ResponseType::UnsupportedContentFormat,
+            "unknown Content-Format value",
+        );
+    };
+    resources::dispatch(
+        &Request {
+            method,
+            path: &path,
+            query: &query,
+            accept,
+            content_format,
+            payload,
+        },
+        ctx,
+    )
 }
 
 fn decode_uint(bytes: &[u8]) -> Option<u32> {

@@ -7,8 +7,12 @@
 //! Its own crate so it is tested and fuzzed without the store, the engine or
 //! any socket.
 
+pub mod block_option;
+pub mod block_transfer;
 pub mod dedup;
 pub mod endpoint;
+pub mod est;
+pub mod pkcs7;
 pub mod resources;
 
 pub use endpoint::CoapEndpoint;

@@ -15,6 +15,8 @@ pub trait ResourceContext {
     fn status(&self) -> Option<&'static str>;
     /// The revocation list's version and number of entries.
     fn revocation_list(&self) -> (u64, u64);
+    /// The cluster's device CA certificate (DER), once it has one.
+    fn device_ca_certificate(&self) -> Option<Vec<u8>>;
 }
 
 pub struct Reply {
@@ -33,7 +35,7 @@ impl Reply {
         }
     }
 
-    fn content(format: ContentFormat, payload: Vec<u8>) -> Self {
+    pub fn content(format: ContentFormat, payload: Vec<u8>) -> Self {
         Self {
             code: ResponseType::Content,
             format: Some(format),
@@ -42,25 +44,37 @@ impl Reply {
     }
 }
 
-pub const WELL_KNOWN_CORE: &str =
-    "</id>;rt=\"idreg.id\";ct=\"0 50 60\",</rl>;rt=\"idreg.rl\";ct=\"0 50 60\"";
+pub const WELL_KNOWN_CORE: &str = concat!(
+    "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
+    "</rl>;rt=\"idreg.rl\";ct=\"0 50 60\",",
+    // RFC 9148 §5: EST-coaps, discoverable by its resource types.
+    "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\""
+);
 
-pub fn dispatch(
-    method: RequestType,
-    path: &[&str],
-    accept: Option<ContentFormat>,
-    ctx: &dyn ResourceContext,
-) -> Reply {
-    let resource: fn(Option<ContentFormat>, &dyn ResourceContext) -> Reply = match path {
+/// A request as a resource sees it: options decoded, the body whole (a
+/// Block1 transfer already reassembled).
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub method: RequestType,
+    pub path: &'a [&'a str],
+    pub query: &'a [&'a str],
+    pub accept: Option<ContentFormat>,
+    pub content_format: Option<ContentFormat>,
+    pub payload: &'a [u8],
+}
+
+pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+    let resource: fn(Option<ContentFormat>, &dyn ResourceContext) -> Reply = match request.path {
         [".well-known", "core"] => well_known_core,
         ["id"] => id,
         ["rl"] => rl,
+        [".well-known", "est", "crts"] => crate::est::crts,
         _ => return Reply::error(ResponseType::NotFound, "no such resource"),
     };
-    if method != RequestType::Get {
+    if request.method != RequestType::Get {
         return Reply::error(ResponseType::MethodNotAllowed, "only GET is allowed here");
     }
-    resource(accept, ctx)
+    resource(request.accept, ctx)
 }
 
 fn well_known_core(accept: Option<ContentFormat>, _: &dyn ResourceContext) -> Reply {

@@ -164,6 +164,12 @@ impl ResourceContext for Context<'_> {
             .unwrap_or(0);
         (v, v)
     }
+
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        use idreg_core::RegistryView;
+        let reader = self.creds.authenticator().reader();
+        reader.device_ca().ok().flatten().map(|ca| ca.certificate)
+    }
 }
 
 impl FrontShard {

@@ -6,6 +6,7 @@ use crate::command::{Command, CredentialRef, NewDevice, Proposal, StatusChange};
 use crate::command_check::check_command;
 use crate::credential::Credential;
 use crate::device::{Device, DeviceStatus, Revocation, RevocationRecord};
+use crate::device_ca::DeviceCa;
 use crate::error::Rejection;
 use crate::limits::MAX_CREDENTIALS;
 use crate::names::DeviceId;
@@ -38,17 +39,41 @@ impl Change {
     }
 }
 
+/// What one applied proposal changed: a device, or a cluster-wide record.
+// Not boxed: the device change is the common case, made once per write and
+// consumed at once; a box would cost every write an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Device(Change),
+    DeviceCa(DeviceCa),
+}
+
 /// Applies `proposal` at log index `revision`. The outer error is the view's
 /// I/O failure; the inner one the registry's verdict.
 pub fn apply<V: RegistryView>(
     view: &V,
     proposal: &Proposal,
     revision: u64,
-) -> Result<Result<Change, Rejection>, V::Error> {
-    let at = proposal.at_ms;
+) -> Result<Result<Effect, Rejection>, V::Error> {
     if let Err(e) = check_command(&proposal.command) {
         return Ok(Err(Rejection::Malformed(e.to_string())));
     }
+    if let Command::SetDeviceCa { ca, replace } = &proposal.command {
+        if !replace && view.device_ca()?.is_some() {
+            return Ok(Err(Rejection::DeviceCaExists));
+        }
+        return Ok(Ok(Effect::DeviceCa(ca.clone())));
+    }
+    Ok(apply_to_device(view, proposal, revision)?.map(Effect::Device))
+}
+
+fn apply_to_device<V: RegistryView>(
+    view: &V,
+    proposal: &Proposal,
+    revision: u64,
+) -> Result<Result<Change, Rejection>, V::Error> {
+    let at = proposal.at_ms;
     match &proposal.command {
         Command::Create(new) => create(view, new, at, revision),
         Command::Update {
@@ -158,6 +183,7 @@ pub fn apply<V: RegistryView>(
                 revocation: None,
             }))
         }
+        Command::SetDeviceCa { .. } => unreachable!("handled by apply"),
     }
 }
 

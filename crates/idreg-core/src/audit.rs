@@ -38,6 +38,9 @@ pub enum AuditAction {
     Update,
     Revoke,
     Delete,
+    /// The cluster's device CA was installed (no device's history holds it;
+    /// kept total so every command has an action).
+    SetDeviceCa,
 }
 
 impl AuditAction {
@@ -47,6 +50,7 @@ impl AuditAction {
             Command::Update { .. } => AuditAction::Update,
             Command::Revoke { .. } => AuditAction::Revoke,
             Command::Delete { .. } => AuditAction::Delete,
+            Command::SetDeviceCa { .. } => AuditAction::SetDeviceCa,
         }
     }
 
@@ -56,6 +60,7 @@ impl AuditAction {
             AuditAction::Update => "update",
             AuditAction::Revoke => "revoke",
             AuditAction::Delete => "delete",
+            AuditAction::SetDeviceCa => "set-device-ca",
         }
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Author;
 use crate::credential::{Credential, Fingerprint};
+use crate::device_ca::DeviceCa;
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
 
@@ -63,14 +64,24 @@ pub enum Command {
     Delete {
         id: DeviceId,
     },
+    /// Installs the cluster's device CA. With `replace` false (the CA a
+    /// founding leader generates) it is refused when one exists, so two
+    /// leaders racing at founding leave exactly one.
+    SetDeviceCa {
+        ca: DeviceCa,
+        replace: bool,
+    },
 }
 
 impl Command {
-    /// The device the command is about.
-    pub fn device_id(&self) -> &DeviceId {
+    /// The device the command is about; `None` for cluster-wide commands.
+    pub fn device_id(&self) -> Option<&DeviceId> {
         match self {
-            Command::Create(d) => &d.id,
-            Command::Update { id, .. } | Command::Revoke { id, .. } | Command::Delete { id } => id,
+            Command::Create(d) => Some(&d.id),
+            Command::Update { id, .. } | Command::Revoke { id, .. } | Command::Delete { id } => {
+                Some(id)
+            }
+            Command::SetDeviceCa { .. } => None,
         }
     }
 }

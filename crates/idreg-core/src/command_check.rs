@@ -8,6 +8,7 @@ use crate::command::{Command, CredentialRef};
 use crate::credential::{
     canonical_p256_spki, check_psk_identity, Credential, Fingerprint, KeySource,
 };
+use crate::device_ca::check_ca_certificate;
 use crate::error::ValidationError;
 use crate::limits::{MAX_CREDENTIALS, MAX_PEM_LEN, MAX_PSK_LEN, MAX_REASON_LEN};
 
@@ -47,6 +48,15 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
             Ok(())
         }
         Command::Delete { .. } => Ok(()),
+        Command::SetDeviceCa { ca, .. } => {
+            check_ca_certificate("certificate", &ca.certificate)?;
+            // A PKCS#8 P-256 key is ~140 bytes; the bound keeps a peer from
+            // replicating anything large under this name.
+            if ca.sealed_key.ciphertext.len() > 1024 {
+                return Err(ValidationError::new("key", "sealed key over 1024 bytes"));
+            }
+            Ok(())
+        }
     }
 }
 

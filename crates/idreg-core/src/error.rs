@@ -55,6 +55,8 @@ pub enum Rejection {
     GatewayNotFound(String),
     #[error("device {0:?} cannot be its own gateway")]
     GatewayIsSelf(String),
+    #[error("the cluster already has a device CA")]
+    DeviceCaExists,
     /// A command no API would build (it came from a peer or a damaged
     /// payload), or a registry entry it depends on that cannot be read.
     #[error("malformed command: {0}")]

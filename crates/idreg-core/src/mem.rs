@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 
-use crate::apply::{apply, Change};
+use crate::apply::{apply, Change, Effect};
 use crate::command::Proposal;
 use crate::credential::Fingerprint;
 use crate::device::{Device, RevocationRecord};
+use crate::device_ca::DeviceCa;
 use crate::error::Rejection;
 use crate::names::DeviceId;
 use crate::view::RegistryView;
@@ -18,19 +19,31 @@ pub struct MemRegistry {
     psk: HashMap<Vec<u8>, DeviceId>,
     keys: HashMap<Fingerprint, DeviceId>,
     revoked: BTreeMap<DeviceId, RevocationRecord>,
+    device_ca: Option<DeviceCa>,
     revision: u64,
 }
 
 impl MemRegistry {
-    /// Applies one proposal at the next revision and commits its change.
-    pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
+    /// Applies one proposal at the next revision and commits its effect.
+    pub fn execute_effect(&mut self, proposal: &Proposal) -> Result<Effect, Rejection> {
         self.revision += 1;
-        let change = match apply(self, proposal, self.revision) {
+        let effect = match apply(self, proposal, self.revision) {
             Ok(result) => result?,
             Err(never) => match never {},
         };
-        self.commit(&change);
-        Ok(change)
+        match &effect {
+            Effect::Device(change) => self.commit(change),
+            Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
+        }
+        Ok(effect)
+    }
+
+    /// [`Self::execute_effect`] for a device command, returning its change.
+    pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
+        match self.execute_effect(proposal)? {
+            Effect::Device(change) => Ok(change),
+            Effect::DeviceCa(_) => Err(Rejection::Malformed("not a device command".into())),
+        }
     }
 
     /// Writes a change and keeps the indexes in step with it.
@@ -99,5 +112,8 @@ impl RegistryView for MemRegistry {
             .values()
             .find(|r| r.fingerprints.contains(fingerprint))
             .map(|r| r.device.clone()))
+    }
+    fn device_ca(&self) -> Result<Option<DeviceCa>, Infallible> {
+        Ok(self.device_ca.clone())
     }
 }

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::apply::Change;
+use crate::apply::{Change, Effect};
 use crate::credential::Fingerprint;
 use crate::device::{Device, RevocationRecord};
+use crate::device_ca::DeviceCa;
 use crate::names::DeviceId;
 
 /// Point reads of the registry. Implementations: RocksDB (idreg-store) and
@@ -21,6 +22,8 @@ pub trait RegistryView {
     fn revoked_psk(&self, identity: &[u8]) -> Result<Option<DeviceId>, Self::Error>;
     /// The revoked device a key belonged to, if it was revoked.
     fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Self::Error>;
+    /// The cluster's device CA, once one is installed.
+    fn device_ca(&self) -> Result<Option<DeviceCa>, Self::Error>;
 }
 
 /// A base view with the not-yet-written changes of earlier commands on top.
@@ -31,6 +34,7 @@ pub struct Overlay<'a, V> {
     base: &'a V,
     devices: BTreeMap<DeviceId, Option<Device>>,
     revocations: BTreeMap<DeviceId, RevocationRecord>,
+    device_ca: Option<DeviceCa>,
 }
 
 impl<'a, V: RegistryView> Overlay<'a, V> {
@@ -39,6 +43,15 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             base,
             devices: BTreeMap::new(),
             revocations: BTreeMap::new(),
+            device_ca: None,
+        }
+    }
+
+    /// Makes an effect visible to later reads through this overlay.
+    pub fn record_effect(&mut self, effect: &Effect) {
+        match effect {
+            Effect::Device(change) => self.record(change),
+            Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
         }
     }
 
@@ -112,6 +125,13 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
         {
             Some(r) => Ok(Some(r.device.clone())),
             None => self.base.revoked_key(fingerprint),
+        }
+    }
+
+    fn device_ca(&self) -> Result<Option<DeviceCa>, V::Error> {
+        match &self.device_ca {
+            Some(ca) => Ok(Some(ca.clone())),
+            None => self.base.device_ca(),
         }
     }
 }

@@ -38,6 +38,10 @@ pub const CF_HISTORY: &str = "history";
 /// after a device is revoked or deleted, trimmed per device.
 pub const CF_AUDIT: &str = "audit";
 
+/// Cluster-wide records, replicated and in snapshots: the device CA
+/// ([`CLUSTER_DEVICE_CA`]) now; enrollment groups and signing keys next.
+pub const CF_CLUSTER: &str = "cluster";
+
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
     CF_LOG,
@@ -54,6 +58,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_SESSIONS,
     CF_HISTORY,
     CF_AUDIT,
+    CF_CLUSTER,
 ];
 
 /// The column families that make up the registry state: what a snapshot holds.
@@ -67,6 +72,8 @@ pub const REGISTRY_CFS: &[&str] = &[
     CF_REVOKED,
     CF_COUNTERS,
     CF_AUDIT,
+    // Appended: a snapshot names column families by position here.
+    CF_CLUSTER,
 ];
 
 pub const META_VOTE: &[u8] = b"vote";
@@ -86,6 +93,9 @@ pub const SM_KEK_CHECK: &[u8] = b"kek_check";
 pub const SM_RESTORED: &[u8] = b"restored";
 /// The oldest revision the change history still holds.
 pub const SM_HISTORY_FROM: &[u8] = b"history_from";
+
+/// In [`CF_CLUSTER`]: the device CA (`idreg_core::DeviceCa`).
+pub const CLUSTER_DEVICE_CA: &[u8] = b"device_ca";
 
 pub const COUNTER_RL_VERSION: &[u8] = b"rl_version";
 pub const COUNTER_DEVICES: &[u8] = b"devices";

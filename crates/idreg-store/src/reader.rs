@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use idreg_core::{Device, DeviceId, DeviceStatus, Fingerprint, RegistryView, RevocationRecord};
+use idreg_core::{
+    Device, DeviceCa, DeviceId, DeviceStatus, Fingerprint, RegistryView, RevocationRecord,
+};
 use rocksdb::{Direction, IteratorMode, DB};
 
 use crate::db::{decode_as, StoreError};
@@ -233,5 +235,11 @@ impl RegistryView for RegistryReader {
     }
     fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, StoreError> {
         self.id_at(CF_REVOKED, &revoked_fingerprint_key(&fingerprint.0))
+    }
+    fn device_ca(&self) -> Result<Option<DeviceCa>, StoreError> {
+        match self.get_cf(CF_CLUSTER, CLUSTER_DEVICE_CA)? {
+            Some(b) => Ok(Some(decode_as("device CA", &b)?)),
+            None => Ok(None),
+        }
     }
 }

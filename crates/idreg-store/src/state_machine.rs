@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use idreg_core::{apply, AuditRecord, Change, Overlay, Rejection};
+use idreg_core::{apply, AuditRecord, Change, Effect, Overlay, Rejection};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, Snapshot,
@@ -224,7 +224,19 @@ impl StateMachine {
                             Err(e) => return Err(e),
                         };
                         match verdict {
-                            Ok(change) => {
+                            Ok(Effect::DeviceCa(ca)) => {
+                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+                                batch.put_cf(&cluster, CLUSTER_DEVICE_CA, encode(&ca));
+                                tracing::info!(
+                                    revision,
+                                    origin = ca.origin.as_str(),
+                                    sha256 = %hex::encode(ca.certificate_sha256()),
+                                    "device CA installed"
+                                );
+                                overlay.record_effect(&Effect::DeviceCa(ca));
+                                results.push(Ok(None));
+                            }
+                            Ok(Effect::Device(change)) => {
                                 overlay.record(&change);
                                 self.write_change(&mut batch, &change);
                                 batch.put_cf(

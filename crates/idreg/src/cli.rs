@@ -69,6 +69,13 @@ pub enum Commands {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// The device CA that enrolling devices get their certificates from.
+    Ca {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// The cluster's certificates: CAs, node certificates, client
     /// certificates with roles.
     Pki {
@@ -81,6 +88,28 @@ pub enum Commands {
         client: ClientArgs,
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Print the device CA's certificate (PEM), or its details with -o json.
+    Show {
+        /// Read through the leader.
+        #[arg(long)]
+        linearizable: bool,
+    },
+    /// Replace the device CA with your own: a P-256 CA certificate and its
+    /// key (sealed with the KEK before it is replicated). Devices enrolled
+    /// under the old CA keep their certificates until they expire. (Not
+    /// `--cert/--key`: those are the caller's own client certificate.)
+    Import {
+        /// PEM CA certificate (basicConstraints CA:TRUE, P-256 key).
+        #[arg(long)]
+        certificate: PathBuf,
+        /// Its PEM private key (PKCS#8 or SEC1).
+        #[arg(long)]
+        private_key: PathBuf,
     },
 }
 

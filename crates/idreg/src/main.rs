@@ -4,6 +4,7 @@ mod bench;
 mod bench_device;
 mod bench_import;
 mod bench_revoke;
+mod ca_cmd;
 mod cli;
 mod cluster_cmd;
 mod device_cmd;
@@ -49,6 +50,9 @@ fn main() -> std::process::ExitCode {
                     false => idreg_client::Target::plaintext(&client.endpoint),
                 };
                 cluster_cmd::run(&target, client.output, command).await
+            }
+            cli::Commands::Ca { client, command } => {
+                ca_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Pki { command } => pki::run(command),
             cli::Commands::Bench { client, command } => {

@@ -4,7 +4,8 @@
 use anyhow::Context;
 use idreg_api::access_policy::Listener;
 use idreg_api::{
-    CallerAuth, ClusterService, FrontStatsSource, OversizeStatus, RegistryService, SessionsService,
+    CallerAuth, ClusterService, EnrollmentService, FrontStatsSource, OversizeStatus,
+    RegistryService, SessionsService,
 };
 use idreg_coap::{DeviceFront, FrontConfig};
 use idreg_core::Kek;
@@ -151,6 +152,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build_v1alpha()
         .context("reflection service")?;
 
+    // The device CA every node issues under: the leader makes one if the
+    // registry has none.
+    tokio::spawn(idreg_api::device_ca_founding::ensure_device_ca(
+        node.clone(),
+        kek.clone(),
+    ));
+
     let front = match &config.front {
         Some(settings) => Some(start_front(settings, &config, &node, kek.clone()).await?),
         None => {
@@ -207,7 +215,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(health_service.clone())
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .add_service(RegistryService::new(node.clone(), kek, limits).into_server())
+        .add_service(RegistryService::new(node.clone(), kek.clone(), limits).into_server())
+        .add_service(EnrollmentService::new(node.clone(), kek.clone()).into_server())
         .add_service(
             SessionsService::new(node.store().session_log(), stats_source)
                 .into_server(limits.max_message_bytes),

@@ -15,6 +15,12 @@ impl ResourceContext for Ctx {
     fn revocation_list(&self) -> (u64, u64) {
         (3, 3)
     }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        // Long enough to need blocks; any DER element is carried as is.
+        let mut der = vec![0x04, 0x82, 0x01, 0x2C];
+        der.extend_from_slice(&[0x5A; 300]);
+        Some(der)
+    }
 }
 
 fn get(kind: MessageType, mid: u16, path: &str, accept: Option<usize>) -> Vec<u8> {
@@ -27,7 +33,10 @@ fn get(kind: MessageType, mid: u16, path: &str, accept: Option<usize>) -> Vec<u8
         p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
     }
     if let Some(a) = accept {
-        p.add_option(CoapOption::Accept, vec![a as u8]);
+        p.add_option(
+            CoapOption::Accept,
+            crate::block_option::encode_uint(a as u32),
+        );
     }
     p.to_bytes().unwrap()
 }
@@ -183,5 +192,251 @@ fn unknown_critical_option_is_4_02() {
     assert_eq!(
         out.header.code,
         MessageClass::Response(ResponseType::BadOption)
+    );
+}
+
+fn with_block(mut p: Packet, option: CoapOption, b: BlockOption) -> Vec<u8> {
+    p.add_option(option, b.encode());
+    p.to_bytes().unwrap()
+}
+
+fn block_of(p: &Packet, option: CoapOption) -> Option<BlockOption> {
+    p.get_first_option(option)
+        .map(|v| BlockOption::decode(v).unwrap())
+}
+
+#[test]
+fn a_long_get_response_comes_in_block2_blocks_of_the_asked_size() {
+    let mut ep = CoapEndpoint::new(1);
+    let whole = well_known_core_bytes();
+    let mut body = Vec::new();
+    let mut etag = None;
+    for num in 0..64u32 {
+        let req = parse(&get(
+            MessageType::Confirmable,
+            num as u16,
+            "/.well-known/core",
+            None,
+        ));
+        let b = BlockOption {
+            num,
+            more: false,
+            szx: 0,
+        };
+        let out = parse(
+            &ep.handle(&with_block(req, CoapOption::Block2, b), 0, &Ctx)
+                .unwrap(),
+        );
+        assert_eq!(
+            out.header.code,
+            MessageClass::Response(ResponseType::Content)
+        );
+        let got = block_of(&out, CoapOption::Block2).expect("Block2 on every block");
+        assert_eq!((got.num, got.szx), (num, 0));
+        if num == 0 {
+            let size2 = out.get_first_option(CoapOption::Size2).unwrap();
+            assert_eq!(decode_uint(size2), Some(whole.len() as u32));
+        }
+        let tag = out.get_first_option(CoapOption::ETag).unwrap().clone();
+        assert_eq!(
+            etag.get_or_insert(tag.clone()),
+            &tag,
+            "one ETag for every block"
+        );
+        body.extend_from_slice(&out.payload);
+        if !got.more {
+            assert_eq!(out.payload.len(), whole.len() - 16 * num as usize);
+            break;
+        }
+        assert_eq!(out.payload.len(), 16);
+    }
+    assert_eq!(body, whole);
+
+    // Past the end: 4.02. No Block2 and a body that fits: no block options.
+    let req = parse(&get(
+        MessageType::Confirmable,
+        100,
+        "/.well-known/core",
+        None,
+    ));
+    let b = BlockOption {
+        num: 60,
+        more: false,
+        szx: 0,
+    };
+    let out = parse(
+        &ep.handle(&with_block(req, CoapOption::Block2, b), 0, &Ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::BadOption)
+    );
+    let out = parse(
+        &ep.handle(
+            &get(MessageType::Confirmable, 101, "/.well-known/core", None),
+            0,
+            &Ctx,
+        )
+        .unwrap(),
+    );
+    assert_eq!(out.payload, whole);
+    assert!(out.get_first_option(CoapOption::Block2).is_none());
+}
+
+fn well_known_core_bytes() -> Vec<u8> {
+    crate::resources::WELL_KNOWN_CORE.as_bytes().to_vec()
+}
+
+fn post_block(mid: u16, num: u32, more: bool, szx: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = parse(&get(MessageType::Confirmable, mid, "/id", None));
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.set_content_format(ContentFormat::ApplicationPkcs10);
+    p.payload = payload.to_vec();
+    with_block(p, CoapOption::Block1, BlockOption { num, more, szx })
+}
+
+#[test]
+fn block1_blocks_are_acknowledged_with_2_31_and_the_whole_request_is_processed_once() {
+    let mut ep = CoapEndpoint::new(1);
+    for num in 0..3u32 {
+        let out = parse(
+            &ep.handle(&post_block(num as u16, num, true, 1, &[7; 32]), 0, &Ctx)
+                .unwrap(),
+        );
+        assert_eq!(
+            out.header.code,
+            MessageClass::Response(ResponseType::Continue)
+        );
+        assert_eq!(
+            block_of(&out, CoapOption::Block1),
+            Some(BlockOption {
+                num,
+                more: true,
+                szx: 1
+            })
+        );
+    }
+    // The last block: the request reaches the resource (which allows only
+    // GET), and the answer echoes the final Block1.
+    let out = parse(
+        &ep.handle(&post_block(3, 3, false, 1, &[7; 5]), 0, &Ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::MethodNotAllowed)
+    );
+    assert_eq!(
+        block_of(&out, CoapOption::Block1),
+        Some(BlockOption {
+            num: 3,
+            more: false,
+            szx: 1
+        })
+    );
+    assert!(
+        ep.blocks.is_none(),
+        "a finished transfer leaves nothing behind"
+    );
+
+    // Out of order: 4.08.
+    let out = parse(
+        &ep.handle(&post_block(10, 2, true, 1, &[7; 32]), 0, &Ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::RequestEntityIncomplete)
+    );
+}
+
+#[test]
+fn an_oversized_block1_body_is_4_13_with_size1() {
+    let mut ep = CoapEndpoint::new(1);
+    let mut last = None;
+    for num in 0..=(MAX_REQUEST_BODY / 1024) as u32 {
+        last = ep.handle(&post_block(num as u16, num, true, 6, &[1; 1024]), 0, &Ctx);
+    }
+    let out = parse(&last.unwrap());
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::RequestEntityTooLarge)
+    );
+    let size1 = out.get_first_option(CoapOption::Size1).unwrap();
+    assert_eq!(decode_uint(size1), Some(MAX_REQUEST_BODY as u32));
+
+    // Announced up front with Size1: refused before any block is kept.
+    let mut p = parse(&post_block(100, 0, true, 6, &[1; 1024]));
+    p.add_option(CoapOption::Size1, encode_uint(MAX_REQUEST_BODY as u32 + 1));
+    let out = parse(&ep.handle(&p.to_bytes().unwrap(), 0, &Ctx).unwrap());
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::RequestEntityTooLarge)
+    );
+    assert!(ep.blocks.is_none());
+
+    // BERT (szx 7) is not for UDP: 4.02.
+    let mut p = parse(&post_block(101, 0, false, 0, &[1; 3]));
+    p.clear_option(CoapOption::Block1);
+    p.add_option(CoapOption::Block1, vec![0x07]);
+    let out = parse(&ep.handle(&p.to_bytes().unwrap(), 0, &Ctx).unwrap());
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::BadOption)
+    );
+}
+
+#[test]
+fn est_crts_is_pkcs7_by_default_and_der_on_request() {
+    let mut ep = CoapEndpoint::new(1);
+    let ca = Ctx.device_ca_certificate().unwrap();
+    let out = parse(
+        &ep.handle(
+            &get(MessageType::Confirmable, 1, "/.well-known/est/crts", None),
+            0,
+            &Ctx,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        out.get_content_format(),
+        Some(ContentFormat::ApplicationPkcs7MimeCertsOnly)
+    );
+    assert_eq!(out.payload, crate::pkcs7::certs_only(&[&ca]));
+    let out = parse(
+        &ep.handle(
+            &get(
+                MessageType::Confirmable,
+                2,
+                "/.well-known/est/crts",
+                Some(287),
+            ),
+            0,
+            &Ctx,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        out.get_content_format(),
+        Some(ContentFormat::ApplicationPkixCert)
+    );
+    assert_eq!(out.payload, ca);
+    let out = parse(
+        &ep.handle(
+            &get(
+                MessageType::Confirmable,
+                3,
+                "/.well-known/est/crts",
+                Some(50),
+            ),
+            0,
+            &Ctx,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::NotAcceptable)
     );
 }

@@ -325,10 +325,11 @@ fn a_batch_applies_like_the_same_commands_one_by_one() {
     let mut got = Vec::new();
     for (i, p) in batch.0.iter().enumerate() {
         match apply(&overlay, p, i as u64 + 1).unwrap() {
-            Ok(change) => {
+            Ok(Effect::Device(change)) => {
                 overlay.record(&change);
                 got.push(Ok(change.after));
             }
+            Ok(other) => panic!("a device command had effect {other:?}"),
             Err(r) => got.push(Err(r)),
         }
     }
@@ -349,4 +350,58 @@ fn a_command_no_api_would_build_is_rejected_not_applied() {
     ));
     // Nothing was written: the id is still free.
     reg.execute(&create("s1", vec![key(3)])).unwrap();
+}
+
+fn set_device_ca(replace: bool, is_ca: bool) -> Proposal {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    if is_ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let cert = params.self_signed(&key).unwrap();
+    let kek = Kek::from_bytes(&[1; 32]);
+    at(
+        3000,
+        Command::SetDeviceCa {
+            ca: crate::DeviceCa {
+                certificate: cert.der().to_vec(),
+                sealed_key: kek.seal(&key.serialize_der(), crate::device_ca::DEVICE_CA_KEY_AAD),
+                origin: crate::CaOrigin::Generated,
+                installed_ms: 3000,
+            },
+            replace,
+        },
+    )
+}
+
+#[test]
+fn one_device_ca_at_founding_replaced_only_on_purpose() {
+    let mut reg = MemRegistry::default();
+    let first = set_device_ca(false, true);
+    assert!(matches!(
+        reg.execute_effect(&first),
+        Ok(Effect::DeviceCa(_))
+    ));
+    // A second founding leader's CA loses: the first one stays.
+    assert_eq!(
+        reg.execute_effect(&set_device_ca(false, true)),
+        Err(Rejection::DeviceCaExists)
+    );
+    let Command::SetDeviceCa { ca, .. } = &first.command else {
+        unreachable!()
+    };
+    assert_eq!(reg.device_ca().unwrap().as_ref(), Some(ca));
+    // An import replaces it.
+    let import = set_device_ca(true, true);
+    reg.execute_effect(&import).unwrap();
+    let Command::SetDeviceCa { ca, .. } = &import.command else {
+        unreachable!()
+    };
+    assert_eq!(reg.device_ca().unwrap().as_ref(), Some(ca));
+    // A leaf certificate from a peer is malformed, not installed.
+    assert!(matches!(
+        reg.execute_effect(&set_device_ca(true, false)),
+        Err(Rejection::Malformed(m)) if m.contains("not a CA")
+    ));
+    assert_eq!(reg.device_ca().unwrap().as_ref(), Some(ca));
 }
