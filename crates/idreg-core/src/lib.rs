@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod certificate_issuer;
 pub mod command;
 pub mod command_check;
 pub mod credential;
