@@ -36,7 +36,14 @@ pub struct ClientArgs {
     #[arg(long, global = true, env = "IDREG_KEY")]
     pub key: Option<PathBuf>,
     /// Plaintext, for a node started with --insecure.
-    #[arg(long, global = true, env = "IDREG_INSECURE_CLIENT")]
+    // Boolish: IDREG_INSECURE_CLIENT=1 (or yes/on/true) works, as users write it.
+    #[arg(
+        long,
+        global = true,
+        env = "IDREG_INSECURE_CLIENT",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure: bool,
     /// How to print results.
     #[arg(long, short, global = true, value_enum, default_value_t = OutputFormat::Table)]
