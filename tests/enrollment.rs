@@ -185,24 +185,24 @@ async fn the_device_ca_is_made_at_founding_served_over_est_and_replaceable() {
     };
     make_cert(&own_crt, &own_key, "basicConstraints=critical,CA:TRUE");
     let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let import = |cert: &Path, key: &Path| {
+        let out = server.cli(&[
+            "ca",
+            "import",
+            "--certificate",
+            &s(cert),
+            "--private-key",
+            &s(key),
+        ]);
+        (out.status.success(), output_text(&out))
+    };
 
     // Refused, with the field named, and nothing changed: a leaf certificate,
     // a key that is not the certificate's, a reader's call.
     let leaf = tmp.path().join("leaf.crt");
     make_cert(&leaf, &own_key, "basicConstraints=critical,CA:FALSE");
-    let out = server.cli(&[
-        "ca",
-        "import",
-        "--certificate",
-        &s(&leaf),
-        "--private-key",
-        &s(&own_key),
-    ]);
-    let text = output_text(&out);
-    assert!(
-        !out.status.success() && text.contains("InvalidArgument"),
-        "{text}"
-    );
+    let (ok, text) = import(&leaf, &own_key);
+    assert!(!ok && text.contains("InvalidArgument"), "{text}");
     assert!(
         text.contains("certificate_pem") && text.contains("not a CA"),
         "{text}"
@@ -216,15 +216,7 @@ async fn the_device_ca_is_made_at_founding_served_over_est_and_replaceable() {
         "-out",
         &s(&other_key),
     ]);
-    let out = server.cli(&[
-        "ca",
-        "import",
-        "--certificate",
-        &s(&own_crt),
-        "--private-key",
-        &s(&other_key),
-    ]);
-    let text = output_text(&out);
+    let (_, text) = import(&own_crt, &other_key);
     assert!(
         text.contains("private_key_pem") && text.contains("does not belong"),
         "{text}"
@@ -263,15 +255,8 @@ async fn the_device_ca_is_made_at_founding_served_over_est_and_replaceable() {
     assert_eq!(ca_json(&server)["sha256"], ca["sha256"], "unchanged");
 
     // The import: shown, and served to devices at once.
-    let out = server.cli(&[
-        "ca",
-        "import",
-        "--certificate",
-        &s(&own_crt),
-        "--private-key",
-        &s(&own_key),
-    ]);
-    assert!(out.status.success(), "{}", output_text(&out));
+    let (ok, text) = import(&own_crt, &own_key);
+    assert!(ok, "{text}");
     let now = ca_json(&server);
     assert_eq!(now["origin"], "imported");
     assert!(now["subject"].as_str().unwrap().contains("Acme device CA"));

@@ -81,6 +81,8 @@ fn role_table() -> Vec<(&'static str, String, &'static str)> {
             r#"{"id":9,"addr":"nowhere"}"#.into(),
             "admin",
         ),
+        ("idreg.v1.Enrollment/GetDeviceCa", "{}".into(), "reader"),
+        ("idreg.v1.Enrollment/ImportDeviceCa", "{}".into(), "admin"),
     ]
 }
 

@@ -26,7 +26,7 @@ from google.protobuf import json_format, message_factory
 from grpc_tools import protoc
 
 PROTO_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "proto")
-PROTOS = ["registry", "sessions", "cluster"]
+PROTOS = ["registry", "sessions", "cluster", "enrollment"]
 
 
 def load_descriptors(out_dir):

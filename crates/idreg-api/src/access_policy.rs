@@ -96,6 +96,7 @@ mod tests {
             ("/idreg.v1.DeviceRegistry/WatchDevices", Role::Reader),
             ("/idreg.v1.Sessions/ListSessions", Role::Reader),
             ("/idreg.v1.Cluster/GetStatus", Role::Reader),
+            ("/idreg.v1.Enrollment/GetDeviceCa", Role::Reader),
             (
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 Role::Reader,
@@ -104,6 +105,7 @@ mod tests {
             ("/idreg.v1.DeviceRegistry/ImportDevices", Role::Operator),
             ("/idreg.v1.DeviceRegistry/RevokeDevice", Role::Operator),
             ("/idreg.v1.Cluster/AddNode", Role::Admin),
+            ("/idreg.v1.Enrollment/ImportDeviceCa", Role::Admin),
             ("/idreg.v1.Cluster/SaveSnapshot", Role::Admin),
             ("/idreg.v1.Cluster/SomethingNew", Role::Admin),
             ("/idreg.v1.Raft/AppendEntries", Role::Admin),

@@ -2,9 +2,10 @@
 //! role, replaced by an admin with their own. The key arrives in the clear
 //! over mutual TLS and is sealed with the KEK here, before it is proposed.
 
+use idreg_core::credential::certificate_der_from_pem;
 use idreg_core::device_ca::{
-    certificate_der_from_pem, check_ca_certificate, check_ca_key, describe_certificate,
-    private_key_pkcs8_from_pem, DEVICE_CA_KEY_AAD,
+    check_ca_certificate, check_ca_key, describe_certificate, private_key_pkcs8_from_pem,
+    DEVICE_CA_KEY_AAD,
 };
 use idreg_core::{CaOrigin, Caller, Command, DeviceCa, Kek, Principal};
 use idreg_proto::v1 as pb;

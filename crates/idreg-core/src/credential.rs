@@ -214,11 +214,8 @@ pub fn public_key_from_certificate_der(
     })
 }
 
-/// Parses a PEM `CERTIFICATE` whose subject key is P-256.
-pub fn public_key_from_certificate_pem(
-    field: &str,
-    pem: &str,
-) -> Result<PublicKeyCredential, ValidationError> {
+/// The DER of a PEM `CERTIFICATE`.
+pub fn certificate_der_from_pem(field: &str, pem: &str) -> Result<Vec<u8>, ValidationError> {
     check_pem_size(field, pem)?;
     let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()).map_err(|e| {
         ValidationError::new(
@@ -232,7 +229,15 @@ pub fn public_key_from_certificate_pem(
             format!("PEM holds a {:?}, not a CERTIFICATE", parsed.label),
         ));
     }
-    public_key_from_certificate_der(field, &parsed.contents)
+    Ok(parsed.contents)
+}
+
+/// Parses a PEM `CERTIFICATE` whose subject key is P-256.
+pub fn public_key_from_certificate_pem(
+    field: &str,
+    pem: &str,
+) -> Result<PublicKeyCredential, ValidationError> {
+    public_key_from_certificate_der(field, &certificate_der_from_pem(field, pem)?)
 }
 
 #[cfg(test)]

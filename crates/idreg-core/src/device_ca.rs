@@ -112,26 +112,6 @@ pub fn check_ca_key(field: &str, pkcs8_der: &[u8], spki_der: &[u8]) -> Result<()
     Ok(())
 }
 
-/// The DER of a PEM `CERTIFICATE`.
-pub fn certificate_der_from_pem(field: &str, pem: &str) -> Result<Vec<u8>, ValidationError> {
-    if pem.len() > 4 * MAX_CA_CERTIFICATE {
-        return Err(ValidationError::new(field, "PEM too large"));
-    }
-    let (_, parsed) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()).map_err(|e| {
-        ValidationError::new(
-            field,
-            format!("not a PEM certificate (-----BEGIN CERTIFICATE-----): {e}"),
-        )
-    })?;
-    if parsed.label != "CERTIFICATE" {
-        return Err(ValidationError::new(
-            field,
-            format!("PEM holds a {:?}, not a CERTIFICATE", parsed.label),
-        ));
-    }
-    Ok(parsed.contents)
-}
-
 /// The PKCS#8 DER of a PEM P-256 private key, given as `PRIVATE KEY`
 /// (PKCS#8, as rcgen and `openssl genpkey` write) or `EC PRIVATE KEY` (SEC1,
 /// as `openssl ecparam -genkey` writes). Wiped when dropped.
@@ -217,7 +197,8 @@ mod tests {
         let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key).unwrap();
-        let der = certificate_der_from_pem("certificate_pem", &cert.pem()).unwrap();
+        let der =
+            crate::credential::certificate_der_from_pem("certificate_pem", &cert.pem()).unwrap();
         assert_eq!(der, cert.der().to_vec());
         let spki = check_ca_certificate("certificate_pem", &der).unwrap();
         let pkcs8 = private_key_pkcs8_from_pem("private_key_pem", &key.serialize_pem()).unwrap();
@@ -236,7 +217,9 @@ mod tests {
 
         let e = private_key_pkcs8_from_pem("private_key_pem", &cert.pem()).unwrap_err();
         assert_eq!(e.field, "private_key_pem");
-        let e = certificate_der_from_pem("certificate_pem", &key.serialize_pem()).unwrap_err();
+        let e =
+            crate::credential::certificate_der_from_pem("certificate_pem", &key.serialize_pem())
+                .unwrap_err();
         assert!(e.message.contains("CERTIFICATE"), "{e}");
         let (subject, not_after) = describe_certificate(&der).unwrap();
         assert!(subject.contains("rcgen"), "{subject}");
