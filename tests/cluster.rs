@@ -755,6 +755,13 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
     // The follower may lag a heartbeat; what it saved is what it had applied.
     let saved = all_ids_local(&c.addrs[&follower]).await;
     assert!(saved.len() >= 790, "{}", saved.len());
+    let device_ca = |node: &Server| {
+        let out = node.cli(&["ca", "show", "-o", "json"]);
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["sha256"].as_str().unwrap().to_owned()
+    };
+    let ca_before = device_ca(c.node(follower));
 
     // Lose every node and every disk.
     for id in 1..=3 {
@@ -792,6 +799,9 @@ async fn snapshot_save_wipe_everything_restore_every_device_back() {
 
     c.restart_alone(1).await;
     assert_eq!(all_ids_local(&c.addrs[&1]).await, saved);
+    // The device CA came back with the registry (its key sealed in the backup),
+    // not made anew.
+    assert_eq!(device_ca(c.node(1)), ca_before);
     for id in [2, 3] {
         c.restart(id, "existing").await;
         let out = c

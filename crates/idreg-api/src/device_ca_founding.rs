@@ -1,7 +1,8 @@
 //! The device CA a cluster makes for itself: its leader generates a P-256 CA
-//! when the registry has none (at founding, or on the first start of a
-//! version that has enrollment) and proposes it, key sealed, through raft.
-//! Two leaders racing both propose; `apply` keeps the first.
+//! whenever the registry has none (at founding, on the first start of a
+//! version that has enrollment, after restoring an older backup) and
+//! proposes it, key sealed, through raft. Two leaders racing both propose;
+//! `apply` keeps the first.
 
 use std::time::Duration;
 
@@ -14,27 +15,39 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsage
 /// (`--device-cert-days`); the CA outlives many fleets' hardware.
 const CA_YEARS: i32 = 20;
 
-/// Waits (forever, cheaply) until the registry holds a device CA, making one
-/// whenever this node leads and finds none.
+/// Runs for the node's life: whenever this node leads and the registry holds
+/// no device CA (a new cluster, the first start of a version with
+/// enrollment, a backup from before it restored), makes one. Once a CA is
+/// there this is a local point read every few seconds.
 pub async fn ensure_device_ca(node: RegistryNode, kek: Kek) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match node.reader().device_ca() {
-            Ok(Some(_)) => return,
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cannot read the device CA: {e}"),
-        }
+        let missing = match node.reader().device_ca() {
+            Ok(ca) => ca.is_none(),
+            Err(e) => {
+                tracing::warn!("cannot read the device CA: {e}");
+                false
+            }
+        };
         let leads = node.raft().metrics().borrow().current_leader == Some(node.id());
-        if leads {
-            match propose_new_ca(&node, &kek).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!("cannot install a device CA yet: {e}"),
+        if missing && leads {
+            if let Err(e) = propose_new_ca(&node, &kek).await {
+                tracing::warn!("cannot install a device CA yet: {e}");
             }
         }
+        // Quick while founding, then a slow watch.
+        let settled = !missing;
+        pause = if settled {
+            WATCH_PERIOD
+        } else {
+            (pause * 2).min(WATCH_PERIOD)
+        };
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
+
+/// How often a node with a device CA checks it is still there.
+const WATCH_PERIOD: Duration = Duration::from_secs(5);
 
 async fn propose_new_ca(node: &RegistryNode, kek: &Kek) -> anyhow::Result<()> {
     let ca = generate(kek)?;
