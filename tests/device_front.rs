@@ -296,12 +296,13 @@ async fn aiocoap_psk() {
     const AIO_KEY: &str = "sixteen-byte-key";
     add_psk_device(&server, "aio-1", "aio-1-id", AIO_KEY).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_get.py");
-    let run = |identity: &str, key: &str| {
+    let get = |path: &str, identity: &str, key: &str, szx: &[&str]| {
         let out = Command::new("timeout")
             .arg("60")
             .arg(&python)
             .arg(&script)
-            .args([&format!("coaps://{psk_addr}/id"), identity, key])
+            .args([&format!("coaps://{psk_addr}{path}"), identity, key])
+            .args(szx)
             .output()
             .unwrap();
         format!(
@@ -310,10 +311,17 @@ async fn aiocoap_psk() {
             String::from_utf8_lossy(&out.stderr)
         )
     };
-    let ok = run("aio-1-id", AIO_KEY);
+    let ok = get("/id", "aio-1-id", AIO_KEY, &[]);
     assert!(ok.contains("2.05 Content aio-1 active psk"), "{ok}");
-    let bad = run("aio-1-id", "wrong-16-byte-ky");
+    let bad = get("/id", "aio-1-id", "wrong-16-byte-ky", &[]);
     assert!(!bad.contains("aio-1 active"), "{bad}");
+    // Block-wise with an independent CoAP stack: 16-byte Block2 blocks asked
+    // for up front, reassembled by aiocoap.
+    let core = get("/.well-known/core", "aio-1-id", AIO_KEY, &["0"]);
+    assert!(
+        core.contains(idreg_coap::resources::WELL_KNOWN_CORE),
+        "{core}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
