@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use idreg_core::{Caller, CertIdentity};
+use idreg_core::{Caller, CertIdentity, Principal};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::access_policy::{self, Listener};
@@ -124,4 +124,16 @@ where
             }
         }
     }
+}
+
+/// The principal a write is recorded under: the caller this layer put on the
+/// request (every write method needs a role, so it is there).
+pub fn author<T>(req: &tonic::Request<T>) -> Principal {
+    req.extensions()
+        .get::<Caller>()
+        .map(Caller::principal)
+        .unwrap_or_else(|| Principal {
+            name: "unauthenticated".into(),
+            role: idreg_core::Role::Reader,
+        })
 }

@@ -104,6 +104,14 @@ pub fn status_to_proto(s: DeviceStatus) -> pb::DeviceStatus {
     }
 }
 
+/// The wall clock in ms since the epoch (what commands and records carry).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,

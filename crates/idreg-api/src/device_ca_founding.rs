@@ -11,6 +11,8 @@ use idreg_core::{CaOrigin, Command, DeviceCa, Kek, Principal, RegistryView, Reje
 use idreg_raft::RegistryNode;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
+use crate::convert::now_ms;
+
 /// The generated CA's lifetime. Device certificates under it live for days
 /// (`--device-cert-days`); the CA outlives many fleets' hardware.
 const CA_YEARS: i32 = 20;
@@ -96,13 +98,6 @@ pub fn generate(kek: &Kek) -> anyhow::Result<DeviceCa> {
         origin: CaOrigin::Generated,
         installed_ms: now_ms,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

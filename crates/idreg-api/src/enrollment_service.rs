@@ -2,18 +2,19 @@
 //! role, replaced by an admin with their own. The key arrives in the clear
 //! over mutual TLS and is sealed with the KEK here, before it is proposed.
 
-use idreg_core::credential::certificate_der_from_pem;
+use idreg_core::credential::{certificate_der_from_pem, pem_armour};
 use idreg_core::device_ca::{
     check_ca_certificate, check_ca_key, describe_certificate, private_key_pkcs8_from_pem,
     DEVICE_CA_KEY_AAD,
 };
-use idreg_core::{CaOrigin, Caller, Command, DeviceCa, Kek, Principal};
+use idreg_core::{CaOrigin, Command, DeviceCa, Kek};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use pb::enrollment_server::Enrollment;
 use tonic::{Request, Response, Status};
 
-use crate::convert;
+use crate::caller_auth::author;
+use crate::convert::{self, now_ms};
 use crate::status::{invalid, rejection, storage, write};
 
 #[derive(Clone)]
@@ -36,26 +37,13 @@ impl EnrollmentService {
 pub fn device_ca_info(ca: &DeviceCa) -> pb::DeviceCaInfo {
     let (subject, not_after) = describe_certificate(&ca.certificate).unwrap_or_default();
     pb::DeviceCaInfo {
-        certificate_pem: pem("CERTIFICATE", &ca.certificate),
+        certificate_pem: pem_armour("CERTIFICATE", &ca.certificate),
         sha256: hex::encode(ca.certificate_sha256()),
         subject,
         not_after: Some(convert::timestamp(not_after)),
         origin: ca.origin.as_str().into(),
         installed_at: Some(convert::timestamp(ca.installed_ms)),
     }
-}
-
-/// PEM armour, 64 characters a line (RFC 7468).
-pub fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[tonic::async_trait]
@@ -80,14 +68,7 @@ impl Enrollment for EnrollmentService {
         &self,
         request: Request<pb::ImportDeviceCaRequest>,
     ) -> Result<Response<pb::DeviceCaInfo>, Status> {
-        let by = request
-            .extensions()
-            .get::<Caller>()
-            .map(Caller::principal)
-            .unwrap_or_else(|| Principal {
-                name: "unauthenticated".into(),
-                role: idreg_core::Role::Reader,
-            });
+        let by = author(&request);
         let req = request.into_inner();
         let certificate =
             certificate_der_from_pem("certificate_pem", &req.certificate_pem).map_err(invalid)?;
@@ -110,11 +91,4 @@ impl Enrollment for EnrollmentService {
             .map_err(rejection)?;
         Ok(Response::new(info))
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -1,10 +1,10 @@
 //! `idreg.v1.DeviceRegistry`.
 
 use idreg_core::labels::parse_selector;
-use idreg_core::{Caller, DeviceStatus, Principal, ValidationError};
 use idreg_core::{
     Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange, TenantId,
 };
+use idreg_core::{DeviceStatus, Principal, ValidationError};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use idreg_store::ListFilter;
@@ -12,6 +12,7 @@ use pb::device_registry_server::DeviceRegistry;
 use tonic::{Request, Response, Status};
 
 use crate::api_limits::{too_many, ApiLimits, Slots};
+use crate::caller_auth::author;
 use crate::convert;
 use crate::page_token;
 use crate::status::{invalid, rejection, storage, write};
@@ -28,18 +29,6 @@ pub fn page_size(requested: u32) -> Result<usize, Status> {
         ))),
         n => Ok(n as usize),
     }
-}
-
-/// The principal a write is recorded under: the caller the authentication
-/// layer put on the request (every write method needs a role, so it is there).
-fn author<T>(req: &Request<T>) -> Principal {
-    req.extensions()
-        .get::<Caller>()
-        .map(Caller::principal)
-        .unwrap_or_else(|| Principal {
-            name: "unauthenticated".into(),
-            role: idreg_core::Role::Reader,
-        })
 }
 
 #[derive(Clone)]

@@ -33,7 +33,7 @@ impl BlockOption {
         if value.len() > 3 {
             return None;
         }
-        let v = value.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b));
+        let v = decode_uint(value)?;
         let szx = (v & 0x07) as u8;
         if szx > MAX_SZX {
             return None;
@@ -47,14 +47,20 @@ impl BlockOption {
 
     /// The shortest encoding (zero is the empty value).
     pub fn encode(&self) -> Vec<u8> {
-        let v = (self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx);
-        let bytes = v.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        bytes[skip..].to_vec()
+        encode_uint((self.num << 4) | (u32::from(self.more) << 3) | u32::from(self.szx))
     }
 }
 
-/// An unsigned option value (Size1, Size2) in its shortest form.
+/// An unsigned option value (RFC 7252 §3.2: 0–4 bytes, big-endian); `None`
+/// when longer.
+pub fn decode_uint(bytes: &[u8]) -> Option<u32> {
+    if bytes.len() > 4 {
+        return None;
+    }
+    Some(bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
+}
+
+/// An unsigned option value (Size1, Size2, Block) in its shortest form.
 pub fn encode_uint(v: u32) -> Vec<u8> {
     let bytes = v.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count();

@@ -5,6 +5,7 @@
 //! session's endpoint holds none of this.
 
 use crate::block_option::BlockOption;
+use crate::resources::Reply;
 
 /// The largest request body assembled from Block1 blocks. A CSR with a
 /// P-256 key is ~400 bytes, a re-enrollment request with a certificate chain
@@ -40,18 +41,10 @@ pub enum Block1Outcome {
     ShortBlock,
 }
 
-/// A response kept for Block2 follow-ups.
-#[derive(Debug, Clone)]
-pub struct KeptResponse {
-    pub code: coap_lite::ResponseType,
-    pub format: Option<coap_lite::ContentFormat>,
-    pub payload: Vec<u8>,
-}
-
 #[derive(Debug, Default)]
 pub struct BlockTransfer {
     upload: Option<(RequestKey, Vec<u8>, u64)>,
-    download: Option<(RequestKey, KeptResponse, u64)>,
+    download: Option<(RequestKey, Reply, u64)>,
 }
 
 impl BlockTransfer {
@@ -110,7 +103,7 @@ impl BlockTransfer {
 
     /// Keeps a response whose later blocks the device will ask for. Returns
     /// false (and keeps nothing) when it is too large to keep.
-    pub fn keep(&mut self, key: &[u8], response: KeptResponse, now_ms: u64) -> bool {
+    pub fn keep(&mut self, key: &[u8], response: Reply, now_ms: u64) -> bool {
         if response.payload.len() > MAX_KEPT_RESPONSE {
             return false;
         }
@@ -119,7 +112,7 @@ impl BlockTransfer {
     }
 
     /// The kept response to `key`, if there is one.
-    pub fn kept(&mut self, key: &[u8], now_ms: u64) -> Option<&KeptResponse> {
+    pub fn kept(&mut self, key: &[u8], now_ms: u64) -> Option<&Reply> {
         match self.download.as_mut() {
             Some((k, response, last)) if k.as_slice() == key => {
                 *last = now_ms;
@@ -223,7 +216,7 @@ mod tests {
     #[test]
     fn kept_responses_are_found_by_key_and_bounded() {
         let mut t = BlockTransfer::default();
-        let r = |n| KeptResponse {
+        let r = |n| Reply {
             code: coap_lite::ResponseType::Changed,
             format: None,
             payload: vec![0; n],

@@ -8,10 +8,8 @@ use coap_lite::{
     CoapOption, ContentFormat, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 
-use crate::block_option::{encode_uint, BlockOption, MAX_SZX};
-use crate::block_transfer::{
-    Block1Outcome, BlockTransfer, KeptResponse, RequestKey, MAX_REQUEST_BODY,
-};
+use crate::block_option::{decode_uint, encode_uint, BlockOption, MAX_SZX};
+use crate::block_transfer::{Block1Outcome, BlockTransfer, RequestKey, MAX_REQUEST_BODY};
 use crate::dedup::{Dedup, DEFAULT_CAPACITY};
 use crate::resources::{self, Reply, Request, ResourceContext};
 
@@ -271,13 +269,8 @@ impl CoapEndpoint {
         if num == 0 && reply.payload.len() <= BlockOption::size_of(szx) {
             return (reply, options);
         }
-        let kept = KeptResponse {
-            code: reply.code,
-            format: reply.format,
-            payload: reply.payload,
-        };
-        let (reply, block_options, last) = cut_block(
-            &kept,
+        let (block, block_options, last) = cut_block(
+            &reply,
             BlockOption {
                 num,
                 more: false,
@@ -287,7 +280,7 @@ impl CoapEndpoint {
         options.extend(block_options);
         if method != RequestType::Get && !last {
             let transfer = self.blocks.get_or_insert_with(Default::default);
-            if !transfer.keep(&key, kept, now_ms) {
+            if !transfer.keep(&key, reply, now_ms) {
                 let reply = Reply::error(
                     ResponseType::InternalServerError,
                     "response too large to send block-wise",
@@ -295,7 +288,7 @@ impl CoapEndpoint {
                 return (reply, no_options());
             }
         }
-        (reply, options)
+        (block, options)
     }
 }
 
@@ -312,7 +305,7 @@ fn too_large() -> (Reply, Vec<(CoapOption, Vec<u8>)>) {
 /// Block `want.num` of a response in blocks of `want.size()`: the reply, its
 /// Block2 (and on block 0 Size2) and ETag options, and whether it is the last.
 /// A block past the end is 4.02 (RFC 7959 §2.2).
-fn cut_block(whole: &KeptResponse, want: BlockOption) -> (Reply, Vec<(CoapOption, Vec<u8>)>, bool) {
+fn cut_block(whole: &Reply, want: BlockOption) -> (Reply, Vec<(CoapOption, Vec<u8>)>, bool) {
     let len = whole.payload.len();
     let start = want.offset();
     if start >= len && !(len == 0 && want.num == 0) {
@@ -441,13 +434,6 @@ fn route(
         },
         ctx,
     )
-}
-
-fn decode_uint(bytes: &[u8]) -> Option<u32> {
-    if bytes.len() > 4 {
-        return None;
-    }
-    Some(bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub trait ResourceContext {
     fn device_ca_certificate(&self) -> Option<Vec<u8>>;
 }
 
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub code: ResponseType,
     pub format: Option<ContentFormat>,

@@ -68,14 +68,7 @@ pub struct PublicKeyCredential {
 impl PublicKeyCredential {
     /// The key as a PEM `PUBLIC KEY` document.
     pub fn spki_pem(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki_der);
-        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END PUBLIC KEY-----\n");
-        pem
+        pem_armour("PUBLIC KEY", &self.spki_der)
     }
 
     /// The certificate's subject, when the key came in a certificate.
@@ -193,11 +186,24 @@ pub fn public_key_from_spki_pem(
     })
 }
 
-/// Parses a DER X.509 certificate whose subject key is P-256.
-pub fn public_key_from_certificate_der(
+/// PEM armour (RFC 7468): base64 in 64-character lines between BEGIN and
+/// END `label` lines.
+pub fn pem_armour(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
+}
+
+/// Parses exactly one DER X.509 certificate; errors name `field`.
+pub fn parse_certificate<'a>(
     field: &str,
-    der: &[u8],
-) -> Result<PublicKeyCredential, ValidationError> {
+    der: &'a [u8],
+) -> Result<x509_parser::certificate::X509Certificate<'a>, ValidationError> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| ValidationError::new(field, format!("not an X.509 certificate: {e}")))?;
     if !rest.is_empty() {
@@ -206,6 +212,15 @@ pub fn public_key_from_certificate_der(
             "trailing bytes after the certificate",
         ));
     }
+    Ok(cert)
+}
+
+/// Parses a DER X.509 certificate whose subject key is P-256.
+pub fn public_key_from_certificate_der(
+    field: &str,
+    der: &[u8],
+) -> Result<PublicKeyCredential, ValidationError> {
+    let cert = parse_certificate(field, der)?;
     let spki_der = canonical_p256_spki(field, cert.tbs_certificate.subject_pki.raw)?;
     Ok(PublicKeyCredential {
         fingerprint: Fingerprint::of_spki_der(&spki_der),

@@ -7,7 +7,7 @@ use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::credential::canonical_p256_spki;
+use crate::credential::{canonical_p256_spki, parse_certificate};
 use crate::error::ValidationError;
 use crate::secret::SealedSecret;
 
@@ -64,14 +64,7 @@ pub fn check_ca_certificate(field: &str, der: &[u8]) -> Result<Vec<u8>, Validati
             format!("certificate over {MAX_CA_CERTIFICATE} bytes"),
         ));
     }
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| ValidationError::new(field, format!("not an X.509 certificate: {e}")))?;
-    if !rest.is_empty() {
-        return Err(ValidationError::new(
-            field,
-            "trailing bytes after the certificate",
-        ));
-    }
+    let cert = parse_certificate(field, der)?;
     let is_ca = cert
         .basic_constraints()
         .ok()
