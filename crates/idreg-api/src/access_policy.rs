@@ -42,13 +42,17 @@ pub fn need(listener: Listener, path: &str) -> Need {
         )
         | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats")
         | ("idreg.v1.Cluster", "GetStatus")
-        | ("idreg.v1.Enrollment", "GetDeviceCa")
+        | ("idreg.v1.Enrollment", "GetDeviceCa" | "GetEnrollmentGroup" | "ListEnrollmentGroups")
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Role(Role::Reader)
         }
         (
             "idreg.v1.DeviceRegistry",
             "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices",
+        )
+        | (
+            "idreg.v1.Enrollment",
+            "CreateEnrollmentGroup" | "SetEnrollmentGroupEnabled" | "DeleteEnrollmentGroup",
         ) => Need::Role(Role::Operator),
         _ => Need::Role(Role::Admin),
     }
@@ -97,6 +101,9 @@ mod tests {
             ("/idreg.v1.Sessions/ListSessions", Role::Reader),
             ("/idreg.v1.Cluster/GetStatus", Role::Reader),
             ("/idreg.v1.Enrollment/GetDeviceCa", Role::Reader),
+            ("/idreg.v1.Enrollment/ListEnrollmentGroups", Role::Reader),
+            ("/idreg.v1.Enrollment/CreateEnrollmentGroup", Role::Operator),
+            ("/idreg.v1.Enrollment/DeleteEnrollmentGroup", Role::Operator),
             (
                 "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                 Role::Reader,

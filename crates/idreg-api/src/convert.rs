@@ -4,7 +4,8 @@ use idreg_core::credential::{
     check_psk_identity, check_psk_secret, public_key_from_certificate_pem, public_key_from_spki_pem,
 };
 use idreg_core::{
-    Credential, Device, DeviceId, DeviceStatus, Kek, Labels, PublicKeyCredential, ValidationError,
+    Attestation, Credential, Device, DeviceId, DeviceStatus, EnrollmentGroup, GroupName,
+    IdTemplate, Kek, KeySource, Labels, PublicKeyCredential, TenantId, ValidationError,
 };
 use idreg_proto::v1 as pb;
 use pb::credential_input::Kind as InputKind;
@@ -39,8 +40,18 @@ pub fn credential(
     match &input.kind {
         None => Err(ValidationError::new(
             field,
-            "give one of psk, public_key_pem, certificate_pem",
+            "give one of psk, public_key_pem, certificate_pem, bootstrap_psk",
         )),
+        Some(InputKind::BootstrapPsk(psk)) => {
+            check_psk_identity(&format!("{field}.bootstrap_psk.identity"), &psk.identity)?;
+            check_psk_secret(&format!("{field}.bootstrap_psk.secret"), &psk.secret)?;
+            let group = GroupName::parse(&format!("{field}.bootstrap_psk.group"), &psk.group)?;
+            Ok(Credential::BootstrapPsk {
+                identity: psk.identity.clone(),
+                secret: kek.seal(&psk.secret, device.as_str().as_bytes()),
+                group,
+            })
+        }
         Some(InputKind::Psk(psk)) => {
             check_psk_identity(&format!("{field}.psk.identity"), &psk.identity)?;
             check_psk_secret(&format!("{field}.psk.secret"), &psk.secret)?;
@@ -124,12 +135,27 @@ fn credential_to_proto(c: &Credential) -> pb::Credential {
         Credential::Psk { identity, .. } => pb::credential::Kind::Psk(pb::PskInfo {
             identity: identity.clone(),
         }),
+        Credential::BootstrapPsk {
+            identity, group, ..
+        } => pb::credential::Kind::BootstrapPsk(pb::BootstrapPskInfo {
+            identity: identity.clone(),
+            group: group.to_string(),
+        }),
         Credential::PublicKey(k @ PublicKeyCredential { fingerprint, .. }) => {
+            let issued = match &k.source {
+                KeySource::Issued(i) => Some(i),
+                _ => None,
+            };
+            let replaces = issued.and_then(|i| i.replaces);
             pb::credential::Kind::PublicKey(pb::PublicKeyInfo {
                 fingerprint: fingerprint.to_string(),
                 source: c.kind().to_owned(),
                 public_key_pem: k.spki_pem(),
                 certificate_subject: k.certificate_subject().unwrap_or_default(),
+                not_after: issued.map(|i| timestamp(i.not_after_ms)),
+                serial: issued.map(|i| hex::encode(i.serial)).unwrap_or_default(),
+                replaces_fingerprint: replaces.map(|r| r.old.to_string()).unwrap_or_default(),
+                replaces_until: replaces.map(|r| timestamp(r.until_ms)),
             })
         }
     };
@@ -162,5 +188,115 @@ pub fn device_to_proto(d: &Device) -> pb::Device {
             .map(|r| r.reason.clone())
             .unwrap_or_default(),
         revoked_at: d.revocation.as_ref().map(|r| timestamp(r.at_ms)),
+    }
+}
+
+/// A new enrollment group from its protobuf form; every error names its
+/// field.
+pub fn enrollment_group(
+    g: &pb::EnrollmentGroup,
+    now_ms: u64,
+) -> Result<EnrollmentGroup, ValidationError> {
+    use pb::enrollment_group::Attestation as PbAttestation;
+    let name = GroupName::parse("group.name", &g.name)?;
+    let attestation = match &g.attestation {
+        Some(PbAttestation::ManufacturerCaPem(pem)) => {
+            let der =
+                idreg_core::credential::certificate_der_from_pem("group.manufacturer_ca_pem", pem)?;
+            idreg_core::enrollment_group::check_manufacturer_ca("group.manufacturer_ca_pem", &der)?;
+            Attestation::ManufacturerCa { certificate: der }
+        }
+        Some(PbAttestation::BootstrapPsk(true)) => Attestation::BootstrapPsk,
+        _ => {
+            return Err(ValidationError::new(
+                "group.attestation",
+                "give manufacturer_ca_pem or bootstrap_psk",
+            ))
+        }
+    };
+    let id_template = match (&attestation, g.id_template.as_str()) {
+        (Attestation::ManufacturerCa { .. }, "") => {
+            return Err(ValidationError::new(
+                "group.id_template",
+                "a manufacturer-CA group needs an id template, e.g. \"acme-{cn}\"",
+            ))
+        }
+        (Attestation::BootstrapPsk, "") => None,
+        (Attestation::BootstrapPsk, _) => {
+            return Err(ValidationError::new(
+                "group.id_template",
+                "bootstrap-PSK devices keep the id they were registered with",
+            ))
+        }
+        (_, t) => Some(IdTemplate::parse("group.id_template", t)?),
+    };
+    let tenant = if g.tenant.is_empty() {
+        TenantId::default_tenant()
+    } else {
+        TenantId::parse("group.tenant", &g.tenant)?
+    };
+    let expires_ms = g
+        .expires_at
+        .as_ref()
+        .map(|t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000);
+    if expires_ms.is_some_and(|t| t <= now_ms) {
+        return Err(ValidationError::new("group.expires_at", "is in the past"));
+    }
+    Ok(EnrollmentGroup {
+        name,
+        attestation,
+        tenant,
+        labels: labels("group.labels", &g.labels)?,
+        gateway: optional_id("group.gateway", &g.gateway)?,
+        id_template,
+        max_devices: (g.max_devices > 0).then_some(g.max_devices),
+        expires_ms,
+        enabled: true,
+        enrolled: 0,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+    })
+}
+
+pub fn enrollment_group_to_proto(g: &EnrollmentGroup) -> pb::EnrollmentGroup {
+    use pb::enrollment_group::Attestation as PbAttestation;
+    let (attestation, subject) = match &g.attestation {
+        Attestation::ManufacturerCa { certificate } => (
+            PbAttestation::ManufacturerCaPem(idreg_core::credential::pem_armour(
+                "CERTIFICATE",
+                certificate,
+            )),
+            idreg_core::device_ca::describe_certificate(certificate)
+                .map(|(s, _)| s)
+                .unwrap_or_default(),
+        ),
+        Attestation::BootstrapPsk => (PbAttestation::BootstrapPsk(true), String::new()),
+    };
+    pb::EnrollmentGroup {
+        name: g.name.to_string(),
+        attestation: Some(attestation),
+        tenant: g.tenant.to_string(),
+        labels: g
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        gateway: g
+            .gateway
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        id_template: g
+            .id_template
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        max_devices: g.max_devices.unwrap_or(0),
+        expires_at: g.expires_ms.map(timestamp),
+        enabled: g.enabled,
+        enrolled: g.enrolled,
+        created_at: Some(timestamp(g.created_ms)),
+        updated_at: Some(timestamp(g.updated_ms)),
+        manufacturer_ca_subject: subject,
     }
 }

@@ -1,5 +1,5 @@
 //! `idreg.v1.Enrollment`: the cluster's device CA — shown to anyone with a
-//! role, replaced by an admin with their own. The key arrives in the clear
+//! role, replaced by an admin with their own — and the enrollment groups. The key arrives in the clear
 //! over mutual TLS and is sealed with the KEK here, before it is proposed.
 
 use idreg_core::credential::{certificate_der_from_pem, pem_armour};
@@ -7,7 +7,7 @@ use idreg_core::device_ca::{
     check_ca_certificate, check_ca_key, describe_certificate, private_key_pkcs8_from_pem,
     DEVICE_CA_KEY_AAD,
 };
-use idreg_core::{CaOrigin, Command, DeviceCa, Kek};
+use idreg_core::{CaOrigin, Command, DeviceCa, GroupName, Kek};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use pb::enrollment_server::Enrollment;
@@ -90,5 +90,95 @@ impl Enrollment for EnrollmentService {
             .map_err(write)?
             .map_err(rejection)?;
         Ok(Response::new(info))
+    }
+
+    async fn create_enrollment_group(
+        &self,
+        request: Request<pb::CreateEnrollmentGroupRequest>,
+    ) -> Result<Response<pb::EnrollmentGroup>, Status> {
+        let by = author(&request);
+        let Some(group) = &request.get_ref().group else {
+            return Err(Status::invalid_argument("group: required"));
+        };
+        let group = convert::enrollment_group(group, now_ms()).map_err(invalid)?;
+        let name = group.name.clone();
+        self.node
+            .propose(Command::AddEnrollmentGroup(group), by)
+            .await
+            .map_err(write)?
+            .map_err(rejection)?;
+        // Read back once this node has applied the write (it may follow).
+        self.node.linearize().await.map_err(write)?;
+        self.group(&name).map(Response::new)
+    }
+
+    async fn get_enrollment_group(
+        &self,
+        request: Request<pb::GetEnrollmentGroupRequest>,
+    ) -> Result<Response<pb::EnrollmentGroup>, Status> {
+        let name = GroupName::parse("name", &request.get_ref().name).map_err(invalid)?;
+        self.group(&name).map(Response::new)
+    }
+
+    async fn list_enrollment_groups(
+        &self,
+        _: Request<pb::ListEnrollmentGroupsRequest>,
+    ) -> Result<Response<pb::ListEnrollmentGroupsResponse>, Status> {
+        let groups = self.node.reader().enrollment_groups().map_err(storage)?;
+        Ok(Response::new(pb::ListEnrollmentGroupsResponse {
+            groups: groups
+                .iter()
+                .map(convert::enrollment_group_to_proto)
+                .collect(),
+        }))
+    }
+
+    async fn set_enrollment_group_enabled(
+        &self,
+        request: Request<pb::SetEnrollmentGroupEnabledRequest>,
+    ) -> Result<Response<pb::EnrollmentGroup>, Status> {
+        let by = author(&request);
+        let req = request.into_inner();
+        let name = GroupName::parse("name", &req.name).map_err(invalid)?;
+        let command = Command::SetEnrollmentGroupEnabled {
+            name: name.clone(),
+            enabled: req.enabled,
+        };
+        self.node
+            .propose(command, by)
+            .await
+            .map_err(write)?
+            .map_err(rejection)?;
+        // Read back once this node has applied the write (it may follow).
+        self.node.linearize().await.map_err(write)?;
+        self.group(&name).map(Response::new)
+    }
+
+    async fn delete_enrollment_group(
+        &self,
+        request: Request<pb::DeleteEnrollmentGroupRequest>,
+    ) -> Result<Response<pb::DeleteEnrollmentGroupResponse>, Status> {
+        let by = author(&request);
+        let name = GroupName::parse("name", &request.get_ref().name).map_err(invalid)?;
+        self.node
+            .propose(Command::DeleteEnrollmentGroup { name }, by)
+            .await
+            .map_err(write)?
+            .map_err(rejection)?;
+        Ok(Response::new(pb::DeleteEnrollmentGroupResponse {}))
+    }
+}
+
+impl EnrollmentService {
+    /// The group as this node has it (after a write here, applied here).
+    fn group(&self, name: &GroupName) -> Result<pb::EnrollmentGroup, Status> {
+        use idreg_core::RegistryView;
+        match self.node.reader().enrollment_group(name).map_err(storage)? {
+            Some(g) => Ok(convert::enrollment_group_to_proto(&g)),
+            None => Err(Status::not_found(format!(
+                "enrollment group {:?} not found",
+                name.as_str()
+            ))),
+        }
     }
 }

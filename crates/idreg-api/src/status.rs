@@ -13,13 +13,18 @@ pub fn rejection(r: Rejection) -> Status {
         Rejection::DeviceExists(_)
         | Rejection::PskIdentityTaken { .. }
         | Rejection::KeyTaken { .. }
-        | Rejection::DeviceCaExists => Code::AlreadyExists,
-        Rejection::DeviceNotFound(_) | Rejection::CredentialNotFound { .. } => Code::NotFound,
+        | Rejection::DeviceCaExists
+        | Rejection::GroupExists(_) => Code::AlreadyExists,
+        Rejection::DeviceNotFound(_)
+        | Rejection::CredentialNotFound { .. }
+        | Rejection::GroupNotFound(_) => Code::NotFound,
         Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
         Rejection::Revoked(_)
         | Rejection::RevokedCredential { .. }
         | Rejection::TooManyCredentials(..)
-        | Rejection::GatewayNotFound(_) => Code::FailedPrecondition,
+        | Rejection::GatewayNotFound(_)
+        | Rejection::GroupClosed(_)
+        | Rejection::NotEnrollable(_) => Code::FailedPrecondition,
     };
     Status::new(code, r.to_string())
 }

@@ -7,6 +7,7 @@ use crate::command_check::check_command;
 use crate::credential::Credential;
 use crate::device::{Device, DeviceStatus, Revocation, RevocationRecord};
 use crate::device_ca::DeviceCa;
+use crate::enrollment_group::{Attestation, EnrollmentGroup, GroupName};
 use crate::error::Rejection;
 use crate::limits::MAX_CREDENTIALS;
 use crate::names::DeviceId;
@@ -47,6 +48,16 @@ impl Change {
 pub enum Effect {
     Device(Change),
     DeviceCa(DeviceCa),
+    /// An enrollment group added, changed (`Some`) or deleted (`None`).
+    Group {
+        name: GroupName,
+        after: Option<EnrollmentGroup>,
+    },
+    /// A device enrolled; the group it came through, with its count moved on.
+    Enrolled {
+        change: Change,
+        group: Option<EnrollmentGroup>,
+    },
 }
 
 /// Applies `proposal` at log index `revision`. The outer error is the view's
@@ -65,7 +76,19 @@ pub fn apply<V: RegistryView>(
         }
         return Ok(Ok(Effect::DeviceCa(ca.clone())));
     }
-    Ok(apply_to_device(view, proposal, revision)?.map(Effect::Device))
+    match &proposal.command {
+        Command::AddEnrollmentGroup(_)
+        | Command::SetEnrollmentGroupEnabled { .. }
+        | Command::DeleteEnrollmentGroup { .. } => enrollment::apply_to_group(view, proposal),
+        Command::Enroll(e) => enrollment::enroll(view, e, proposal.at_ms, revision),
+        Command::CompleteRotation { id, new } => {
+            Ok(
+                enrollment::complete_rotation(view, id, new, proposal.at_ms, revision)?
+                    .map(Effect::Device),
+            )
+        }
+        _ => Ok(apply_to_device(view, proposal, revision)?.map(Effect::Device)),
+    }
 }
 
 fn apply_to_device<V: RegistryView>(
@@ -183,7 +206,12 @@ fn apply_to_device<V: RegistryView>(
                 revocation: None,
             }))
         }
-        Command::SetDeviceCa { .. } => unreachable!("handled by apply"),
+        Command::SetDeviceCa { .. }
+        | Command::AddEnrollmentGroup(_)
+        | Command::SetEnrollmentGroupEnabled { .. }
+        | Command::DeleteEnrollmentGroup { .. }
+        | Command::Enroll(_)
+        | Command::CompleteRotation { .. } => unreachable!("handled by apply"),
     }
 }
 
@@ -247,24 +275,39 @@ fn check_gateway<V: RegistryView>(
     }
 }
 
-fn matches_ref(c: &Credential, r: &CredentialRef) -> bool {
+pub(crate) fn matches_ref(c: &Credential, r: &CredentialRef) -> bool {
     match (c, r) {
-        (Credential::Psk { identity, .. }, CredentialRef::PskIdentity(want)) => identity == want,
+        (Credential::Psk { identity, .. }, CredentialRef::PskIdentity(want))
+        | (Credential::BootstrapPsk { identity, .. }, CredentialRef::PskIdentity(want)) => {
+            identity == want
+        }
         (Credential::PublicKey(k), CredentialRef::Fingerprint(want)) => &k.fingerprint == want,
         _ => false,
     }
 }
 
 /// Each new credential must be unclaimed, never revoked, and not repeated
-/// within the command itself.
-fn check_new_credentials<V: RegistryView>(
+/// within the command itself; a bootstrap PSK must name a bootstrap group.
+pub(crate) fn check_new_credentials<V: RegistryView>(
     view: &V,
     creds: &[Credential],
 ) -> Result<Result<(), Rejection>, V::Error> {
     for (i, c) in creds.iter().enumerate() {
         let earlier = &creds[..i];
+        if let Credential::BootstrapPsk { group, .. } = c {
+            match view.enrollment_group(group)? {
+                Some(g) if g.attestation == Attestation::BootstrapPsk => {}
+                Some(_) => {
+                    return Ok(Err(Rejection::GroupClosed(format!(
+                        "enrollment group {:?} takes manufacturer certificates, not bootstrap PSKs",
+                        group.as_str()
+                    ))))
+                }
+                None => return Ok(Err(Rejection::GroupNotFound(group.to_string()))),
+            }
+        }
         match c {
-            Credential::Psk { identity, .. } => {
+            Credential::Psk { identity, .. } | Credential::BootstrapPsk { identity, .. } => {
                 let shown = String::from_utf8_lossy(identity).into_owned();
                 // Revocation is checked first: it is the more useful answer when a
                 // revoked device still holds the credential.
@@ -319,5 +362,6 @@ fn check_new_credentials<V: RegistryView>(
     Ok(Ok(()))
 }
 
+mod enrollment;
 #[cfg(test)]
 mod tests;

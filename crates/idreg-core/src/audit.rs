@@ -41,6 +41,12 @@ pub enum AuditAction {
     /// The cluster's device CA was installed (no device's history holds it;
     /// kept total so every command has an action).
     SetDeviceCa,
+    /// Enrolled over EST-coaps: registered, re-keyed or renewed.
+    Enroll,
+    /// A rotated-out key retired once its successor was used.
+    CompleteRotation,
+    /// Enrollment groups (no device's history holds these either).
+    EnrollmentGroup,
 }
 
 impl AuditAction {
@@ -51,6 +57,11 @@ impl AuditAction {
             Command::Revoke { .. } => AuditAction::Revoke,
             Command::Delete { .. } => AuditAction::Delete,
             Command::SetDeviceCa { .. } => AuditAction::SetDeviceCa,
+            Command::Enroll(_) => AuditAction::Enroll,
+            Command::CompleteRotation { .. } => AuditAction::CompleteRotation,
+            Command::AddEnrollmentGroup(_)
+            | Command::SetEnrollmentGroupEnabled { .. }
+            | Command::DeleteEnrollmentGroup { .. } => AuditAction::EnrollmentGroup,
         }
     }
 
@@ -61,6 +72,9 @@ impl AuditAction {
             AuditAction::Revoke => "revoke",
             AuditAction::Delete => "delete",
             AuditAction::SetDeviceCa => "set-device-ca",
+            AuditAction::Enroll => "enroll",
+            AuditAction::CompleteRotation => "complete-rotation",
+            AuditAction::EnrollmentGroup => "enrollment-group",
         }
     }
 }

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Author;
-use crate::credential::{Credential, Fingerprint};
+use crate::credential::{Credential, Fingerprint, PublicKeyCredential};
 use crate::device_ca::DeviceCa;
+use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
 
@@ -71,6 +72,45 @@ pub enum Command {
         ca: DeviceCa,
         replace: bool,
     },
+    /// Creates an enrollment group; its `enrolled` count starts at zero.
+    AddEnrollmentGroup(EnrollmentGroup),
+    SetEnrollmentGroupEnabled {
+        name: GroupName,
+        enabled: bool,
+    },
+    DeleteEnrollmentGroup {
+        name: GroupName,
+    },
+    /// A device enrolled (EST-coaps `sen`/`sren`): registered or given its
+    /// new key together with the certificate issued for it.
+    Enroll(Enrollment),
+    /// The successor of a rotated key was used: the old key is retired.
+    CompleteRotation {
+        id: DeviceId,
+        new: Fingerprint,
+    },
+}
+
+/// One enrollment: the device, how it proved it may enroll, and the key
+/// with the certificate the device CA issued for it (`KeySource::Issued`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrollment {
+    pub id: DeviceId,
+    pub via: EnrollVia,
+    pub key: PublicKeyCredential,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollVia {
+    /// A manufacturer certificate of this group's CA: the device is created
+    /// with the group's tenant, labels and gateway.
+    ManufacturerCertificate { group: GroupName },
+    /// The device's bootstrap PSK, retired by this enrollment.
+    BootstrapPsk { identity: Vec<u8> },
+    /// Re-enrollment with the device's current key `current`: the same key
+    /// renews its certificate; a new key replaces it, both valid until the
+    /// new one is used or `grace_ms` passes.
+    Operational { current: Fingerprint, grace_ms: u64 },
 }
 
 impl Command {
@@ -78,10 +118,15 @@ impl Command {
     pub fn device_id(&self) -> Option<&DeviceId> {
         match self {
             Command::Create(d) => Some(&d.id),
-            Command::Update { id, .. } | Command::Revoke { id, .. } | Command::Delete { id } => {
-                Some(id)
-            }
-            Command::SetDeviceCa { .. } => None,
+            Command::Update { id, .. }
+            | Command::Revoke { id, .. }
+            | Command::Delete { id }
+            | Command::CompleteRotation { id, .. } => Some(id),
+            Command::Enroll(e) => Some(&e.id),
+            Command::SetDeviceCa { .. }
+            | Command::AddEnrollmentGroup(_)
+            | Command::SetEnrollmentGroupEnabled { .. }
+            | Command::DeleteEnrollmentGroup { .. } => None,
         }
     }
 }

@@ -4,11 +4,12 @@
 //! by the API always passes; one crafted by a peer is rejected here, so it can
 //! never corrupt an index or stop the state machine.
 
-use crate::command::{Command, CredentialRef};
+use crate::command::{Command, CredentialRef, EnrollVia};
 use crate::credential::{
-    canonical_p256_spki, check_psk_identity, Credential, Fingerprint, KeySource,
+    canonical_p256_spki, check_psk_identity, Credential, Fingerprint, IssuedKey, KeySource,
 };
 use crate::device_ca::check_ca_certificate;
+use crate::enrollment_group::{check_manufacturer_ca, Attestation};
 use crate::error::ValidationError;
 use crate::limits::{MAX_CREDENTIALS, MAX_PEM_LEN, MAX_PSK_LEN, MAX_REASON_LEN};
 
@@ -48,6 +49,35 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
             Ok(())
         }
         Command::Delete { .. } => Ok(()),
+        Command::AddEnrollmentGroup(group) => {
+            match &group.attestation {
+                Attestation::ManufacturerCa { certificate } => {
+                    check_manufacturer_ca("ca_certificate", certificate)?;
+                    if group.id_template.is_none() {
+                        return Err(ValidationError::new(
+                            "id_template",
+                            "a manufacturer-CA group needs an id template",
+                        ));
+                    }
+                }
+                Attestation::BootstrapPsk => {}
+            }
+            Ok(())
+        }
+        Command::SetEnrollmentGroupEnabled { .. } | Command::DeleteEnrollmentGroup { .. } => Ok(()),
+        Command::Enroll(e) => {
+            if let EnrollVia::BootstrapPsk { identity } = &e.via {
+                check_psk_identity("identity", identity)?;
+            }
+            if !matches!(e.key.source, KeySource::Issued(_)) {
+                return Err(ValidationError::new(
+                    "key",
+                    "an enrollment carries the certificate issued for its key",
+                ));
+            }
+            check_credentials("key", &[Credential::PublicKey(e.key.clone())])
+        }
+        Command::CompleteRotation { .. } => Ok(()),
         Command::SetDeviceCa { ca, .. } => {
             check_ca_certificate("certificate", &ca.certificate)?;
             // A PKCS#8 P-256 key is ~140 bytes; the bound keeps a peer from
@@ -69,7 +99,10 @@ fn check_credentials(field: &str, creds: &[Credential]) -> Result<(), Validation
     for (i, c) in creds.iter().enumerate() {
         let field = format!("{field}[{i}]");
         match c {
-            Credential::Psk { identity, secret } => {
+            Credential::Psk { identity, secret }
+            | Credential::BootstrapPsk {
+                identity, secret, ..
+            } => {
                 check_psk_identity(&field, identity)?;
                 if secret.ciphertext.len() > MAX_SEALED_LEN {
                     return Err(ValidationError::new(field, "sealed PSK is too large"));
@@ -79,7 +112,9 @@ fn check_credentials(field: &str, creds: &[Credential]) -> Result<(), Validation
                 if k.spki_der.len() > MAX_PEM_LEN {
                     return Err(ValidationError::new(field, "public key is too large"));
                 }
-                if let KeySource::Certificate { der } = &k.source {
+                if let KeySource::Certificate { der } | KeySource::Issued(IssuedKey { der, .. }) =
+                    &k.source
+                {
                     if der.len() > MAX_PEM_LEN {
                         return Err(ValidationError::new(field, "certificate is too large"));
                     }

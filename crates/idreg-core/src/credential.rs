@@ -12,6 +12,7 @@ use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::enrollment_group::GroupName;
 use crate::error::ValidationError;
 use crate::limits::{MAX_PEM_LEN, MAX_PSK_IDENTITY_LEN, MAX_PSK_LEN, MIN_PSK_LEN};
 use crate::secret::SealedSecret;
@@ -54,6 +55,29 @@ pub enum KeySource {
     Spki,
     /// A certificate (DER kept: its subject and validity are shown to operators).
     Certificate { der: Vec<u8> },
+    /// A certificate the cluster's device CA issued at enrollment: accepted
+    /// only until `not_after_ms`.
+    Issued(IssuedKey),
+}
+
+/// The record of a certificate issued to a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedKey {
+    pub der: Vec<u8>,
+    pub serial: [u8; 16],
+    pub not_after_ms: u64,
+    /// Set on a key that replaced another (re-enrollment with a new key):
+    /// the old key stays valid until this one is first used or the grace
+    /// ends, whichever comes first.
+    pub replaces: Option<Rotation>,
+}
+
+/// A credential on its way out: valid until `until_ms` or until its
+/// successor is first used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    pub old: Fingerprint,
+    pub until_ms: u64,
 }
 
 /// A P-256 public key credential.
@@ -74,9 +98,11 @@ impl PublicKeyCredential {
     /// The certificate's subject, when the key came in a certificate.
     pub fn certificate_subject(&self) -> Option<String> {
         match &self.source {
-            KeySource::Certificate { der } => x509_parser::parse_x509_certificate(der)
-                .ok()
-                .map(|(_, cert)| cert.subject().to_string()),
+            KeySource::Certificate { der } | KeySource::Issued(IssuedKey { der, .. }) => {
+                x509_parser::parse_x509_certificate(der)
+                    .ok()
+                    .map(|(_, cert)| cert.subject().to_string())
+            }
             KeySource::Spki => None,
         }
     }
@@ -90,6 +116,13 @@ pub enum Credential {
         secret: SealedSecret,
     },
     PublicKey(PublicKeyCredential),
+    /// A one-time PSK for enrollment only (EST-coaps through `group`):
+    /// retired when the device enrolls.
+    BootstrapPsk {
+        identity: Vec<u8>,
+        secret: SealedSecret,
+        group: GroupName,
+    },
 }
 
 impl Credential {
@@ -105,6 +138,11 @@ impl Credential {
                 source: KeySource::Certificate { .. },
                 ..
             }) => "certificate",
+            Credential::PublicKey(PublicKeyCredential {
+                source: KeySource::Issued(_),
+                ..
+            }) => "issued-certificate",
+            Credential::BootstrapPsk { .. } => "bootstrap-psk",
         }
     }
 }

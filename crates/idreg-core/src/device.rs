@@ -50,7 +50,9 @@ pub struct Device {
 impl Device {
     pub fn psk_identities(&self) -> impl Iterator<Item = &[u8]> {
         self.credentials.iter().filter_map(|c| match c {
-            Credential::Psk { identity, .. } => Some(identity.as_slice()),
+            Credential::Psk { identity, .. } | Credential::BootstrapPsk { identity, .. } => {
+                Some(identity.as_slice())
+            }
             Credential::PublicKey(_) => None,
         })
     }
@@ -58,7 +60,7 @@ impl Device {
     pub fn fingerprints(&self) -> impl Iterator<Item = &Fingerprint> {
         self.credentials.iter().filter_map(|c| match c {
             Credential::PublicKey(k) => Some(&k.fingerprint),
-            Credential::Psk { .. } => None,
+            Credential::Psk { .. } | Credential::BootstrapPsk { .. } => None,
         })
     }
 }

@@ -57,6 +57,18 @@ pub enum Rejection {
     GatewayIsSelf(String),
     #[error("the cluster already has a device CA")]
     DeviceCaExists,
+    #[error("enrollment group {0:?} already exists")]
+    GroupExists(String),
+    #[error("enrollment group {0:?} not found")]
+    GroupNotFound(String),
+    /// The group admits no device now (disabled, expired, full), or does
+    /// not admit this one (wrong attestation kind).
+    #[error("{0}")]
+    GroupClosed(String),
+    /// The enrollment does not fit the device as registered (e.g. the id is
+    /// taken by another device, the bootstrap PSK is gone).
+    #[error("{0}")]
+    NotEnrollable(String),
     /// A command no API would build (it came from a peer or a damaged
     /// payload), or a registry entry it depends on that cannot be read.
     #[error("malformed command: {0}")]

@@ -15,6 +15,7 @@ pub mod command_check;
 pub mod credential;
 pub mod device;
 pub mod device_ca;
+pub mod enrollment_group;
 pub mod error;
 pub mod labels;
 pub mod limits;
@@ -27,10 +28,15 @@ pub mod view;
 
 pub use apply::{apply, Change, Effect};
 pub use audit::{AuditAction, AuditRecord, Author};
-pub use command::{Command, CredentialRef, NewDevice, Proposal, ProposalBatch, StatusChange};
-pub use credential::{Credential, Fingerprint, KeySource, PublicKeyCredential};
+pub use command::{
+    Command, CredentialRef, EnrollVia, Enrollment, NewDevice, Proposal, ProposalBatch, StatusChange,
+};
+pub use credential::{
+    Credential, Fingerprint, IssuedKey, KeySource, PublicKeyCredential, Rotation,
+};
 pub use device::{Device, DeviceStatus, RevocationRecord};
 pub use device_ca::{CaOrigin, DeviceCa};
+pub use enrollment_group::{Attestation, EnrollmentGroup, GroupName, IdTemplate};
 pub use error::{Rejection, ValidationError};
 pub use labels::Labels;
 pub use names::{DeviceId, TenantId};

@@ -9,6 +9,7 @@ use crate::command::Proposal;
 use crate::credential::Fingerprint;
 use crate::device::{Device, RevocationRecord};
 use crate::device_ca::DeviceCa;
+use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::error::Rejection;
 use crate::names::DeviceId;
 use crate::view::RegistryView;
@@ -20,6 +21,7 @@ pub struct MemRegistry {
     keys: HashMap<Fingerprint, DeviceId>,
     revoked: BTreeMap<DeviceId, RevocationRecord>,
     device_ca: Option<DeviceCa>,
+    groups: BTreeMap<GroupName, EnrollmentGroup>,
     revision: u64,
 }
 
@@ -34,6 +36,20 @@ impl MemRegistry {
         match &effect {
             Effect::Device(change) => self.commit(change),
             Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
+            Effect::Group { name, after } => match after {
+                Some(g) => {
+                    self.groups.insert(name.clone(), g.clone());
+                }
+                None => {
+                    self.groups.remove(name);
+                }
+            },
+            Effect::Enrolled { change, group } => {
+                self.commit(change);
+                if let Some(g) = group {
+                    self.groups.insert(g.name.clone(), g.clone());
+                }
+            }
         }
         Ok(effect)
     }
@@ -41,8 +57,10 @@ impl MemRegistry {
     /// [`Self::execute_effect`] for a device command, returning its change.
     pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
         match self.execute_effect(proposal)? {
-            Effect::Device(change) => Ok(change),
-            Effect::DeviceCa(_) => Err(Rejection::Malformed("not a device command".into())),
+            Effect::Device(change) | Effect::Enrolled { change, .. } => Ok(change),
+            Effect::DeviceCa(_) | Effect::Group { .. } => {
+                Err(Rejection::Malformed("not a device command".into()))
+            }
         }
     }
 
@@ -115,5 +133,8 @@ impl RegistryView for MemRegistry {
     }
     fn device_ca(&self) -> Result<Option<DeviceCa>, Infallible> {
         Ok(self.device_ca.clone())
+    }
+    fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Infallible> {
+        Ok(self.groups.get(name).cloned())
     }
 }

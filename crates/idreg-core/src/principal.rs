@@ -14,11 +14,15 @@ pub const ROLE_URI_PREFIX: &str = "urn:idreg:role:";
 /// SAN URI prefix of a node id.
 pub const NODE_URI_PREFIX: &str = "urn:idreg:node:";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Ordered by what a role may do: `Device < Reader < Operator < Admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     Reader,
     Operator,
     Admin,
+    /// A device acting for itself on the device front (enrollment). Never
+    /// read from a back-office certificate; it may call no RPC.
+    Device,
 }
 
 impl Role {
@@ -27,6 +31,16 @@ impl Role {
             Role::Reader => "reader",
             Role::Operator => "operator",
             Role::Admin => "admin",
+            Role::Device => "device",
+        }
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Role::Device => 0,
+            Role::Reader => 1,
+            Role::Operator => 2,
+            Role::Admin => 3,
         }
     }
 
@@ -41,6 +55,20 @@ impl Role {
 
     pub fn uri(self) -> String {
         format!("{ROLE_URI_PREFIX}{}", self.as_str())
+    }
+}
+
+// Declared after the others so stored records keep their encoding; ranked
+// below them.
+impl PartialOrd for Role {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Role {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
     }
 }
 
@@ -175,6 +203,7 @@ mod tests {
     #[test]
     fn roles_nest() {
         assert!(Role::Reader < Role::Operator && Role::Operator < Role::Admin);
+        assert!(Role::Device < Role::Reader);
         for r in [Role::Reader, Role::Operator, Role::Admin] {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }

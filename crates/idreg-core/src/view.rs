@@ -7,6 +7,7 @@ use crate::apply::{Change, Effect};
 use crate::credential::Fingerprint;
 use crate::device::{Device, RevocationRecord};
 use crate::device_ca::DeviceCa;
+use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::names::DeviceId;
 
 /// Point reads of the registry. Implementations: RocksDB (idreg-store) and
@@ -24,6 +25,7 @@ pub trait RegistryView {
     fn revoked_key(&self, fingerprint: &Fingerprint) -> Result<Option<DeviceId>, Self::Error>;
     /// The cluster's device CA, once one is installed.
     fn device_ca(&self) -> Result<Option<DeviceCa>, Self::Error>;
+    fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Self::Error>;
 }
 
 /// A base view with the not-yet-written changes of earlier commands on top.
@@ -35,6 +37,7 @@ pub struct Overlay<'a, V> {
     devices: BTreeMap<DeviceId, Option<Device>>,
     revocations: BTreeMap<DeviceId, RevocationRecord>,
     device_ca: Option<DeviceCa>,
+    groups: BTreeMap<GroupName, Option<EnrollmentGroup>>,
 }
 
 impl<'a, V: RegistryView> Overlay<'a, V> {
@@ -44,6 +47,7 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             devices: BTreeMap::new(),
             revocations: BTreeMap::new(),
             device_ca: None,
+            groups: BTreeMap::new(),
         }
     }
 
@@ -52,6 +56,15 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
         match effect {
             Effect::Device(change) => self.record(change),
             Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
+            Effect::Group { name, after } => {
+                self.groups.insert(name.clone(), after.clone());
+            }
+            Effect::Enrolled { change, group } => {
+                self.record(change);
+                if let Some(g) = group {
+                    self.groups.insert(g.name.clone(), Some(g.clone()));
+                }
+            }
         }
     }
 
@@ -132,6 +145,13 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
         match &self.device_ca {
             Some(ca) => Ok(Some(ca.clone())),
             None => self.base.device_ca(),
+        }
+    }
+
+    fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, V::Error> {
+        match self.groups.get(name) {
+            Some(g) => Ok(g.clone()),
+            None => self.base.enrollment_group(name),
         }
     }
 }

@@ -96,6 +96,19 @@ pub const SM_HISTORY_FROM: &[u8] = b"history_from";
 
 /// In [`CF_CLUSTER`]: the device CA (`idreg_core::DeviceCa`).
 pub const CLUSTER_DEVICE_CA: &[u8] = b"device_ca";
+/// In [`CF_CLUSTER`]: `group/NAME` → an enrollment group.
+pub const CLUSTER_GROUP_PREFIX: &[u8] = b"group/";
+/// In [`CF_CLUSTER`]: `group_ca/SHA256(CA subject)NAME` → nothing: the
+/// groups whose manufacturer CA has that subject.
+pub const CLUSTER_GROUP_CA_PREFIX: &[u8] = b"group_ca/";
+
+pub fn group_key(name: &str) -> Vec<u8> {
+    [CLUSTER_GROUP_PREFIX, name.as_bytes()].concat()
+}
+
+pub fn group_ca_key(subject_hash: &[u8; 32], name: &str) -> Vec<u8> {
+    [CLUSTER_GROUP_CA_PREFIX, subject_hash, name.as_bytes()].concat()
+}
 
 pub const COUNTER_RL_VERSION: &[u8] = b"rl_version";
 pub const COUNTER_DEVICES: &[u8] = b"devices";

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use idreg_core::{
-    Device, DeviceCa, DeviceId, DeviceStatus, Fingerprint, RegistryView, RevocationRecord,
+    Device, DeviceCa, DeviceId, DeviceStatus, EnrollmentGroup, Fingerprint, GroupName,
+    RegistryView, RevocationRecord,
 };
 use rocksdb::{Direction, IteratorMode, DB};
 
@@ -137,6 +138,49 @@ impl RegistryReader {
         Ok(out)
     }
 
+    /// Every enrollment group, by name (groups are few: tens, not millions).
+    pub fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, StoreError> {
+        self.cluster_scan(CLUSTER_GROUP_PREFIX, |_, v| {
+            decode_as("enrollment group", v).map(Some)
+        })
+    }
+
+    /// The enrollment groups whose manufacturer CA's subject hashes to
+    /// `subject_hash`: how a presented certificate's issuer finds its group.
+    pub fn groups_for_issuer(
+        &self,
+        subject_hash: &[u8; 32],
+    ) -> Result<Vec<EnrollmentGroup>, StoreError> {
+        let pfx = [CLUSTER_GROUP_CA_PREFIX, subject_hash].concat();
+        self.cluster_scan(&pfx, |k, _| {
+            let name = std::str::from_utf8(&k[pfx.len()..]).unwrap_or_default();
+            match GroupName::parse("name", name) {
+                Ok(n) => self.enrollment_group(&n),
+                Err(_) => Ok(None),
+            }
+        })
+    }
+
+    fn cluster_scan<T>(
+        &self,
+        pfx: &[u8],
+        mut each: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let cf = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(pfx, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(pfx) {
+                break;
+            }
+            out.extend(each(&k, &v)?);
+        }
+        Ok(out)
+    }
+
     /// Version of the revocation list: the number of revocations ever applied.
     pub fn revocation_list_version(&self) -> Result<u64, StoreError> {
         self.counter(COUNTER_RL_VERSION)
@@ -239,6 +283,12 @@ impl RegistryView for RegistryReader {
     fn device_ca(&self) -> Result<Option<DeviceCa>, StoreError> {
         match self.get_cf(CF_CLUSTER, CLUSTER_DEVICE_CA)? {
             Some(b) => Ok(Some(decode_as("device CA", &b)?)),
+            None => Ok(None),
+        }
+    }
+    fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, StoreError> {
+        match self.get_cf(CF_CLUSTER, &group_key(name.as_str()))? {
+            Some(b) => Ok(Some(decode_as("enrollment group", &b)?)),
             None => Ok(None),
         }
     }

@@ -147,6 +147,37 @@ impl StateMachine {
         }
     }
 
+    /// Adds an enrollment group's record and its CA index entry to `batch`
+    /// (`after` `None`: deletes them), and makes it visible to later
+    /// commands of the same batch.
+    fn write_group(
+        &self,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay<'_, RegistryReader>,
+        name: idreg_core::GroupName,
+        after: Option<idreg_core::EnrollmentGroup>,
+    ) -> Result<(), StoreError> {
+        use idreg_core::RegistryView;
+        let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+        if let Some(hash) = overlay
+            .enrollment_group(&name)?
+            .and_then(|g| g.ca_subject_hash())
+        {
+            batch.delete_cf(&cluster, group_ca_key(&hash, name.as_str()));
+        }
+        match &after {
+            Some(g) => {
+                batch.put_cf(&cluster, group_key(name.as_str()), encode(g));
+                if let Some(hash) = g.ca_subject_hash() {
+                    batch.put_cf(&cluster, group_ca_key(&hash, name.as_str()), b"");
+                }
+            }
+            None => batch.delete_cf(&cluster, group_key(name.as_str())),
+        }
+        overlay.record_effect(&Effect::Group { name, after });
+        Ok(())
+    }
+
     /// Adds a device's audit record to `batch` and drops its oldest ones
     /// beyond the bound (counted over what is already written: one batch may
     /// overshoot by its own records, the next write trims them).
@@ -223,7 +254,7 @@ impl StateMachine {
                             }
                             Err(e) => return Err(e),
                         };
-                        match verdict {
+                        let change = match verdict {
                             Ok(Effect::DeviceCa(ca)) => {
                                 let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
                                 batch.put_cf(&cluster, CLUSTER_DEVICE_CA, encode(&ca));
@@ -235,35 +266,53 @@ impl StateMachine {
                                 );
                                 overlay.record_effect(&Effect::DeviceCa(ca));
                                 results.push(Ok(None));
+                                continue;
                             }
-                            Ok(Effect::Device(change)) => {
-                                overlay.record(&change);
-                                self.write_change(&mut batch, &change);
-                                batch.put_cf(
-                                    &history,
-                                    history_key(revision, seq),
-                                    encode(&HistoryRecord::of(&change)),
-                                );
-                                self.write_audit(
-                                    &mut batch,
-                                    &change.id,
-                                    &AuditRecord::of(proposal, revision),
-                                    seq,
-                                )?;
-                                seq += 1;
-                                devices +=
-                                    change.after.is_some() as i64 - change.before.is_some() as i64;
-                                rl_version += change.revocation.is_some() as u64;
-                                events.push(RegistryEvent {
-                                    revision,
-                                    device: change.id.clone(),
-                                    status: change.after.as_ref().map(|d| d.status),
-                                    cut_off: change.cuts_off_device(),
-                                });
-                                results.push(Ok(change.after));
+                            Ok(Effect::Group { name, after }) => {
+                                self.write_group(&mut batch, &mut overlay, name, after)?;
+                                results.push(Ok(None));
+                                continue;
                             }
-                            Err(rejection) => results.push(Err(rejection)),
-                        }
+                            Ok(Effect::Enrolled { change, group }) => {
+                                if let Some(g) = group {
+                                    self.write_group(
+                                        &mut batch,
+                                        &mut overlay,
+                                        g.name.clone(),
+                                        Some(g),
+                                    )?;
+                                }
+                                change
+                            }
+                            Ok(Effect::Device(change)) => change,
+                            Err(rejection) => {
+                                results.push(Err(rejection));
+                                continue;
+                            }
+                        };
+                        overlay.record(&change);
+                        self.write_change(&mut batch, &change);
+                        batch.put_cf(
+                            &history,
+                            history_key(revision, seq),
+                            encode(&HistoryRecord::of(&change)),
+                        );
+                        self.write_audit(
+                            &mut batch,
+                            &change.id,
+                            &AuditRecord::of(proposal, revision),
+                            seq,
+                        )?;
+                        seq += 1;
+                        devices += change.after.is_some() as i64 - change.before.is_some() as i64;
+                        rl_version += change.revocation.is_some() as u64;
+                        events.push(RegistryEvent {
+                            revision,
+                            device: change.id.clone(),
+                            status: change.after.as_ref().map(|d| d.status),
+                            cut_off: change.cuts_off_device(),
+                        });
+                        results.push(Ok(change.after));
                     }
                     outcomes.push(BatchOutcome(results));
                 }

@@ -76,6 +76,15 @@ pub enum Commands {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Enrollment groups: which devices may enroll over EST-coaps with no
+    /// operator (manufacturer certificates or bootstrap PSKs), and what they
+    /// become.
+    EnrollmentGroup {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
     /// The device CA that enrolling devices get their certificates from.
     Ca {
         #[command(flatten)]
@@ -95,6 +104,53 @@ pub enum Commands {
         client: ClientArgs,
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group with one attestation: --ca (devices whose certificate
+    /// chains to this manufacturer CA) or --bootstrap (devices registered
+    /// with `device add ID --bootstrap-psk-file F --enrollment-group NAME`).
+    Add {
+        name: String,
+        /// PEM manufacturer CA certificate.
+        #[arg(long, conflicts_with = "bootstrap", required_unless_present = "bootstrap")]
+        ca: Option<PathBuf>,
+        #[arg(long)]
+        bootstrap: bool,
+        /// The device id made from a manufacturer certificate: {cn},
+        /// {subject-serial}, {serial} (hex), {fingerprint} (16 hex digits).
+        #[arg(long, default_value = "{cn}", conflicts_with = "bootstrap")]
+        id_template: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// key=value; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Most devices the group enrolls.
+        #[arg(long)]
+        max_devices: Option<u64>,
+        /// When the group stops enrolling: RFC 3339 or a duration from now
+        /// (e.g. 30d, 12h).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// Stop enrolling through the group (enrolled devices stay).
+    Disable {
+        name: String,
+    },
+    Delete {
+        name: String,
     },
 }
 
@@ -646,6 +702,14 @@ pub struct CredentialArgs {
     /// --cert: that is the caller's own client certificate.)
     #[arg(long = "certificate")]
     pub certs: Vec<PathBuf>,
+    /// Read a one-time bootstrap PSK (text, 16–64 bytes) from FILE: the
+    /// device may use it only to enroll over EST-coaps, once. Its identity
+    /// is --psk-identity, or the device id. Needs --enrollment-group.
+    #[arg(long, requires = "enrollment_group")]
+    pub bootstrap_psk_file: Option<PathBuf>,
+    /// The bootstrap enrollment group the bootstrap PSK enrolls through.
+    #[arg(long, requires = "bootstrap_psk_file")]
+    pub enrollment_group: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

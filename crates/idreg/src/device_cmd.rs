@@ -19,7 +19,7 @@ fn read_pem(flag: &str, path: &PathBuf) -> anyhow::Result<String> {
         .with_context(|| format!("{flag} {}: cannot read file", path.display()))
 }
 
-fn parse_labels(
+pub(crate) fn parse_labels(
     flag: &str,
     items: &[String],
 ) -> anyhow::Result<std::collections::HashMap<String, String>> {
@@ -45,9 +45,32 @@ fn without_final_newline(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn credential_inputs(args: CredentialArgs) -> anyhow::Result<Vec<pb::CredentialInput>> {
+fn credential_inputs(
+    device: &str,
+    mut args: CredentialArgs,
+) -> anyhow::Result<Vec<pb::CredentialInput>> {
     use pb::credential_input::Kind;
     let mut out = Vec::new();
+    if let (Some(path), Some(group)) = (&args.bootstrap_psk_file, &args.enrollment_group) {
+        let secret = std::fs::read(path)
+            .with_context(|| format!("--bootstrap-psk-file: cannot read {}", path.display()))?;
+        // Its identity is --psk-identity when no other PSK claims it.
+        let other_psk = args.psk.is_some()
+            || args.psk_hex.is_some()
+            || args.psk_file.is_some()
+            || args.psk_stdin;
+        let identity = match other_psk {
+            true => device.to_owned(),
+            false => args.psk_identity.take().unwrap_or_else(|| device.to_owned()),
+        };
+        out.push(pb::CredentialInput {
+            kind: Some(Kind::BootstrapPsk(pb::BootstrapPskInput {
+                identity: identity.into_bytes(),
+                secret: without_final_newline(secret),
+                group: group.clone(),
+            })),
+        });
+    }
     let given = [
         args.psk.is_some(),
         args.psk_hex.is_some(),
@@ -311,11 +334,11 @@ impl Prepared {
                 gateway,
                 credentials,
             } => Prepared::Add(pb::CreateDeviceRequest {
+                credentials: credential_inputs(&id, credentials)?,
                 id,
                 tenant: tenant.unwrap_or_default(),
                 labels: parse_labels("--label", &labels)?,
                 gateway: gateway.unwrap_or_default(),
-                credentials: credential_inputs(credentials)?,
             }),
             DeviceCommand::Get { id, linearizable } => Prepared::Get(pb::GetDeviceRequest {
                 id,
@@ -365,13 +388,13 @@ impl Prepared {
                 remove_psk_identity,
                 remove_fingerprint,
             } => Prepared::Update(pb::UpdateDeviceRequest {
+                add_credentials: credential_inputs(&id, add)?,
                 id,
                 replace_labels: clear_labels || !set_labels.is_empty(),
                 labels: parse_labels("--set-label", &set_labels)?,
                 status: status.as_deref().map(status_value).unwrap_or(0),
                 set_gateway: clear_gateway || gateway.is_some(),
                 gateway: gateway.unwrap_or_default(),
-                add_credentials: credential_inputs(add)?,
                 remove_psk_identities: remove_psk_identity
                     .into_iter()
                     .map(String::into_bytes)

@@ -5,6 +5,7 @@ mod bench_device;
 mod bench_import;
 mod bench_revoke;
 mod ca_cmd;
+mod group_cmd;
 mod cli;
 mod cluster_cmd;
 mod device_cmd;
@@ -50,6 +51,9 @@ fn main() -> std::process::ExitCode {
                     false => idreg_client::Target::plaintext(&client.endpoint),
                 };
                 cluster_cmd::run(&target, client.output, command).await
+            }
+            cli::Commands::EnrollmentGroup { client, command } => {
+                group_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Ca { client, command } => {
                 ca_cmd::run(&client.target()?, client.output, command).await

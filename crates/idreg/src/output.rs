@@ -84,6 +84,12 @@ impl From<&pb::Device> for DeviceView {
                     fingerprint: None,
                     subject: None,
                 },
+                Some(pb::credential::Kind::BootstrapPsk(p)) => CredentialView {
+                    kind: format!("bootstrap-psk (group {})", p.group),
+                    identity: Some(show_identity(&p.identity)),
+                    fingerprint: None,
+                    subject: None,
+                },
                 Some(pb::credential::Kind::PublicKey(k)) => CredentialView {
                     kind: k.source.clone(),
                     identity: None,

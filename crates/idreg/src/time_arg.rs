@@ -12,6 +12,16 @@ pub fn parse_time(flag: &str, text: &str, now_ms: u64) -> anyhow::Result<u64> {
     })
 }
 
+/// A time to come: RFC 3339 in UTC, or a duration from `now_ms` (30d, 12h).
+pub fn parse_future_time(flag: &str, text: &str, now_ms: u64) -> anyhow::Result<u64> {
+    if let Some(ahead) = parse_age(text) {
+        return Ok(now_ms.saturating_add(ahead));
+    }
+    parse_rfc3339(text).with_context(|| {
+        format!("--{flag} {text:?}: expected RFC 3339 UTC (2027-01-31T00:00:00Z) or a duration from now (12h, 30d)")
+    })
+}
+
 /// A duration flag: bare seconds, or with a unit (500ms, 30s, 2m, 1h).
 pub fn parse_duration(flag: &str, text: &str) -> anyhow::Result<std::time::Duration> {
     let ms = match text.parse::<u64>() {
