@@ -67,6 +67,15 @@ impl Dedup {
         });
     }
 
+    /// Sets the response remembered for `message_id` (a deferred answer
+    /// that is now known), or remembers it anew if it has gone.
+    pub fn replace(&mut self, message_id: u16, now_ms: u64, response: Option<Vec<u8>>) {
+        match self.entries.iter_mut().find(|e| e.message_id == message_id) {
+            Some(e) => e.response = response,
+            None => self.remember(message_id, now_ms, response),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -11,7 +11,7 @@ use coap_lite::{
 use crate::block_option::{decode_uint, encode_uint, BlockOption, MAX_SZX};
 use crate::block_transfer::{Block1Outcome, BlockTransfer, RequestKey, MAX_REQUEST_BODY};
 use crate::dedup::{Dedup, DEFAULT_CAPACITY};
-use crate::resources::{self, Reply, Request, ResourceContext};
+use crate::resources::{self, Reply, Request, ResourceContext, Routed};
 
 /// Options this server understands. Any other critical (odd-numbered) option
 /// makes a request fail with 4.02 (RFC 7252 §5.4.1).
@@ -82,6 +82,34 @@ pub struct CoapEndpoint {
     /// Block-wise transfers in progress; boxed so an idle session pays one
     /// pointer for them.
     blocks: Option<Box<BlockTransfer>>,
+    /// A request whose response is still being made (an enrollment waiting
+    /// for raft); at most one per session.
+    pending: Option<Box<Pending>>,
+}
+
+type Options = Vec<(CoapOption, Vec<u8>)>;
+
+/// What answering a deferred request later needs: who asked, in which
+/// message, and how the response is to be cut into blocks.
+struct Pending {
+    header: RawHeader,
+    token: Vec<u8>,
+    method: RequestType,
+    key: RequestKey,
+    options: Options,
+    block2: Option<BlockOption>,
+}
+
+/// What [`CoapEndpoint::exchange`] made of a request.
+enum Exchanged {
+    Now(Reply, Options),
+    /// The resource answers later; the request's shape is kept.
+    Later {
+        method: RequestType,
+        key: RequestKey,
+        options: Options,
+        block2: Option<BlockOption>,
+    },
 }
 
 impl Default for CoapEndpoint {
@@ -96,7 +124,26 @@ impl CoapEndpoint {
             dedup: Dedup::new(DEFAULT_CAPACITY),
             next_message_id: first_message_id,
             blocks: None,
+            pending: None,
         }
+    }
+
+    /// Whether a deferred response is still to come.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The response to the deferred request, now that it is known: sent as
+    /// the piggybacked ACK the device is still waiting for (its
+    /// retransmissions were not answered meanwhile), and remembered for
+    /// later duplicates.
+    pub fn complete(&mut self, reply: Reply, now_ms: u64) -> Option<Vec<u8>> {
+        let p = self.pending.take()?;
+        let (reply, options) = self.shape(reply, p.options, p.block2, p.method, &p.key, now_ms);
+        let response = self.encode(&p.header, &p.token, reply, options);
+        self.dedup
+            .replace(p.header.message_id, now_ms, response.clone());
+        response
     }
 
     /// Handles one datagram from the device; returns the datagram to send back,
@@ -149,21 +196,50 @@ impl CoapEndpoint {
                 ),
                 Vec::new(),
             ),
-            None => self.exchange(method, &request, now_ms, ctx),
+            None => match self.exchange(method, &request, now_ms, ctx) {
+                Exchanged::Now(reply, options) => (reply, options),
+                Exchanged::Later {
+                    method,
+                    key,
+                    options,
+                    block2,
+                } => {
+                    self.pending = Some(Box::new(Pending {
+                        header: *h,
+                        token: request.get_token().to_vec(),
+                        method,
+                        key,
+                        options,
+                        block2,
+                    }));
+                    // Its retransmissions go unanswered until then.
+                    return None;
+                }
+            },
         };
+        self.encode(h, request.get_token(), reply, options)
+    }
+
+    fn encode(
+        &mut self,
+        h: &RawHeader,
+        token: &[u8],
+        reply: Reply,
+        options: Options,
+    ) -> Option<Vec<u8>> {
         if self.blocks.as_ref().is_some_and(|t| t.is_empty()) {
             self.blocks = None;
         }
         let mut response = Packet::new();
         if h.kind == 0 {
             response.header.set_type(MessageType::Acknowledgement);
-            response.header.message_id = request.header.message_id;
+            response.header.message_id = h.message_id;
         } else {
             response.header.set_type(MessageType::NonConfirmable);
             response.header.message_id = self.next_message_id;
             self.next_message_id = self.next_message_id.wrapping_add(1);
         }
-        response.set_token(request.get_token().to_vec());
+        response.set_token(token.to_vec());
         response.header.code = MessageClass::Response(reply.code);
         if let Some(cf) = reply.format {
             response.set_content_format(cf);
@@ -184,14 +260,14 @@ impl CoapEndpoint {
         request: &Packet,
         now_ms: u64,
         ctx: &dyn ResourceContext,
-    ) -> (Reply, Vec<(CoapOption, Vec<u8>)>) {
+    ) -> Exchanged {
         let no_options = Vec::new;
         let (block1, block2) = match (
             block_option(request, CoapOption::Block1),
             block_option(request, CoapOption::Block2),
         ) {
             (Ok(b1), Ok(b2)) => (b1, b2),
-            (Err(reply), _) | (_, Err(reply)) => return (reply, no_options()),
+            (Err(reply), _) | (_, Err(reply)) => return Exchanged::Now(reply, no_options()),
         };
         if let Some(t) = self.blocks.as_mut() {
             t.expire(now_ms);
@@ -216,7 +292,7 @@ impl CoapEndpoint {
                             format: None,
                             payload: Vec::new(),
                         };
-                        return (reply, vec![(CoapOption::Block1, b1.encode())]);
+                        return Exchanged::Now(reply, vec![(CoapOption::Block1, b1.encode())]);
                     }
                     Block1Outcome::Complete(body) => {
                         let last = BlockOption { more: false, ..b1 };
@@ -229,7 +305,7 @@ impl CoapEndpoint {
                             ResponseType::RequestEntityIncomplete,
                             "Block1 block out of order, or no transfer in progress: start at block 0",
                         );
-                        return (reply, no_options());
+                        return Exchanged::Now(reply, no_options());
                     }
                     Block1Outcome::TooLarge => return too_large(),
                     Block1Outcome::ShortBlock => {
@@ -237,11 +313,19 @@ impl CoapEndpoint {
                             ResponseType::BadRequest,
                             "a Block1 block with more to follow must be full size",
                         );
-                        return (reply, no_options());
+                        return Exchanged::Now(reply, no_options());
                     }
                 }
             }
         };
+
+        // With no Block2 of its own, a device that sent its body in blocks
+        // gets the response in blocks of that size (RFC 7959 §2.5).
+        let block2 = block2.or(block1.map(|b1| BlockOption {
+            num: 0,
+            more: false,
+            szx: b1.szx,
+        }));
 
         // A later block of a response the device has the start of: a kept
         // one (non-GET), or for GET the representation made anew.
@@ -252,18 +336,49 @@ impl CoapEndpoint {
                 if let Some(t) = self.blocks.as_mut().filter(|_| last) {
                     t.finish_download();
                 }
-                return (reply, block_options);
+                return Exchanged::Now(reply, block_options);
             }
             if method != RequestType::Get {
                 let reply = Reply::error(
                     ResponseType::RequestEntityIncomplete,
                     "no response to continue: repeat the request from block 0",
                 );
-                return (reply, no_options());
+                return Exchanged::Now(reply, no_options());
             }
         }
 
-        let reply = route(method, request, payload, ctx);
+        let busy = Busy(ctx);
+        let ctx: &dyn ResourceContext = match self.pending {
+            Some(_) => &busy,
+            None => ctx,
+        };
+        let reply = match route(method, request, payload, ctx) {
+            Routed::Now(reply) => reply,
+            Routed::Later => {
+                return Exchanged::Later {
+                    method,
+                    key,
+                    options,
+                    block2,
+                }
+            }
+        };
+        let (reply, options) = self.shape(reply, options, block2, method, &key, now_ms);
+        Exchanged::Now(reply, options)
+    }
+
+    /// A resource's reply as it goes out: whole when it fits the device's
+    /// block size, else its first (or asked-for) Block2 block, the rest of a
+    /// non-GET response kept for the device's next requests.
+    fn shape(
+        &mut self,
+        reply: Reply,
+        mut options: Options,
+        block2: Option<BlockOption>,
+        method: RequestType,
+        key: &RequestKey,
+        now_ms: u64,
+    ) -> (Reply, Options) {
         let szx = block2.map_or(MAX_SZX, |b| b.szx);
         let num = block2.map_or(0, |b| b.num);
         if num == 0 && reply.payload.len() <= BlockOption::size_of(szx) {
@@ -280,26 +395,57 @@ impl CoapEndpoint {
         options.extend(block_options);
         if method != RequestType::Get && !last {
             let transfer = self.blocks.get_or_insert_with(Default::default);
-            if !transfer.keep(&key, reply, now_ms) {
+            if !transfer.keep(key, reply, now_ms) {
                 let reply = Reply::error(
                     ResponseType::InternalServerError,
                     "response too large to send block-wise",
                 );
-                return (reply, no_options());
+                return (reply, Vec::new());
             }
         }
         (block, options)
     }
 }
 
+/// The session's context while a deferred answer is outstanding: one at a
+/// time, so another enrollment is refused before it starts.
+struct Busy<'a>(&'a dyn ResourceContext);
+
+impl ResourceContext for Busy<'_> {
+    fn device_id(&self) -> &str {
+        self.0.device_id()
+    }
+    fn credential(&self) -> &'static str {
+        self.0.credential()
+    }
+    fn status(&self) -> Option<&'static str> {
+        self.0.status()
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        self.0.revocation_list()
+    }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        self.0.device_ca_certificate()
+    }
+    fn enrollment_only(&self) -> bool {
+        self.0.enrollment_only()
+    }
+    fn start_enrollment(&self, _: &crate::est::EnrollRequest<'_>) -> Result<(), Reply> {
+        Err(Reply::error(
+            ResponseType::ServiceUnavailable,
+            "an enrollment of this session is still being answered",
+        ))
+    }
+}
+
 /// 4.13 with the largest body we take in Size1 (RFC 7959 §4).
-fn too_large() -> (Reply, Vec<(CoapOption, Vec<u8>)>) {
+fn too_large() -> Exchanged {
     let reply = Reply::error(
         ResponseType::RequestEntityTooLarge,
         format!("request body over {MAX_REQUEST_BODY} bytes"),
     );
     let size1 = encode_uint(MAX_REQUEST_BODY as u32);
-    (reply, vec![(CoapOption::Size1, size1)])
+    Exchanged::Now(reply, vec![(CoapOption::Size1, size1)])
 }
 
 /// Block `want.num` of a response in blocks of `want.size()`: the reply, its
@@ -409,19 +555,22 @@ fn route(
     request: &Packet,
     payload: &[u8],
     ctx: &dyn ResourceContext,
-) -> Reply {
+) -> Routed {
     let path = option_strings(request, CoapOption::UriPath);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let query = option_strings(request, CoapOption::UriQuery);
     let query: Vec<&str> = query.iter().map(String::as_str).collect();
     let Ok(accept) = content_format(request, CoapOption::Accept) else {
-        return Reply::error(ResponseType::NotAcceptable, "unknown Accept value");
+        return Routed::Now(Reply::error(
+            ResponseType::NotAcceptable,
+            "unknown Accept value",
+        ));
     };
     let Ok(content_format) = content_format(request, CoapOption::ContentFormat) else {
-        return Reply::error(
+        return Routed::Now(Reply::error(
             ResponseType::UnsupportedContentFormat,
             "unknown Content-Format value",
-        );
+        ));
     };
     resources::dispatch(
         &Request {

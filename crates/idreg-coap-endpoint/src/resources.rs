@@ -17,6 +17,28 @@ pub trait ResourceContext {
     fn revocation_list(&self) -> (u64, u64);
     /// The cluster's device CA certificate (DER), once it has one.
     fn device_ca_certificate(&self) -> Option<Vec<u8>>;
+    /// Whether the session's credential allows enrollment only (a
+    /// manufacturer certificate, a bootstrap PSK): EST and discovery.
+    fn enrollment_only(&self) -> bool {
+        false
+    }
+    /// Starts an EST enrollment; its response comes later, through
+    /// `CoapEndpoint::complete`. An error reply when it cannot start.
+    fn start_enrollment(&self, request: &crate::est::EnrollRequest<'_>) -> Result<(), Reply> {
+        let _ = request;
+        Err(Reply::error(
+            ResponseType::NotFound,
+            "enrollment is not offered here",
+        ))
+    }
+}
+
+/// What a resource made of a request: the reply, or a reply to come (a
+/// write through raft) that the session's owner completes.
+#[derive(Debug, Clone)]
+pub enum Routed {
+    Now(Reply),
+    Later,
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +71,9 @@ pub const WELL_KNOWN_CORE: &str = concat!(
     "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
     "</rl>;rt=\"idreg.rl\";ct=\"0 50 60\",",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
-    "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\""
+    "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
+    "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
+    "</.well-known/est/sren>;rt=\"ace.est.sren\";ct=\"281 287\""
 );
 
 /// A request as a resource sees it: options decoded, the body whole (a
@@ -64,18 +88,37 @@ pub struct Request<'a> {
     pub payload: &'a [u8],
 }
 
-pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
+    let enrollment_only = ctx.enrollment_only();
     let resource: fn(Option<ContentFormat>, &dyn ResourceContext) -> Reply = match request.path {
         [".well-known", "core"] => well_known_core,
+        [".well-known", "est", "crts"] => crate::est::crts,
+        [".well-known", "est", op @ ("sen" | "sren")] => {
+            if request.method != RequestType::Post {
+                return Routed::Now(Reply::error(
+                    ResponseType::MethodNotAllowed,
+                    "only POST is allowed here",
+                ));
+            }
+            return crate::est::enroll(*op == "sren", request, ctx);
+        }
+        _ if enrollment_only => {
+            return Routed::Now(Reply::error(
+                ResponseType::Forbidden,
+                "this credential may only enroll (/.well-known/est)",
+            ))
+        }
         ["id"] => id,
         ["rl"] => rl,
-        [".well-known", "est", "crts"] => crate::est::crts,
-        _ => return Reply::error(ResponseType::NotFound, "no such resource"),
+        _ => return Routed::Now(Reply::error(ResponseType::NotFound, "no such resource")),
     };
     if request.method != RequestType::Get {
-        return Reply::error(ResponseType::MethodNotAllowed, "only GET is allowed here");
+        return Routed::Now(Reply::error(
+            ResponseType::MethodNotAllowed,
+            "only GET is allowed here",
+        ));
     }
-    resource(request.accept, ctx)
+    Routed::Now(resource(request.accept, ctx))
 }
 
 fn well_known_core(accept: Option<ContentFormat>, _: &dyn ResourceContext) -> Reply {

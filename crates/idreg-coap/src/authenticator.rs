@@ -4,9 +4,14 @@
 //! never a network round trip.
 
 use idreg_core::credential::canonical_p256_spki;
-use idreg_core::{Credential, Device, DeviceStatus, Fingerprint, Kek};
+use idreg_core::enrollment_group::TemplateFields;
+use idreg_core::{
+    Attestation, Credential, Device, DeviceId, DeviceStatus, Fingerprint, GroupName, Kek, KeySource,
+};
 use idreg_dtls::AuthCredential;
 use idreg_store::RegistryReader;
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -20,6 +25,34 @@ pub enum AuthError {
     Sealed(String),
     #[error("registry read failed: {0}")]
     Store(String),
+    /// A known credential that may not authenticate now (an expired
+    /// certificate, a key rotated out, a closed enrollment group).
+    #[error("{0}")]
+    NotAllowed(String),
+}
+
+/// How a PSK authenticated: an operational PSK or a one-time bootstrap PSK
+/// (enrollment only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PskKind {
+    Operational,
+    Bootstrap,
+}
+
+/// A registered key that may authenticate, and whether its first use
+/// finishes a rotation (the key it replaces is then retired).
+#[derive(Debug)]
+pub struct KeyHolder {
+    pub device: Device,
+    pub finishes_rotation: bool,
+}
+
+/// A device presenting a manufacturer certificate of an enrollment group:
+/// its id from the group's template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManufacturerClaim {
+    pub group: GroupName,
+    pub id: DeviceId,
 }
 
 #[derive(Clone)]
@@ -32,6 +65,24 @@ fn active(device: Device) -> Result<Device, AuthError> {
     match device.status {
         DeviceStatus::Active => Ok(device),
         s => Err(AuthError::NotActive(device.id.to_string(), s.as_str())),
+    }
+}
+
+fn template_fields(cert: &X509Certificate<'_>) -> TemplateFields {
+    let attr = |oid| {
+        cert.subject()
+            .iter_by_oid(oid)
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_owned)
+    };
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    let key = canonical_p256_spki("key", spki).unwrap_or_else(|_| spki.to_vec());
+    TemplateFields {
+        cn: attr(&x509_parser::oid_registry::OID_X509_COMMON_NAME),
+        subject_serial: attr(&x509_parser::oid_registry::OID_X509_SERIALNUMBER),
+        serial: hex::encode(cert.raw_serial()),
+        fingerprint: Fingerprint::of_spki_der(&key).to_string(),
     }
 }
 
@@ -55,16 +106,24 @@ impl Authenticator {
 
     /// The PSK for `identity`, if it belongs to an active device; wiped
     /// from memory when dropped.
-    pub fn psk(&self, identity: &[u8]) -> Result<(Device, zeroize::Zeroizing<Vec<u8>>), AuthError> {
+    pub fn psk(
+        &self,
+        identity: &[u8],
+    ) -> Result<(Device, zeroize::Zeroizing<Vec<u8>>, PskKind), AuthError> {
         let device = self.psk_device(identity)?;
-        let sealed = device
+        let (sealed, kind) = device
             .credentials
             .iter()
             .find_map(|c| match c {
                 Credential::Psk {
                     identity: i,
                     secret,
-                } if i.as_slice() == identity => Some(secret),
+                } if i.as_slice() == identity => Some((secret, PskKind::Operational)),
+                Credential::BootstrapPsk {
+                    identity: i,
+                    secret,
+                    ..
+                } if i.as_slice() == identity => Some((secret, PskKind::Bootstrap)),
                 _ => None,
             })
             .ok_or(AuthError::Unknown)?;
@@ -72,19 +131,119 @@ impl Authenticator {
             .kek
             .open(sealed, device.id.as_str().as_bytes())
             .map_err(|_| AuthError::Sealed(device.id.to_string()))?;
-        Ok((device, key))
+        Ok((device, key, kind))
     }
 
     /// The active device holding the P-256 key `spki_der` (from an X.509
-    /// certificate or a raw public key).
-    pub fn public_key(&self, spki_der: &[u8]) -> Result<Device, AuthError> {
+    /// certificate or a raw public key). A key the device CA certified is
+    /// refused once its certificate has expired, and a key rotated out once
+    /// its grace has passed.
+    pub fn public_key(&self, spki_der: &[u8]) -> Result<KeyHolder, AuthError> {
         let canonical = canonical_p256_spki("public key", spki_der)
             .map_err(|e| AuthError::BadCertificate(e.message))?;
-        self.reader
-            .by_fingerprint(&Fingerprint::of_spki_der(&canonical))
+        let fingerprint = Fingerprint::of_spki_der(&canonical);
+        let device = self
+            .reader
+            .by_fingerprint(&fingerprint)
             .map_err(|e| AuthError::Store(e.to_string()))?
             .ok_or(AuthError::Unknown)
-            .and_then(active)
+            .and_then(active)?;
+        let now = crate::unix_ms();
+        let mut finishes_rotation = false;
+        for c in &device.credentials {
+            let Credential::PublicKey(k) = c else {
+                continue;
+            };
+            let KeySource::Issued(issued) = &k.source else {
+                continue;
+            };
+            if k.fingerprint == fingerprint {
+                if now >= issued.not_after_ms {
+                    return Err(AuthError::NotAllowed(format!(
+                        "the certificate issued to device {:?} for this key has expired; re-enroll",
+                        device.id.as_str()
+                    )));
+                }
+                finishes_rotation = issued.replaces.is_some();
+            } else if let Some(r) = issued.replaces.filter(|r| r.old == fingerprint) {
+                if now >= r.until_ms {
+                    return Err(AuthError::NotAllowed(format!(
+                        "this key of device {:?} was rotated out",
+                        device.id.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(KeyHolder {
+            device,
+            finishes_rotation,
+        })
+    }
+
+    /// The enrollment group a certificate chain (leaf first, as presented)
+    /// belongs to, and the device id its template gives: the leaf, or an
+    /// intermediate it carries, must be signed by the group's manufacturer
+    /// CA, every link must verify, and the leaf must be within its validity.
+    pub fn manufacturer(&self, chain: &[&[u8]]) -> Result<ManufacturerClaim, AuthError> {
+        const MAX_CHAIN: usize = 4;
+        let certs: Vec<X509Certificate<'_>> = chain
+            .iter()
+            .take(MAX_CHAIN)
+            .map(|der| x509_parser::parse_x509_certificate(der).map(|(_, c)| c))
+            .collect::<Result<_, _>>()
+            .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
+        let leaf = certs.first().ok_or(AuthError::Unknown)?;
+        let now = crate::unix_ms() / 1000;
+        let validity = leaf.validity();
+        if (now as i64) < validity.not_before.timestamp()
+            || (now as i64) > validity.not_after.timestamp()
+        {
+            return Err(AuthError::NotAllowed(
+                "the manufacturer certificate is not valid now".into(),
+            ));
+        }
+        for depth in 0..certs.len() {
+            // Each link below `depth` must be signed by the one above it.
+            let linked = (0..depth).all(|i| {
+                certs[i]
+                    .verify_signature(Some(certs[i + 1].public_key()))
+                    .is_ok()
+            });
+            if !linked {
+                break;
+            }
+            let top = &certs[depth];
+            let issuer: [u8; 32] = Sha256::digest(top.issuer().as_raw()).into();
+            let groups = self
+                .reader
+                .groups_for_issuer(&issuer)
+                .map_err(|e| AuthError::Store(e.to_string()))?;
+            for group in groups {
+                let Attestation::ManufacturerCa { certificate } = &group.attestation else {
+                    continue;
+                };
+                let Ok((_, ca)) = x509_parser::parse_x509_certificate(certificate) else {
+                    continue;
+                };
+                if top.verify_signature(Some(ca.public_key())).is_err() {
+                    continue;
+                }
+                let template = group.id_template.as_ref().ok_or_else(|| {
+                    AuthError::NotAllowed(format!(
+                        "enrollment group {:?} has no id template",
+                        group.name.as_str()
+                    ))
+                })?;
+                let id = template
+                    .render(&template_fields(leaf))
+                    .map_err(AuthError::NotAllowed)?;
+                return Ok(ManufacturerClaim {
+                    group: group.name,
+                    id,
+                });
+            }
+        }
+        Err(AuthError::Unknown)
     }
 
     /// Whether `device` is active and still holds the credential its session

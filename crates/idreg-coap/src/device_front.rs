@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::authenticator::Authenticator;
+use crate::enrollment_desk::{EnrollmentDesk, RegistryWriter};
 use crate::front_config::FrontConfig;
 use crate::front_shard::{FrontShard, ShardCommand, ShardShared};
 use crate::registry_credentials::{RegistryCredentials, RegistryFreshness};
@@ -69,6 +70,7 @@ impl DeviceFront {
         store: &Store,
         kek: Kek,
         fresh: RegistryFreshness,
+        writer: Option<RegistryWriter>,
     ) -> Result<Self, FrontError> {
         let identity = server_identity::load(&config.server_cert, &config.server_key)?;
         let creds =
@@ -103,6 +105,15 @@ impl DeviceFront {
             audit: audit_tx,
             shards: shards.clone(),
             directory: (n > 1).then(|| Arc::new(ShardDirectory::default())),
+            enrollment: writer.map(|w| {
+                EnrollmentDesk::new(
+                    store.reader(),
+                    kek.clone(),
+                    w,
+                    config.device_cert_days,
+                    config.rotation_grace,
+                )
+            }),
         };
         let mut saved = match &config.session_file {
             Some(path) => session_vault::take(path, &kek).unwrap_or_else(|e| {

@@ -32,10 +32,17 @@ pub struct FrontConfig {
     /// Where live sessions are saved (sealed) on shutdown and read back at
     /// start; `None`: sessions end at shutdown.
     pub session_file: Option<PathBuf>,
+    /// Validity of the certificates issued at enrollment.
+    pub device_cert_days: u32,
+    /// How long a re-enrolled device's old key stays valid if the new one
+    /// is not used.
+    pub rotation_grace: Duration,
 }
 
 impl FrontConfig {
     pub const DEFAULT_MAX_SESSIONS: usize = 150_000;
+    pub const DEFAULT_DEVICE_CERT_DAYS: u32 = 90;
+    pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
     pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);

@@ -23,11 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::endpoint::CoapEndpoint;
-use crate::registry_credentials::{RegistryCredentials, SessionDevice};
-use crate::resources::ResourceContext;
+use crate::enrollment_desk::EnrollmentDesk;
+use crate::registry_credentials::{RegistryCredentials, SessionDevice, SessionRole};
+use crate::resources::{Reply, ResourceContext};
 use crate::shard_directory::ShardDirectory;
 use crate::stats::{add, FrontStats};
 use crate::udp_batch::{send_batch, RecvBatch};
+use coap_lite::ResponseType;
+use idreg_coap_endpoint::est::EnrollRequest;
 
 /// Datagrams read per system call.
 const RECV_BATCH: usize = 32;
@@ -45,6 +48,13 @@ pub enum ShardCommand {
     RecheckAll,
     /// A datagram another shard received for a session of this one.
     Forwarded { from: SocketAddr, data: Vec<u8> },
+    /// The answer to a session's deferred request (an enrollment), for the
+    /// session with that audit id if it is still there.
+    Answer {
+        conn: ConnId,
+        audit_id: u64,
+        reply: Reply,
+    },
     /// Stop. With `save`, hand back the sessions (sealed by the caller) and
     /// keep them open for the next start; without, end them with close_notify.
     Stop {
@@ -70,6 +80,8 @@ pub struct ShardShared {
     pub shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
     /// `None` with a single shard.
     pub directory: Option<Arc<ShardDirectory>>,
+    /// EST enrollment (`None`: not offered).
+    pub enrollment: Option<EnrollmentDesk>,
 }
 
 pub struct FrontShard {
@@ -131,22 +143,61 @@ fn record_of(
 }
 
 struct Context<'a> {
-    device: &'a str,
-    credential: &'static str,
+    session: &'a Session<SessionDevice>,
     creds: &'a RegistryCredentials,
+    enrollment: Option<&'a EnrollmentDesk>,
+    /// Where a deferred answer goes: this shard's queue.
+    queue: &'a mpsc::Sender<ShardCommand>,
+    conn: ConnId,
 }
 
 impl ResourceContext for Context<'_> {
     fn device_id(&self) -> &str {
-        self.device
+        &self.session.device.id
+    }
+
+    fn enrollment_only(&self) -> bool {
+        self.session.device.role.enrollment_only()
+    }
+
+    fn start_enrollment(&self, request: &EnrollRequest<'_>) -> Result<(), Reply> {
+        let Some(desk) = self.enrollment else {
+            return Err(Reply::error(
+                ResponseType::NotFound,
+                "enrollment is not offered by this node",
+            ));
+        };
+        let (queue, conn, audit_id) = (self.queue.clone(), self.conn, self.session.device.audit_id);
+        let answer = Box::new(move |reply| {
+            // The loop may be busy; the device retransmits meanwhile.
+            let queue_answer = ShardCommand::Answer {
+                conn,
+                audit_id,
+                reply,
+            };
+            tokio::spawn(async move {
+                let _ = queue.send(queue_answer).await;
+            });
+        });
+        desk.start(
+            &self.session.device,
+            &self.session.credential,
+            request,
+            answer,
+        )
     }
 
     fn credential(&self) -> &'static str {
-        self.credential
+        credential_of(&self.session.credential).as_str()
     }
 
     fn status(&self) -> Option<&'static str> {
-        match self.creds.authenticator().reader().get(self.device) {
+        match self
+            .creds
+            .authenticator()
+            .reader()
+            .get(&self.session.device.id)
+        {
             Ok(Some(d)) => Some(d.status.as_str()),
             Ok(None) => None,
             Err(_) => Some(idreg_core::DeviceStatus::Active.as_str()),
@@ -313,6 +364,23 @@ impl FrontShard {
             ShardCommand::Forwarded { from, data } => {
                 self.datagram(Instant::now(), from, &data, false)
             }
+            ShardCommand::Answer {
+                conn,
+                audit_id,
+                reply,
+            } => {
+                let now_ms = self.started.elapsed().as_millis() as u64;
+                let ours = self
+                    .endpoint
+                    .session(conn)
+                    .is_some_and(|s| s.device.audit_id == audit_id);
+                let Some(live) = self.live.get_mut(&conn).filter(|_| ours) else {
+                    return; // the session ended; a retried request finds the device
+                };
+                if let Some(datagram) = live.coap.complete(reply, now_ms) {
+                    self.endpoint.send(conn, &datagram);
+                }
+            }
             ShardCommand::Stop { .. } => unreachable!("handled by the loop"),
         }
     }
@@ -323,6 +391,12 @@ impl FrontShard {
         let Some(s) = self.endpoint.session(conn) else {
             return;
         };
+        if s.device.role.enrollment_only() {
+            // Its credential is retired by the enrollment it makes (the
+            // answer must still reach it); EST itself checks the registry
+            // on every request, and cut-off devices still end (EndDevice).
+            return;
+        }
         let valid = self
             .endpoint
             .credentials()
@@ -343,6 +417,17 @@ impl FrontShard {
     fn stop(&mut self, save: Option<oneshot::Sender<Vec<u8>>>) {
         match save {
             Some(reply) => {
+                // Enrollment sessions are not kept across a restart.
+                let enrolling: Vec<ConnId> = self
+                    .endpoint
+                    .sessions()
+                    .filter(|(_, s)| s.device.role.enrollment_only())
+                    .map(|(c, _)| c)
+                    .collect();
+                for conn in enrolling {
+                    self.close(conn, SessionEnd::Shutdown);
+                }
+                self.after_io();
                 let saved = self.endpoint.save_sessions(
                     Instant::now(),
                     crate::unix_ms(),
@@ -463,13 +548,21 @@ impl FrontShard {
                 }
                 self.live.insert(conn, live);
                 debug!(%addr, device = %device.id, credential = credential.kind(), suite = suite.name(), cid, restored, "session started");
+                if device.role
+                    == (SessionRole::Device {
+                        finishes_rotation: true,
+                    })
+                {
+                    self.finish_rotation(&device.id, &credential);
+                }
                 // A revocation applied between the handshake's lookup and
                 // now would otherwise be missed.
-                if !self
-                    .endpoint
-                    .credentials()
-                    .authenticator()
-                    .session_still_valid(&device.id, &credential)
+                if !device.role.enrollment_only()
+                    && !self
+                        .endpoint
+                        .credentials()
+                        .authenticator()
+                        .session_still_valid(&device.id, &credential)
                 {
                     self.close(conn, SessionEnd::Revoked);
                 }
@@ -540,15 +633,31 @@ impl FrontShard {
         }
     }
 
+    /// The successor of a rotated key was used: the old key is retired
+    /// (and its sessions end as the change is applied).
+    fn finish_rotation(&self, device: &str, credential: &AuthCredential) {
+        let (Some(desk), AuthCredential::PublicKey { fingerprint, .. }) =
+            (&self.shared.enrollment, credential)
+        else {
+            return;
+        };
+        let Ok(id) = idreg_core::DeviceId::parse("id", device) else {
+            return;
+        };
+        desk.finish_rotation(id, idreg_core::Fingerprint(*fingerprint));
+    }
+
     fn coap(&mut self, conn: ConnId, data: &[u8]) {
         let now_ms = self.started.elapsed().as_millis() as u64;
         let Some(session) = self.endpoint.session(conn) else {
             return;
         };
         let ctx = Context {
-            device: &session.device.id,
-            credential: credential_of(&session.credential).as_str(),
+            session,
             creds: self.endpoint.credentials(),
+            enrollment: self.shared.enrollment.as_ref(),
+            queue: &self.shared.shards[self.index as usize],
+            conn,
         };
         let Some(live) = self.live.get_mut(&conn) else {
             return;

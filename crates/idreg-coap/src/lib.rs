@@ -21,6 +21,7 @@
 
 pub mod authenticator;
 pub mod device_front;
+pub mod enrollment_desk;
 pub mod front_config;
 pub mod front_shard;
 pub mod plain_coap;
@@ -32,6 +33,7 @@ pub mod stats;
 pub mod udp_batch;
 
 pub use device_front::{DeviceFront, FrontError};
+pub use enrollment_desk::{RegistryWriter, WriteFuture};
 pub use front_config::FrontConfig;
 pub use idreg_coap_endpoint::{dedup, endpoint, resources};
 pub use registry_credentials::RegistryFreshness;

@@ -51,7 +51,7 @@ pub fn check_csr(field: &str, der: &[u8]) -> Result<CheckedCsr, ValidationError>
     csr.verify_signature().map_err(|_| {
         ValidationError::new(
             field,
-            "the request's signature does not verify under its key (no proof of possession)",
+            "no proof of possession: the signature fails under the request's key",
         )
     })?;
     let subject = &csr.certification_request_info.subject;

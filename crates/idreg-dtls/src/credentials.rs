@@ -31,6 +31,15 @@ pub trait CredentialStore {
     /// The device whose public key (`spki_der`: a P-256 SubjectPublicKeyInfo,
     /// from an X.509 certificate or a raw public key) may authenticate now.
     fn public_key(&self, spki_der: &[u8]) -> Result<Self::Device, Refusal>;
+
+    /// The device presenting an X.509 certificate chain (leaf first, DER,
+    /// as sent: unverified) whose leaf key is `spki_der`. By default, the
+    /// key alone decides; a store that admits certificates by issuer (a
+    /// manufacturer CA) looks at the chain.
+    fn certificate(&self, spki_der: &[u8], chain: &[&[u8]]) -> Result<Self::Device, Refusal> {
+        let _ = chain;
+        self.public_key(spki_der)
+    }
 }
 
 /// The server's certificate chain (leaf first, DER) and its P-256 key; also

@@ -579,12 +579,17 @@ impl<D: Clone> ServerHandshake<D> {
     ) -> Result<Option<Progress<D>>, Failure> {
         match (self.expect, msg_type) {
             (Expect::Certificate, HandshakeType::Certificate) => {
-                let spki = match self.client_cert_type {
-                    CertificateType::RawPublicKey => codec::parse_certificate_raw_public_key(body)
+                let chain = match self.client_cert_type {
+                    CertificateType::RawPublicKey => None,
+                    CertificateType::X509 => {
+                        Some(codec::parse_certificate_x509(body).map_err(malformed)?)
+                    }
+                };
+                let spki = match &chain {
+                    None => codec::parse_certificate_raw_public_key(body)
                         .map_err(malformed)?
                         .to_vec(),
-                    CertificateType::X509 => {
-                        let chain = codec::parse_certificate_x509(body).map_err(malformed)?;
+                    Some(chain) => {
                         let leaf = chain.first().ok_or_else(|| {
                             fail(
                                 AlertDescription::HandshakeFailure,
@@ -595,9 +600,11 @@ impl<D: Clone> ServerHandshake<D> {
                     }
                 };
                 let (key, canonical) = p256_key(&spki)?;
-                let device = creds
-                    .public_key(&canonical)
-                    .map_err(|r| refused(r, false))?;
+                let device = match &chain {
+                    None => creds.public_key(&canonical),
+                    Some(chain) => creds.certificate(&canonical, chain),
+                }
+                .map_err(|r| refused(r, false))?;
                 self.credential = Some(AuthCredential::PublicKey {
                     fingerprint: Sha256::digest(&canonical).into(),
                     raw: self.client_cert_type == CertificateType::RawPublicKey,

@@ -205,7 +205,7 @@ pub fn lookup(
     for i in 0..count {
         let id = device_id(prefix, pick(i, false));
         let t = Instant::now();
-        let ok = matches!(auth.psk(id.as_bytes()), Ok((_, key)) if key.as_slice() == PSK);
+        let ok = matches!(auth.psk(id.as_bytes()), Ok((_, key, _)) if key.as_slice() == PSK);
         let us = t.elapsed().as_nanos() as u64 / 1000;
         if ok {
             lat.push(us);

@@ -115,7 +115,11 @@ pub enum GroupCommand {
     Add {
         name: String,
         /// PEM manufacturer CA certificate.
-        #[arg(long, conflicts_with = "bootstrap", required_unless_present = "bootstrap")]
+        #[arg(
+            long,
+            conflicts_with = "bootstrap",
+            required_unless_present = "bootstrap"
+        )]
         ca: Option<PathBuf>,
         #[arg(long)]
         bootstrap: bool,
@@ -608,6 +612,15 @@ pub struct ServeArgs {
     /// A device session silent for this many seconds is closed [default: 300].
     #[arg(long, env = "IDREG_COAP_IDLE_TIMEOUT_SECS")]
     pub coap_idle_timeout_secs: Option<u64>,
+    /// Validity in days of the certificates devices get at enrollment
+    /// (EST-coaps) [default: 90].
+    #[arg(long, env = "IDREG_DEVICE_CERT_DAYS")]
+    pub device_cert_days: Option<u32>,
+    /// After a re-enrollment with a new key, how long the old key stays
+    /// valid if the new one is not used (it is retired at the new key's
+    /// first use) [default: 24h].
+    #[arg(long, env = "IDREG_ROTATION_GRACE")]
+    pub rotation_grace: Option<String>,
     /// Where live device sessions are saved (sealed with the KEK) on shutdown
     /// and taken back at start, so devices need no new handshake after a
     /// restart; "off" ends them instead [default: DATA_DIR/front-sessions.sealed].

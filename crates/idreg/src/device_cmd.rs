@@ -61,7 +61,10 @@ fn credential_inputs(
             || args.psk_stdin;
         let identity = match other_psk {
             true => device.to_owned(),
-            false => args.psk_identity.take().unwrap_or_else(|| device.to_owned()),
+            false => args
+                .psk_identity
+                .take()
+                .unwrap_or_else(|| device.to_owned()),
         };
         out.push(pb::CredentialInput {
             kind: Some(Kind::BootstrapPsk(pb::BootstrapPskInput {

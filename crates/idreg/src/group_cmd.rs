@@ -44,7 +44,11 @@ impl From<&pb::EnrollmentGroup> for GroupView {
             manufacturer_ca_subject: some(&g.manufacturer_ca_subject),
             id_template: some(&g.id_template),
             tenant: g.tenant.clone(),
-            labels: g.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: g
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             gateway: some(&g.gateway),
             enabled: g.enabled,
             enrolled: g.enrolled,
@@ -144,7 +148,11 @@ pub async fn run(
                 tenant: tenant.unwrap_or_default(),
                 labels: parse_labels("--label", &labels)?,
                 gateway: gateway.unwrap_or_default(),
-                id_template: if bootstrap { String::new() } else { id_template },
+                id_template: if bootstrap {
+                    String::new()
+                } else {
+                    id_template
+                },
                 max_devices: max_devices.unwrap_or(0),
                 expires_at,
                 ..Default::default()

@@ -332,12 +332,21 @@ async fn start_front(
         node_id: config.node_id as u8,
         max_auth_staleness: settings.max_auth_staleness,
         session_file: settings.session_file.clone(),
+        device_cert_days: settings.device_cert_days,
+        rotation_grace: settings.rotation_grace,
     };
     let fresh: idreg_coap::RegistryFreshness = {
         let (node, max) = (node.clone(), settings.max_auth_staleness);
         std::sync::Arc::new(move || node.registry_fresh_within(max))
     };
-    DeviceFront::start(front_config, node.store(), kek, fresh)
+    let writer: idreg_coap::RegistryWriter = {
+        let node = node.clone();
+        std::sync::Arc::new(move |command, by| {
+            let node = node.clone();
+            Box::pin(async move { node.propose(command, by).await.map_err(|e| e.to_string()) })
+        })
+    };
+    DeviceFront::start(front_config, node.store(), kek, fresh, Some(writer))
         .await
         .context("cannot start the device front")
 }

@@ -38,6 +38,8 @@ struct FileConfig {
     max_auth_staleness: Option<String>,
     coap_handshake_timeout_ms: Option<u64>,
     coap_idle_timeout_secs: Option<u64>,
+    device_cert_days: Option<u32>,
+    rotation_grace: Option<String>,
     session_retention_hours: Option<u64>,
     kek_file: Option<PathBuf>,
     node_id: Option<u64>,
@@ -69,6 +71,8 @@ pub struct FrontSettings {
     pub max_auth_staleness: Duration,
     /// `None`: sessions end at shutdown instead of being saved.
     pub session_file: Option<PathBuf>,
+    pub device_cert_days: u32,
+    pub rotation_grace: Duration,
 }
 
 /// The certificate files of a node.
@@ -256,6 +260,16 @@ fn front_settings(
         ),
         max_auth_staleness: crate::time_arg::parse_duration("max-auth-staleness", &staleness)?,
         session_file,
+        device_cert_days: positive(
+            "device-cert-days",
+            args.device_cert_days
+                .or(file.device_cert_days)
+                .unwrap_or(idreg_coap::FrontConfig::DEFAULT_DEVICE_CERT_DAYS),
+        )?,
+        rotation_grace: match args.rotation_grace.clone().or(file.rotation_grace.clone()) {
+            Some(text) => crate::time_arg::parse_duration("rotation-grace", &text)?,
+            None => idreg_coap::FrontConfig::DEFAULT_ROTATION_GRACE,
+        },
     }))
 }
 

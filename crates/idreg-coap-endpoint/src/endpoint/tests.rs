@@ -440,3 +440,156 @@ fn est_crts_is_pkcs7_by_default_and_der_on_request() {
         MessageClass::Response(ResponseType::NotAcceptable)
     );
 }
+
+/// A session whose credential may only enroll, and whose enrollments are
+/// answered later (as the front answers after raft).
+struct Enrolling {
+    started: std::cell::Cell<usize>,
+}
+
+impl ResourceContext for Enrolling {
+    fn device_id(&self) -> &str {
+        "factory-7"
+    }
+    fn credential(&self) -> &'static str {
+        "certificate"
+    }
+    fn status(&self) -> Option<&'static str> {
+        None
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn enrollment_only(&self) -> bool {
+        true
+    }
+    fn start_enrollment(&self, request: &crate::est::EnrollRequest<'_>) -> Result<(), Reply> {
+        assert_eq!(request.csr, &[7u8; 100][..]);
+        self.started.set(self.started.get() + 1);
+        Ok(())
+    }
+}
+
+fn post_sen(mid: u16, num: u32, more: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.header.message_id = mid;
+    p.set_token(vec![0x51]);
+    for seg in [".well-known", "est", "sen"] {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    p.set_content_format(ContentFormat::ApplicationPkcs10);
+    p.payload = payload.to_vec();
+    with_block(p, CoapOption::Block1, BlockOption { num, more, szx: 2 })
+}
+
+#[test]
+fn an_enrollment_is_answered_later_in_the_ack_the_device_waits_for() {
+    let ctx = Enrolling {
+        started: std::cell::Cell::new(0),
+    };
+    let mut ep = CoapEndpoint::new(1);
+    let csr = [7u8; 100];
+    // Two Block1 blocks of 64: the first is 2.31, the last starts the work.
+    let out = parse(
+        &ep.handle(&post_sen(10, 0, true, &csr[..64]), 0, &ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::Continue)
+    );
+    assert_eq!(
+        ep.handle(&post_sen(11, 1, false, &csr[64..]), 1, &ctx),
+        None
+    );
+    assert!(ep.is_pending());
+    // A retransmission while the answer is being made: silence, no second start.
+    assert_eq!(
+        ep.handle(&post_sen(11, 1, false, &csr[64..]), 2, &ctx),
+        None
+    );
+    assert_eq!(ctx.started.get(), 1);
+    // A second enrollment meanwhile is refused, not queued.
+    let other = parse(&ep.handle(&post_sen(12, 0, false, &csr), 3, &ctx).unwrap());
+    assert_eq!(
+        other.header.code,
+        MessageClass::Response(ResponseType::ServiceUnavailable)
+    );
+
+    let certificate = vec![0x30; 150];
+    let reply = crate::est::certificate_reply(&certificate, crate::est::CertificateFormat::Der);
+    let out = parse(&ep.complete(reply, 4).unwrap());
+    assert!(!ep.is_pending());
+    assert_eq!(out.header.get_type(), MessageType::Acknowledgement);
+    assert_eq!(out.header.message_id, 11);
+    assert_eq!(out.get_token(), &[0x51]);
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::Changed)
+    );
+    assert_eq!(block_of(&out, CoapOption::Block1).unwrap().num, 1);
+    // Longer than the device's 64-byte Block1 blocks: the first Block2
+    // block of that size.
+    let b2 = block_of(&out, CoapOption::Block2).unwrap();
+    assert!(b2.more && b2.num == 0);
+    assert_eq!(out.payload, certificate[..64]);
+    // The same retransmission now gets that same answer.
+    let again = ep
+        .handle(&post_sen(11, 1, false, &csr[64..]), 5, &ctx)
+        .unwrap();
+    assert_eq!(parse(&again).payload, out.payload);
+
+    // The rest comes from the kept response.
+    let mut next = parse(&post_sen(13, 0, false, &[]));
+    next.payload.clear();
+    next.clear_option(CoapOption::Block1);
+    let next = with_block(
+        next,
+        CoapOption::Block2,
+        BlockOption {
+            num: 1,
+            more: false,
+            szx: 2,
+        },
+    );
+    let out = parse(&ep.handle(&next, 6, &ctx).unwrap());
+    assert_eq!(out.payload, certificate[64..128]);
+    assert_eq!(ctx.started.get(), 1);
+}
+
+#[test]
+fn an_enrollment_only_session_reaches_est_and_discovery_only() {
+    let ctx = Enrolling {
+        started: std::cell::Cell::new(0),
+    };
+    let mut ep = CoapEndpoint::new(1);
+    for (mid, path, code) in [
+        (1, "/id", ResponseType::Forbidden),
+        (2, "/rl", ResponseType::Forbidden),
+        (3, "/.well-known/core", ResponseType::Content),
+        (4, "/.well-known/est/crts", ResponseType::ServiceUnavailable),
+        (5, "/.well-known/est/sen", ResponseType::MethodNotAllowed),
+    ] {
+        let out = parse(
+            &ep.handle(&get(MessageType::Confirmable, mid, path, None), 0, &ctx)
+                .unwrap(),
+        );
+        assert_eq!(out.header.code, MessageClass::Response(code), "{path}");
+    }
+    // The wrong body type is 4.15, before anything starts.
+    let mut p = parse(&post_sen(6, 0, false, &[7; 100]));
+    p.clear_option(CoapOption::Block1);
+    p.clear_option(CoapOption::ContentFormat);
+    p.set_content_format(ContentFormat::ApplicationOctetStream);
+    let out = parse(&ep.handle(&p.to_bytes().unwrap(), 0, &ctx).unwrap());
+    assert_eq!(
+        out.header.code,
+        MessageClass::Response(ResponseType::UnsupportedContentFormat)
+    );
+    assert_eq!(ctx.started.get(), 0);
+}

@@ -1,0 +1,486 @@
+//! Zero-touch enrollment as a device maker does it: a manufacturer CA and an
+//! IDevID made with `openssl`, an enrollment group registered with the CLI,
+//! and libcoap's `coap-client-openssl` enrolling over EST-coaps (`sen`,
+//! PKCS#10 in 64-byte Block1 blocks), the certificate checked with `openssl
+//! verify` against the device CA, then used for `/id`. The same with a
+//! bootstrap PSK, used once. Every refusal is a clear CoAP error and
+//! registers nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A directory of PEM/DER files a device maker keeps.
+struct Workshop {
+    dir: PathBuf,
+}
+
+impl Workshop {
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// A P-256 (or other curve) key.
+    fn key(&self, name: &str, curve: &str) -> String {
+        let path = self.path(name);
+        openssl(&[
+            "ecparam", "-genkey", "-name", curve, "-noout", "-out", &path,
+        ]);
+        path
+    }
+
+    /// A self-signed CA.
+    fn ca(&self, name: &str, cn: &str) -> (String, String) {
+        let key = self.key(&format!("{name}.key"), "prime256v1");
+        let cert = self.path(&format!("{name}.pem"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-out",
+            &cert,
+        ]);
+        (cert, key)
+    }
+
+    /// A device certificate (an IDevID) with subject CN `cn`, signed by a CA.
+    fn idevid(&self, name: &str, cn: &str, ca: &(String, String)) -> (String, String) {
+        let key = self.key(&format!("{name}.key"), "prime256v1");
+        let csr = self.path(&format!("{name}.csr"));
+        let cert = self.path(&format!("{name}.pem"));
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &csr,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca.0,
+            "-CAkey",
+            &ca.1,
+            "-set_serial",
+            "4242",
+            "-days",
+            "3650",
+            "-out",
+            &cert,
+        ]);
+        (cert, key)
+    }
+
+    /// A DER PKCS#10 request for a new operational key.
+    fn csr(&self, name: &str, cn: &str, curve: &str) -> (String, String) {
+        let key = self.key(&format!("{name}.key"), curve);
+        let csr = self.path(&format!("{name}.csr.der"));
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-outform",
+            "DER",
+            "-out",
+            &csr,
+        ]);
+        (csr, key)
+    }
+
+    /// DER certificate to PEM.
+    fn pem_of(&self, der: &str) -> String {
+        let pem = format!("{der}.pem");
+        openssl(&["x509", "-inform", "DER", "-in", der, "-out", &pem]);
+        pem
+    }
+}
+
+fn coap_client() -> Option<PathBuf> {
+    external_tool("coap-client-openssl")
+}
+
+/// Runs coap-client-openssl and returns what it printed (it exits 0 even
+/// on failure, so callers assert on the text).
+fn coap(tool: &Path, args: &[&str], uri: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(tool)
+        .args(["-B", "10"])
+        .args(args)
+        .arg(uri)
+        .output()
+        .expect("run coap-client");
+    format!(
+        "{}\n--stderr--\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// POSTs a DER CSR to `sen` (or `sren`) in 64-byte blocks, the certificate
+/// saved (DER) to `out`.
+fn enroll(tool: &Path, front: &str, credential: &[&str], op: &str, csr: &str, out: &str) -> String {
+    let _ = std::fs::remove_file(out);
+    let mut args = credential.to_vec();
+    args.extend([
+        "-m", "post", "-t", "286", "-A", "287", "-b", "64", "-f", csr, "-o", out,
+    ]);
+    coap(
+        tool,
+        &args,
+        &format!("coaps://{front}/.well-known/est/{op}"),
+    )
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "idreg {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn device_json(server: &Server, id: &str) -> Option<serde_json::Value> {
+    let out = server.cli(&["device", "get", id, "-o", "json"]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).expect("json"))
+}
+
+fn device_count(server: &Server) -> usize {
+    let out = cli_ok(server, &["device", "list", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    v.as_array().map_or(0, Vec::len)
+}
+
+/// The device CA as a PEM file, for `openssl verify`.
+fn device_ca_pem(server: &Server, shop: &Workshop) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = server.cli(&["ca", "show"]);
+        if out.status.success() {
+            let path = shop.path("device-ca.pem");
+            std::fs::write(&path, &out.stdout).unwrap();
+            return path;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            output_text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn verify(ca: &str, cert_pem: &str) {
+    let out = openssl(&["verify", "-CAfile", ca, cert_pem]);
+    assert!(out.contains(": OK"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolls_with_its_manufacturer_certificate_and_then_uses_its_own() {
+    let Some(tool) = coap_client() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Workshop {
+        dir: tmp.path().to_path_buf(),
+    };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    let device_ca = device_ca_pem(&server, &shop);
+
+    let maker = shop.ca("maker", "Acme Manufacturing CA");
+    cli_ok(
+        &server,
+        &[
+            "enrollment-group",
+            "add",
+            "factory",
+            "--ca",
+            &maker.0,
+            "--id-template",
+            "acme-{cn}",
+            "--label",
+            "site=berlin",
+            "--tenant",
+            "acme",
+            "--max-devices",
+            "2",
+        ],
+    );
+    let shown = cli_ok(
+        &server,
+        &["enrollment-group", "show", "factory", "-o", "json"],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["attestation"], "manufacturer-ca");
+    assert_eq!(shown["enrolled"], 0);
+    assert!(shown["manufacturer_ca_subject"]
+        .as_str()
+        .unwrap()
+        .contains("Acme Manufacturing CA"));
+
+    // Enroll: the IDevID opens the session, the CSR names the new key.
+    let idevid = shop.idevid("idevid", "SN-0042", &maker);
+    let idevid_flags = ["-c", &idevid.0, "-j", &idevid.1];
+    let (csr, op_key) = shop.csr("op", "acme-SN-0042", "prime256v1");
+    let issued = shop.path("issued.der");
+    let log = enroll(&tool, &front, &idevid_flags, "sen", &csr, &issued);
+    assert!(Path::new(&issued).exists(), "no certificate: {log}");
+    let issued_pem = shop.pem_of(&issued);
+    verify(&device_ca, &issued_pem);
+    let text = openssl(&["x509", "-in", &issued_pem, "-noout", "-text"]);
+    assert!(
+        text.contains("CN = acme-SN-0042") || text.contains("CN=acme-SN-0042"),
+        "{text}"
+    );
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+
+    // The registry has the device from the group, with the issued certificate.
+    let d = device_json(&server, "acme-SN-0042").expect("enrolled device");
+    assert_eq!(d["tenant"], "acme");
+    assert_eq!(d["labels"]["site"], "berlin");
+    assert_eq!(d["credentials"][0]["kind"], "issued-certificate");
+    let history = cli_ok(&server, &["device", "history", "acme-SN-0042"]);
+    assert!(history.contains("enroll"), "{history}");
+
+    // With its new certificate and key the device is itself.
+    let id = coap(
+        &tool,
+        &["-m", "get", "-c", &issued_pem, "-j", &op_key],
+        &format!("coaps://{front}/id"),
+    );
+    assert!(id.contains("acme-SN-0042 active certificate"), "{id}");
+
+    // The IDevID session reaches enrollment only.
+    let id = coap(
+        &tool,
+        &["-m", "get", "-c", &idevid.0, "-j", &idevid.1],
+        &format!("coaps://{front}/id"),
+    );
+    assert!(id.contains("4.03"), "{id}");
+
+    // A retried request (a lost response) gets the same certificate back.
+    let again = shop.path("again.der");
+    let log = enroll(&tool, &front, &idevid_flags, "sen", &csr, &again);
+    assert_eq!(
+        std::fs::read(&again).unwrap_or_default(),
+        std::fs::read(&issued).unwrap(),
+        "{log}"
+    );
+    let group = cli_ok(
+        &server,
+        &["enrollment-group", "show", "factory", "-o", "json"],
+    );
+    let group: serde_json::Value = serde_json::from_str(&group).unwrap();
+    assert_eq!(group["enrolled"], 1);
+    assert_eq!(device_count(&server), 1);
+
+    // Refusals, each a clear CoAP error, each registering nothing.
+    let second = shop.idevid("idevid2", "SN-0043", &maker);
+    let second_flags = ["-c", &second.0, "-j", &second.1];
+    let out = shop.path("refused.der");
+    let (p384, _) = shop.csr("p384", "acme-SN-0043", "secp384r1");
+    let log = enroll(&tool, &front, &second_flags, "sen", &p384, &out);
+    assert!(log.contains("4.00") && log.contains("P-256"), "{log}");
+
+    // One byte of the subject changed: the signature no longer proves the key.
+    let (good, _) = shop.csr("good", "acme-SN-0043", "prime256v1");
+    let mut der = std::fs::read(&good).unwrap();
+    let at = der.windows(4).position(|w| w == b"0043").unwrap();
+    der[at] = b'9';
+    let forged = shop.path("forged.csr.der");
+    std::fs::write(&forged, &der).unwrap();
+    let log = enroll(&tool, &front, &second_flags, "sen", &forged, &out);
+    assert!(log.contains("4.00") && log.contains("possession"), "{log}");
+
+    // A device certificate of another manufacturer: no session at all.
+    let other_maker = shop.ca("other", "Other Manufacturing CA");
+    let stranger = shop.idevid("stranger", "SN-9", &other_maker);
+    let log = enroll(
+        &tool,
+        &front,
+        &["-c", &stranger.0, "-j", &stranger.1],
+        "sen",
+        &good,
+        &out,
+    );
+    assert!(!Path::new(&out).exists(), "{log}");
+
+    // The operational certificate enrolls only its own id.
+    let (other_id, _) = shop.csr("other-id", "acme-SN-9999", "prime256v1");
+    let op_flags = ["-c", &issued_pem, "-j", &op_key];
+    let log = enroll(&tool, &front, &op_flags, "sen", &other_id, &out);
+    assert!(log.contains("4.03") && log.contains("only itself"), "{log}");
+
+    cli_ok(&server, &["enrollment-group", "disable", "factory"]);
+    let log = enroll(&tool, &front, &second_flags, "sen", &good, &out);
+    assert!(log.contains("4.03") && log.contains("disabled"), "{log}");
+    assert!(device_json(&server, "acme-SN-0043").is_none());
+    assert_eq!(device_count(&server), 1);
+
+    cli_ok(&server, &["enrollment-group", "enable", "factory"]);
+    let log = enroll(&tool, &front, &second_flags, "sen", &good, &out);
+    assert!(Path::new(&out).exists(), "{log}");
+    // The group is now full (2).
+    let third = shop.idevid("idevid3", "SN-0044", &maker);
+    let (csr3, _) = shop.csr("third", "acme-SN-0044", "prime256v1");
+    let log = enroll(
+        &tool,
+        &front,
+        &["-c", &third.0, "-j", &third.1],
+        "sen",
+        &csr3,
+        &out,
+    );
+    assert!(log.contains("4.03") && log.contains("full"), "{log}");
+    assert_eq!(device_count(&server), 2);
+
+    // A group past its expiry enrolls nobody.
+    let late_maker = shop.ca("late", "Late Manufacturing CA");
+    cli_ok(
+        &server,
+        &[
+            "enrollment-group",
+            "add",
+            "late",
+            "--ca",
+            &late_maker.0,
+            "--expires",
+            "2s",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let late = shop.idevid("late-dev", "SN-7", &late_maker);
+    let (csr7, _) = shop.csr("seven", "SN-7", "prime256v1");
+    let log = enroll(
+        &tool,
+        &front,
+        &["-c", &late.0, "-j", &late.1],
+        "sen",
+        &csr7,
+        &out,
+    );
+    assert!(log.contains("4.03") && log.contains("expired"), "{log}");
+    assert_eq!(device_count(&server), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_psk_enrolls_once_and_is_refused_afterwards() {
+    let Some(tool) = coap_client() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Workshop {
+        dir: tmp.path().to_path_buf(),
+    };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    let device_ca = device_ca_pem(&server, &shop);
+
+    cli_ok(
+        &server,
+        &[
+            "enrollment-group",
+            "add",
+            "line-2",
+            "--bootstrap",
+            "--label",
+            "line=2",
+        ],
+    );
+    let secret = "bootstrap-secret-0123456789";
+    let psk_file = shop.path("boot.psk");
+    std::fs::write(&psk_file, format!("{secret}\n")).unwrap();
+    cli_ok(
+        &server,
+        &[
+            "device",
+            "add",
+            "valve-9",
+            "--bootstrap-psk-file",
+            &psk_file,
+            "--enrollment-group",
+            "line-2",
+        ],
+    );
+    let d = device_json(&server, "valve-9").unwrap();
+    assert!(
+        d["credentials"][0]["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("bootstrap-psk"),
+        "{d}"
+    );
+
+    // The bootstrap PSK reaches EST only.
+    let boot = ["-u", "valve-9", "-k", secret];
+    let id = coap(
+        &tool,
+        &[&["-m", "get"][..], &boot].concat(),
+        &format!("coaps://{front}/id"),
+    );
+    assert!(id.contains("4.03"), "{id}");
+
+    let (csr, key) = shop.csr("valve", "valve-9", "prime256v1");
+    let issued = shop.path("valve.der");
+    let log = enroll(&tool, &front, &boot, "sen", &csr, &issued);
+    assert!(Path::new(&issued).exists(), "{log}");
+    let issued_pem = shop.pem_of(&issued);
+    verify(&device_ca, &issued_pem);
+    let id = coap(
+        &tool,
+        &["-m", "get", "-c", &issued_pem, "-j", &key],
+        &format!("coaps://{front}/id"),
+    );
+    assert!(id.contains("valve-9 active certificate"), "{id}");
+
+    // Used once: the PSK is gone from the device and refused at the handshake.
+    let d = device_json(&server, "valve-9").unwrap();
+    assert_eq!(d["credentials"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["credentials"][0]["kind"], "issued-certificate");
+    let again = shop.path("again.der");
+    let log = enroll(&tool, &front, &boot, "sen", &csr, &again);
+    assert!(!Path::new(&again).exists(), "{log}");
+    let group = cli_ok(
+        &server,
+        &["enrollment-group", "show", "line-2", "-o", "json"],
+    );
+    let group: serde_json::Value = serde_json::from_str(&group).unwrap();
+    assert_eq!(group["enrolled"], 1);
+}
