@@ -484,3 +484,213 @@ async fn a_bootstrap_psk_enrolls_once_and_is_refused_afterwards() {
     let group: serde_json::Value = serde_json::from_str(&group).unwrap();
     assert_eq!(group["enrolled"], 1);
 }
+
+async fn sessions_of(server: &Server, device: &str) -> Vec<idreg_client::pb::Session> {
+    server
+        .sessions()
+        .await
+        .list_sessions(idreg_client::pb::ListSessionsRequest {
+            device_id: device.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list sessions")
+        .into_inner()
+        .sessions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sren_with_a_new_key_keeps_the_old_one_until_the_new_one_is_used() {
+    use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential};
+    let Some(tool) = coap_client() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Workshop {
+        dir: tmp.path().to_path_buf(),
+    };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    let device_ca = device_ca_pem(&server, &shop);
+
+    // Enrolled once (bootstrap PSK): key A with certificate A.
+    cli_ok(&server, &["enrollment-group", "add", "boot", "--bootstrap"]);
+    let psk_file = shop.path("boot.psk");
+    std::fs::write(&psk_file, "bootstrap-secret-0123456789").unwrap();
+    cli_ok(
+        &server,
+        &[
+            "device",
+            "add",
+            "pump-1",
+            "--bootstrap-psk-file",
+            &psk_file,
+            "--enrollment-group",
+            "boot",
+        ],
+    );
+    let (csr_a, key_a) = shop.csr("a", "pump-1", "prime256v1");
+    let cert_a = shop.path("a.der");
+    let boot = ["-u", "pump-1", "-k", "bootstrap-secret-0123456789"];
+    let log = enroll(&tool, &front, &boot, "sen", &csr_a, &cert_a);
+    assert!(Path::new(&cert_a).exists(), "{log}");
+    let cert_a = shop.pem_of(&cert_a);
+    let a_flags = ["-c", cert_a.as_str(), "-j", key_a.as_str()];
+    let id_uri = format!("coaps://{front}/id");
+
+    // A live session on key A (the Rust client on webrtc-dtls: PKCS#8 key).
+    let key_a_p8 = shop.path("a.p8");
+    openssl(&[
+        "pkcs8", "-topk8", "-nocrypt", "-in", &key_a, "-out", &key_a_p8,
+    ]);
+    let credential = certificate_from_pem(
+        &std::fs::read_to_string(&cert_a).unwrap(),
+        &std::fs::read_to_string(&key_a_p8).unwrap(),
+    )
+    .unwrap();
+    let mut live = DeviceClient::connect(
+        server.front_addr().await,
+        DeviceCredential::Certificate(Box::new(credential)),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        live.get("/id", None).await.unwrap().text(),
+        "pump-1 active certificate"
+    );
+
+    // Re-enrollment with key B over the session of key A.
+    let (csr_b, key_b) = shop.csr("b", "pump-1", "prime256v1");
+    let cert_b = shop.path("b.der");
+    let log = enroll(&tool, &front, &a_flags, "sren", &csr_b, &cert_b);
+    assert!(Path::new(&cert_b).exists(), "{log}");
+    let cert_b = shop.pem_of(&cert_b);
+    verify(&device_ca, &cert_b);
+    let d = device_json(&server, "pump-1").unwrap();
+    assert_eq!(d["credentials"].as_array().unwrap().len(), 2, "{d}");
+
+    // Until B is used, A still works, and its session goes on.
+    let out = coap(&tool, &[&["-m", "get"][..], &a_flags].concat(), &id_uri);
+    assert!(out.contains("pump-1 active certificate"), "{out}");
+    assert_eq!(
+        live.get("/id", None).await.unwrap().text(),
+        "pump-1 active certificate"
+    );
+
+    // B used: A is retired, refused, and its live session ends.
+    let out = coap(&tool, &["-m", "get", "-c", &cert_b, "-j", &key_b], &id_uri);
+    assert!(out.contains("pump-1 active certificate"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while device_json(&server, "pump-1").unwrap()["credentials"]
+        .as_array()
+        .unwrap()
+        .len()
+        != 1
+    {
+        assert!(std::time::Instant::now() < deadline, "key A never retired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = coap(&tool, &[&["-m", "get"][..], &a_flags].concat(), &id_uri);
+    assert!(!out.contains("active"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = sessions_of(&server, "pump-1").await;
+        if s.iter().any(|x| x.end_reason == "revoked") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    live.request_timeout = Duration::from_secs(3);
+    assert!(
+        live.get("/id", None).await.is_err(),
+        "the old key's session still answers"
+    );
+    let history = cli_ok(&server, &["device", "history", "pump-1"]);
+    assert!(history.contains("complete-rotation"), "{history}");
+}
+
+/// The venv's Python with aiocoap and DTLSSocket, or `None` (skipped, or a
+/// failure under IDREG_REQUIRE_EXTERNAL=1).
+fn aiocoap_python() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python3");
+    let python = if venv.exists() {
+        venv
+    } else {
+        external_tool("python3")?
+    };
+    let ok = Command::new(&python)
+        .args(["-c", "import aiocoap, DTLSSocket"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "aiocoap with DTLSSocket is required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs it"
+        );
+        eprintln!("SKIPPED: aiocoap/DTLSSocket not installed; run .ci/run");
+        return None;
+    }
+    Some(python)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiocoap_posts_a_csr_block_wise_and_gets_its_certificate() {
+    let Some(python) = aiocoap_python() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Workshop {
+        dir: tmp.path().to_path_buf(),
+    };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    let device_ca = device_ca_pem(&server, &shop);
+    cli_ok(&server, &["enrollment-group", "add", "aio", "--bootstrap"]);
+    // tinydtls (DTLSSocket) takes PSKs of at most 16 bytes.
+    let psk_file = shop.path("boot.psk");
+    std::fs::write(&psk_file, "sixteen-byte-key").unwrap();
+    cli_ok(
+        &server,
+        &[
+            "device",
+            "add",
+            "aio-7",
+            "--psk-identity",
+            "aio-7-boot",
+            "--bootstrap-psk-file",
+            &psk_file,
+            "--enrollment-group",
+            "aio",
+        ],
+    );
+    let (csr, _) = shop.csr("aio", "aio-7", "prime256v1");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_post.py");
+    let out = shop.path("aio.der");
+    // 32-byte blocks: the CSR takes ~8 of them, the certificate ~15.
+    let log = run_text(
+        Command::new("timeout")
+            .arg("60")
+            .arg(&python)
+            .arg(&script)
+            .arg(format!("coaps://{front}/.well-known/est/sen"))
+            .args([
+                "aio-7-boot",
+                "sixteen-byte-key",
+                &csr,
+                "286",
+                "287",
+                "1",
+                &out,
+            ]),
+    );
+    assert!(log.starts_with("2.04"), "{log}");
+    let pem = shop.pem_of(&out);
+    verify(&device_ca, &pem);
+    let d = device_json(&server, "aio-7").unwrap();
+    assert_eq!(d["credentials"][0]["kind"], "issued-certificate", "{d}");
+}
+
+fn run_text(cmd: &mut Command) -> String {
+    output_text(&cmd.output().expect("run"))
+}
