@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::cluster::TestCluster;
 use common::*;
 
 fn openssl(args: &[&str]) -> String {
@@ -138,10 +139,14 @@ fn coap_client() -> Option<PathBuf> {
 /// Runs coap-client-openssl and returns what it printed (it exits 0 even
 /// on failure, so callers assert on the text).
 fn coap(tool: &Path, args: &[&str], uri: &str) -> String {
+    coap_waiting(tool, 10, args, uri)
+}
+
+fn coap_waiting(tool: &Path, wait_secs: u32, args: &[&str], uri: &str) -> String {
     let out = Command::new("timeout")
         .arg("30")
         .arg(tool)
-        .args(["-B", "10"])
+        .args(["-B", &wait_secs.to_string()])
         .args(args)
         .arg(uri)
         .output()
@@ -693,4 +698,165 @@ async fn aiocoap_posts_a_csr_block_wise_and_gets_its_certificate() {
 
 fn run_text(cmd: &mut Command) -> String {
     output_text(&cmd.output().expect("run"))
+}
+
+/// SHA-256 of a PEM key's SubjectPublicKeyInfo DER: the registry's
+/// fingerprint of it.
+fn key_fingerprint(key: &str) -> String {
+    let der = format!("{key}.spki.der");
+    openssl(&[
+        "pkey", "-in", key, "-pubout", "-outform", "DER", "-out", &der,
+    ]);
+    let out = openssl(&["dgst", "-sha256", "-r", &der]);
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_through_every_node_survives_a_kill_9() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let Some(tool) = coap_client() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Arc::new(Workshop {
+        dir: tmp.path().to_path_buf(),
+    });
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let maker = shop.ca("maker", "Acme Manufacturing CA");
+    cli_ok(
+        cluster.node(leader),
+        &[
+            "enrollment-group",
+            "add",
+            "fleet",
+            "--ca",
+            &maker.0,
+            "--id-template",
+            "{cn}",
+        ],
+    );
+    const PER_NODE: usize = 4;
+    // Device k of node n: its IDevID, CSR and key.
+    let mut plan = Vec::new();
+    for n in 1..=3u64 {
+        for k in 0..PER_NODE {
+            let name = format!("dev-{n}-{k}");
+            let idevid = shop.idevid(&format!("{name}-idevid"), &name, &maker);
+            let (csr, key) = shop.csr(&name, &name, "prime256v1");
+            plan.push((n, name, idevid, csr, key));
+        }
+    }
+    let fronts: Vec<String> = {
+        let mut f = Vec::new();
+        for n in 1..=3u64 {
+            f.push(cluster.node(n).front_addr().await.to_string());
+        }
+        f
+    };
+    // Every node's devices enroll through that node, one after another;
+    // the leader is killed once a few have.
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for n in 1..=3u64 {
+        let mine: Vec<_> = plan.iter().filter(|p| p.0 == n).cloned().collect();
+        let (tool, shop, done, front) = (
+            tool.clone(),
+            shop.clone(),
+            done.clone(),
+            fronts[n as usize - 1].clone(),
+        );
+        workers.push(std::thread::spawn(move || {
+            let mut failed = Vec::new();
+            for (_, name, idevid, csr, _) in mine {
+                let out = shop.path(&format!("{name}.der"));
+                let _ = std::fs::remove_file(&out);
+                let mut args = vec!["-c", idevid.0.as_str(), "-j", idevid.1.as_str()];
+                args.extend([
+                    "-m", "post", "-t", "286", "-A", "287", "-b", "64", "-f", &csr, "-o", &out,
+                ]);
+                coap_waiting(
+                    &tool,
+                    4,
+                    &args,
+                    &format!("coaps://{front}/.well-known/est/sen"),
+                );
+                if Path::new(&out).exists() {
+                    done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.push(name);
+                }
+            }
+            failed
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while done.load(Ordering::SeqCst) < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.kill9(leader);
+    let mut failed: Vec<String> = Vec::new();
+    for w in workers {
+        failed.extend(w.join().unwrap());
+    }
+    assert!(!failed.is_empty(), "the kill interrupted nothing");
+
+    // Those that got no answer try again through a survivor (bounded): the
+    // same IDevID and CSR, so a write that did land is found, not repeated.
+    let survivor = (1..=3).find(|n| *n != leader).unwrap();
+    let front = &fronts[survivor as usize - 1];
+    for name in &failed {
+        let (_, _, idevid, csr, _) = plan.iter().find(|p| &p.1 == name).unwrap();
+        let out = shop.path(&format!("{name}.der"));
+        for _ in 0..10 {
+            let log = enroll(
+                &tool,
+                front,
+                &["-c", &idevid.0, "-j", &idevid.1],
+                "sen",
+                csr,
+                &out,
+            );
+            if Path::new(&out).exists() {
+                break;
+            }
+            eprintln!("retry {name}: {log}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(Path::new(&out).exists(), "{name} never enrolled");
+    }
+
+    // Every device once, whole: its one credential is the key it asked a
+    // certificate for, and the certificate it holds is for that key.
+    cluster.restart(leader, "existing").await;
+    let status = cluster.status(survivor).await;
+    cluster.wait_applied(leader, status.applied_index).await;
+    let ids: std::collections::BTreeSet<String> = plan.iter().map(|p| p.1.clone()).collect();
+    for n in 1..=3u64 {
+        let held = common::cluster::all_ids_local(&cluster.node(n).grpc_addr).await;
+        assert_eq!(held, ids, "node {n}");
+    }
+    for (_, name, _, _, key) in &plan {
+        let d = device_json(cluster.node(survivor), name).unwrap();
+        let creds = d["credentials"].as_array().unwrap();
+        assert_eq!(creds.len(), 1, "{d}");
+        assert_eq!(creds[0]["kind"], "issued-certificate", "{d}");
+        let fp = key_fingerprint(key);
+        assert_eq!(creds[0]["fingerprint"], fp.as_str(), "{d}");
+        let cert = shop.pem_of(&shop.path(&format!("{name}.der")));
+        let cert_key = shop.path(&format!("{name}.certkey.pem"));
+        let pubkey = openssl(&["x509", "-in", &cert, "-noout", "-pubkey"]);
+        std::fs::write(&cert_key, pubkey).unwrap();
+        let der = format!("{cert_key}.der");
+        openssl(&[
+            "pkey", "-pubin", "-in", &cert_key, "-outform", "DER", "-out", &der,
+        ]);
+        let out = openssl(&["dgst", "-sha256", "-r", &der]);
+        assert_eq!(out.split_whitespace().next().unwrap(), fp, "{name}");
+    }
+    let group = cli_ok(
+        cluster.node(survivor),
+        &["enrollment-group", "show", "fleet", "-o", "json"],
+    );
+    let group: serde_json::Value = serde_json::from_str(&group).unwrap();
+    assert_eq!(group["enrolled"], plan.len(), "counted once per device");
 }
