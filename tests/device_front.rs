@@ -266,28 +266,9 @@ async fn libcoap_certificate_of_a_registered_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_psk() {
-    let Some(python) = external_tool("python3") else {
+    let Some(python) = aiocoap_python() else {
         return;
     };
-    let venv_python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python3");
-    let python = if venv_python.exists() {
-        venv_python
-    } else {
-        python
-    };
-    let has_aiocoap = Command::new(&python)
-        .args(["-c", "import aiocoap, DTLSSocket"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !has_aiocoap {
-        assert!(
-            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "aiocoap with DTLSSocket is required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs it"
-        );
-        eprintln!("SKIPPED: aiocoap/DTLSSocket not installed; run .ci/run");
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("node")).await;
     let psk_addr = server.front_addr().await;

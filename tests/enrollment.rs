@@ -19,19 +19,6 @@ fn run(cmd: &mut Command) -> String {
     output_text(&out)
 }
 
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `idreg ca show -o json` until the CA is there (the leader makes it just
 /// after founding), bounded.
 fn ca_json(server: &Server) -> serde_json::Value {

@@ -15,19 +15,6 @@ use std::time::Duration;
 use common::cluster::TestCluster;
 use common::*;
 
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A directory of PEM/DER files a device maker keeps.
 struct Workshop {
     dir: PathBuf,
@@ -171,6 +158,35 @@ fn enroll(tool: &Path, front: &str, credential: &[&str], op: &str, csr: &str, ou
         &args,
         &format!("coaps://{front}/.well-known/est/{op}"),
     )
+}
+
+/// A bootstrap group `group` and device `id` registered with a one-time PSK
+/// (identity `identity`, secret `secret`).
+fn bootstrap_device(
+    server: &Server,
+    shop: &Workshop,
+    group: &str,
+    id: &str,
+    identity: &str,
+    secret: &str,
+) {
+    let _ = server.cli(&["enrollment-group", "add", group, "--bootstrap"]);
+    let psk_file = shop.path(&format!("{id}.psk"));
+    std::fs::write(&psk_file, format!("{secret}\n")).unwrap();
+    cli_ok(
+        server,
+        &[
+            "device",
+            "add",
+            id,
+            "--psk-identity",
+            identity,
+            "--bootstrap-psk-file",
+            &psk_file,
+            "--enrollment-group",
+            group,
+        ],
+    );
 }
 
 fn cli_ok(server: &Server, args: &[&str]) -> String {
@@ -430,6 +446,7 @@ async fn a_bootstrap_psk_enrolls_once_and_is_refused_afterwards() {
         ],
     );
     let secret = "bootstrap-secret-0123456789";
+    // The identity defaults to the device id.
     let psk_file = shop.path("boot.psk");
     std::fs::write(&psk_file, format!("{secret}\n")).unwrap();
     cli_ok(
@@ -517,20 +534,13 @@ async fn sren_with_a_new_key_keeps_the_old_one_until_the_new_one_is_used() {
     let device_ca = device_ca_pem(&server, &shop);
 
     // Enrolled once (bootstrap PSK): key A with certificate A.
-    cli_ok(&server, &["enrollment-group", "add", "boot", "--bootstrap"]);
-    let psk_file = shop.path("boot.psk");
-    std::fs::write(&psk_file, "bootstrap-secret-0123456789").unwrap();
-    cli_ok(
+    bootstrap_device(
         &server,
-        &[
-            "device",
-            "add",
-            "pump-1",
-            "--bootstrap-psk-file",
-            &psk_file,
-            "--enrollment-group",
-            "boot",
-        ],
+        &shop,
+        "boot",
+        "pump-1",
+        "pump-1",
+        "bootstrap-secret-0123456789",
     );
     let (csr_a, key_a) = shop.csr("a", "pump-1", "prime256v1");
     let cert_a = shop.path("a.der");
@@ -614,31 +624,6 @@ async fn sren_with_a_new_key_keeps_the_old_one_until_the_new_one_is_used() {
     assert!(history.contains("complete-rotation"), "{history}");
 }
 
-/// The venv's Python with aiocoap and DTLSSocket, or `None` (skipped, or a
-/// failure under IDREG_REQUIRE_EXTERNAL=1).
-fn aiocoap_python() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python3");
-    let python = if venv.exists() {
-        venv
-    } else {
-        external_tool("python3")?
-    };
-    let ok = Command::new(&python)
-        .args(["-c", "import aiocoap, DTLSSocket"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "aiocoap with DTLSSocket is required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs it"
-        );
-        eprintln!("SKIPPED: aiocoap/DTLSSocket not installed; run .ci/run");
-        return None;
-    }
-    Some(python)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiocoap_posts_a_csr_block_wise_and_gets_its_certificate() {
     let Some(python) = aiocoap_python() else {
@@ -651,23 +636,14 @@ async fn aiocoap_posts_a_csr_block_wise_and_gets_its_certificate() {
     let server = Server::start(&tmp.path().join("node")).await;
     let front = server.front_addr().await.to_string();
     let device_ca = device_ca_pem(&server, &shop);
-    cli_ok(&server, &["enrollment-group", "add", "aio", "--bootstrap"]);
     // tinydtls (DTLSSocket) takes PSKs of at most 16 bytes.
-    let psk_file = shop.path("boot.psk");
-    std::fs::write(&psk_file, "sixteen-byte-key").unwrap();
-    cli_ok(
+    bootstrap_device(
         &server,
-        &[
-            "device",
-            "add",
-            "aio-7",
-            "--psk-identity",
-            "aio-7-boot",
-            "--bootstrap-psk-file",
-            &psk_file,
-            "--enrollment-group",
-            "aio",
-        ],
+        &shop,
+        "aio",
+        "aio-7",
+        "aio-7-boot",
+        "sixteen-byte-key",
     );
     let (csr, _) = shop.csr("aio", "aio-7", "prime256v1");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_post.py");

@@ -454,3 +454,40 @@ pub fn external_tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// Python with aiocoap and DTLSSocket (the project's `.venv`, as `.ci/run`
+/// makes it). Missing, it fails the test under `IDREG_REQUIRE_EXTERNAL=1`
+/// and skips it loudly otherwise.
+#[allow(dead_code)]
+pub fn aiocoap_python() -> Option<PathBuf> {
+    let python = external_tool("python3")?;
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import aiocoap, DTLSSocket"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "aiocoap with DTLSSocket is required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs it"
+        );
+        eprintln!("SKIPPED: aiocoap/DTLSSocket not installed; run .ci/run");
+        return None;
+    }
+    Some(python)
+}
+
+/// Runs `openssl` with `args`; its stdout. Fails the test if it fails.
+#[allow(dead_code)]
+pub fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -128,7 +128,7 @@ impl DeviceClient {
         path: &str,
         accept: Option<u16>,
     ) -> Result<CoapResponse, DeviceError> {
-        let request = CoapGet::new(
+        let request = CoapRequest::new(
             path,
             accept,
             &mut self.next_message_id,
@@ -171,18 +171,30 @@ impl DeviceClient {
     }
 }
 
-/// A confirmable CoAP GET and how to recognise its answer; shared by both
+/// A confirmable CoAP request and how to recognise its answer; shared by both
 /// device clients.
-pub(crate) struct CoapGet {
+pub(crate) struct CoapRequest {
     pub bytes: Vec<u8>,
     message_id: u16,
     token: Vec<u8>,
 }
 
-impl CoapGet {
+impl CoapRequest {
     pub fn new(
         path: &str,
         accept: Option<u16>,
+        next_message_id: &mut u16,
+        next_token: &mut u32,
+    ) -> Result<Self, DeviceError> {
+        Self::with_body(path, accept, None, next_message_id, next_token)
+    }
+
+    /// A confirmable request: a GET, or with `body` (content format,
+    /// payload) a POST.
+    pub fn with_body(
+        path: &str,
+        accept: Option<u16>,
+        body: Option<(u16, &[u8])>,
         next_message_id: &mut u16,
         next_token: &mut u32,
     ) -> Result<Self, DeviceError> {
@@ -192,7 +204,10 @@ impl CoapGet {
         *next_token = next_token.wrapping_add(1);
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
-        p.header.code = MessageClass::Request(RequestType::Get);
+        p.header.code = MessageClass::Request(match body {
+            Some(_) => RequestType::Post,
+            None => RequestType::Get,
+        });
         p.header.message_id = message_id;
         p.set_token(token.clone());
         for seg in path.split('/').filter(|s| !s.is_empty()) {
@@ -206,6 +221,16 @@ impl CoapGet {
                 bytes.to_vec()
             };
             p.add_option(CoapOption::Accept, v);
+        }
+        if let Some((format, payload)) = body {
+            let bytes = format.to_be_bytes();
+            let v = if format < 256 {
+                vec![bytes[1]]
+            } else {
+                bytes.to_vec()
+            };
+            p.add_option(CoapOption::ContentFormat, v);
+            p.payload = payload.to_vec();
         }
         let bytes = p
             .to_bytes()

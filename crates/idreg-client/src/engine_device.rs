@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use idreg_dtls::client::{Client, ClientConfig, ClientSession};
 use tokio::net::UdpSocket;
 
-use crate::device::{CoapGet, CoapResponse, DeviceError};
+use crate::device::{CoapRequest, CoapResponse, DeviceError};
 
 pub struct EngineDevice {
     socket: UdpSocket,
@@ -147,12 +147,35 @@ impl EngineDevice {
         path: &str,
         accept: Option<u16>,
     ) -> Result<CoapResponse, DeviceError> {
-        let request = CoapGet::new(
+        let request = CoapRequest::new(
             path,
             accept,
             &mut self.next_message_id,
             &mut self.next_token,
         )?;
+        self.exchange(request).await
+    }
+
+    /// A confirmable POST of `payload` (Content-Format `format`) in one
+    /// message, retransmitted like [`Self::get`].
+    pub async fn post(
+        &mut self,
+        path: &str,
+        format: u16,
+        accept: Option<u16>,
+        payload: &[u8],
+    ) -> Result<CoapResponse, DeviceError> {
+        let request = CoapRequest::with_body(
+            path,
+            accept,
+            Some((format, payload)),
+            &mut self.next_message_id,
+            &mut self.next_token,
+        )?;
+        self.exchange(request).await
+    }
+
+    async fn exchange(&mut self, request: CoapRequest) -> Result<CoapResponse, DeviceError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut wait = Duration::from_secs(1);
         loop {

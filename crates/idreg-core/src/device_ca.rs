@@ -58,6 +58,24 @@ impl DeviceCa {
 /// constraints, allowed to sign certificates if it says what it may do, with
 /// a P-256 key. Returns the canonical SPKI DER of its key.
 pub fn check_ca_certificate(field: &str, der: &[u8]) -> Result<Vec<u8>, ValidationError> {
+    let cert = parse_ca_certificate(field, der)?;
+    if let Ok(Some(usage)) = cert.key_usage() {
+        if !usage.value.key_cert_sign() {
+            return Err(ValidationError::new(
+                field,
+                "its keyUsage does not allow keyCertSign",
+            ));
+        }
+    }
+    canonical_p256_spki(field, cert.tbs_certificate.subject_pki.raw)
+}
+
+/// One X.509 certificate (DER, at most [`MAX_CA_CERTIFICATE`]) that is a
+/// CA by its basic constraints; any key algorithm.
+pub fn parse_ca_certificate<'a>(
+    field: &str,
+    der: &'a [u8],
+) -> Result<x509_parser::certificate::X509Certificate<'a>, ValidationError> {
     if der.len() > MAX_CA_CERTIFICATE {
         return Err(ValidationError::new(
             field,
@@ -76,15 +94,7 @@ pub fn check_ca_certificate(field: &str, der: &[u8]) -> Result<Vec<u8>, Validati
             "not a CA certificate (basicConstraints CA:TRUE is required)",
         ));
     }
-    if let Ok(Some(usage)) = cert.key_usage() {
-        if !usage.value.key_cert_sign() {
-            return Err(ValidationError::new(
-                field,
-                "its keyUsage does not allow keyCertSign",
-            ));
-        }
-    }
-    canonical_p256_spki(field, cert.tbs_certificate.subject_pki.raw)
+    Ok(cert)
 }
 
 /// Checks that `pkcs8_der` is a P-256 private key whose public half is the

@@ -10,7 +10,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::credential::parse_certificate;
 use crate::error::ValidationError;
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
@@ -19,8 +18,6 @@ use crate::names::{DeviceId, TenantId};
 pub const MAX_GROUP_NAME_LEN: usize = 64;
 /// Longest id template, in bytes.
 pub const MAX_ID_TEMPLATE_LEN: usize = 128;
-/// Largest manufacturer CA certificate taken.
-pub const MAX_MANUFACTURER_CA: usize = 8 * 1024;
 
 /// A group name: 1 to 64 bytes of `[A-Za-z0-9-_.]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -268,25 +265,7 @@ impl EnrollmentGroup {
 /// is a CA by its basic constraints. Its key may be any algorithm the
 /// signature checks know (manufacturers use P-256 and P-384 alike).
 pub fn check_manufacturer_ca(field: &str, der: &[u8]) -> Result<(), ValidationError> {
-    if der.len() > MAX_MANUFACTURER_CA {
-        return Err(ValidationError::new(
-            field,
-            format!("certificate over {MAX_MANUFACTURER_CA} bytes"),
-        ));
-    }
-    let cert = parse_certificate(field, der)?;
-    let is_ca = cert
-        .basic_constraints()
-        .ok()
-        .flatten()
-        .is_some_and(|bc| bc.value.ca);
-    if !is_ca {
-        return Err(ValidationError::new(
-            field,
-            "not a CA certificate (basicConstraints CA:TRUE is required)",
-        ));
-    }
-    Ok(())
+    crate::device_ca::parse_ca_certificate(field, der).map(|_| ())
 }
 
 #[cfg(test)]

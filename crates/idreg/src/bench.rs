@@ -423,6 +423,23 @@ pub async fn run(
             .await?;
             print(output, &summarize("revoke", fronts.len(), m))
         }
+        BenchCommand::Enroll {
+            fronts,
+            count,
+            concurrency,
+            max_seconds,
+            server_pid,
+        } => {
+            let load = crate::bench_enroll::EnrollLoad {
+                fronts,
+                count,
+                concurrency,
+                server_pids: server_pid,
+                max_seconds,
+            };
+            let summary = crate::bench_enroll::run(target, load).await?;
+            crate::bench_enroll::print(output, &summary)
+        }
         BenchCommand::EtcdPut {
             etcd,
             etcd_tls,

@@ -442,6 +442,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         max_seconds: u64,
     },
+    /// EST-coaps enrollments: COUNT devices with manufacturer certificates
+    /// of a group made for the run each handshake and POST a CSR to `sen`.
+    Enroll {
+        /// Device fronts (UDP HOST:PORT), comma-separated; devices are
+        /// spread over them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        fronts: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 300)]
+        max_seconds: u64,
+        /// PIDs of the server processes (every node): CPU per enrollment.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+    },
     /// The peer for registry writes: etcd v3 Put through its gRPC KV API, with
     /// the same client stack and concurrency as `bench register`.
     EtcdPut {

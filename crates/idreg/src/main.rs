@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_device;
+mod bench_enroll;
 mod bench_import;
 mod bench_revoke;
 mod ca_cmd;
