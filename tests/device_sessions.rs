@@ -289,6 +289,97 @@ async fn removing_the_credential_a_session_used_ends_that_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_psk_works_until_its_successor_is_used() {
+    let Some(tool) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let addr = server.front_addr().await;
+    let uri = format!("coaps://{addr}/id");
+    add_psk(&server, "meter").await;
+    let old = DeviceCredential::Psk {
+        identity: b"meter-psk".to_vec(),
+        key: KEY.as_bytes().to_vec(),
+    };
+    let mut live = DeviceClient::connect(addr, old, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        live.get("/id", None).await.unwrap().text(),
+        "meter active psk"
+    );
+
+    // The operator brings in a new PSK, as an operator does: from a file.
+    let new_key = "fedcba9876543210-new";
+    let file = tmp.path().join("new.psk");
+    std::fs::write(&file, format!("{new_key}\n")).unwrap();
+    let out = server.cli(&[
+        "device",
+        "rotate-psk",
+        "meter",
+        "--psk-identity",
+        "meter-psk-2",
+        "--psk-file",
+        file.to_str().unwrap(),
+        "--grace",
+        "1h",
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    // Until the device uses it, the old PSK works: new handshakes and the
+    // live session alike.
+    let with_old = coap_client(&tool, &["-u", "meter-psk", "-k", KEY], &uri);
+    assert!(with_old.contains("meter active psk"), "{with_old}");
+    assert_eq!(
+        live.get("/id", None).await.unwrap().text(),
+        "meter active psk"
+    );
+
+    // The new one used: the old is retired, refused, its session ended.
+    let with_new = coap_client(&tool, &["-u", "meter-psk-2", "-k", new_key], &uri);
+    assert!(with_new.contains("meter active psk"), "{with_new}");
+    let s = wait_sessions(&server, "meter", |s| {
+        s.iter().any(|x| x.end_reason == "revoked")
+    })
+    .await;
+    assert!(s.iter().any(|x| x.end_reason == "revoked"), "{s:?}");
+    let with_old = coap_client(&tool, &["-u", "meter-psk", "-k", KEY], &uri);
+    assert!(!with_old.contains("active"), "{with_old}");
+    live.request_timeout = Duration::from_secs(3);
+    assert!(
+        live.get("/id", None).await.is_err(),
+        "the old PSK's session still answers"
+    );
+    let history = server.cli(&["device", "history", "meter"]);
+    let history = output_text(&history);
+    assert!(
+        history.contains("rotate-psk") && history.contains("complete-rotation"),
+        "{history}"
+    );
+
+    // Never used, the new PSK still ends the old one's life at the grace.
+    add_psk(&server, "gauge").await;
+    let out = server.cli(&[
+        "device",
+        "rotate-psk",
+        "gauge",
+        "--psk-identity",
+        "gauge-psk-2",
+        "--psk-file",
+        file.to_str().unwrap(),
+        "--grace",
+        "1s",
+    ]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let with_old = coap_client(&tool, &["-u", "gauge-psk", "-k", KEY], &uri);
+    assert!(!with_old.contains("active"), "{with_old}");
+    let with_new = coap_client(&tool, &["-u", "gauge-psk-2", "-k", new_key], &uri);
+    assert!(with_new.contains("gauge active psk"), "{with_new}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_lost_its_leader_refuses_new_handshakes() {
     let mut c = TestCluster::start(3, &["--max-auth-staleness", "2s"]).await;
     let leader = c.wait_for_leader().await;

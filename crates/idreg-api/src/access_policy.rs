@@ -48,7 +48,8 @@ pub fn need(listener: Listener, path: &str) -> Need {
         }
         (
             "idreg.v1.DeviceRegistry",
-            "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices",
+            "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices"
+            | "RotatePsk",
         )
         | (
             "idreg.v1.Enrollment",
@@ -111,6 +112,7 @@ mod tests {
             ("/idreg.v1.DeviceRegistry/CreateDevice", Role::Operator),
             ("/idreg.v1.DeviceRegistry/ImportDevices", Role::Operator),
             ("/idreg.v1.DeviceRegistry/RevokeDevice", Role::Operator),
+            ("/idreg.v1.DeviceRegistry/RotatePsk", Role::Operator),
             ("/idreg.v1.Cluster/AddNode", Role::Admin),
             ("/idreg.v1.Enrollment/ImportDeviceCa", Role::Admin),
             ("/idreg.v1.Cluster/SaveSnapshot", Role::Admin),

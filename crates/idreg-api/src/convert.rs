@@ -134,6 +134,14 @@ fn credential_to_proto(c: &Credential) -> pb::Credential {
     let kind = match c {
         Credential::Psk { identity, .. } => pb::credential::Kind::Psk(pb::PskInfo {
             identity: identity.clone(),
+            ..Default::default()
+        }),
+        Credential::SuccessorPsk {
+            identity, replaces, ..
+        } => pb::credential::Kind::Psk(pb::PskInfo {
+            identity: identity.clone(),
+            replaces_identity: replaces.old_identity.clone(),
+            replaces_until: Some(timestamp(replaces.until_ms)),
         }),
         Credential::BootstrapPsk {
             identity, group, ..

@@ -1,5 +1,6 @@
 //! `idreg.v1.DeviceRegistry`.
 
+use idreg_core::credential::{check_psk_identity, check_psk_secret};
 use idreg_core::labels::parse_selector;
 use idreg_core::{
     Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange, TenantId,
@@ -314,6 +315,39 @@ impl DeviceRegistry for RegistryService {
             by,
         )
         .await
+    }
+
+    async fn rotate_psk(
+        &self,
+        request: Request<pb::RotatePskRequest>,
+    ) -> Result<Response<pb::Device>, Status> {
+        let by = author(&request);
+        let req = request.into_inner();
+        let id = convert::device_id("id", &req.id).map_err(invalid)?;
+        let psk = req
+            .psk
+            .ok_or_else(|| Status::invalid_argument("psk: required"))?;
+        check_psk_identity("psk.identity", &psk.identity).map_err(invalid)?;
+        check_psk_secret("psk.secret", &psk.secret).map_err(invalid)?;
+        let replaces = match req.replaces.is_empty() {
+            true => None,
+            false => {
+                check_psk_identity("replaces", &req.replaces).map_err(invalid)?;
+                Some(req.replaces)
+            }
+        };
+        let grace_ms = match req.grace_seconds {
+            0 => 24 * 3_600_000,
+            s => s.saturating_mul(1000),
+        };
+        let command = Command::RotatePsk {
+            secret: self.kek.seal(&psk.secret, id.as_str().as_bytes()),
+            id,
+            identity: psk.identity,
+            replaces,
+            grace_ms,
+        };
+        self.execute_expecting_device(command, by).await
     }
 
     async fn delete_device(

@@ -31,11 +31,13 @@ pub enum AuthError {
     NotAllowed(String),
 }
 
-/// How a PSK authenticated: an operational PSK or a one-time bootstrap PSK
-/// (enrollment only).
+/// How a PSK authenticated: an operational PSK (the successor of a
+/// rotation, whose first use retires the PSK it replaces), or a one-time
+/// bootstrap PSK (enrollment only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PskKind {
     Operational,
+    Successor,
     Bootstrap,
 }
 
@@ -124,9 +126,25 @@ impl Authenticator {
                     secret,
                     ..
                 } if i.as_slice() == identity => Some((secret, PskKind::Bootstrap)),
+                Credential::SuccessorPsk {
+                    identity: i,
+                    secret,
+                    ..
+                } if i.as_slice() == identity => Some((secret, PskKind::Successor)),
                 _ => None,
             })
             .ok_or(AuthError::Unknown)?;
+        let now = crate::unix_ms();
+        let rotated_out = device.credentials.iter().any(|c| {
+            matches!(c, Credential::SuccessorPsk { replaces, .. }
+                if replaces.old_identity == identity && now >= replaces.until_ms)
+        });
+        if rotated_out {
+            return Err(AuthError::NotAllowed(format!(
+                "this PSK of device {:?} was rotated out",
+                device.id.as_str()
+            )));
+        }
         let key = self
             .kek
             .open(sealed, device.id.as_str().as_bytes())

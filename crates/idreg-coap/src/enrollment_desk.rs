@@ -18,8 +18,8 @@ use idreg_coap_endpoint::resources::Reply;
 use idreg_core::certificate_issuer::{check_csr, issue, CheckedCsr};
 use idreg_core::device_ca::DEVICE_CA_KEY_AAD;
 use idreg_core::{
-    Command, Credential, Device, DeviceId, EnrollVia, Enrollment, Fingerprint, IssuedKey, Kek,
-    KeySource, Principal, PublicKeyCredential, Rejection, Role,
+    Command, Credential, CredentialRef, Device, DeviceId, EnrollVia, Enrollment, Fingerprint,
+    IssuedKey, Kek, KeySource, Principal, PublicKeyCredential, Rejection, Role,
 };
 use idreg_dtls::AuthCredential;
 use idreg_store::RegistryReader;
@@ -107,9 +107,9 @@ impl EnrollmentDesk {
         Ok(())
     }
 
-    /// Retires the key `new` replaced, in the background: a failed write is
-    /// retried at the device's next handshake with the new key.
-    pub fn finish_rotation(&self, id: DeviceId, new: Fingerprint) {
+    /// Retires the key or PSK `new` replaced, in the background: a failed
+    /// write is retried at the device's next handshake with the new one.
+    pub fn finish_rotation(&self, id: DeviceId, new: CredentialRef) {
         let writer = self.writer.clone();
         tokio::spawn(async move {
             let by = Principal {

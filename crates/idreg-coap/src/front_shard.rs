@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use idreg_core::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
+use idreg_core::{AddressChange, CredentialRef, SessionCredential, SessionEnd, SessionRecord};
 use idreg_dtls::server_handshake::FailReason;
 use idreg_dtls::session::Session;
 use idreg_dtls::{
@@ -636,15 +636,19 @@ impl FrontShard {
     /// The successor of a rotated key was used: the old key is retired
     /// (and its sessions end as the change is applied).
     fn finish_rotation(&self, device: &str, credential: &AuthCredential) {
-        let (Some(desk), AuthCredential::PublicKey { fingerprint, .. }) =
-            (&self.shared.enrollment, credential)
-        else {
+        let (Some(desk), Ok(id)) = (
+            &self.shared.enrollment,
+            idreg_core::DeviceId::parse("id", device),
+        ) else {
             return;
         };
-        let Ok(id) = idreg_core::DeviceId::parse("id", device) else {
-            return;
+        let new = match credential {
+            AuthCredential::PublicKey { fingerprint, .. } => {
+                CredentialRef::Fingerprint(idreg_core::Fingerprint(*fingerprint))
+            }
+            AuthCredential::Psk { identity } => CredentialRef::PskIdentity(identity.to_vec()),
         };
-        desk.finish_rotation(id, idreg_core::Fingerprint(*fingerprint));
+        desk.finish_rotation(id, new);
     }
 
     fn coap(&mut self, conn: ConnId, data: &[u8]) {

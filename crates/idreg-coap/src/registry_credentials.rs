@@ -133,6 +133,9 @@ impl CredentialStore for RegistryCredentials {
             PskKind::Operational => SessionRole::Device {
                 finishes_rotation: false,
             },
+            PskKind::Successor => SessionRole::Device {
+                finishes_rotation: true,
+            },
             PskKind::Bootstrap => SessionRole::Bootstrap {
                 identity: Arc::from(identity),
             },

@@ -87,6 +87,24 @@ pub fn apply<V: RegistryView>(
                     .map(Effect::Device),
             )
         }
+        Command::RotatePsk {
+            id,
+            identity,
+            secret,
+            replaces,
+            grace_ms,
+        } => {
+            let rotation = enrollment::PskRotationRequest {
+                identity,
+                secret,
+                replaces: replaces.as_deref(),
+                grace_ms: *grace_ms,
+            };
+            Ok(
+                enrollment::rotate_psk(view, id, rotation, proposal.at_ms, revision)?
+                    .map(Effect::Device),
+            )
+        }
         _ => Ok(apply_to_device(view, proposal, revision)?.map(Effect::Device)),
     }
 }
@@ -211,7 +229,8 @@ fn apply_to_device<V: RegistryView>(
         | Command::SetEnrollmentGroupEnabled { .. }
         | Command::DeleteEnrollmentGroup { .. }
         | Command::Enroll(_)
-        | Command::CompleteRotation { .. } => unreachable!("handled by apply"),
+        | Command::CompleteRotation { .. }
+        | Command::RotatePsk { .. } => unreachable!("handled by apply"),
     }
 }
 
@@ -278,7 +297,8 @@ fn check_gateway<V: RegistryView>(
 pub(crate) fn matches_ref(c: &Credential, r: &CredentialRef) -> bool {
     match (c, r) {
         (Credential::Psk { identity, .. }, CredentialRef::PskIdentity(want))
-        | (Credential::BootstrapPsk { identity, .. }, CredentialRef::PskIdentity(want)) => {
+        | (Credential::BootstrapPsk { identity, .. }, CredentialRef::PskIdentity(want))
+        | (Credential::SuccessorPsk { identity, .. }, CredentialRef::PskIdentity(want)) => {
             identity == want
         }
         (Credential::PublicKey(k), CredentialRef::Fingerprint(want)) => &k.fingerprint == want,
@@ -307,7 +327,9 @@ pub(crate) fn check_new_credentials<V: RegistryView>(
             }
         }
         match c {
-            Credential::Psk { identity, .. } | Credential::BootstrapPsk { identity, .. } => {
+            Credential::Psk { identity, .. }
+            | Credential::BootstrapPsk { identity, .. }
+            | Credential::SuccessorPsk { identity, .. } => {
                 let shown = String::from_utf8_lossy(identity).into_owned();
                 // Revocation is checked first: it is the more useful answer when a
                 // revoked device still holds the credential.

@@ -43,8 +43,10 @@ pub enum AuditAction {
     SetDeviceCa,
     /// Enrolled over EST-coaps: registered, re-keyed or renewed.
     Enroll,
-    /// A rotated-out key retired once its successor was used.
+    /// A rotated-out key or PSK retired once its successor was used.
     CompleteRotation,
+    /// A PSK brought in to replace another.
+    RotatePsk,
     /// Enrollment groups (no device's history holds these either).
     EnrollmentGroup,
 }
@@ -59,6 +61,7 @@ impl AuditAction {
             Command::SetDeviceCa { .. } => AuditAction::SetDeviceCa,
             Command::Enroll(_) => AuditAction::Enroll,
             Command::CompleteRotation { .. } => AuditAction::CompleteRotation,
+            Command::RotatePsk { .. } => AuditAction::RotatePsk,
             Command::AddEnrollmentGroup(_)
             | Command::SetEnrollmentGroupEnabled { .. }
             | Command::DeleteEnrollmentGroup { .. } => AuditAction::EnrollmentGroup,
@@ -74,6 +77,7 @@ impl AuditAction {
             AuditAction::SetDeviceCa => "set-device-ca",
             AuditAction::Enroll => "enroll",
             AuditAction::CompleteRotation => "complete-rotation",
+            AuditAction::RotatePsk => "rotate-psk",
             AuditAction::EnrollmentGroup => "enrollment-group",
         }
     }

@@ -10,6 +10,7 @@ use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
+use crate::secret::SealedSecret;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewDevice {
@@ -84,10 +85,21 @@ pub enum Command {
     /// A device enrolled (EST-coaps `sen`/`sren`): registered or given its
     /// new key together with the certificate issued for it.
     Enroll(Enrollment),
-    /// The successor of a rotated key was used: the old key is retired.
+    /// The successor of a rotated key or PSK was used: the one it replaces
+    /// is retired.
     CompleteRotation {
         id: DeviceId,
-        new: Fingerprint,
+        new: CredentialRef,
+    },
+    /// A new PSK (its own identity: the device names the key it uses by
+    /// it) to replace the device's PSK `replaces` (`None`: its only one);
+    /// both valid until the new one is used or `grace_ms` passes.
+    RotatePsk {
+        id: DeviceId,
+        identity: Vec<u8>,
+        secret: SealedSecret,
+        replaces: Option<Vec<u8>>,
+        grace_ms: u64,
     },
 }
 
@@ -121,7 +133,8 @@ impl Command {
             Command::Update { id, .. }
             | Command::Revoke { id, .. }
             | Command::Delete { id }
-            | Command::CompleteRotation { id, .. } => Some(id),
+            | Command::CompleteRotation { id, .. }
+            | Command::RotatePsk { id, .. } => Some(id),
             Command::Enroll(e) => Some(&e.id),
             Command::SetDeviceCa { .. }
             | Command::AddEnrollmentGroup(_)

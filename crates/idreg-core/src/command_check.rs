@@ -77,7 +77,25 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
             }
             check_credentials("key", &[Credential::PublicKey(e.key.clone())])
         }
-        Command::CompleteRotation { .. } => Ok(()),
+        Command::CompleteRotation { new, .. } => match new {
+            CredentialRef::PskIdentity(identity) => check_psk_identity("new", identity),
+            CredentialRef::Fingerprint(_) => Ok(()),
+        },
+        Command::RotatePsk {
+            identity,
+            secret,
+            replaces,
+            ..
+        } => {
+            check_psk_identity("identity", identity)?;
+            if let Some(old) = replaces {
+                check_psk_identity("replaces", old)?;
+            }
+            if secret.ciphertext.len() > MAX_SEALED_LEN {
+                return Err(ValidationError::new("secret", "sealed PSK is too large"));
+            }
+            Ok(())
+        }
         Command::SetDeviceCa { ca, .. } => {
             check_ca_certificate("certificate", &ca.certificate)?;
             // A PKCS#8 P-256 key is ~140 bytes; the bound keeps a peer from
@@ -101,6 +119,9 @@ fn check_credentials(field: &str, creds: &[Credential]) -> Result<(), Validation
         match c {
             Credential::Psk { identity, secret }
             | Credential::BootstrapPsk {
+                identity, secret, ..
+            }
+            | Credential::SuccessorPsk {
                 identity, secret, ..
             } => {
                 check_psk_identity(&field, identity)?;

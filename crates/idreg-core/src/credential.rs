@@ -123,13 +123,28 @@ pub enum Credential {
         secret: SealedSecret,
         group: GroupName,
     },
+    /// A PSK brought in to replace another (`device rotate-psk`): both are
+    /// valid until this one is first used or the grace ends; then it is a
+    /// plain `Psk` and the old one is gone.
+    SuccessorPsk {
+        identity: Vec<u8>,
+        secret: SealedSecret,
+        replaces: PskRotation,
+    },
+}
+
+/// The PSK a successor replaces, and until when it stays valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PskRotation {
+    pub old_identity: Vec<u8>,
+    pub until_ms: u64,
 }
 
 impl Credential {
     /// The short name of the credential's kind, as the API and CoAP `/id` show it.
     pub fn kind(&self) -> &'static str {
         match self {
-            Credential::Psk { .. } => "psk",
+            Credential::Psk { .. } | Credential::SuccessorPsk { .. } => "psk",
             Credential::PublicKey(PublicKeyCredential {
                 source: KeySource::Spki,
                 ..

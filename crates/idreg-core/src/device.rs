@@ -50,9 +50,9 @@ pub struct Device {
 impl Device {
     pub fn psk_identities(&self) -> impl Iterator<Item = &[u8]> {
         self.credentials.iter().filter_map(|c| match c {
-            Credential::Psk { identity, .. } | Credential::BootstrapPsk { identity, .. } => {
-                Some(identity.as_slice())
-            }
+            Credential::Psk { identity, .. }
+            | Credential::BootstrapPsk { identity, .. }
+            | Credential::SuccessorPsk { identity, .. } => Some(identity.as_slice()),
             Credential::PublicKey(_) => None,
         })
     }
@@ -60,7 +60,9 @@ impl Device {
     pub fn fingerprints(&self) -> impl Iterator<Item = &Fingerprint> {
         self.credentials.iter().filter_map(|c| match c {
             Credential::PublicKey(k) => Some(&k.fingerprint),
-            Credential::Psk { .. } | Credential::BootstrapPsk { .. } => None,
+            Credential::Psk { .. }
+            | Credential::BootstrapPsk { .. }
+            | Credential::SuccessorPsk { .. } => None,
         })
     }
 }

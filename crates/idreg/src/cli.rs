@@ -758,6 +758,26 @@ pub enum DeviceCommand {
         #[command(flatten)]
         credentials: CredentialArgs,
     },
+    /// Replace a device's PSK with a new one (its own identity): both work
+    /// until the device first uses the new one, or until --grace passes.
+    RotatePsk {
+        id: String,
+        /// The new PSK's identity.
+        #[arg(long)]
+        psk_identity: String,
+        /// Read the new PSK (text; one trailing newline dropped) from FILE.
+        #[arg(long, required_unless_present = "psk_stdin")]
+        psk_file: Option<PathBuf>,
+        /// Read the new PSK from standard input.
+        #[arg(long)]
+        psk_stdin: bool,
+        /// The identity of the PSK to replace (default: the device's only PSK).
+        #[arg(long)]
+        replaces: Option<String>,
+        /// How long the old PSK stays valid if the new one is not used.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
     /// Show one device.
     Get {
         id: String,

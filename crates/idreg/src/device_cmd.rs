@@ -215,6 +215,10 @@ pub async fn run(
             output,
             &client.revoke_device(req).await.map_err(rpc)?.into_inner(),
         ),
+        Prepared::RotatePsk(req) => print_device(
+            output,
+            &client.rotate_psk(req).await.map_err(rpc)?.into_inner(),
+        ),
         Prepared::Delete(req) => {
             let id = req.id.clone();
             client.delete_device(req).await.map_err(rpc)?;
@@ -312,6 +316,7 @@ enum Prepared {
     },
     Update(pb::UpdateDeviceRequest),
     Revoke(pb::RevokeDeviceRequest),
+    RotatePsk(pb::RotatePskRequest),
     Delete(pb::DeleteDeviceRequest),
     Watch {
         from_revision: u64,
@@ -408,6 +413,35 @@ impl Prepared {
                 Prepared::Revoke(pb::RevokeDeviceRequest { id, reason })
             }
             DeviceCommand::Delete { id } => Prepared::Delete(pb::DeleteDeviceRequest { id }),
+            DeviceCommand::RotatePsk {
+                id,
+                psk_identity,
+                psk_file,
+                psk_stdin,
+                replaces,
+                grace,
+            } => {
+                let secret = match (psk_file, psk_stdin) {
+                    (Some(path), _) => std::fs::read(&path)
+                        .with_context(|| format!("--psk-file: cannot read {}", path.display()))?,
+                    (None, _) => {
+                        let mut bytes = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                            .context("--psk-stdin: cannot read standard input")?;
+                        bytes
+                    }
+                };
+                let grace = crate::time_arg::parse_duration("grace", &grace)?;
+                Prepared::RotatePsk(pb::RotatePskRequest {
+                    id,
+                    psk: Some(pb::PskInput {
+                        identity: psk_identity.into_bytes(),
+                        secret: without_final_newline(secret),
+                    }),
+                    replaces: replaces.unwrap_or_default().into_bytes(),
+                    grace_seconds: grace.as_secs().max(1),
+                })
+            }
             DeviceCommand::Import { .. } => unreachable!("handled before preparing"),
         })
     }

@@ -1,16 +1,17 @@
 //! The rules of enrollment groups and of enrollment itself (EST-coaps
-//! `sen`/`sren`), and of finishing a key rotation.
+//! `sen`/`sren`), and of rotating keys and PSKs with a grace.
 
-use super::{check_gateway, check_new_credentials, Change, Effect};
-use crate::command::{Command, EnrollVia, Enrollment, Proposal};
+use super::{check_gateway, check_new_credentials, matches_ref, Change, Effect};
+use crate::command::{Command, CredentialRef, EnrollVia, Enrollment, Proposal};
 use crate::credential::{
-    Credential, Fingerprint, IssuedKey, KeySource, PublicKeyCredential, Rotation,
+    Credential, Fingerprint, IssuedKey, KeySource, PskRotation, PublicKeyCredential, Rotation,
 };
 use crate::device::{Device, DeviceStatus};
 use crate::enrollment_group::{Attestation, EnrollmentGroup, GroupName};
 use crate::error::Rejection;
 use crate::limits::MAX_CREDENTIALS;
 use crate::names::DeviceId;
+use crate::secret::SealedSecret;
 use crate::view::RegistryView;
 
 type Verdict<T, E> = Result<Result<T, Rejection>, E>;
@@ -300,12 +301,12 @@ fn rotation_of(key: &PublicKeyCredential) -> Option<Rotation> {
     }
 }
 
-/// The key `new` was used: the key it replaces is removed and the rotation
-/// marker cleared. Done already (or never started) is no change.
+/// The key or PSK `new` was used: the one it replaces is removed and the
+/// rotation marker cleared. Done already (or never started) is no change.
 pub(super) fn complete_rotation<V: RegistryView>(
     view: &V,
     id: &DeviceId,
-    new: &Fingerprint,
+    new: &CredentialRef,
     at: u64,
     revision: u64,
 ) -> Verdict<Change, V::Error> {
@@ -313,26 +314,125 @@ pub(super) fn complete_rotation<V: RegistryView>(
         return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
     };
     let mut after = device.clone();
-    let mut old = None;
+    let mut old: Option<CredentialRef> = None;
     for c in &mut after.credentials {
-        if let Credential::PublicKey(PublicKeyCredential {
-            fingerprint,
-            source: KeySource::Issued(issued),
-            ..
-        }) = c
-        {
-            if fingerprint == new {
-                old = issued.replaces.take().map(|r| r.old);
+        match (c, new) {
+            (
+                Credential::PublicKey(PublicKeyCredential {
+                    fingerprint,
+                    source: KeySource::Issued(issued),
+                    ..
+                }),
+                CredentialRef::Fingerprint(want),
+            ) if fingerprint == want => {
+                old = issued
+                    .replaces
+                    .take()
+                    .map(|r| CredentialRef::Fingerprint(r.old));
             }
+            (c @ Credential::SuccessorPsk { .. }, CredentialRef::PskIdentity(want)) => {
+                // Becomes a plain PSK; the one it replaces goes below.
+                let Credential::SuccessorPsk {
+                    identity,
+                    secret,
+                    replaces,
+                } = c.clone()
+                else {
+                    unreachable!("matched above");
+                };
+                if &identity == want {
+                    old = Some(CredentialRef::PskIdentity(replaces.old_identity));
+                    *c = Credential::Psk { identity, secret };
+                }
+            }
+            _ => {}
         }
     }
     if let Some(old) = old {
-        after
-            .credentials
-            .retain(|c| !matches!(c, Credential::PublicKey(k) if k.fingerprint == old));
+        after.credentials.retain(|c| !matches_ref(c, &old));
         after.updated_ms = at;
         after.revision = revision;
     }
+    Ok(Ok(Change {
+        id: id.clone(),
+        before: Some(device),
+        after: Some(after),
+        revocation: None,
+    }))
+}
+
+/// A new PSK for a device, replacing one of its PSKs after a grace.
+pub(super) struct PskRotationRequest<'a> {
+    pub identity: &'a [u8],
+    pub secret: &'a SealedSecret,
+    pub replaces: Option<&'a [u8]>,
+    pub grace_ms: u64,
+}
+
+pub(super) fn rotate_psk<V: RegistryView>(
+    view: &V,
+    id: &DeviceId,
+    rotation: PskRotationRequest<'_>,
+    at: u64,
+    revision: u64,
+) -> Verdict<Change, V::Error> {
+    let Some(device) = view.device(id)? else {
+        return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
+    };
+    if device.status == DeviceStatus::Revoked {
+        return Ok(Err(Rejection::Revoked(id.to_string())));
+    }
+    let operational: Vec<&[u8]> = device
+        .credentials
+        .iter()
+        .filter_map(|c| match c {
+            Credential::Psk { identity, .. } => Some(identity.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let old = match (rotation.replaces, operational.as_slice()) {
+        (Some(old), _) if operational.contains(&old) => old.to_vec(),
+        (Some(old), _) => {
+            return Ok(Err(Rejection::CredentialNotFound {
+                device: id.to_string(),
+                credential: CredentialRef::PskIdentity(old.to_vec()).to_string(),
+            }))
+        }
+        (None, [only]) => only.to_vec(),
+        (None, []) => {
+            return Ok(Err(Rejection::NotEnrollable(format!(
+                "device {:?} has no PSK to rotate",
+                id.as_str()
+            ))))
+        }
+        (None, _) => {
+            return Ok(Err(Rejection::NotEnrollable(format!(
+                "device {:?} has several PSKs: name the one to replace",
+                id.as_str()
+            ))))
+        }
+    };
+    let new = vec![Credential::SuccessorPsk {
+        identity: rotation.identity.to_vec(),
+        secret: rotation.secret.clone(),
+        replaces: PskRotation {
+            old_identity: old,
+            until_ms: at.saturating_add(rotation.grace_ms),
+        },
+    }];
+    if let Err(r) = check_new_credentials(view, &new)? {
+        return Ok(Err(r));
+    }
+    let mut after = device.clone();
+    after.credentials.extend(new);
+    if after.credentials.len() > MAX_CREDENTIALS {
+        return Ok(Err(Rejection::TooManyCredentials(
+            id.to_string(),
+            MAX_CREDENTIALS,
+        )));
+    }
+    after.updated_ms = at;
+    after.revision = revision;
     Ok(Ok(Change {
         id: id.clone(),
         before: Some(device),
@@ -609,7 +709,10 @@ mod tests {
         assert_eq!(again, device);
 
         // The new key used: the old one goes, the marker too; twice is a no-op.
-        let done = Command::CompleteRotation { id: id("d"), new };
+        let done = Command::CompleteRotation {
+            id: id("d"),
+            new: CredentialRef::Fingerprint(new),
+        };
         let Effect::Device(change) = run(&mut reg, 5, done.clone()).unwrap() else {
             panic!()
         };
@@ -628,5 +731,63 @@ mod tests {
         // A key the device no longer holds cannot re-enroll it.
         let e = run(&mut reg, 7, sren(3, old)).unwrap_err();
         assert!(e.to_string().contains("no longer holds"), "{e}");
+    }
+
+    #[test]
+    fn a_psk_rotation_keeps_both_until_the_new_one_is_used() {
+        let mut reg = MemRegistry::default();
+        let kek = Kek::from_bytes(&[1; 32]);
+        let psk = |identity: &str| Credential::Psk {
+            identity: identity.as_bytes().to_vec(),
+            secret: kek.seal(b"0123456789abcdef", b"d"),
+        };
+        let create = |creds| {
+            Command::Create(NewDevice {
+                id: id("d"),
+                tenant: TenantId::default_tenant(),
+                labels: Labels::default(),
+                gateway: None,
+                credentials: creds,
+            })
+        };
+        run(&mut reg, 1, create(vec![psk("old")])).unwrap();
+        let rotate = |identity: &str, replaces: Option<&str>| Command::RotatePsk {
+            id: id("d"),
+            identity: identity.as_bytes().to_vec(),
+            secret: kek.seal(b"fedcba9876543210", b"d"),
+            replaces: replaces.map(|r| r.as_bytes().to_vec()),
+            grace_ms: 1_000,
+        };
+        // A PSK the device does not hold, or its own identity again: refused.
+        let e = run(&mut reg, 2, rotate("new", Some("nope"))).unwrap_err();
+        assert!(matches!(e, Rejection::CredentialNotFound { .. }), "{e}");
+        let e = run(&mut reg, 2, rotate("old", None)).unwrap_err();
+        assert!(matches!(e, Rejection::PskIdentityTaken { .. }), "{e}");
+
+        let Effect::Device(change) = run(&mut reg, 2, rotate("new", None)).unwrap() else {
+            panic!()
+        };
+        let after = change.after.unwrap();
+        assert_eq!(after.psk_identities().count(), 2);
+        assert!(after.credentials.iter().any(|c| matches!(c,
+            Credential::SuccessorPsk { replaces, .. }
+                if replaces.old_identity == b"old" && replaces.until_ms == 1_002)));
+        assert_eq!(reg.psk_owner(b"new").unwrap(), Some(id("d")));
+
+        let done = Command::CompleteRotation {
+            id: id("d"),
+            new: CredentialRef::PskIdentity(b"new".to_vec()),
+        };
+        let Effect::Device(change) = run(&mut reg, 3, done.clone()).unwrap() else {
+            panic!()
+        };
+        let after = change.after.unwrap();
+        assert!(matches!(after.credentials.as_slice(),
+            [Credential::Psk { identity, .. }] if identity == b"new"));
+        assert_eq!(reg.psk_owner(b"old").unwrap(), None);
+        let Effect::Device(change) = run(&mut reg, 4, done).unwrap() else {
+            panic!()
+        };
+        assert_eq!(change.before, change.after);
     }
 }
