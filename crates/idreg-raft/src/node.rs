@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use idreg_core::{Author, Principal};
 use idreg_core::{Command, Proposal};
 use idreg_store::{NodeId, RegistryReader, Store, TypeConfig};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::sync::{mpsc, oneshot};
 
@@ -376,15 +376,11 @@ impl RegistryNode {
                 )));
             }
         }
-        self.raft
-            .add_learner(id, BasicNode::new(addr), true)
-            .await
-            .map_err(change_error)?;
+        self.when_no_change_in_progress(|| self.raft.add_learner(id, BasicNode::new(addr), true))
+            .await?;
         if !learner_only {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(change_error)?;
+            self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                .await?;
         }
         Ok(())
     }
@@ -401,17 +397,47 @@ impl RegistryNode {
                     "node {id} is the last voter; a cluster cannot remove its last voter"
                 )));
             }
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(change_error)?;
+            self.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+                .await?;
         } else {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(change_error)?;
+            self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                .await?;
         }
         Ok(())
+    }
+
+    /// One membership change; while an earlier one is still being committed
+    /// (a join just before a leave, as a StatefulSet scales), it waits for
+    /// that one rather than refusing, for up to 20 s.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, BasicNode>,
+    ) -> Result<(), WriteError> {
+        self.when_no_change_in_progress(|| self.raft.change_membership(change.clone(), false))
+            .await
+    }
+
+    async fn when_no_change_in_progress<F, T>(
+        &self,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<(), WriteError>
+    where
+        F: std::future::Future<
+            Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>,
+        >,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match attempt().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(change_error(e)),
+            }
+        }
     }
 
     /// Builds a snapshot of what this node has applied and waits for it.
