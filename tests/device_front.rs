@@ -159,7 +159,7 @@ async fn libcoap_psk_with_openssl_and_gnutls() {
     assert!(stdout_part(&core).contains("</id>"), "{core}");
     let rl = coap_client(
         &tools[0],
-        &["-u", "sensor-psk-id", "-k", KEY],
+        &["-u", "sensor-psk-id", "-k", KEY, "-A", "0"],
         &format!("coaps://{psk_addr}/rl"),
     );
     assert!(stdout_part(&rl).contains("version 1 count 1"), "{rl}");

@@ -41,7 +41,7 @@ pub fn need(listener: Listener, path: &str) -> Need {
             "GetDevice" | "ListDevices" | "WatchDevices" | "GetDeviceHistory",
         )
         | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats")
-        | ("idreg.v1.Cluster", "GetStatus")
+        | ("idreg.v1.Cluster", "GetStatus" | "ExportRevocationList")
         | ("idreg.v1.Enrollment", "GetDeviceCa" | "GetEnrollmentGroup" | "ListEnrollmentGroups")
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Role(Role::Reader)

@@ -11,7 +11,7 @@ use pb::cluster_server::Cluster;
 use tonic::{Request, Response, Status};
 
 use crate::api_limits::{ApiLimits, Slots};
-use crate::status::write;
+use crate::status::{storage, write};
 
 /// Membership changes wait for a learner to catch up; allow for a snapshot.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -19,6 +19,7 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct ClusterService {
     node: RegistryNode,
+    kek: idreg_core::Kek,
     /// Shared by every clone (both listeners): a build holds one until it
     /// is done, and a backup until its download ends.
     snapshot_builds: Slots,
@@ -49,13 +50,15 @@ fn view_to_proto(v: ClusterView) -> pb::ClusterStatus {
             })
             .collect(),
         snapshots_installed: v.snapshots_installed,
+        ..Default::default()
     }
 }
 
 impl ClusterService {
-    pub fn new(node: RegistryNode, limits: &ApiLimits) -> Self {
+    pub fn new(node: RegistryNode, kek: idreg_core::Kek, limits: &ApiLimits) -> Self {
         Self {
             node,
+            kek,
             snapshot_builds: Slots::new(
                 limits.max_snapshot_builds,
                 "--max-snapshot-builds",
@@ -119,6 +122,15 @@ impl Cluster for ClusterService {
         req: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
         let mut status = view_to_proto(self.node.view());
+        {
+            use idreg_core::RegistryView;
+            let reader = self.node.reader();
+            status.revocation_list_version = reader.revocation_list_version().map_err(storage)?;
+            if let Some(key) = reader.rl_key().map_err(storage)? {
+                status.revocation_list_key_pem = key.public_pem();
+                status.revocation_list_key_sha256 = key.fingerprint();
+            }
+        }
         let is_leader = status.leader_id == status.node_id;
         if !req.get_ref().local_only && !is_leader && status.leader_id != 0 {
             // Replication lag is known only to the leader: borrow its view of
@@ -132,6 +144,38 @@ impl Cluster for ClusterService {
             }
         }
         Ok(Response::new(status))
+    }
+
+    async fn export_revocation_list(
+        &self,
+        req: Request<pb::ExportRevocationListRequest>,
+    ) -> Result<Response<pb::SignedRevocationList>, Status> {
+        use idreg_core::RegistryView;
+        let since = req.get_ref().since;
+        let reader = self.node.reader();
+        let version = reader.revocation_list_version().map_err(storage)?;
+        let key = reader.rl_key().map_err(storage)?.ok_or_else(|| {
+            Status::unavailable("the cluster has no revocation-list key yet (its leader makes one)")
+        })?;
+        let since = since.filter(|s| *s < version);
+        let entries = match since {
+            None => reader.revocations(),
+            Some(s) => reader.revocations_since(s),
+        }
+        .map_err(storage)?;
+        let cose = idreg_core::revocation_list::signed_list(
+            &key,
+            &self.kek,
+            version,
+            since,
+            entries,
+            crate::convert::now_ms(),
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::SignedRevocationList {
+            cose_sign1: cose,
+            version,
+        }))
     }
 
     async fn add_node(

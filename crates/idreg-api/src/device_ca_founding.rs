@@ -1,8 +1,8 @@
-//! The device CA a cluster makes for itself: its leader generates a P-256 CA
-//! whenever the registry has none (at founding, on the first start of a
-//! version that has enrollment, after restoring an older backup) and
-//! proposes it, key sealed, through raft. Two leaders racing both propose;
-//! `apply` keeps the first.
+//! The keys a cluster makes for itself: its leader generates a P-256 device
+//! CA and a revocation-list signing key whenever the registry has none (at
+//! founding, on the first start of a version that has them, after restoring
+//! an older backup) and proposes them, sealed, through raft. Two leaders
+//! racing both propose; `apply` keeps the first.
 
 use std::time::Duration;
 
@@ -24,17 +24,24 @@ const CA_YEARS: i32 = 20;
 pub async fn ensure_device_ca(node: RegistryNode, kek: Kek) {
     let mut pause = Duration::from_millis(100);
     loop {
-        let missing = match node.reader().device_ca() {
-            Ok(ca) => ca.is_none(),
-            Err(e) => {
-                tracing::warn!("cannot read the device CA: {e}");
-                false
+        let reader = node.reader();
+        let (no_ca, no_rl_key) = match (reader.device_ca(), reader.rl_key()) {
+            (Ok(ca), Ok(key)) => (ca.is_none(), key.is_none()),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot read the cluster's keys: {e}");
+                (false, false)
             }
         };
+        let missing = no_ca || no_rl_key;
         let leads = node.raft().metrics().borrow().current_leader == Some(node.id());
-        if missing && leads {
+        if no_ca && leads {
             if let Err(e) = propose_new_ca(&node, &kek).await {
                 tracing::warn!("cannot install a device CA yet: {e}");
+            }
+        }
+        if no_rl_key && leads {
+            if let Err(e) = propose_new_rl_key(&node, &kek).await {
+                tracing::warn!("cannot install a revocation-list key yet: {e}");
             }
         }
         // Quick while founding, then a slow watch.
@@ -64,6 +71,31 @@ async fn propose_new_ca(node: &RegistryNode, kek: &Kek) -> anyhow::Result<()> {
             Ok(())
         }
         Err(Rejection::DeviceCaExists) => Ok(()),
+        Err(r) => Err(r.into()),
+    }
+}
+
+async fn propose_new_rl_key(node: &RegistryNode, kek: &Kek) -> anyhow::Result<()> {
+    let key = idreg_core::revocation_list::RlSigningKey::generate(kek, now_ms());
+    let by = Principal {
+        name: format!("node-{}", node.id()),
+        role: Role::Admin,
+    };
+    match node
+        .propose(
+            Command::SetRlKey {
+                key,
+                replace: false,
+            },
+            by,
+        )
+        .await?
+    {
+        Ok(_) => {
+            tracing::info!("generated the cluster's revocation-list signing key");
+            Ok(())
+        }
+        Err(Rejection::RlKeyExists) => Ok(()),
         Err(r) => Err(r.into()),
     }
 }

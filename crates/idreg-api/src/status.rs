@@ -14,6 +14,7 @@ pub fn rejection(r: Rejection) -> Status {
         | Rejection::PskIdentityTaken { .. }
         | Rejection::KeyTaken { .. }
         | Rejection::DeviceCaExists
+        | Rejection::RlKeyExists
         | Rejection::GroupExists(_) => Code::AlreadyExists,
         Rejection::DeviceNotFound(_)
         | Rejection::CredentialNotFound { .. }

@@ -430,6 +430,12 @@ impl ResourceContext for Busy<'_> {
     fn enrollment_only(&self) -> bool {
         self.0.enrollment_only()
     }
+    fn signed_revocation_list(&self, since: Option<u64>) -> Result<Vec<u8>, Reply> {
+        self.0.signed_revocation_list(since)
+    }
+    fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
+        self.0.revocation_list_key()
+    }
     fn start_enrollment(&self, _: &crate::est::EnrollRequest<'_>) -> Result<(), Reply> {
         Err(Reply::error(
             ResponseType::ServiceUnavailable,

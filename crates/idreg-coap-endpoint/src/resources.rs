@@ -17,6 +17,19 @@ pub trait ResourceContext {
     fn revocation_list(&self) -> (u64, u64);
     /// The cluster's device CA certificate (DER), once it has one.
     fn device_ca_certificate(&self) -> Option<Vec<u8>>;
+    /// The signed revocation list (COSE_Sign1 bytes): whole, or the delta
+    /// after version `since`. An error reply when it cannot be made.
+    fn signed_revocation_list(&self, since: Option<u64>) -> Result<Vec<u8>, Reply> {
+        let _ = since;
+        Err(Reply::error(
+            ResponseType::ServiceUnavailable,
+            "no signed revocation list here",
+        ))
+    }
+    /// The revocation list's signing key: SubjectPublicKeyInfo DER and PEM.
+    fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
+        None
+    }
     /// Whether the session's credential allows enrollment only (a
     /// manufacturer certificate, a bootstrap PSK): EST and discovery.
     fn enrollment_only(&self) -> bool {
@@ -69,7 +82,8 @@ impl Reply {
 
 pub const WELL_KNOWN_CORE: &str = concat!(
     "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
-    "</rl>;rt=\"idreg.rl\";ct=\"0 50 60\",",
+    "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\",",
+    "</rl/key>;rt=\"idreg.rl.key\";ct=\"0 42\",",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
     "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
     "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
@@ -109,7 +123,11 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
             ))
         }
         ["id"] => id,
-        ["rl"] => rl,
+        ["rl"] if request.method == RequestType::Get => {
+            return Routed::Now(rl(request, ctx));
+        }
+        ["rl"] => rl_summary,
+        ["rl", "key"] => rl_key,
         _ => return Routed::Now(Reply::error(ResponseType::NotFound, "no such resource")),
     };
     if request.method != RequestType::Get {
@@ -155,10 +173,57 @@ struct RlBody {
     count: u64,
 }
 
-fn rl(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
+/// `GET /rl`: the signed list (COSE_Sign1, content-format 18) by default
+/// or on request, `?since=V` for the delta after version V; its version and
+/// size alone as text, JSON or CBOR.
+fn rl(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+    match request.accept {
+        None | Some(ContentFormat::ApplicationCoseSign1) => {}
+        _ => return rl_summary(request.accept, ctx),
+    }
+    let mut since = None;
+    for q in request.query {
+        match q.split_once('=') {
+            Some(("since", v)) => match v.parse::<u64>() {
+                Ok(v) => since = Some(v),
+                Err(_) => return Reply::error(ResponseType::BadRequest, "since: a list version"),
+            },
+            _ => return Reply::error(ResponseType::BadRequest, "the only query is since=V"),
+        }
+    }
+    match ctx.signed_revocation_list(since) {
+        Ok(cose) => Reply::content(ContentFormat::ApplicationCoseSign1, cose),
+        Err(reply) => reply,
+    }
+}
+
+fn rl_summary(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
     let (version, count) = ctx.revocation_list();
     let body = RlBody { version, count };
     represent(accept, &body, || format!("version {version} count {count}"))
+}
+
+/// `GET /rl/key`: the list's signing key, PEM by default, DER (42) on
+/// request.
+fn rl_key(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
+    let Some(spki) = ctx.revocation_list_key() else {
+        return Reply::error(
+            ResponseType::ServiceUnavailable,
+            "the cluster has no revocation-list key yet",
+        );
+    };
+    match accept {
+        None | Some(ContentFormat::TextPlain) => {
+            Reply::content(ContentFormat::TextPlain, spki.1.into_bytes())
+        }
+        Some(ContentFormat::ApplicationOctetStream) => {
+            Reply::content(ContentFormat::ApplicationOctetStream, spki.0)
+        }
+        Some(_) => Reply::error(
+            ResponseType::NotAcceptable,
+            "text/plain (PEM, 0) or application/octet-stream (DER, 42)",
+        ),
+    }
 }
 
 /// text/plain by default; JSON or CBOR on request; anything else is 4.06.

@@ -105,6 +105,10 @@ impl DeviceFront {
             audit: audit_tx,
             shards: shards.clone(),
             directory: (n > 1).then(|| Arc::new(ShardDirectory::default())),
+            revocation_lists: Arc::new(crate::revocation_list_cache::RevocationListCache::new(
+                store.reader(),
+                kek.clone(),
+            )),
             enrollment: writer.map(|w| {
                 EnrollmentDesk::new(
                     store.reader(),

@@ -26,6 +26,7 @@ use crate::endpoint::CoapEndpoint;
 use crate::enrollment_desk::EnrollmentDesk;
 use crate::registry_credentials::{RegistryCredentials, SessionDevice, SessionRole};
 use crate::resources::{Reply, ResourceContext};
+use crate::revocation_list_cache::RevocationListCache;
 use crate::shard_directory::ShardDirectory;
 use crate::stats::{add, FrontStats};
 use crate::udp_batch::{send_batch, RecvBatch};
@@ -82,6 +83,7 @@ pub struct ShardShared {
     pub directory: Option<Arc<ShardDirectory>>,
     /// EST enrollment (`None`: not offered).
     pub enrollment: Option<EnrollmentDesk>,
+    pub revocation_lists: Arc<RevocationListCache>,
 }
 
 pub struct FrontShard {
@@ -146,6 +148,7 @@ struct Context<'a> {
     session: &'a Session<SessionDevice>,
     creds: &'a RegistryCredentials,
     enrollment: Option<&'a EnrollmentDesk>,
+    revocation_lists: &'a RevocationListCache,
     /// Where a deferred answer goes: this shard's queue.
     queue: &'a mpsc::Sender<ShardCommand>,
     conn: ConnId,
@@ -158,6 +161,17 @@ impl ResourceContext for Context<'_> {
 
     fn enrollment_only(&self) -> bool {
         self.session.device.role.enrollment_only()
+    }
+
+    fn signed_revocation_list(&self, since: Option<u64>) -> Result<Vec<u8>, Reply> {
+        self.revocation_lists
+            .signed(since)
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| Reply::error(ResponseType::ServiceUnavailable, e))
+    }
+
+    fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
+        self.revocation_lists.key()
     }
 
     fn start_enrollment(&self, request: &EnrollRequest<'_>) -> Result<(), Reply> {
@@ -660,6 +674,7 @@ impl FrontShard {
             session,
             creds: self.endpoint.credentials(),
             enrollment: self.shared.enrollment.as_ref(),
+            revocation_lists: &self.shared.revocation_lists,
             queue: &self.shared.shards[self.index as usize],
             conn,
         };

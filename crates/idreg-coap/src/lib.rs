@@ -26,6 +26,7 @@ pub mod front_config;
 pub mod front_shard;
 pub mod plain_coap;
 pub mod registry_credentials;
+pub mod revocation_list_cache;
 pub mod server_identity;
 pub mod session_vault;
 pub mod shard_directory;

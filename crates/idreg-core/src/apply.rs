@@ -11,6 +11,7 @@ use crate::enrollment_group::{Attestation, EnrollmentGroup, GroupName};
 use crate::error::Rejection;
 use crate::limits::MAX_CREDENTIALS;
 use crate::names::DeviceId;
+use crate::revocation_list::RlSigningKey;
 use crate::view::RegistryView;
 
 /// The effect of one applied command on one device.
@@ -48,6 +49,7 @@ impl Change {
 pub enum Effect {
     Device(Change),
     DeviceCa(DeviceCa),
+    RlKey(RlSigningKey),
     /// An enrollment group added, changed (`Some`) or deleted (`None`).
     Group {
         name: GroupName,
@@ -75,6 +77,12 @@ pub fn apply<V: RegistryView>(
             return Ok(Err(Rejection::DeviceCaExists));
         }
         return Ok(Ok(Effect::DeviceCa(ca.clone())));
+    }
+    if let Command::SetRlKey { key, replace } = &proposal.command {
+        if !replace && view.rl_key()?.is_some() {
+            return Ok(Err(Rejection::RlKeyExists));
+        }
+        return Ok(Ok(Effect::RlKey(key.clone())));
     }
     match &proposal.command {
         Command::AddEnrollmentGroup(_)
@@ -225,6 +233,7 @@ fn apply_to_device<V: RegistryView>(
             }))
         }
         Command::SetDeviceCa { .. }
+        | Command::SetRlKey { .. }
         | Command::AddEnrollmentGroup(_)
         | Command::SetEnrollmentGroupEnabled { .. }
         | Command::DeleteEnrollmentGroup { .. }

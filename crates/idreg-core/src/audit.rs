@@ -58,7 +58,7 @@ impl AuditAction {
             Command::Update { .. } => AuditAction::Update,
             Command::Revoke { .. } => AuditAction::Revoke,
             Command::Delete { .. } => AuditAction::Delete,
-            Command::SetDeviceCa { .. } => AuditAction::SetDeviceCa,
+            Command::SetDeviceCa { .. } | Command::SetRlKey { .. } => AuditAction::SetDeviceCa,
             Command::Enroll(_) => AuditAction::Enroll,
             Command::CompleteRotation { .. } => AuditAction::CompleteRotation,
             Command::RotatePsk { .. } => AuditAction::RotatePsk,

@@ -10,6 +10,7 @@ use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
+use crate::revocation_list::RlSigningKey;
 use crate::secret::SealedSecret;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +72,12 @@ pub enum Command {
     /// leaders racing at founding leave exactly one.
     SetDeviceCa {
         ca: DeviceCa,
+        replace: bool,
+    },
+    /// Installs the revocation-list signing key; like `SetDeviceCa`, one
+    /// racing founder's is kept when `replace` is false.
+    SetRlKey {
+        key: RlSigningKey,
         replace: bool,
     },
     /// Creates an enrollment group; its `enrolled` count starts at zero.
@@ -137,6 +144,7 @@ impl Command {
             | Command::RotatePsk { id, .. } => Some(id),
             Command::Enroll(e) => Some(&e.id),
             Command::SetDeviceCa { .. }
+            | Command::SetRlKey { .. }
             | Command::AddEnrollmentGroup(_)
             | Command::SetEnrollmentGroupEnabled { .. }
             | Command::DeleteEnrollmentGroup { .. } => None,

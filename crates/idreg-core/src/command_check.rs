@@ -96,6 +96,15 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
             }
             Ok(())
         }
+        Command::SetRlKey { key, .. } => {
+            use p256::pkcs8::DecodePublicKey;
+            p256::PublicKey::from_public_key_der(&key.public_spki)
+                .map_err(|e| ValidationError::new("key", format!("not a P-256 key: {e}")))?;
+            if key.sealed_key.ciphertext.len() > 1024 {
+                return Err(ValidationError::new("key", "sealed key over 1024 bytes"));
+            }
+            Ok(())
+        }
         Command::SetDeviceCa { ca, .. } => {
             check_ca_certificate("certificate", &ca.certificate)?;
             // A PKCS#8 P-256 key is ~140 bytes; the bound keeps a peer from

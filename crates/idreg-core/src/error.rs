@@ -57,6 +57,8 @@ pub enum Rejection {
     GatewayIsSelf(String),
     #[error("the cluster already has a device CA")]
     DeviceCaExists,
+    #[error("the cluster already has a revocation-list key")]
+    RlKeyExists,
     #[error("enrollment group {0:?} already exists")]
     GroupExists(String),
     #[error("enrollment group {0:?} not found")]

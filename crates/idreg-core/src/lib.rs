@@ -22,6 +22,7 @@ pub mod limits;
 pub mod mem;
 pub mod names;
 pub mod principal;
+pub mod revocation_list;
 pub mod secret;
 pub mod session;
 pub mod view;

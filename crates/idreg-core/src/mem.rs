@@ -12,6 +12,7 @@ use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::error::Rejection;
 use crate::names::DeviceId;
+use crate::revocation_list::RlSigningKey;
 use crate::view::RegistryView;
 
 #[derive(Debug, Default, Clone)]
@@ -22,6 +23,7 @@ pub struct MemRegistry {
     revoked: BTreeMap<DeviceId, RevocationRecord>,
     device_ca: Option<DeviceCa>,
     groups: BTreeMap<GroupName, EnrollmentGroup>,
+    rl_key: Option<RlSigningKey>,
     revision: u64,
 }
 
@@ -36,6 +38,7 @@ impl MemRegistry {
         match &effect {
             Effect::Device(change) => self.commit(change),
             Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
+            Effect::RlKey(key) => self.rl_key = Some(key.clone()),
             Effect::Group { name, after } => match after {
                 Some(g) => {
                     self.groups.insert(name.clone(), g.clone());
@@ -58,7 +61,7 @@ impl MemRegistry {
     pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
         match self.execute_effect(proposal)? {
             Effect::Device(change) | Effect::Enrolled { change, .. } => Ok(change),
-            Effect::DeviceCa(_) | Effect::Group { .. } => {
+            Effect::DeviceCa(_) | Effect::RlKey(_) | Effect::Group { .. } => {
                 Err(Rejection::Malformed("not a device command".into()))
             }
         }
@@ -136,5 +139,8 @@ impl RegistryView for MemRegistry {
     }
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Infallible> {
         Ok(self.groups.get(name).cloned())
+    }
+    fn rl_key(&self) -> Result<Option<RlSigningKey>, Infallible> {
+        Ok(self.rl_key.clone())
     }
 }

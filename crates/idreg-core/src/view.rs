@@ -9,6 +9,7 @@ use crate::device::{Device, RevocationRecord};
 use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::names::DeviceId;
+use crate::revocation_list::RlSigningKey;
 
 /// Point reads of the registry. Implementations: RocksDB (idreg-store) and
 /// [`crate::mem::MemRegistry`]. Every method is a point lookup, never a scan.
@@ -26,6 +27,8 @@ pub trait RegistryView {
     /// The cluster's device CA, once one is installed.
     fn device_ca(&self) -> Result<Option<DeviceCa>, Self::Error>;
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Self::Error>;
+    /// The revocation-list signing key, once one is installed.
+    fn rl_key(&self) -> Result<Option<RlSigningKey>, Self::Error>;
 }
 
 /// A base view with the not-yet-written changes of earlier commands on top.
@@ -38,6 +41,7 @@ pub struct Overlay<'a, V> {
     revocations: BTreeMap<DeviceId, RevocationRecord>,
     device_ca: Option<DeviceCa>,
     groups: BTreeMap<GroupName, Option<EnrollmentGroup>>,
+    rl_key: Option<RlSigningKey>,
 }
 
 impl<'a, V: RegistryView> Overlay<'a, V> {
@@ -48,6 +52,7 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             revocations: BTreeMap::new(),
             device_ca: None,
             groups: BTreeMap::new(),
+            rl_key: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
         match effect {
             Effect::Device(change) => self.record(change),
             Effect::DeviceCa(ca) => self.device_ca = Some(ca.clone()),
+            Effect::RlKey(key) => self.rl_key = Some(key.clone()),
             Effect::Group { name, after } => {
                 self.groups.insert(name.clone(), after.clone());
             }
@@ -152,6 +158,13 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
         match self.groups.get(name) {
             Some(g) => Ok(g.clone()),
             None => self.base.enrollment_group(name),
+        }
+    }
+
+    fn rl_key(&self) -> Result<Option<RlSigningKey>, V::Error> {
+        match &self.rl_key {
+            Some(k) => Ok(Some(k.clone())),
+            None => self.base.rl_key(),
         }
     }
 }

@@ -96,6 +96,8 @@ pub const SM_HISTORY_FROM: &[u8] = b"history_from";
 
 /// In [`CF_CLUSTER`]: the device CA (`idreg_core::DeviceCa`).
 pub const CLUSTER_DEVICE_CA: &[u8] = b"device_ca";
+/// In [`CF_CLUSTER`]: the revocation-list signing key.
+pub const CLUSTER_RL_KEY: &[u8] = b"rl_key";
 /// In [`CF_CLUSTER`]: `group/NAME` → an enrollment group.
 pub const CLUSTER_GROUP_PREFIX: &[u8] = b"group/";
 /// In [`CF_CLUSTER`]: `group_ca/SHA256(CA subject)NAME` → nothing: the
@@ -155,6 +157,12 @@ pub fn audit_key(id: &str, revision: u64, seq: u32) -> Vec<u8> {
 
 pub fn revoked_device_key(id: &str) -> Vec<u8> {
     [b"d", id.as_bytes()].concat()
+}
+
+/// `v` + the list version (big-endian) → the revocation that made it: the
+/// order deltas of the signed revocation list are read in.
+pub fn revoked_version_key(version: u64) -> Vec<u8> {
+    [b"v".as_slice(), &version.to_be_bytes()].concat()
 }
 
 pub fn revoked_psk_key(identity: &[u8]) -> Vec<u8> {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use idreg_core::revocation_list::{ListedRevocation, RlSigningKey};
 use idreg_core::{
     Device, DeviceCa, DeviceId, DeviceStatus, EnrollmentGroup, Fingerprint, GroupName,
     RegistryView, RevocationRecord,
@@ -181,6 +182,59 @@ impl RegistryReader {
         Ok(out)
     }
 
+    /// Every revocation, in device-id order, with the list version that made
+    /// it (0 for revocations applied before versions were indexed).
+    pub fn revocations(&self) -> Result<Vec<ListedRevocation>, StoreError> {
+        let versions: std::collections::HashMap<String, u64> = self
+            .revoked_scan(b"v", 0)?
+            .into_iter()
+            .map(|l| (l.record.device.to_string(), l.version))
+            .collect();
+        let cf = self.db.cf_handle(CF_REVOKED).expect("cf exists");
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(b"d", Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(b"d") {
+                break;
+            }
+            let record: RevocationRecord = decode_as("revocation record", &v)?;
+            let version = versions.get(record.device.as_str()).copied().unwrap_or(0);
+            out.push(ListedRevocation { version, record });
+        }
+        Ok(out)
+    }
+
+    /// The revocations after list version `since`, oldest first.
+    pub fn revocations_since(&self, since: u64) -> Result<Vec<ListedRevocation>, StoreError> {
+        self.revoked_scan(b"v", since.saturating_add(1))
+    }
+
+    fn revoked_scan(&self, prefix: &[u8], from: u64) -> Result<Vec<ListedRevocation>, StoreError> {
+        let cf = self.db.cf_handle(CF_REVOKED).expect("cf exists");
+        let start = [prefix, &from.to_be_bytes()].concat();
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            let Some(version) = k.strip_prefix(prefix) else {
+                break;
+            };
+            let Ok(version) = <[u8; 8]>::try_from(version) else {
+                break;
+            };
+            out.push(ListedRevocation {
+                version: u64::from_be_bytes(version),
+                record: decode_as("revocation record", &v)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Version of the revocation list: the number of revocations ever applied.
     pub fn revocation_list_version(&self) -> Result<u64, StoreError> {
         self.counter(COUNTER_RL_VERSION)
@@ -283,6 +337,12 @@ impl RegistryView for RegistryReader {
     fn device_ca(&self) -> Result<Option<DeviceCa>, StoreError> {
         match self.get_cf(CF_CLUSTER, CLUSTER_DEVICE_CA)? {
             Some(b) => Ok(Some(decode_as("device CA", &b)?)),
+            None => Ok(None),
+        }
+    }
+    fn rl_key(&self) -> Result<Option<RlSigningKey>, StoreError> {
+        match self.get_cf(CF_CLUSTER, CLUSTER_RL_KEY)? {
+            Some(b) => Ok(Some(decode_as("revocation-list key", &b)?)),
             None => Ok(None),
         }
     }

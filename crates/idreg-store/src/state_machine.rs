@@ -268,6 +268,18 @@ impl StateMachine {
                                 results.push(Ok(None));
                                 continue;
                             }
+                            Ok(Effect::RlKey(key)) => {
+                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+                                batch.put_cf(&cluster, CLUSTER_RL_KEY, encode(&key));
+                                tracing::info!(
+                                    revision,
+                                    fingerprint = %key.fingerprint(),
+                                    "revocation-list signing key installed"
+                                );
+                                overlay.record_effect(&Effect::RlKey(key));
+                                results.push(Ok(None));
+                                continue;
+                            }
                             Ok(Effect::Group { name, after }) => {
                                 self.write_group(&mut batch, &mut overlay, name, after)?;
                                 results.push(Ok(None));
@@ -305,7 +317,11 @@ impl StateMachine {
                         )?;
                         seq += 1;
                         devices += change.after.is_some() as i64 - change.before.is_some() as i64;
-                        rl_version += change.revocation.is_some() as u64;
+                        if let Some(r) = &change.revocation {
+                            rl_version += 1;
+                            let revoked = self.db.cf_handle(CF_REVOKED).expect("cf exists");
+                            batch.put_cf(&revoked, revoked_version_key(rl_version), encode(r));
+                        }
                         events.push(RegistryEvent {
                             revision,
                             device: change.id.clone(),

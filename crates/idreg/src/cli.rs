@@ -85,6 +85,14 @@ pub enum Commands {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// The signed revocation list: export it for gateways and air-gapped
+    /// sites, and check one offline.
+    Rl {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: RlCommand,
+    },
     /// The device CA that enrolling devices get their certificates from.
     Ca {
         #[command(flatten)]
@@ -155,6 +163,28 @@ pub enum GroupCommand {
     },
     Delete {
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RlCommand {
+    /// Write the signed list (COSE_Sign1 over CBOR) to FILE.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        /// Only the revocations after this list version (a delta).
+        #[arg(long)]
+        since: Option<u64>,
+    },
+    /// Print the list's signing key (PEM), for `rl verify --key`.
+    Key,
+    /// Check a signed list offline against the signing key and print what
+    /// it says (no node needed).
+    Verify {
+        file: PathBuf,
+        /// The signing key, PEM (`idreg rl key > rl.pub.pem`).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 

@@ -30,6 +30,9 @@ struct StatusView {
     snapshot_index: u64,
     purged_index: u64,
     snapshots_installed: u64,
+    revocation_list_version: u64,
+    /// SHA-256 of the revocation-list signing key (SPKI DER), hex.
+    revocation_list_key_sha256: Option<String>,
     members: Vec<MemberRow>,
 }
 
@@ -46,6 +49,9 @@ impl From<pb::ClusterStatus> for StatusView {
             snapshot_index: s.snapshot_index,
             purged_index: s.purged_index,
             snapshots_installed: s.snapshots_installed,
+            revocation_list_version: s.revocation_list_version,
+            revocation_list_key_sha256: (!s.revocation_list_key_sha256.is_empty())
+                .then_some(s.revocation_list_key_sha256),
             members: s
                 .members
                 .into_iter()
@@ -79,6 +85,12 @@ fn print(output: OutputFormat, status: pb::ClusterStatus) -> anyhow::Result<()> 
                 v.purged_index,
                 v.snapshots_installed
             );
+            if let Some(key) = &v.revocation_list_key_sha256 {
+                println!(
+                    "revocation list version {}, signed by key sha256:{key} (idreg rl key)",
+                    v.revocation_list_version
+                );
+            }
             println!(
                 "{:<4} {:<32} {:<8} {:<7} {:>10} {:>8}",
                 "ID", "ADDRESS", "ROLE", "LEADER", "MATCHED", "LAG"

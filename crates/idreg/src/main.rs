@@ -17,6 +17,7 @@ mod kek_file;
 mod output;
 mod pki;
 mod private_file;
+mod rl_cmd;
 mod serve;
 mod serve_config;
 mod serve_tls;
@@ -56,6 +57,10 @@ fn main() -> std::process::ExitCode {
             cli::Commands::EnrollmentGroup { client, command } => {
                 group_cmd::run(&client.target()?, client.output, command).await
             }
+            cli::Commands::Rl { client, command } => match command {
+                cli::RlCommand::Verify { file, key } => rl_cmd::verify(&file, &key, client.output),
+                command => rl_cmd::run(&client.target()?, client.output, command).await,
+            },
             cli::Commands::Ca { client, command } => {
                 ca_cmd::run(&client.target()?, client.output, command).await
             }

@@ -208,7 +208,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client_server = client_server.tls_config(client_tls).context("client TLS")?;
         peer_server = peer_server.tls_config(peer_tls).context("peer TLS")?;
     }
-    let cluster_service = ClusterService::new(node.clone(), limits);
+    let cluster_service = ClusterService::new(node.clone(), kek.clone(), limits);
     let client_api = client_server
         .layer(OversizeStatus)
         .layer(client_auth)

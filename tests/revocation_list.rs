@@ -1,0 +1,239 @@
+//! The signed revocation list as a gateway or an air-gapped site uses it:
+//! fetched from the device front with libcoap (whole and as a delta,
+//! block-wise), exported with `idreg rl export`, and checked by an
+//! independent COSE/CBOR implementation (Python cbor2 + cryptography) and
+//! by `idreg rl verify`; a tampered list fails both; a full list plus the
+//! delta after it is the next full list.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const KEY: &str = "correct horse battery staple";
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "idreg {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// libcoap GET as PSK device `id`, the payload saved to `out`.
+fn coap_get(tool: &Path, front: &str, id: &str, path: &str, extra: &[&str], out: &Path) -> String {
+    let _ = std::fs::remove_file(out);
+    let o = Command::new("timeout")
+        .arg("30")
+        .arg(tool)
+        .args([
+            "-m",
+            "get",
+            "-B",
+            "5",
+            "-u",
+            &format!("{id}-id"),
+            "-k",
+            KEY,
+            "-o",
+        ])
+        .arg(out)
+        .args(extra)
+        .arg(format!("coaps://{front}{path}"))
+        .output()
+        .expect("coap-client");
+    output_text(&o)
+}
+
+fn python_check(python: &Path, args: &[&Path]) -> (bool, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/rl_verify.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    (out.status.success(), output_text(&out))
+}
+
+fn has_cbor2(python: &Path) -> bool {
+    let ok = Command::new(python)
+        .args(["-c", "import cbor2, cryptography"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "cbor2 and cryptography are required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs them"
+        );
+        eprintln!("SKIPPED: cbor2/cryptography not installed; run .ci/run");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signed_list_verifies_independently_and_deltas_add_up() {
+    let (Some(tool), Some(python)) = (
+        external_tool("coap-client-openssl"),
+        external_tool("python3"),
+    ) else {
+        return;
+    };
+    if !has_cbor2(&python) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |n: &str| -> PathBuf { tmp.path().join(n) };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    for id in ["d1", "d2", "d3", "d4", "reader"] {
+        let mut c = server.client().await;
+        c.create_device(create_req(
+            id,
+            vec![psk_input(&format!("{id}-id"), KEY.as_bytes())],
+        ))
+        .await
+        .unwrap();
+    }
+    // The key: made by the leader at founding.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let key_pem = loop {
+        let out = server.cli(&["rl", "key"]);
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline, "{}", output_text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::fs::write(file("rl.pub.pem"), &key_pem).unwrap();
+    // The front serves the same key.
+    let log = coap_get(&tool, &front, "reader", "/rl/key", &[], &file("key.pem"));
+    assert_eq!(
+        std::fs::read_to_string(file("key.pem")).unwrap_or_default(),
+        key_pem,
+        "{log}"
+    );
+
+    cli_ok(&server, &["device", "revoke", "d1", "--reason", "stolen"]);
+    cli_ok(&server, &["device", "revoke", "d2", "--reason", "stolen"]);
+    cli_ok(
+        &server,
+        &[
+            "rl",
+            "export",
+            "--out",
+            file("full1.cose").to_str().unwrap(),
+        ],
+    );
+    let (ok, out) = python_check(&python, &[&file("rl.pub.pem"), &file("full1.cose")]);
+    assert!(ok, "{out}");
+    let full1: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(full1["version"], 2);
+    assert_eq!(full1["ids"], serde_json::json!(["d1", "d2"]));
+    let sha = |s: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(s.as_bytes()))
+    };
+    assert!(
+        full1["psk_hashes"]
+            .as_array()
+            .unwrap()
+            .contains(&sha("d1-id").into()),
+        "{full1}"
+    );
+    let verified = cli_ok(
+        &server,
+        &[
+            "rl",
+            "verify",
+            file("full1.cose").to_str().unwrap(),
+            "--key",
+            file("rl.pub.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        verified.contains("valid: version 2") && verified.contains("d2"),
+        "{verified}"
+    );
+
+    // A device fetches it, in 64-byte Block2 blocks: the same list.
+    let log = coap_get(
+        &tool,
+        &front,
+        "reader",
+        "/rl",
+        &["-b", "64"],
+        &file("coap.cose"),
+    );
+    let (ok, out) = python_check(&python, &[&file("rl.pub.pem"), &file("coap.cose")]);
+    assert!(ok, "{out}\n{log}");
+    assert!(out.contains("\"ids\": [\"d1\", \"d2\"]"), "{out}");
+
+    // Two more revocations: the delta since 2 over CoAP, the new full list
+    // exported; full1 + delta == full2, checked independently.
+    cli_ok(&server, &["device", "revoke", "d3", "--reason", "lost"]);
+    cli_ok(&server, &["device", "revoke", "d4", "--reason", "lost"]);
+    let log = coap_get(
+        &tool,
+        &front,
+        "reader",
+        "/rl?since=2",
+        &[],
+        &file("delta.cose"),
+    );
+    cli_ok(
+        &server,
+        &[
+            "rl",
+            "export",
+            "--out",
+            file("full2.cose").to_str().unwrap(),
+        ],
+    );
+    let (ok, out) = python_check(
+        &python,
+        &[
+            &file("rl.pub.pem"),
+            &file("full1.cose"),
+            &file("delta.cose"),
+            &file("full2.cose"),
+        ],
+    );
+    assert!(ok && out.contains("consistent"), "{out}\n{log}");
+    let (_, delta) = python_check(&python, &[&file("rl.pub.pem"), &file("delta.cose")]);
+    assert!(
+        delta.contains("\"ids\": [\"d3\", \"d4\"]") && delta.contains("\"since\": 2"),
+        "{delta}"
+    );
+
+    // Tampered: one byte of the payload changed fails both checkers.
+    let mut bytes = std::fs::read(file("full2.cose")).unwrap();
+    let at = bytes.windows(2).position(|w| w == b"d3").unwrap();
+    bytes[at + 1] = b'9';
+    std::fs::write(file("tampered.cose"), &bytes).unwrap();
+    let (ok, out) = python_check(&python, &[&file("rl.pub.pem"), &file("tampered.cose")]);
+    assert!(!ok && out.contains("does not verify"), "{out}");
+    let out = server.cli(&[
+        "rl",
+        "verify",
+        file("tampered.cose").to_str().unwrap(),
+        "--key",
+        file("rl.pub.pem").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+
+    // cluster status names the key and the version.
+    let status = cli_ok(&server, &["cluster", "status", "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["revocation_list_version"], 4, "{status}");
+    assert_eq!(
+        status["revocation_list_key_sha256"].as_str().unwrap().len(),
+        64,
+        "{status}"
+    );
+}
