@@ -237,3 +237,97 @@ async fn the_signed_list_verifies_independently_and_deltas_add_up() {
         "{status}"
     );
 }
+
+/// A revoke sent to node 1 reaches observers of `/rl` connected to node 3
+/// (aiocoap and libcoap's `-s`) as a new list version; the delay is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_on_another_node_hear_of_a_revocation() {
+    use std::io::BufRead;
+    let (Some(tool), Some(python)) = (external_tool("coap-client-openssl"), aiocoap_python())
+    else {
+        return;
+    };
+    let cluster = common::cluster::TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    // tinydtls (aiocoap) takes PSKs of at most 16 bytes.
+    const SHORT: &str = "sixteen-byte-key";
+    {
+        let mut c = cluster.node(leader).client().await;
+        for id in ["aio-obs", "lib-obs", "victim"] {
+            c.create_device(create_req(
+                id,
+                vec![psk_input(&format!("{id}-id"), SHORT.as_bytes())],
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let applied = cluster.status(leader).await.applied_index;
+    cluster.wait_applied(3, applied).await;
+    let front3 = cluster.node(3).front_addr().await;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_observe.py");
+    let mut aio = Command::new(&python)
+        .arg(&script)
+        .arg(format!("coaps://{front3}/rl"))
+        .args(["aio-obs-id", SHORT, "15"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lib = Command::new("timeout")
+        .arg("30")
+        .arg(&tool)
+        .args([
+            "-m",
+            "get",
+            "-s",
+            "8",
+            "-A",
+            "0",
+            "-u",
+            "lib-obs-id",
+            "-k",
+            SHORT,
+        ])
+        .arg(format!("coaps://{front3}/rl"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(aio.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.ends_with("version 0 count 0"), "{first}");
+    // libcoap's observation is registered too by now (a second to be sure).
+    std::thread::sleep(Duration::from_secs(1));
+
+    let revoked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let node1 = cluster.node(1);
+    node1
+        .client()
+        .await
+        .revoke_device(idreg_client::pb::RevokeDeviceRequest {
+            id: "victim".into(),
+            reason: "stolen".into(),
+        })
+        .await
+        .unwrap();
+    let notified = lines.next().unwrap().unwrap();
+    assert!(notified.ends_with("version 1 count 1"), "{notified}");
+    let at: f64 = notified.split_whitespace().next().unwrap().parse().unwrap();
+    eprintln!(
+        "revocation on node 1 -> aiocoap observer on node 3: {:.1} ms",
+        (at - revoked_at) * 1000.0
+    );
+    let _ = aio.kill();
+    let _ = aio.wait();
+    let out = lib.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("version 0 count 0") && text.contains("version 1 count 1"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

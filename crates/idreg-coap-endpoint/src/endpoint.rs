@@ -11,6 +11,7 @@ use coap_lite::{
 use crate::block_option::{decode_uint, encode_uint, BlockOption, MAX_SZX};
 use crate::block_transfer::{Block1Outcome, BlockTransfer, RequestKey, MAX_REQUEST_BODY};
 use crate::dedup::{Dedup, DEFAULT_CAPACITY};
+use crate::observe::{Observation, Observations, CON_EVERY};
 use crate::resources::{self, Reply, Request, ResourceContext, Routed};
 
 /// Options this server understands. Any other critical (odd-numbered) option
@@ -85,6 +86,8 @@ pub struct CoapEndpoint {
     /// A request whose response is still being made (an enrollment waiting
     /// for raft); at most one per session.
     pending: Option<Box<Pending>>,
+    /// Observers of this session (RFC 7641); boxed like `blocks`.
+    observations: Option<Box<Observations>>,
 }
 
 type Options = Vec<(CoapOption, Vec<u8>)>;
@@ -125,6 +128,153 @@ impl CoapEndpoint {
             next_message_id: first_message_id,
             blocks: None,
             pending: None,
+            observations: None,
+        }
+    }
+
+    /// Observations this session holds.
+    pub fn observation_count(&self) -> usize {
+        self.observations.as_ref().map_or(0, |o| o.len())
+    }
+
+    /// Notifies the observers of `path` that it changed: a datagram each
+    /// (NON, every few a CON), with the resource's representation made
+    /// anew — its first Block2 block when it is longer than the observer's
+    /// block size (RFC 7959 §3.4). An observer whose last CON went
+    /// unacknowledged, or whose resource now answers an error, is dropped.
+    pub fn notify(&mut self, path: &[&str], ctx: &dyn ResourceContext) -> Vec<Vec<u8>> {
+        let Some(observations) = self.observations.as_mut() else {
+            return Vec::new();
+        };
+        let targets = observations.of_path(path);
+        let mut out = Vec::new();
+        for mut o in targets {
+            let path: Vec<&str> = o.path.iter().map(String::as_str).collect();
+            let query: Vec<&str> = o.query.iter().map(String::as_str).collect();
+            let request = Request {
+                method: RequestType::Get,
+                path: &path,
+                query: &query,
+                accept: o.accept,
+                content_format: None,
+                payload: &[],
+            };
+            let Routed::Now(reply) = resources::dispatch(&request, ctx) else {
+                continue;
+            };
+            let still = reply.code == ResponseType::Content;
+            let szx = o.szx.unwrap_or(MAX_SZX);
+            let (reply, mut options) = if reply.payload.len() <= BlockOption::size_of(szx) {
+                (reply, Vec::new())
+            } else {
+                let first = BlockOption {
+                    num: 0,
+                    more: false,
+                    szx,
+                };
+                let (block, options, _) = cut_block(&reply, first);
+                (block, options)
+            };
+            o.seq = (o.seq + 1) & 0x00ff_ffff;
+            o.sent += 1;
+            let message_id = self.next_message_id;
+            self.next_message_id = self.next_message_id.wrapping_add(1);
+            let confirmable = o.sent.is_multiple_of(CON_EVERY);
+            o.last_message_id = Some(message_id);
+            o.awaiting = confirmable.then_some(message_id);
+            if still {
+                options.push((CoapOption::Observe, encode_uint(o.seq)));
+            }
+            let mut packet = Packet::new();
+            packet.header.set_type(if confirmable {
+                MessageType::Confirmable
+            } else {
+                MessageType::NonConfirmable
+            });
+            packet.header.message_id = message_id;
+            packet.set_token(o.token.clone());
+            packet.header.code = MessageClass::Response(reply.code);
+            if let Some(cf) = reply.format {
+                packet.set_content_format(cf);
+            }
+            for (option, value) in options {
+                packet.add_option(option, value);
+            }
+            packet.payload = reply.payload;
+            if let Ok(bytes) = packet.to_bytes() {
+                out.push(bytes);
+            }
+            let observations = self.observations.as_mut().expect("checked above");
+            if still {
+                observations.register(o);
+            } else {
+                observations.cancel(&o.token);
+            }
+        }
+        if self.observations.as_ref().is_some_and(|o| o.is_empty()) {
+            self.observations = None;
+        }
+        out
+    }
+
+    /// A GET with Observe: 0 registers the token for notifications (when
+    /// the resource is observable, answered 2.05, and there is room), 1
+    /// cancels it. The response then carries the Observe option.
+    fn observe_request(
+        &mut self,
+        request: &Packet,
+        reply: &Reply,
+        options: &mut Options,
+        ctx: &dyn ResourceContext,
+    ) {
+        let Some(value) = request.get_first_option(CoapOption::Observe) else {
+            return;
+        };
+        let token = request.get_token().to_vec();
+        match decode_uint(value) {
+            Some(0) => {}
+            Some(1) => {
+                if let Some(o) = self.observations.as_mut() {
+                    o.cancel(&token);
+                }
+                return;
+            }
+            _ => return,
+        }
+        let block2 = block_option(request, CoapOption::Block2).ok().flatten();
+        let path = option_strings(request, CoapOption::UriPath);
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        if reply.code != ResponseType::Content
+            || !resources::observable(&path_refs)
+            || block2.is_some_and(|b| b.num > 0)
+        {
+            return;
+        }
+        let registered = self
+            .observations
+            .as_mut()
+            .is_some_and(|o| o.register_again(&token))
+            || ctx.may_observe();
+        if !registered {
+            return;
+        }
+        let observation = Observation {
+            token,
+            path,
+            query: option_strings(request, CoapOption::UriQuery),
+            accept: content_format(request, CoapOption::Accept).ok().flatten(),
+            szx: block2.map(|b| b.szx),
+            seq: 1,
+            sent: 0,
+            awaiting: None,
+            last_message_id: None,
+        };
+        if self
+            .observations
+            .get_or_insert_with(Default::default)
+            .register(observation)
+        {
+            options.push((CoapOption::Observe, encode_uint(1)));
         }
     }
 
@@ -155,9 +305,12 @@ impl CoapEndpoint {
         ctx: &dyn ResourceContext,
     ) -> Option<Vec<u8>> {
         let h = raw_header(datagram)?; // not CoAP: silently ignored (RFC 7252 §4.2)
-        match h.kind {
-            2 | 3 => return None, // ACK/RST: we never send CON, nothing awaits them
-            _ => {}
+        if matches!(h.kind, 2 | 3) {
+            // ACK/RST: only notifications await them.
+            if let Some(o) = self.observations.as_mut() {
+                o.answered(h.message_id, h.kind == 3);
+            }
+            return None;
         }
         if h.code == 0 {
             // Empty CON is a ping (answered with RST); empty NON is malformed.
@@ -217,6 +370,10 @@ impl CoapEndpoint {
                 }
             },
         };
+        let mut options = options;
+        if method == RequestType::Get {
+            self.observe_request(&request, &reply, &mut options, ctx);
+        }
         self.encode(h, request.get_token(), reply, options)
     }
 

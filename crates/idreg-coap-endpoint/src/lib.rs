@@ -12,6 +12,7 @@ pub mod block_transfer;
 pub mod dedup;
 pub mod endpoint;
 pub mod est;
+pub mod observe;
 pub mod pkcs7;
 pub mod resources;
 

@@ -30,6 +30,11 @@ pub trait ResourceContext {
     fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
         None
     }
+    /// Whether this node takes one more observer (RFC 7641); it bounds
+    /// them across sessions.
+    fn may_observe(&self) -> bool {
+        true
+    }
     /// Whether the session's credential allows enrollment only (a
     /// manufacturer certificate, a bootstrap PSK): EST and discovery.
     fn enrollment_only(&self) -> bool {
@@ -82,13 +87,18 @@ impl Reply {
 
 pub const WELL_KNOWN_CORE: &str = concat!(
     "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
-    "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\",",
+    "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\";obs,",
     "</rl/key>;rt=\"idreg.rl.key\";ct=\"0 42\",",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
     "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
     "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
     "</.well-known/est/sren>;rt=\"ace.est.sren\";ct=\"281 287\""
 );
+
+/// Resources a device may observe (RFC 7641): notified when they change.
+pub fn observable(path: &[&str]) -> bool {
+    matches!(path, ["rl"])
+}
 
 /// A request as a resource sees it: options decoded, the body whole (a
 /// Block1 transfer already reassembled).

@@ -105,6 +105,7 @@ impl DeviceFront {
             audit: audit_tx,
             shards: shards.clone(),
             directory: (n > 1).then(|| Arc::new(ShardDirectory::default())),
+            observers: Default::default(),
             revocation_lists: Arc::new(crate::revocation_list_cache::RevocationListCache::new(
                 store.reader(),
                 kek.clone(),
@@ -277,6 +278,7 @@ async fn follow_registry(
                     Ok(()) => {
                         info!("snapshot installed; rechecking live device sessions");
                         tell_all(&|| ShardCommand::RecheckAll);
+                        tell_all(&|| ShardCommand::RevocationListChanged);
                     }
                     Err(_) => installs_open = false,
                 }
@@ -287,6 +289,10 @@ async fn follow_registry(
         match ev {
             Ok(ev) => {
                 let device: Arc<str> = Arc::from(ev.device.as_str());
+                if ev.status == Some(idreg_core::DeviceStatus::Revoked) {
+                    // Observers of /rl hear of it (once per list version).
+                    tell_all(&|| ShardCommand::RevocationListChanged);
+                }
                 if ev.cut_off {
                     tell_all(&|| ShardCommand::EndDevice(device.clone()));
                 } else {

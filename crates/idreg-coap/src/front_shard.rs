@@ -47,6 +47,8 @@ pub enum ShardCommand {
     RecheckDevice(Arc<str>),
     /// The same for every session (after a snapshot install or lost events).
     RecheckAll,
+    /// The revocation list may have a new version: notify its observers.
+    RevocationListChanged,
     /// A datagram another shard received for a session of this one.
     Forwarded { from: SocketAddr, data: Vec<u8> },
     /// The answer to a session's deferred request (an enrollment), for the
@@ -84,7 +86,13 @@ pub struct ShardShared {
     /// EST enrollment (`None`: not offered).
     pub enrollment: Option<EnrollmentDesk>,
     pub revocation_lists: Arc<RevocationListCache>,
+    /// Observations (RFC 7641) held on this node, across shards.
+    pub observers: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Observations one node holds at most; past it a GET with Observe is
+/// answered without registering.
+pub const MAX_OBSERVERS_PER_NODE: usize = 100_000;
 
 pub struct FrontShard {
     index: u16,
@@ -93,6 +101,10 @@ pub struct FrontShard {
     shared: ShardShared,
     live: HashMap<ConnId, LiveSession>,
     by_device: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Sessions holding observations, and the revocation-list version
+    /// they were last told of.
+    observing: std::collections::HashSet<ConnId>,
+    notified_rl_version: u64,
     /// Sessions this shard is closing, and why (the engine only knows
     /// "local").
     closing: HashMap<ConnId, SessionEnd>,
@@ -149,6 +161,7 @@ struct Context<'a> {
     creds: &'a RegistryCredentials,
     enrollment: Option<&'a EnrollmentDesk>,
     revocation_lists: &'a RevocationListCache,
+    observers: &'a std::sync::atomic::AtomicUsize,
     /// Where a deferred answer goes: this shard's queue.
     queue: &'a mpsc::Sender<ShardCommand>,
     conn: ConnId,
@@ -172,6 +185,10 @@ impl ResourceContext for Context<'_> {
 
     fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
         self.revocation_lists.key()
+    }
+
+    fn may_observe(&self) -> bool {
+        self.observers.load(std::sync::atomic::Ordering::Relaxed) < MAX_OBSERVERS_PER_NODE
     }
 
     fn start_enrollment(&self, request: &EnrollRequest<'_>) -> Result<(), Reply> {
@@ -251,6 +268,8 @@ impl FrontShard {
             shared,
             live: HashMap::new(),
             by_device: HashMap::new(),
+            observing: Default::default(),
+            notified_rl_version: 0,
             closing: HashMap::new(),
             synced: EndpointStats::default(),
             synced_handshaking: 0,
@@ -369,6 +388,7 @@ impl FrontShard {
                     self.recheck(conn);
                 }
             }
+            ShardCommand::RevocationListChanged => self.notify_revocation_list(),
             ShardCommand::RecheckAll => {
                 let all: Vec<ConnId> = self.live.keys().copied().collect();
                 for conn in all {
@@ -617,6 +637,7 @@ impl FrontShard {
                     }
                 }
                 if let Some(live) = self.live.remove(&conn) {
+                    self.observations_changed(conn, live.coap.observation_count(), 0);
                     stats
                         .sessions_live
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -675,14 +696,80 @@ impl FrontShard {
             creds: self.endpoint.credentials(),
             enrollment: self.shared.enrollment.as_ref(),
             revocation_lists: &self.shared.revocation_lists,
+            observers: &self.shared.observers,
             queue: &self.shared.shards[self.index as usize],
             conn,
         };
         let Some(live) = self.live.get_mut(&conn) else {
             return;
         };
-        if let Some(reply) = live.coap.handle(data, now_ms, &ctx) {
+        let observed = live.coap.observation_count();
+        let reply = live.coap.handle(data, now_ms, &ctx);
+        let observes = live.coap.observation_count();
+        if let Some(reply) = reply {
             self.endpoint.send(conn, &reply);
+        }
+        self.observations_changed(conn, observed, observes);
+    }
+
+    /// Keeps the node's observer count and this shard's set of observing
+    /// sessions in step with one session's change.
+    fn observations_changed(&mut self, conn: ConnId, before: usize, after: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if after > before {
+            self.shared.observers.fetch_add(after - before, Relaxed);
+        } else if before > after {
+            self.shared.observers.fetch_sub(before - after, Relaxed);
+        }
+        if after > 0 {
+            self.observing.insert(conn);
+        } else {
+            self.observing.remove(&conn);
+        }
+    }
+
+    /// Sends each observer of `/rl` the list at the version this node has
+    /// now applied, once per version.
+    fn notify_revocation_list(&mut self) {
+        let Ok(version) = self
+            .endpoint
+            .credentials()
+            .authenticator()
+            .reader()
+            .revocation_list_version()
+        else {
+            return;
+        };
+        if version == self.notified_rl_version || self.observing.is_empty() {
+            self.notified_rl_version = version;
+            return;
+        }
+        self.notified_rl_version = version;
+        let conns: Vec<ConnId> = self.observing.iter().copied().collect();
+        for conn in conns {
+            let Some(session) = self.endpoint.session(conn) else {
+                self.observing.remove(&conn);
+                continue;
+            };
+            let ctx = Context {
+                session,
+                creds: self.endpoint.credentials(),
+                enrollment: self.shared.enrollment.as_ref(),
+                revocation_lists: &self.shared.revocation_lists,
+                observers: &self.shared.observers,
+                queue: &self.shared.shards[self.index as usize],
+                conn,
+            };
+            let Some(live) = self.live.get_mut(&conn) else {
+                continue;
+            };
+            let before = live.coap.observation_count();
+            let out = live.coap.notify(&["rl"], &ctx);
+            let after = live.coap.observation_count();
+            for datagram in out {
+                self.endpoint.send(conn, &datagram);
+            }
+            self.observations_changed(conn, before, after);
         }
     }
 }

@@ -593,3 +593,82 @@ fn an_enrollment_only_session_reaches_est_and_discovery_only() {
     );
     assert_eq!(ctx.started.get(), 0);
 }
+
+fn observe_rl(mid: u16, token: u8, observe: u32) -> Vec<u8> {
+    let mut p = parse(&get(MessageType::Confirmable, mid, "/rl", Some(0)));
+    p.set_token(vec![token]);
+    p.add_option(
+        CoapOption::Observe,
+        crate::block_option::encode_uint(observe),
+    );
+    p.to_bytes().unwrap()
+}
+
+fn observe_of(p: &Packet) -> Option<u32> {
+    p.get_first_option(CoapOption::Observe)
+        .and_then(|v| crate::block_option::decode_uint(v))
+}
+
+#[test]
+fn observers_are_notified_confirmably_now_and_then_and_dropped_when_silent() {
+    let mut ep = CoapEndpoint::new(100);
+    let first = parse(&ep.handle(&observe_rl(1, 0x0B, 0), 0, &Ctx).unwrap());
+    assert_eq!(
+        first.header.code,
+        MessageClass::Response(ResponseType::Content)
+    );
+    assert_eq!(observe_of(&first), Some(1));
+    assert_eq!(ep.observation_count(), 1);
+    // /id is not observable: answered, not registered.
+    let mut id = parse(&get(MessageType::Confirmable, 2, "/id", None));
+    id.add_option(CoapOption::Observe, vec![]);
+    let out = parse(&ep.handle(&id.to_bytes().unwrap(), 0, &Ctx).unwrap());
+    assert_eq!(observe_of(&out), None);
+    assert_eq!(ep.observation_count(), 1);
+
+    // Seven NON notifications with rising sequence numbers, then a CON.
+    let mut last = 1;
+    for n in 1..=8 {
+        let sent = ep.notify(&["rl"], &Ctx);
+        assert_eq!(sent.len(), 1);
+        let p = parse(&sent[0]);
+        assert_eq!(p.get_token(), &[0x0B]);
+        assert_eq!(p.payload, b"version 3 count 3");
+        let seq = observe_of(&p).unwrap();
+        assert!(seq > last);
+        last = seq;
+        let want = if n == 8 {
+            MessageType::Confirmable
+        } else {
+            MessageType::NonConfirmable
+        };
+        assert_eq!(p.header.get_type(), want, "notification {n}");
+        if n == 8 {
+            // Acknowledged: the observer is alive.
+            ep.handle(&empty_message(2, p.header.message_id), 0, &Ctx);
+        }
+    }
+    for _ in 0..8 {
+        assert_eq!(ep.notify(&["rl"], &Ctx).len(), 1);
+    }
+    // That CON went unanswered: the next change drops the observer.
+    assert!(ep.notify(&["rl"], &Ctx).is_empty());
+    assert_eq!(ep.observation_count(), 0);
+
+    // An RST to a notification ends it; Observe: 1 cancels.
+    ep.handle(&observe_rl(3, 0x0C, 0), 0, &Ctx).unwrap();
+    let p = parse(&ep.notify(&["rl"], &Ctx)[0]);
+    ep.handle(&empty_message(3, p.header.message_id), 0, &Ctx);
+    assert_eq!(ep.observation_count(), 0);
+    ep.handle(&observe_rl(4, 0x0D, 0), 0, &Ctx).unwrap();
+    let out = parse(&ep.handle(&observe_rl(5, 0x0D, 1), 0, &Ctx).unwrap());
+    assert_eq!(observe_of(&out), None);
+    assert_eq!(ep.observation_count(), 0);
+
+    // At most four per session.
+    for t in 0..6u8 {
+        ep.handle(&observe_rl(10 + u16::from(t), t, 0), 0, &Ctx)
+            .unwrap();
+    }
+    assert_eq!(ep.observation_count(), crate::observe::MAX_PER_SESSION);
+}
