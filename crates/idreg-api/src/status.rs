@@ -20,7 +20,8 @@ pub fn rejection(r: Rejection) -> Status {
         | Rejection::CredentialNotFound { .. }
         | Rejection::GroupNotFound(_) => Code::NotFound,
         Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
-        Rejection::Revoked(_)
+        Rejection::GatewayHasSpokes { .. }
+        | Rejection::Revoked(_)
         | Rejection::RevokedCredential { .. }
         | Rejection::TooManyCredentials(..)
         | Rejection::GatewayNotFound(_)

@@ -225,6 +225,12 @@ fn apply_to_device<V: RegistryView>(
             let Some(before) = view.device(id)? else {
                 return Ok(Err(Rejection::DeviceNotFound(id.to_string())));
             };
+            if let Some(spoke) = view.spokes(id, 1)?.into_iter().next() {
+                return Ok(Err(Rejection::GatewayHasSpokes {
+                    gateway: id.to_string(),
+                    spoke: spoke.to_string(),
+                }));
+            }
             Ok(Ok(Change {
                 id: id.clone(),
                 before: Some(before),

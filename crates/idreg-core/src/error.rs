@@ -55,6 +55,8 @@ pub enum Rejection {
     GatewayNotFound(String),
     #[error("device {0:?} cannot be its own gateway")]
     GatewayIsSelf(String),
+    #[error("device {gateway:?} is the gateway of {spoke:?} (and maybe others); move or delete its spokes first")]
+    GatewayHasSpokes { gateway: String, spoke: String },
     #[error("the cluster already has a device CA")]
     DeviceCaExists,
     #[error("the cluster already has a revocation-list key")]

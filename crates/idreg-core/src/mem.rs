@@ -143,4 +143,13 @@ impl RegistryView for MemRegistry {
     fn rl_key(&self) -> Result<Option<RlSigningKey>, Infallible> {
         Ok(self.rl_key.clone())
     }
+    fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, Infallible> {
+        Ok(self
+            .devices
+            .values()
+            .filter(|d| d.gateway.as_ref() == Some(gateway))
+            .map(|d| d.id.clone())
+            .take(limit)
+            .collect())
+    }
 }

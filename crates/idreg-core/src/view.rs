@@ -29,6 +29,9 @@ pub trait RegistryView {
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Self::Error>;
     /// The revocation-list signing key, once one is installed.
     fn rl_key(&self) -> Result<Option<RlSigningKey>, Self::Error>;
+    /// Up to `limit` devices whose gateway is `gateway`, in id order (a seek
+    /// into the gateway index, not a scan of devices).
+    fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, Self::Error>;
 }
 
 /// A base view with the not-yet-written changes of earlier commands on top.
@@ -166,5 +169,26 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
             Some(k) => Ok(Some(k.clone())),
             None => self.base.rl_key(),
         }
+    }
+
+    fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, V::Error> {
+        let of_gateway =
+            |d: &Option<Device>| matches!(d, Some(dev) if dev.gateway.as_ref() == Some(gateway));
+        // The base's spokes that this batch has not moved away, and the
+        // ones it has given this gateway.
+        let mut out: Vec<DeviceId> = self
+            .base
+            .spokes(gateway, limit)?
+            .into_iter()
+            .filter(|id| self.devices.get(id).is_none_or(of_gateway))
+            .collect();
+        for (id, d) in &self.devices {
+            if of_gateway(d) && !out.contains(id) {
+                out.push(id.clone());
+            }
+        }
+        out.sort();
+        out.truncate(limit);
+        Ok(out)
     }
 }

@@ -340,6 +340,27 @@ impl RegistryView for RegistryReader {
             None => Ok(None),
         }
     }
+    fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, StoreError> {
+        let cf = self.db.cf_handle(CF_IDX_GATEWAY).expect("cf exists");
+        let pfx = prefix(gateway.as_str());
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&pfx, Direction::Forward))
+        {
+            let (k, _) = item?;
+            let Some(id) = k.strip_prefix(pfx.as_slice()) else {
+                break;
+            };
+            if out.len() == limit {
+                break;
+            }
+            if let Ok(id) = DeviceId::parse("spoke", std::str::from_utf8(id).unwrap_or("")) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
     fn rl_key(&self) -> Result<Option<RlSigningKey>, StoreError> {
         match self.get_cf(CF_CLUSTER, CLUSTER_RL_KEY)? {
             Some(b) => Ok(Some(decode_as("revocation-list key", &b)?)),

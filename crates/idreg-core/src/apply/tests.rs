@@ -405,3 +405,24 @@ fn one_device_ca_at_founding_replaced_only_on_purpose() {
     ));
     assert_eq!(reg.device_ca().unwrap().as_ref(), Some(ca));
 }
+
+#[test]
+fn a_gateway_with_spokes_cannot_be_deleted() {
+    let mut reg = MemRegistry::default();
+    reg.execute(&create("hub", vec![])).unwrap();
+    reg.execute(&create_with_gateway("spoke", vec![], Some("hub")))
+        .unwrap();
+    let delete = |name: &str| at(2000, Command::Delete { id: id(name) });
+    let e = reg.execute(&delete("hub")).unwrap_err();
+    assert!(
+        matches!(&e, Rejection::GatewayHasSpokes { spoke, .. } if spoke == "spoke"),
+        "{e}"
+    );
+    // In one batch: the spoke goes first, then its gateway may.
+    let mut overlay = Overlay::new(&reg);
+    let first = apply(&overlay, &delete("spoke"), 9).unwrap().unwrap();
+    overlay.record_effect(&first);
+    apply(&overlay, &delete("hub"), 9).unwrap().unwrap();
+    reg.execute(&delete("spoke")).unwrap();
+    reg.execute(&delete("hub")).unwrap();
+}
