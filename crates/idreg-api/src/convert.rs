@@ -196,6 +196,7 @@ pub fn device_to_proto(d: &Device) -> pb::Device {
             .map(|r| r.reason.clone())
             .unwrap_or_default(),
         revoked_at: d.revocation.as_ref().map(|r| timestamp(r.at_ms)),
+        gateway_role: d.labels.is_gateway(),
     }
 }
 

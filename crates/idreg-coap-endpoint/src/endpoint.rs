@@ -593,6 +593,16 @@ impl ResourceContext for Busy<'_> {
     fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
         self.0.revocation_list_key()
     }
+    fn may_observe(&self) -> bool {
+        self.0.may_observe()
+    }
+    fn spokes(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::resources::SpokePage, Reply> {
+        self.0.spokes(after, limit)
+    }
     fn start_enrollment(&self, _: &crate::est::EnrollRequest<'_>) -> Result<(), Reply> {
         Err(Reply::error(
             ResponseType::ServiceUnavailable,

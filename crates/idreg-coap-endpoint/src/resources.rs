@@ -30,6 +30,12 @@ pub trait ResourceContext {
     fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
         None
     }
+    /// A page of the spokes of the session's device, which must be an
+    /// active gateway: those with ids after `after`, at most `limit`.
+    fn spokes(&self, after: Option<&str>, limit: usize) -> Result<SpokePage, Reply> {
+        let _ = (after, limit);
+        Err(Reply::error(ResponseType::Forbidden, "not a gateway"))
+    }
     /// Whether this node takes one more observer (RFC 7641); it bounds
     /// them across sessions.
     fn may_observe(&self) -> bool {
@@ -89,11 +95,33 @@ pub const WELL_KNOWN_CORE: &str = concat!(
     "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
     "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\";obs,",
     "</rl/key>;rt=\"idreg.rl.key\";ct=\"0 42\",",
+    "</gw/spokes>;rt=\"idreg.gw.spokes\";ct=\"60 50\",",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
     "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
     "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
     "</.well-known/est/sren>;rt=\"ace.est.sren\";ct=\"281 287\""
 );
+
+/// One spoke of a gateway as `/gw/spokes` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spoke {
+    pub id: String,
+    pub status: &'static str,
+    /// Credential kinds ("psk", "certificate", …).
+    pub credentials: Vec<&'static str>,
+    /// SHA-256 fingerprints of its public keys, hex.
+    pub fingerprints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpokePage {
+    pub spokes: Vec<Spoke>,
+    /// More spokes follow the last one: ask again with `after=` its id.
+    pub more: bool,
+}
+
+/// Spokes per `/gw/spokes` page.
+pub const SPOKES_PER_PAGE: usize = 32;
 
 /// Resources a device may observe (RFC 7641): notified when they change.
 pub fn observable(path: &[&str]) -> bool {
@@ -138,6 +166,9 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
         }
         ["rl"] => rl_summary,
         ["rl", "key"] => rl_key,
+        ["gw", "spokes"] if request.method == RequestType::Get => {
+            return Routed::Now(gw_spokes(request, ctx));
+        }
         _ => return Routed::Now(Reply::error(ResponseType::NotFound, "no such resource")),
     };
     if request.method != RequestType::Get {
@@ -211,6 +242,37 @@ fn rl_summary(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply
     let (version, count) = ctx.revocation_list();
     let body = RlBody { version, count };
     represent(accept, &body, || format!("version {version} count {count}"))
+}
+
+/// `GET /gw/spokes[?after=ID]`: a gateway's spokes, a page at a time, CBOR
+/// by default or JSON.
+fn gw_spokes(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+    let mut after = None;
+    for q in request.query {
+        match q.split_once('=') {
+            Some(("after", id)) => after = Some(id),
+            _ => return Reply::error(ResponseType::BadRequest, "the only query is after=ID"),
+        }
+    }
+    let page = match ctx.spokes(after, SPOKES_PER_PAGE) {
+        Ok(page) => page,
+        Err(reply) => return reply,
+    };
+    match request.accept {
+        None | Some(ContentFormat::ApplicationCBOR) => {
+            let mut out = Vec::new();
+            ciborium::into_writer(&page, &mut out).expect("plain struct serialises");
+            Reply::content(ContentFormat::ApplicationCBOR, out)
+        }
+        Some(ContentFormat::ApplicationJSON) => Reply::content(
+            ContentFormat::ApplicationJSON,
+            serde_json::to_vec(&page).expect("plain struct serialises"),
+        ),
+        Some(_) => Reply::error(
+            ResponseType::NotAcceptable,
+            "application/cbor (60) or application/json (50)",
+        ),
+    }
 }
 
 /// `GET /rl/key`: the list's signing key, PEM by default, DER (42) on

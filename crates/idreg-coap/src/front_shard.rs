@@ -187,6 +187,46 @@ impl ResourceContext for Context<'_> {
         self.revocation_lists.key()
     }
 
+    fn spokes(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<idreg_coap_endpoint::resources::SpokePage, Reply> {
+        use idreg_coap_endpoint::resources::{Spoke, SpokePage};
+        let reader = self.creds.authenticator().reader();
+        let unavailable = |e: idreg_store::StoreError| {
+            Reply::error(ResponseType::ServiceUnavailable, e.to_string())
+        };
+        let me = reader.get(&self.session.device.id).map_err(unavailable)?;
+        let gateway =
+            me.filter(|d| d.labels.is_gateway() && d.status == idreg_core::DeviceStatus::Active);
+        let Some(gateway) = gateway else {
+            return Err(Reply::error(
+                ResponseType::Forbidden,
+                "not a gateway (label idreg.io/role=gateway)",
+            ));
+        };
+        let filter = idreg_store::ListFilter {
+            gateway: Some(gateway.id.to_string()),
+            ..Default::default()
+        };
+        let page = reader.list(&filter, after, limit).map_err(unavailable)?;
+        let spokes = page
+            .devices
+            .iter()
+            .map(|d| Spoke {
+                id: d.id.to_string(),
+                status: d.status.as_str(),
+                credentials: d.credentials.iter().map(|c| c.kind()).collect(),
+                fingerprints: d.fingerprints().map(|f| f.to_string()).collect(),
+            })
+            .collect();
+        Ok(SpokePage {
+            spokes,
+            more: page.more,
+        })
+    }
+
     fn may_observe(&self) -> bool {
         self.observers.load(std::sync::atomic::Ordering::Relaxed) < MAX_OBSERVERS_PER_NODE
     }

@@ -47,7 +47,18 @@ fn value_char_ok(c: char) -> bool {
 }
 
 /// Checks one label; `field` is the API's name for where it came from.
+/// The reserved label that makes a device a gateway (hub): it may list its
+/// spokes on the device front. Its only value is [`GATEWAY_ROLE`].
+pub const ROLE_LABEL: &str = "idreg.io/role";
+pub const GATEWAY_ROLE: &str = "gateway";
+
 pub fn check_label(field: &str, key: &str, value: &str) -> Result<(), ValidationError> {
+    if key == ROLE_LABEL && value != GATEWAY_ROLE {
+        return Err(ValidationError::new(
+            field,
+            format!("{ROLE_LABEL} is reserved: its only value is {GATEWAY_ROLE}"),
+        ));
+    }
     if key.is_empty() {
         return Err(ValidationError::new(field, "label key must not be empty"));
     }
@@ -118,6 +129,11 @@ impl Labels {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    /// Whether the labels make their device a gateway.
+    pub fn is_gateway(&self) -> bool {
+        self.get(ROLE_LABEL) == Some(GATEWAY_ROLE)
     }
 
     pub fn len(&self) -> usize {

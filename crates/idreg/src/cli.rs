@@ -785,6 +785,10 @@ pub enum DeviceCommand {
         /// The hub that may act for this device.
         #[arg(long)]
         gateway: Option<String>,
+        /// Make it a gateway (hub): it may list its spokes on the device
+        /// front (the label idreg.io/role=gateway).
+        #[arg(long)]
+        gateway_role: bool,
         #[command(flatten)]
         credentials: CredentialArgs,
     },

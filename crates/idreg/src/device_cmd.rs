@@ -340,14 +340,24 @@ impl Prepared {
                 tenant,
                 labels,
                 gateway,
+                gateway_role,
                 credentials,
-            } => Prepared::Add(pb::CreateDeviceRequest {
-                credentials: credential_inputs(&id, credentials)?,
-                id,
-                tenant: tenant.unwrap_or_default(),
-                labels: parse_labels("--label", &labels)?,
-                gateway: gateway.unwrap_or_default(),
-            }),
+            } => {
+                let mut labels = parse_labels("--label", &labels)?;
+                if gateway_role {
+                    labels.insert(
+                        idreg_core::labels::ROLE_LABEL.into(),
+                        idreg_core::labels::GATEWAY_ROLE.into(),
+                    );
+                }
+                Prepared::Add(pb::CreateDeviceRequest {
+                    credentials: credential_inputs(&id, credentials)?,
+                    id,
+                    tenant: tenant.unwrap_or_default(),
+                    labels,
+                    gateway: gateway.unwrap_or_default(),
+                })
+            }
             DeviceCommand::Get { id, linearizable } => Prepared::Get(pb::GetDeviceRequest {
                 id,
                 consistency: consistency(linearizable),

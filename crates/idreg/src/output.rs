@@ -23,6 +23,7 @@ pub struct DeviceView {
     pub status: String,
     pub labels: BTreeMap<String, String>,
     pub gateway: Option<String>,
+    pub gateway_role: bool,
     pub credentials: Vec<CredentialView>,
     pub created_at: String,
     pub updated_at: String,
@@ -115,6 +116,7 @@ impl From<&pb::Device> for DeviceView {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             gateway: (!d.gateway.is_empty()).then(|| d.gateway.clone()),
+            gateway_role: d.gateway_role,
             credentials,
             created_at: rfc3339(d.created_at.as_ref()),
             updated_at: rfc3339(d.updated_at.as_ref()),
@@ -157,6 +159,9 @@ pub fn device_detail(d: &DeviceView) -> String {
     line("status", &d.status);
     line("labels", &d.labels_text());
     line("gateway", d.gateway.as_deref().unwrap_or("-"));
+    if d.gateway_role {
+        line("role", "gateway (hub for its spokes)");
+    }
     for c in &d.credentials {
         let text = match (&c.identity, &c.fingerprint) {
             (Some(i), _) => format!("psk identity={i}"),

@@ -1,0 +1,133 @@
+//! Gateways (hubs) as an operator and a hub meet them: a device made a
+//! gateway with the CLI lists exactly its own spokes over `/gw/spokes`
+//! (libcoap and aiocoap), a device that is not one is refused, and a gateway
+//! that still has spokes cannot be deleted.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// tinydtls (aiocoap) takes PSKs of at most 16 bytes.
+const KEY: &str = "sixteen-byte-key";
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "idreg {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn add(server: &Server, id: &str, extra: &[&str]) {
+    let identity = format!("{id}-id");
+    let mut args = vec![
+        "device",
+        "add",
+        id,
+        "--psk-identity",
+        &identity,
+        "--psk",
+        KEY,
+    ];
+    args.extend(extra);
+    cli_ok(server, &args);
+}
+
+fn ids_in(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).expect(json);
+    v["spokes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_lists_exactly_its_own_spokes() {
+    let Some(tool) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    add(&server, "hub", &["--gateway-role"]);
+    add(&server, "hub-2", &["--gateway-role"]);
+    for s in ["s1", "s2", "s3"] {
+        add(&server, s, &["--gateway", "hub"]);
+    }
+    add(&server, "x1", &["--gateway", "hub-2"]);
+    cli_ok(&server, &["device", "revoke", "s3", "--reason", "stolen"]);
+    let shown = cli_ok(&server, &["device", "get", "hub", "-o", "json"]);
+    assert!(shown.contains("\"gateway_role\": true"), "{shown}");
+
+    let get = |id: &str| {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(&tool)
+            .args([
+                "-m",
+                "get",
+                "-B",
+                "5",
+                "-A",
+                "50",
+                "-u",
+                &format!("{id}-id"),
+                "-k",
+                KEY,
+            ])
+            .arg(format!("coaps://{front}/gw/spokes"))
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            output_text(&out),
+        )
+    };
+    let (json, log) = get("hub");
+    assert_eq!(ids_in(&json), ["s1", "s2", "s3"], "{log}");
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["spokes"][2]["status"], "revoked");
+    assert_eq!(v["spokes"][0]["credentials"][0], "psk");
+    let (json, log) = get("hub-2");
+    assert_eq!(ids_in(&json), ["x1"], "{log}");
+    // A spoke is no gateway.
+    let (_, log) = get("s1");
+    assert!(log.contains("4.03"), "{log}");
+
+    // aiocoap (independent stack) sees the same list.
+    if let Some(python) = aiocoap_python() {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_get.py");
+        let out = Command::new("timeout")
+            .arg("60")
+            .arg(python)
+            .arg(script)
+            .arg(format!("coaps://{front}/gw/spokes"))
+            .args(["hub-id", KEY, "-", "50"])
+            .output()
+            .unwrap();
+        let text = output_text(&out);
+        let json = text.trim().strip_prefix("2.05 Content ").expect(&text);
+        assert_eq!(ids_in(json), ["s1", "s2", "s3"], "{text}");
+    }
+
+    // The hub still has spokes: it cannot be deleted until they go.
+    let out = server.cli(&["device", "delete", "hub"]);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("gateway of"),
+        "{}",
+        output_text(&out)
+    );
+    for s in ["s1", "s2", "s3"] {
+        cli_ok(&server, &["device", "delete", s]);
+    }
+    cli_ok(&server, &["device", "delete", "hub"]);
+}
