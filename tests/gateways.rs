@@ -118,6 +118,78 @@ async fn a_gateway_lists_exactly_its_own_spokes() {
         assert_eq!(ids_in(json), ["s1", "s2", "s3"], "{text}");
     }
 
+    // Acting for a spoke: its own, active ones only.
+    let act = |gateway: &str, path: &str, extra: &[&str]| {
+        let mut args = vec!["-B", "5", "-u"];
+        let identity = format!("{gateway}-id");
+        args.push(&identity);
+        args.extend(["-k", KEY]);
+        args.extend(extra);
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(&tool)
+            .args(&args)
+            .arg(format!("coaps://{front}{path}"))
+            .output()
+            .unwrap();
+        output_text(&out)
+    };
+    let me = act("hub", "/gw/spoke/s1/id", &["-m", "get"]);
+    assert!(me.contains("s1 active via-gateway"), "{me}");
+    for (gw, spoke) in [("hub", "s3"), ("hub", "x1"), ("s1", "s2")] {
+        let out = act(gw, &format!("/gw/spoke/{spoke}/id"), &["-m", "get"]);
+        assert!(out.contains("4.03"), "{gw} for {spoke}: {out}");
+    }
+
+    // The hub reports a session s1 had over BLE: start, then end.
+    let report = tmp.path().join("report.json");
+    std::fs::write(
+        &report,
+        r#"{"spoke":"s1","started_ms":1700000000000,"link":"ble:c4:7c:8d:6a:2e:01"}"#,
+    )
+    .unwrap();
+    let post = |gw: &str| {
+        act(
+            gw,
+            "/gw/sessions",
+            &["-m", "post", "-t", "50", "-f", report.to_str().unwrap()],
+        )
+    };
+    let out = post("hub");
+    assert!(!out.contains("4.0"), "{out}");
+    std::fs::write(&report, r#"{"spoke":"s1","started_ms":1700000000000,"ended_ms":1700000060000,"link":"ble:c4:7c:8d:6a:2e:01"}"#).unwrap();
+    let out = post("hub");
+    assert!(!out.contains("4.0"), "{out}");
+    // Another gateway cannot report for it.
+    let out = post("hub-2");
+    assert!(out.contains("4.03"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let list = cli_ok(
+            &server,
+            &[
+                "session",
+                "list",
+                "--device",
+                "s1",
+                "--since",
+                "2023-01-01T00:00:00Z",
+                "-o",
+                "json",
+            ],
+        );
+        if list.contains("via gateway hub (ble:c4:7c:8d:6a:2e:01)")
+            && list.contains("via-gateway")
+            && list.contains("closed_by_peer")
+        {
+            // One record, closed by the second report.
+            assert_eq!(list.matches("via gateway hub").count(), 1, "{list}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
     // The hub still has spokes: it cannot be deleted until they go.
     let out = server.cli(&["device", "delete", "hub"]);
     assert!(!out.status.success(), "{}", output_text(&out));

@@ -596,6 +596,15 @@ impl ResourceContext for Busy<'_> {
     fn may_observe(&self) -> bool {
         self.0.may_observe()
     }
+    fn spoke_status(&self, spoke: &str) -> Result<&'static str, Reply> {
+        self.0.spoke_status(spoke)
+    }
+    fn report_spoke_session(
+        &self,
+        report: &crate::resources::SpokeSessionReport,
+    ) -> Result<(), Reply> {
+        self.0.report_spoke_session(report)
+    }
     fn spokes(
         &self,
         after: Option<&str>,

@@ -36,6 +36,17 @@ pub trait ResourceContext {
         let _ = (after, limit);
         Err(Reply::error(ResponseType::Forbidden, "not a gateway"))
     }
+    /// The status of `spoke` when the session's device is an active gateway
+    /// and `spoke` is one of its active spokes; else the refusal.
+    fn spoke_status(&self, spoke: &str) -> Result<&'static str, Reply> {
+        let _ = spoke;
+        Err(Reply::error(ResponseType::Forbidden, "not a gateway"))
+    }
+    /// Records a session a gateway's spoke had with it (its own link).
+    fn report_spoke_session(&self, report: &SpokeSessionReport) -> Result<(), Reply> {
+        let _ = report;
+        Err(Reply::error(ResponseType::Forbidden, "not a gateway"))
+    }
     /// Whether this node takes one more observer (RFC 7641); it bounds
     /// them across sessions.
     fn may_observe(&self) -> bool {
@@ -120,6 +131,20 @@ pub struct SpokePage {
     pub more: bool,
 }
 
+/// A gateway's report of a spoke's session over its own link
+/// (`POST /gw/sessions`, JSON or CBOR). A second report with the same
+/// `started_ms` (and `ended_ms`) closes the record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SpokeSessionReport {
+    pub spoke: String,
+    /// Start, ms since the epoch; the time of the report if absent.
+    pub started_ms: Option<u64>,
+    pub ended_ms: Option<u64>,
+    /// The spoke's link address (e.g. "ble:c4:7c:8d:6a:2e:01"), up to 64
+    /// bytes.
+    pub link: Option<String>,
+}
+
 /// Spokes per `/gw/spokes` page.
 pub const SPOKES_PER_PAGE: usize = 32;
 
@@ -168,6 +193,24 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
         ["rl", "key"] => rl_key,
         ["gw", "spokes"] if request.method == RequestType::Get => {
             return Routed::Now(gw_spokes(request, ctx));
+        }
+        ["gw", "sessions"] if request.method == RequestType::Post => {
+            return Routed::Now(gw_sessions(request, ctx));
+        }
+        ["gw", "spoke", spoke, "id"] if request.method == RequestType::Get => {
+            return Routed::Now(match ctx.spoke_status(spoke) {
+                Ok(status) => {
+                    let body = IdBody {
+                        id: spoke,
+                        status,
+                        credential: "via-gateway",
+                    };
+                    represent(request.accept, &body, || {
+                        format!("{spoke} {status} via-gateway")
+                    })
+                }
+                Err(reply) => reply,
+            });
         }
         _ => return Routed::Now(Reply::error(ResponseType::NotFound, "no such resource")),
     };
@@ -272,6 +315,39 @@ fn gw_spokes(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
             ResponseType::NotAcceptable,
             "application/cbor (60) or application/json (50)",
         ),
+    }
+}
+
+/// `POST /gw/sessions`: a spoke's session, reported by its gateway.
+fn gw_sessions(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+    let report: Result<SpokeSessionReport, String> = match request.content_format {
+        Some(ContentFormat::ApplicationJSON) => {
+            serde_json::from_slice(request.payload).map_err(|e| e.to_string())
+        }
+        Some(ContentFormat::ApplicationCBOR) => {
+            ciborium::from_reader(request.payload).map_err(|e| e.to_string())
+        }
+        _ => {
+            return Reply::error(
+                ResponseType::UnsupportedContentFormat,
+                "application/json (50) or application/cbor (60)",
+            )
+        }
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return Reply::error(ResponseType::BadRequest, format!("report: {e}")),
+    };
+    if report.link.as_ref().is_some_and(|l| l.len() > 64) {
+        return Reply::error(ResponseType::BadRequest, "link: at most 64 bytes");
+    }
+    match ctx.report_spoke_session(&report) {
+        Ok(()) => Reply {
+            code: ResponseType::Changed,
+            format: None,
+            payload: Vec::new(),
+        },
+        Err(reply) => reply,
     }
 }
 

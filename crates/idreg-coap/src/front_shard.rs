@@ -162,9 +162,27 @@ struct Context<'a> {
     enrollment: Option<&'a EnrollmentDesk>,
     revocation_lists: &'a RevocationListCache,
     observers: &'a std::sync::atomic::AtomicUsize,
+    audit: &'a mpsc::Sender<SessionRecord>,
     /// Where a deferred answer goes: this shard's queue.
     queue: &'a mpsc::Sender<ShardCommand>,
     conn: ConnId,
+}
+
+impl Context<'_> {
+    /// The session's device, when it is an active gateway.
+    fn my_gateway(&self) -> Result<idreg_core::Device, Reply> {
+        let reader = self.creds.authenticator().reader();
+        let me = reader
+            .get(&self.session.device.id)
+            .map_err(|e| Reply::error(ResponseType::ServiceUnavailable, e.to_string()))?;
+        me.filter(|d| d.labels.is_gateway() && d.status == idreg_core::DeviceStatus::Active)
+            .ok_or_else(|| {
+                Reply::error(
+                    ResponseType::Forbidden,
+                    "not a gateway (label idreg.io/role=gateway)",
+                )
+            })
+    }
 }
 
 impl ResourceContext for Context<'_> {
@@ -187,6 +205,67 @@ impl ResourceContext for Context<'_> {
         self.revocation_lists.key()
     }
 
+    fn spoke_status(&self, spoke: &str) -> Result<&'static str, Reply> {
+        let gateway = self.my_gateway()?;
+        let reader = self.creds.authenticator().reader();
+        let spoke = reader
+            .get(spoke)
+            .map_err(|e| Reply::error(ResponseType::ServiceUnavailable, e.to_string()))?
+            .filter(|d| d.gateway.as_ref() == Some(&gateway.id))
+            .ok_or_else(|| Reply::error(ResponseType::Forbidden, "not a spoke of this gateway"))?;
+        if spoke.status != idreg_core::DeviceStatus::Active {
+            return Err(Reply::error(
+                ResponseType::Forbidden,
+                format!("spoke {} is {}", spoke.id, spoke.status.as_str()),
+            ));
+        }
+        Ok(spoke.status.as_str())
+    }
+
+    fn report_spoke_session(
+        &self,
+        report: &idreg_coap_endpoint::resources::SpokeSessionReport,
+    ) -> Result<(), Reply> {
+        let gateway = self.my_gateway()?;
+        self.spoke_status(&report.spoke)?;
+        let now = crate::unix_ms();
+        let started = report.started_ms.unwrap_or(now);
+        // One record per (gateway, spoke, start): a second report with the
+        // same start closes it.
+        let id = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (gateway.id.as_str(), report.spoke.as_str(), started).hash(&mut h);
+            h.finish() >> 1
+        };
+        let record = SessionRecord {
+            id,
+            device: report.spoke.clone(),
+            peer: format!(
+                "via gateway {}{}",
+                gateway.id,
+                report
+                    .link
+                    .as_deref()
+                    .map(|l| format!(" ({l})"))
+                    .unwrap_or_default()
+            ),
+            credential: SessionCredential::ViaGateway,
+            started_ms: started,
+            ended_ms: report.ended_ms,
+            bytes_in: 0,
+            bytes_out: 0,
+            end: report.ended_ms.map(|_| SessionEnd::ClosedByPeer),
+            suite: "gateway".into(),
+            connection_id: false,
+            address_changes: Vec::new(),
+            restored: false,
+        };
+        self.audit
+            .try_send(record)
+            .map_err(|_| Reply::error(ResponseType::ServiceUnavailable, "audit queue full; retry"))
+    }
+
     fn spokes(
         &self,
         after: Option<&str>,
@@ -197,15 +276,7 @@ impl ResourceContext for Context<'_> {
         let unavailable = |e: idreg_store::StoreError| {
             Reply::error(ResponseType::ServiceUnavailable, e.to_string())
         };
-        let me = reader.get(&self.session.device.id).map_err(unavailable)?;
-        let gateway =
-            me.filter(|d| d.labels.is_gateway() && d.status == idreg_core::DeviceStatus::Active);
-        let Some(gateway) = gateway else {
-            return Err(Reply::error(
-                ResponseType::Forbidden,
-                "not a gateway (label idreg.io/role=gateway)",
-            ));
-        };
+        let gateway = self.my_gateway()?;
         let filter = idreg_store::ListFilter {
             gateway: Some(gateway.id.to_string()),
             ..Default::default()
@@ -737,6 +808,7 @@ impl FrontShard {
             enrollment: self.shared.enrollment.as_ref(),
             revocation_lists: &self.shared.revocation_lists,
             observers: &self.shared.observers,
+            audit: &self.shared.audit,
             queue: &self.shared.shards[self.index as usize],
             conn,
         };
@@ -797,6 +869,7 @@ impl FrontShard {
                 enrollment: self.shared.enrollment.as_ref(),
                 revocation_lists: &self.shared.revocation_lists,
                 observers: &self.shared.observers,
+                audit: &self.shared.audit,
                 queue: &self.shared.shards[self.index as usize],
                 conn,
             };

@@ -10,6 +10,8 @@ pub enum SessionCredential {
     Certificate,
     /// A raw public key (RFC 7250).
     RawPublicKey,
+    /// A spoke's session with its gateway, reported by the gateway.
+    ViaGateway,
 }
 
 impl SessionCredential {
@@ -18,6 +20,7 @@ impl SessionCredential {
             SessionCredential::Psk => "psk",
             SessionCredential::Certificate => "certificate",
             SessionCredential::RawPublicKey => "raw-public-key",
+            SessionCredential::ViaGateway => "via-gateway",
         }
     }
 }
