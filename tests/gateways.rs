@@ -190,6 +190,33 @@ async fn a_gateway_lists_exactly_its_own_spokes() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
+    // A hub observing its spoke list hears of a new spoke (aiocoap, Observe).
+    if let Some(python) = aiocoap_python() {
+        use std::io::BufRead;
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_observe.py");
+        let mut obs = Command::new(python)
+            .arg(script)
+            .arg(format!("coaps://{front}/gw/spokes"))
+            .args(["hub-id", KEY, "15", "50"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(obs.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        assert!(
+            first.contains("\"s1\"") && !first.contains("\"s4\""),
+            "{first}"
+        );
+        add(&server, "s4", &["--gateway", "hub"]);
+        let next = lines.next().unwrap().unwrap();
+        let json = next.split_once(' ').unwrap().1;
+        assert_eq!(ids_in(json), ["s1", "s2", "s3", "s4"], "{next}");
+        let _ = obs.kill();
+        let _ = obs.wait();
+        cli_ok(&server, &["device", "delete", "s4"]);
+    }
+
     // The hub still has spokes: it cannot be deleted until they go.
     let out = server.cli(&["device", "delete", "hub"]);
     assert!(!out.status.success(), "{}", output_text(&out));

@@ -106,7 +106,7 @@ pub const WELL_KNOWN_CORE: &str = concat!(
     "</id>;rt=\"idreg.id\";ct=\"0 50 60\",",
     "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\";obs,",
     "</rl/key>;rt=\"idreg.rl.key\";ct=\"0 42\",",
-    "</gw/spokes>;rt=\"idreg.gw.spokes\";ct=\"60 50\",",
+    "</gw/spokes>;rt=\"idreg.gw.spokes\";ct=\"60 50\";obs,",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
     "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
     "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
@@ -150,7 +150,7 @@ pub const SPOKES_PER_PAGE: usize = 32;
 
 /// Resources a device may observe (RFC 7641): notified when they change.
 pub fn observable(path: &[&str]) -> bool {
-    matches!(path, ["rl"])
+    matches!(path, ["rl"] | ["gw", "spokes"])
 }
 
 /// A request as a resource sees it: options decoded, the body whole (a

@@ -289,6 +289,10 @@ async fn follow_registry(
         match ev {
             Ok(ev) => {
                 let device: Arc<str> = Arc::from(ev.device.as_str());
+                for gw in &ev.gateways {
+                    let gw: Arc<str> = Arc::from(gw.as_str());
+                    tell_all(&|| ShardCommand::SpokesChanged(gw.clone()));
+                }
                 if ev.status == Some(idreg_core::DeviceStatus::Revoked) {
                     // Observers of /rl hear of it (once per list version).
                     tell_all(&|| ShardCommand::RevocationListChanged);

@@ -49,6 +49,8 @@ pub enum ShardCommand {
     RecheckAll,
     /// The revocation list may have a new version: notify its observers.
     RevocationListChanged,
+    /// A spoke of this gateway changed: notify observers of its `/gw/spokes`.
+    SpokesChanged(Arc<str>),
     /// A datagram another shard received for a session of this one.
     Forwarded { from: SocketAddr, data: Vec<u8> },
     /// The answer to a session's deferred request (an enrollment), for the
@@ -500,6 +502,19 @@ impl FrontShard {
                 }
             }
             ShardCommand::RevocationListChanged => self.notify_revocation_list(),
+            ShardCommand::SpokesChanged(gateway) => {
+                let conns: Vec<ConnId> = self
+                    .by_device
+                    .get(&gateway)
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| self.observing.contains(c))
+                    .copied()
+                    .collect();
+                for conn in conns {
+                    self.notify(conn, &["gw", "spokes"]);
+                }
+            }
             ShardCommand::RecheckAll => {
                 let all: Vec<ConnId> = self.live.keys().copied().collect();
                 for conn in all {
@@ -859,30 +874,35 @@ impl FrontShard {
         self.notified_rl_version = version;
         let conns: Vec<ConnId> = self.observing.iter().copied().collect();
         for conn in conns {
-            let Some(session) = self.endpoint.session(conn) else {
-                self.observing.remove(&conn);
-                continue;
-            };
-            let ctx = Context {
-                session,
-                creds: self.endpoint.credentials(),
-                enrollment: self.shared.enrollment.as_ref(),
-                revocation_lists: &self.shared.revocation_lists,
-                observers: &self.shared.observers,
-                audit: &self.shared.audit,
-                queue: &self.shared.shards[self.index as usize],
-                conn,
-            };
-            let Some(live) = self.live.get_mut(&conn) else {
-                continue;
-            };
-            let before = live.coap.observation_count();
-            let out = live.coap.notify(&["rl"], &ctx);
-            let after = live.coap.observation_count();
-            for datagram in out {
-                self.endpoint.send(conn, &datagram);
-            }
-            self.observations_changed(conn, before, after);
+            self.notify(conn, &["rl"]);
         }
+    }
+
+    /// Sends the session's observers of `path` its representation now.
+    fn notify(&mut self, conn: ConnId, path: &[&str]) {
+        let Some(session) = self.endpoint.session(conn) else {
+            self.observing.remove(&conn);
+            return;
+        };
+        let ctx = Context {
+            session,
+            creds: self.endpoint.credentials(),
+            enrollment: self.shared.enrollment.as_ref(),
+            revocation_lists: &self.shared.revocation_lists,
+            observers: &self.shared.observers,
+            audit: &self.shared.audit,
+            queue: &self.shared.shards[self.index as usize],
+            conn,
+        };
+        let Some(live) = self.live.get_mut(&conn) else {
+            return;
+        };
+        let before = live.coap.observation_count();
+        let out = live.coap.notify(path, &ctx);
+        let after = live.coap.observation_count();
+        for datagram in out {
+            self.endpoint.send(conn, &datagram);
+        }
+        self.observations_changed(conn, before, after);
     }
 }

@@ -13,4 +13,7 @@ pub struct RegistryEvent {
     /// The device could authenticate before and cannot now (revoked, disabled,
     /// deleted): close its sessions.
     pub cut_off: bool,
+    /// The gateways whose spoke lists this change touched: the device's
+    /// gateway before and after (a gateway's observers are notified).
+    pub gateways: Vec<DeviceId>,
 }

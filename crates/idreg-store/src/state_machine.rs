@@ -322,7 +322,18 @@ impl StateMachine {
                             let revoked = self.db.cf_handle(CF_REVOKED).expect("cf exists");
                             batch.put_cf(&revoked, revoked_version_key(rl_version), encode(r));
                         }
+                        let mut gateways: Vec<idreg_core::DeviceId> = change
+                            .before
+                            .iter()
+                            .chain(change.after.iter())
+                            .filter_map(|d| d.gateway.clone())
+                            .collect();
+                        gateways.dedup();
+                        if change.before == change.after {
+                            gateways.clear();
+                        }
                         events.push(RegistryEvent {
+                            gateways,
                             revision,
                             device: change.id.clone(),
                             status: change.after.as_ref().map(|d| d.status),
