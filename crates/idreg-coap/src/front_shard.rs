@@ -92,6 +92,9 @@ pub struct ShardShared {
     pub observers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Largest signed revocation list served over CoAP (~27 000 revocations).
+pub const MAX_LIST_OVER_COAP: usize = 4 << 20;
+
 /// Observations one node holds at most; past it a GET with Observe is
 /// answered without registering.
 pub const MAX_OBSERVERS_PER_NODE: usize = 100_000;
@@ -197,10 +200,19 @@ impl ResourceContext for Context<'_> {
     }
 
     fn signed_revocation_list(&self, since: Option<u64>) -> Result<Vec<u8>, Reply> {
-        self.revocation_lists
+        let bytes = self
+            .revocation_lists
             .signed(since)
-            .map(|bytes| bytes.to_vec())
-            .map_err(|e| Reply::error(ResponseType::ServiceUnavailable, e))
+            .map_err(|e| Reply::error(ResponseType::ServiceUnavailable, e))?;
+        // Each Block2 block is cut from the list anew: past this size a
+        // device should follow deltas (or a site take `idreg rl export`).
+        if bytes.len() > MAX_LIST_OVER_COAP {
+            return Err(Reply::error(
+                ResponseType::ServiceUnavailable,
+                format!("the list is {} bytes: ask for ?since=V deltas", bytes.len()),
+            ));
+        }
+        Ok(bytes.to_vec())
     }
 
     fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {

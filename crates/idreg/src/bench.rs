@@ -423,6 +423,7 @@ pub async fn run(
             .await?;
             print(output, &summarize("revoke", fronts.len(), m))
         }
+        BenchCommand::RlSize { count } => crate::bench_rl::run(count, output),
         BenchCommand::Enroll {
             fronts,
             count,

@@ -472,6 +472,12 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         max_seconds: u64,
     },
+    /// Size of a signed revocation list with COUNT revoked devices, and the
+    /// time to make, sign and check it (in memory, the server's code).
+    RlSize {
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+    },
     /// EST-coaps enrollments: COUNT devices with manufacturer certificates
     /// of a group made for the run each handshake and POST a CSR to `sen`.
     Enroll {

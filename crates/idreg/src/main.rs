@@ -5,6 +5,7 @@ mod bench_device;
 mod bench_enroll;
 mod bench_import;
 mod bench_revoke;
+mod bench_rl;
 mod ca_cmd;
 mod cli;
 mod cluster_cmd;
