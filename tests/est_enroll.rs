@@ -189,16 +189,6 @@ fn bootstrap_device(
     );
 }
 
-fn cli_ok(server: &Server, args: &[&str]) -> String {
-    let out = server.cli(args);
-    assert!(
-        out.status.success(),
-        "idreg {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn device_json(server: &Server, id: &str) -> Option<serde_json::Value> {
     let out = server.cli(&["device", "get", id, "-o", "json"]);
     out.status

@@ -13,16 +13,6 @@ use common::*;
 /// tinydtls (aiocoap) takes PSKs of at most 16 bytes.
 const KEY: &str = "sixteen-byte-key";
 
-fn cli_ok(server: &Server, args: &[&str]) -> String {
-    let out = server.cli(args);
-    assert!(
-        out.status.success(),
-        "idreg {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn add(server: &Server, id: &str, extra: &[&str]) {
     let identity = format!("{id}-id");
     let mut args = vec![

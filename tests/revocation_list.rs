@@ -15,16 +15,6 @@ use common::*;
 
 const KEY: &str = "correct horse battery staple";
 
-fn cli_ok(server: &Server, args: &[&str]) -> String {
-    let out = server.cli(args);
-    assert!(
-        out.status.success(),
-        "idreg {args:?}: {}",
-        output_text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// libcoap GET as PSK device `id`, the payload saved to `out`.
 fn coap_get(tool: &Path, front: &str, id: &str, path: &str, extra: &[&str], out: &Path) -> String {
     let _ = std::fs::remove_file(out);
@@ -60,33 +50,14 @@ fn python_check(python: &Path, args: &[&Path]) -> (bool, String) {
     (out.status.success(), output_text(&out))
 }
 
-fn has_cbor2(python: &Path) -> bool {
-    let ok = Command::new(python)
-        .args(["-c", "import cbor2, cryptography"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "cbor2 and cryptography are required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs them"
-        );
-        eprintln!("SKIPPED: cbor2/cryptography not installed; run .ci/run");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signed_list_verifies_independently_and_deltas_add_up() {
     let (Some(tool), Some(python)) = (
         external_tool("coap-client-openssl"),
-        external_tool("python3"),
+        python_with("cbor2, cryptography"),
     ) else {
         return;
     };
-    if !has_cbor2(&python) {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let file = |n: &str| -> PathBuf { tmp.path().join(n) };
     let server = Server::start(&tmp.path().join("node")).await;

@@ -460,21 +460,40 @@ pub fn external_tool(name: &str) -> Option<PathBuf> {
 /// and skips it loudly otherwise.
 #[allow(dead_code)]
 pub fn aiocoap_python() -> Option<PathBuf> {
+    python_with("aiocoap, DTLSSocket")
+}
+
+/// Python that can `import MODULES` (comma-separated), or `None` as for
+/// [`external_tool`].
+#[allow(dead_code)]
+pub fn python_with(modules: &str) -> Option<PathBuf> {
     let python = external_tool("python3")?;
     let ok = std::process::Command::new(&python)
-        .args(["-c", "import aiocoap, DTLSSocket"])
+        .args(["-c", &format!("import {modules}")])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
         assert!(
             std::env::var("IDREG_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "aiocoap with DTLSSocket is required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs it"
+            "python modules {modules} are required (IDREG_REQUIRE_EXTERNAL=1); .ci/run installs them"
         );
-        eprintln!("SKIPPED: aiocoap/DTLSSocket not installed; run .ci/run");
+        eprintln!("SKIPPED: python modules {modules} not installed; run .ci/run");
         return None;
     }
     Some(python)
+}
+
+/// `idreg ARGS` against `server`; its stdout. Fails the test if it fails.
+#[allow(dead_code)]
+pub fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    assert!(
+        out.status.success(),
+        "idreg {args:?}: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `openssl` with `args`; its stdout. Fails the test if it fails.

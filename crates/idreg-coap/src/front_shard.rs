@@ -173,7 +173,26 @@ struct Context<'a> {
     conn: ConnId,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    fn new(
+        session: &'a Session<SessionDevice>,
+        endpoint: &'a Endpoint<RegistryCredentials>,
+        shared: &'a ShardShared,
+        shard: u16,
+        conn: ConnId,
+    ) -> Self {
+        Self {
+            session,
+            creds: endpoint.credentials(),
+            enrollment: shared.enrollment.as_ref(),
+            revocation_lists: &shared.revocation_lists,
+            observers: &shared.observers,
+            audit: &shared.audit,
+            queue: &shared.shards[shard as usize],
+            conn,
+        }
+    }
+
     /// The session's device, when it is an active gateway.
     fn my_gateway(&self) -> Result<idreg_core::Device, Reply> {
         let reader = self.creds.authenticator().reader();
@@ -829,16 +848,7 @@ impl FrontShard {
         let Some(session) = self.endpoint.session(conn) else {
             return;
         };
-        let ctx = Context {
-            session,
-            creds: self.endpoint.credentials(),
-            enrollment: self.shared.enrollment.as_ref(),
-            revocation_lists: &self.shared.revocation_lists,
-            observers: &self.shared.observers,
-            audit: &self.shared.audit,
-            queue: &self.shared.shards[self.index as usize],
-            conn,
-        };
+        let ctx = Context::new(session, &self.endpoint, &self.shared, self.index, conn);
         let Some(live) = self.live.get_mut(&conn) else {
             return;
         };
@@ -896,16 +906,7 @@ impl FrontShard {
             self.observing.remove(&conn);
             return;
         };
-        let ctx = Context {
-            session,
-            creds: self.endpoint.credentials(),
-            enrollment: self.shared.enrollment.as_ref(),
-            revocation_lists: &self.shared.revocation_lists,
-            observers: &self.shared.observers,
-            audit: &self.shared.audit,
-            queue: &self.shared.shards[self.index as usize],
-            conn,
-        };
+        let ctx = Context::new(session, &self.endpoint, &self.shared, self.index, conn);
         let Some(live) = self.live.get_mut(&conn) else {
             return;
         };
