@@ -418,3 +418,90 @@ async fn a_node_that_lost_its_leader_refuses_new_handshakes() {
     let stats = c.node(survivor).front_stats().await;
     assert!(stats.handshakes_refused_stale >= 1, "{stats:?}");
 }
+
+/// `idreg session clones -o json`, once `want` sightings are there (5 s).
+fn clones(server: &Server, want: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = server.cli(&["session", "clones", "-o", "json"]);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["detected"].as_u64().unwrap_or(0) >= want || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn from(ip: [u8; 4], front: std::net::SocketAddr, config: ClientConfig) -> EngineDevice {
+    let local = std::net::SocketAddr::from((ip, 0));
+    EngineDevice::connect_from(local, front, config, Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_live_from_two_addresses_is_a_clone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await;
+    add_psk(&server, "twin").await;
+    add_psk(&server, "mover").await;
+    let mut a = from([127, 0, 0, 2], front, psk_config("twin", false)).await;
+    let mut b = from([127, 0, 0, 3], front, psk_config("twin", false)).await;
+    // Policy alert (the default): both go on, the sighting is listed.
+    assert_eq!(a.get("/id", None).await.unwrap().text(), "twin active psk");
+    assert_eq!(b.get("/id", None).await.unwrap().text(), "twin active psk");
+    let v = clones(&server, 1);
+    assert_eq!(v["on_clone"], "alert");
+    assert_eq!(v["clones"][0]["device"], "twin", "{v}");
+    assert_eq!(v["clones"][0]["first_address"], "127.0.0.2", "{v}");
+    assert_eq!(v["clones"][0]["second_address"], "127.0.0.3", "{v}");
+
+    // A Connection ID move is the same session, not a clone; nor is a
+    // second session from the same address.
+    let mut m = from([127, 0, 0, 4], front, psk_config("mover", true)).await;
+    m.rebind().await.unwrap();
+    assert_eq!(m.get("/id", None).await.unwrap().text(), "mover active psk");
+    let mut m2 = from([127, 0, 0, 4], front, psk_config("mover", false)).await;
+    assert_eq!(
+        m2.get("/id", None).await.unwrap().text(),
+        "mover active psk"
+    );
+    let v = clones(&server, 2);
+    assert_eq!(v["detected"], 1, "{v}");
+    for d in [a, b, m, m2] {
+        d.close().await;
+    }
+
+    // refuse-new: the second session is ended, the first goes on.
+    drop(server);
+    let tmp2 = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&tmp2.path().join("node"), &["--on-clone", "refuse-new"]).await;
+    let front = server.front_addr().await;
+    add_psk(&server, "twin").await;
+    let mut a = from([127, 0, 0, 2], front, psk_config("twin", false)).await;
+    assert_eq!(a.get("/id", None).await.unwrap().text(), "twin active psk");
+    let mut b = EngineDevice::connect_from(
+        std::net::SocketAddr::from(([127, 0, 0, 3], 0)),
+        front,
+        psk_config("twin", false),
+        Duration::from_secs(10),
+    )
+    .await;
+    if let Ok(b) = b.as_mut() {
+        b.request_timeout = Duration::from_secs(3);
+        assert!(
+            b.get("/id", None).await.is_err(),
+            "the clone's session answers"
+        );
+    }
+    assert_eq!(a.get("/id", None).await.unwrap().text(), "twin active psk");
+    let v = clones(&server, 1);
+    assert_eq!(v["clones"][0]["action"], "refuse-new", "{v}");
+    let s = wait_sessions(&server, "twin", |s| {
+        s.iter().any(|x| x.end_reason == "clone")
+    })
+    .await;
+    assert!(s.iter().any(|x| x.end_reason == "clone"), "{s:?}");
+}

@@ -45,6 +45,7 @@ pub struct DeviceFront {
     shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
     shard_tasks: Vec<JoinHandle<()>>,
     stats: Arc<FrontStats>,
+    clones: Arc<crate::clone_watch::CloneWatch>,
     config: FrontConfig,
     kek: Kek,
     shutdown: watch::Sender<bool>,
@@ -91,6 +92,7 @@ impl DeviceFront {
         }
 
         let stats = Arc::new(FrontStats::default());
+        let clones = Arc::new(crate::clone_watch::CloneWatch::new(config.on_clone));
         let (audit_tx, audit_rx) = mpsc::channel(AUDIT_QUEUE);
         let mut queues = Vec::new();
         let mut receivers = Vec::new();
@@ -106,6 +108,7 @@ impl DeviceFront {
             shards: shards.clone(),
             directory: (n > 1).then(|| Arc::new(ShardDirectory::default())),
             observers: Default::default(),
+            clones: clones.clone(),
             revocation_lists: Arc::new(crate::revocation_list_cache::RevocationListCache::new(
                 store.reader(),
                 kek.clone(),
@@ -180,6 +183,7 @@ impl DeviceFront {
             shards,
             shard_tasks,
             stats,
+            clones,
             config,
             kek,
             shutdown,
@@ -197,6 +201,11 @@ impl DeviceFront {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Cloned-credential sightings and the policy, for the Sessions API.
+    pub fn clone_watch(&self) -> Arc<crate::clone_watch::CloneWatch> {
+        self.clones.clone()
     }
 
     /// A cheap handle for the Sessions API.

@@ -47,6 +47,8 @@ pub enum ShardCommand {
     RecheckDevice(Arc<str>),
     /// The same for every session (after a snapshot install or lost events).
     RecheckAll,
+    /// End one session of this shard: a clone (`--on-clone end-both`).
+    EndClone(ConnId),
     /// The revocation list may have a new version: notify its observers.
     RevocationListChanged,
     /// A spoke of this gateway changed: notify observers of its `/gw/spokes`.
@@ -88,6 +90,8 @@ pub struct ShardShared {
     /// EST enrollment (`None`: not offered).
     pub enrollment: Option<EnrollmentDesk>,
     pub revocation_lists: Arc<RevocationListCache>,
+    /// Live sessions by device across shards, for clone sightings.
+    pub clones: Arc<crate::clone_watch::CloneWatch>,
     /// Observations (RFC 7641) held on this node, across shards.
     pub observers: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -533,6 +537,7 @@ impl FrontShard {
                 }
             }
             ShardCommand::RevocationListChanged => self.notify_revocation_list(),
+            ShardCommand::EndClone(conn) => self.close(conn, SessionEnd::Clone),
             ShardCommand::SpokesChanged(gateway) => {
                 let conns: Vec<ConnId> = self
                     .by_device
@@ -739,6 +744,7 @@ impl FrontShard {
                 }
                 self.live.insert(conn, live);
                 debug!(%addr, device = %device.id, credential = credential.kind(), suite = suite.name(), cid, restored, "session started");
+                self.watch_for_clones(conn, addr, &device.id);
                 if device.role
                     == (SessionRole::Device {
                         finishes_rotation: true,
@@ -787,6 +793,9 @@ impl FrontShard {
                 if let Some(d) = &self.shared.directory {
                     d.remove(self.index, session.addr(), session.our_cid().copied());
                 }
+                self.shared
+                    .clones
+                    .ended(&session.device.id, self.index, conn);
                 if let Some(conns) = self.by_device.get_mut(&session.device.id) {
                     conns.retain(|c| *c != conn);
                     if conns.is_empty() {
@@ -820,6 +829,39 @@ impl FrontShard {
                 // the log too.
                 if n <= 3 || n.is_multiple_of(100) {
                     warn!(peer = %addr, reason = reason.label(), failures_from_source = n, "DTLS handshake failed");
+                }
+            }
+        }
+    }
+
+    /// A new session of `device` from `addr`: if the same identity is live
+    /// from another address, a clone — logged, listed, and ended as the
+    /// policy says.
+    fn watch_for_clones(&mut self, conn: ConnId, addr: SocketAddr, device: &Arc<str>) {
+        use crate::clone_watch::{ClonePolicy, LiveRef};
+        let new = LiveRef {
+            shard: self.index,
+            conn,
+            ip: addr.ip(),
+        };
+        let others = self.shared.clones.started(device, new, crate::unix_ms());
+        let Some(first) = others.first() else {
+            return;
+        };
+        let policy = self.shared.clones.policy();
+        warn!(%device, first = %first.ip, second = %addr.ip(), action = policy.as_str(), "cloned credential: one identity live from two addresses");
+        match policy {
+            ClonePolicy::Alert => {}
+            ClonePolicy::RefuseNew => self.close(conn, SessionEnd::Clone),
+            ClonePolicy::EndBoth => {
+                self.close(conn, SessionEnd::Clone);
+                for other in others {
+                    if other.shard == self.index {
+                        self.close(other.conn, SessionEnd::Clone);
+                    } else {
+                        let _ = self.shared.shards[other.shard as usize]
+                            .try_send(ShardCommand::EndClone(other.conn));
+                    }
                 }
             }
         }

@@ -20,6 +20,7 @@
 //! are capped.
 
 pub mod authenticator;
+pub mod clone_watch;
 pub mod device_front;
 pub mod enrollment_desk;
 pub mod front_config;

@@ -52,6 +52,9 @@ pub enum SessionEnd {
     Shutdown,
     /// A transport error.
     Error,
+    /// Ended as a clone: the same identity from another address
+    /// (`--on-clone refuse-new|end-both`).
+    Clone,
 }
 
 impl SessionEnd {
@@ -63,6 +66,7 @@ impl SessionEnd {
             SessionEnd::Evicted => "evicted",
             SessionEnd::Shutdown => "shutdown",
             SessionEnd::Error => "error",
+            SessionEnd::Clone => "clone",
         }
     }
 }

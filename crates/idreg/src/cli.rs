@@ -330,6 +330,9 @@ pub enum SessionCommand {
     },
     /// Device-front counters: peers, handshakes, failures by source.
     Stats,
+    /// Cloned credentials this node has seen: one device identity live from
+    /// two addresses at once (the last 1000).
+    Clones,
 }
 
 /// What a device-front benchmark connects to and how it authenticates.
@@ -674,6 +677,11 @@ pub struct ServeArgs {
     /// first use) [default: 24h].
     #[arg(long, env = "IDREG_ROTATION_GRACE")]
     pub rotation_grace: Option<String>,
+    /// When one device identity is live from two addresses at once on this
+    /// node: alert (log and list it: `idreg session clones`), refuse-new
+    /// (end the second session) or end-both [default: alert].
+    #[arg(long, env = "IDREG_ON_CLONE")]
+    pub on_clone: Option<String>,
     /// Where live device sessions are saved (sealed with the KEK) on shutdown
     /// and taken back at start, so devices need no new handshake after a
     /// restart; "off" ends them instead [default: DATA_DIR/front-sessions.sealed].

@@ -332,6 +332,7 @@ async fn start_front(
         node_id: config.node_id as u8,
         max_auth_staleness: settings.max_auth_staleness,
         session_file: settings.session_file.clone(),
+        on_clone: settings.on_clone,
         device_cert_days: settings.device_cert_days,
         rotation_grace: settings.rotation_grace,
     };
@@ -353,10 +354,12 @@ async fn start_front(
 
 fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
     let stats = front.stats_source();
+    let clones = front.clone_watch();
     let addr = front.addr().to_string();
     let shards = front.shard_count() as u32;
     std::sync::Arc::new(move || {
         let s = stats();
+        let (sightings, clones_detected) = clones.sightings();
         idreg_proto::v1::FrontStats {
             peers: s.handshaking + s.sessions_live,
             handshaking: s.handshaking,
@@ -385,6 +388,18 @@ fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
             sessions_restored: s.sessions_restored,
             handshakes_refused_stale: s.handshakes_refused_stale,
             shards,
+            clones: sightings
+                .into_iter()
+                .map(|c| idreg_proto::v1::CloneSighting {
+                    device: c.device,
+                    first_address: c.first.to_string(),
+                    second_address: c.second.to_string(),
+                    at: Some(idreg_api::convert::timestamp(c.at_ms)),
+                    action: c.action.as_str().into(),
+                })
+                .collect(),
+            clones_detected,
+            on_clone: clones.policy().as_str().into(),
         }
     })
 }

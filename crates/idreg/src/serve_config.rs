@@ -40,6 +40,7 @@ struct FileConfig {
     coap_idle_timeout_secs: Option<u64>,
     device_cert_days: Option<u32>,
     rotation_grace: Option<String>,
+    on_clone: Option<String>,
     session_retention_hours: Option<u64>,
     kek_file: Option<PathBuf>,
     node_id: Option<u64>,
@@ -73,6 +74,7 @@ pub struct FrontSettings {
     pub session_file: Option<PathBuf>,
     pub device_cert_days: u32,
     pub rotation_grace: Duration,
+    pub on_clone: idreg_coap::clone_watch::ClonePolicy,
 }
 
 /// The certificate files of a node.
@@ -266,6 +268,11 @@ fn front_settings(
                 .or(file.device_cert_days)
                 .unwrap_or(idreg_coap::FrontConfig::DEFAULT_DEVICE_CERT_DAYS),
         )?,
+        on_clone: match args.on_clone.clone().or(file.on_clone.clone()) {
+            None => Default::default(),
+            Some(text) => idreg_coap::clone_watch::ClonePolicy::parse(&text)
+                .with_context(|| format!("--on-clone {text:?}: alert, refuse-new or end-both"))?,
+        },
         rotation_grace: match args.rotation_grace.clone().or(file.rotation_grace.clone()) {
             Some(text) => crate::time_arg::parse_duration("rotation-grace", &text)?,
             None => idreg_coap::FrontConfig::DEFAULT_ROTATION_GRACE,

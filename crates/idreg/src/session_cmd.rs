@@ -136,6 +136,57 @@ pub async fn run(
                 println!("{}", serde_json::to_string_pretty(&views)?);
             }
         }
+        SessionCommand::Clones => {
+            let mut client = target.sessions().await?;
+            let s = client
+                .get_front_stats(pb::GetFrontStatsRequest {})
+                .await
+                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+                .into_inner();
+            let rows: Vec<serde_json::Value> = s
+                .clones
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "device": c.device,
+                        "first_address": c.first_address,
+                        "second_address": c.second_address,
+                        "at": crate::output::rfc3339(c.at.as_ref()),
+                        "action": c.action,
+                    })
+                })
+                .collect();
+            match output {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "on_clone": s.on_clone,
+                        "detected": s.clones_detected,
+                        "clones": rows,
+                    }))?
+                ),
+                OutputFormat::Table => {
+                    println!(
+                        "{} clone sightings on this node (policy: {})",
+                        s.clones_detected, s.on_clone
+                    );
+                    println!(
+                        "{:<24} {:<20} {:<20} {:<25} ACTION",
+                        "DEVICE", "FIRST", "SECOND", "AT"
+                    );
+                    for c in &s.clones {
+                        println!(
+                            "{:<24} {:<20} {:<20} {:<25} {}",
+                            c.device,
+                            c.first_address,
+                            c.second_address,
+                            crate::output::rfc3339(c.at.as_ref()),
+                            c.action
+                        );
+                    }
+                }
+            }
+        }
         SessionCommand::Stats => {
             let mut client = target.sessions().await?;
             let s = client
