@@ -150,28 +150,17 @@ impl Cluster for ClusterService {
         &self,
         req: Request<pb::ExportRevocationListRequest>,
     ) -> Result<Response<pb::SignedRevocationList>, Status> {
-        use idreg_core::RegistryView;
-        let since = req.get_ref().since;
+        use idreg_store::SignedListError;
         let reader = self.node.reader();
         let version = reader.revocation_list_version().map_err(storage)?;
-        let key = reader.rl_key().map_err(storage)?.ok_or_else(|| {
-            Status::unavailable("the cluster has no revocation-list key yet (its leader makes one)")
-        })?;
-        let since = since.filter(|s| *s < version);
-        let entries = match since {
-            None => reader.revocations(),
-            Some(s) => reader.revocations_since(s),
-        }
-        .map_err(storage)?;
-        let cose = idreg_core::revocation_list::signed_list(
-            &key,
-            &self.kek,
-            version,
-            since,
-            entries,
-            crate::convert::now_ms(),
-        )
-        .map_err(|e| Status::internal(e.to_string()))?;
+        let since = req.get_ref().since;
+        let cose = reader
+            .signed_revocation_list(&self.kek, version, since, crate::convert::now_ms())
+            .map_err(|e| match e {
+                SignedListError::NoKey => Status::unavailable(e.to_string()),
+                SignedListError::Store(e) => storage(e),
+                SignedListError::Sign(e) => Status::internal(e.to_string()),
+            })?;
         Ok(Response::new(pb::SignedRevocationList {
             cose_sign1: cose,
             version,

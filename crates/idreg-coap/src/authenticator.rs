@@ -3,7 +3,7 @@
 //! answer is one local RocksDB point read (plus an AES-GCM open for PSK),
 //! never a network round trip.
 
-use idreg_core::credential::canonical_p256_spki;
+use idreg_core::credential::{canonical_p256_spki, SubjectNames};
 use idreg_core::enrollment_group::TemplateFields;
 use idreg_core::{
     Attestation, Credential, Device, DeviceId, DeviceStatus, Fingerprint, GroupName, Kek, KeySource,
@@ -71,18 +71,12 @@ fn active(device: Device) -> Result<Device, AuthError> {
 }
 
 fn template_fields(cert: &X509Certificate<'_>) -> TemplateFields {
-    let attr = |oid| {
-        cert.subject()
-            .iter_by_oid(oid)
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .map(str::to_owned)
-    };
+    let names = SubjectNames::of(cert.subject());
     let spki = cert.tbs_certificate.subject_pki.raw;
     let key = canonical_p256_spki("key", spki).unwrap_or_else(|_| spki.to_vec());
     TemplateFields {
-        cn: attr(&x509_parser::oid_registry::OID_X509_COMMON_NAME),
-        subject_serial: attr(&x509_parser::oid_registry::OID_X509_SERIALNUMBER),
+        cn: names.common_name,
+        subject_serial: names.serial_number,
         serial: hex::encode(cert.raw_serial()),
         fingerprint: Fingerprint::of_spki_der(&key).to_string(),
     }

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use idreg_core::revocation_list::signed_list;
 use idreg_core::{Kek, RegistryView};
 use idreg_store::RegistryReader;
 
@@ -67,7 +66,11 @@ impl RevocationListCache {
                 return Ok(hit);
             }
         }
-        let bytes = Arc::new(self.make(version, since)?);
+        let bytes = Arc::new(
+            self.reader
+                .signed_revocation_list(&self.kek, version, since, crate::unix_ms())
+                .map_err(|e| e.to_string())?,
+        );
         let mut made = self.made.lock().expect("cache lock");
         if made.version == version {
             match since {
@@ -81,20 +84,5 @@ impl RevocationListCache {
             }
         }
         Ok(bytes)
-    }
-
-    fn make(&self, version: u64, since: Option<u64>) -> Result<Vec<u8>, String> {
-        let key = self
-            .reader
-            .rl_key()
-            .map_err(|e| e.to_string())?
-            .ok_or("the cluster has no revocation-list key yet")?;
-        let entries = match since {
-            None => self.reader.revocations(),
-            Some(s) => self.reader.revocations_since(s),
-        }
-        .map_err(|e| e.to_string())?;
-        signed_list(&key, &self.kek, version, since, entries, crate::unix_ms())
-            .map_err(|e| e.to_string())
     }
 }

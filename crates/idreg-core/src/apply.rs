@@ -167,24 +167,7 @@ fn apply_to_device<V: RegistryView>(
                     }));
                 }
             }
-            if let Err(r) = check_new_credentials(view, add_credentials)? {
-                return Ok(Err(r));
-            }
-            after.credentials.extend(add_credentials.iter().cloned());
-            if after.credentials.len() > MAX_CREDENTIALS {
-                return Ok(Err(Rejection::TooManyCredentials(
-                    id.to_string(),
-                    MAX_CREDENTIALS,
-                )));
-            }
-            after.updated_ms = at;
-            after.revision = revision;
-            Ok(Ok(Change {
-                id: id.clone(),
-                before: Some(before),
-                after: Some(after),
-                revocation: None,
-            }))
+            with_new_credentials(view, before, after, add_credentials, at, revision)
         }
         Command::Revoke { id, reason } => {
             let Some(before) = view.device(id)? else {
@@ -293,6 +276,42 @@ fn create<V: RegistryView>(
         after: Some(device),
         revocation: None,
     }))
+}
+
+/// `before` changed into `after`, stamped with the time and revision.
+pub(crate) fn stamped(before: Device, mut after: Device, at: u64, revision: u64) -> Change {
+    after.updated_ms = at;
+    after.revision = revision;
+    Change {
+        id: before.id.clone(),
+        before: Some(before),
+        after: Some(after),
+        revocation: None,
+    }
+}
+
+/// `after` (a changed copy of `before`) with `new` credentials added: each
+/// unclaimed and never revoked, the device's count within
+/// [`MAX_CREDENTIALS`].
+pub(crate) fn with_new_credentials<V: RegistryView>(
+    view: &V,
+    before: Device,
+    mut after: Device,
+    new: &[Credential],
+    at: u64,
+    revision: u64,
+) -> Result<Result<Change, Rejection>, V::Error> {
+    if let Err(r) = check_new_credentials(view, new)? {
+        return Ok(Err(r));
+    }
+    after.credentials.extend(new.iter().cloned());
+    if after.credentials.len() > MAX_CREDENTIALS {
+        return Ok(Err(Rejection::TooManyCredentials(
+            after.id.to_string(),
+            MAX_CREDENTIALS,
+        )));
+    }
+    Ok(Ok(stamped(before, after, at, revision)))
 }
 
 fn check_gateway<V: RegistryView>(

@@ -11,7 +11,7 @@ use rcgen::{
 };
 use x509_parser::prelude::FromDer;
 
-use crate::credential::{canonical_p256_spki, Fingerprint};
+use crate::credential::{canonical_p256_spki, Fingerprint, SubjectNames};
 use crate::device_ca::DeviceCa;
 use crate::error::ValidationError;
 use crate::names::DeviceId;
@@ -54,18 +54,11 @@ pub fn check_csr(field: &str, der: &[u8]) -> Result<CheckedCsr, ValidationError>
             "no proof of possession: the signature fails under the request's key",
         )
     })?;
-    let subject = &csr.certification_request_info.subject;
-    let attr = |oid| {
-        subject
-            .iter_by_oid(oid)
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .map(str::to_owned)
-    };
+    let names = SubjectNames::of(&csr.certification_request_info.subject);
     Ok(CheckedCsr {
         fingerprint: Fingerprint::of_spki_der(&spki_der),
-        common_name: attr(&x509_parser::oid_registry::OID_X509_COMMON_NAME),
-        serial_number: attr(&x509_parser::oid_registry::OID_X509_SERIALNUMBER),
+        common_name: names.common_name,
+        serial_number: names.serial_number,
         spki_der,
     })
 }

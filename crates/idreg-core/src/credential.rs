@@ -252,6 +252,29 @@ pub fn pem_armour(label: &str, der: &[u8]) -> String {
     pem
 }
 
+/// The subject attributes idreg reads: the common name and the
+/// serialNumber attribute (device ids are made from them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectNames {
+    pub common_name: Option<String>,
+    pub serial_number: Option<String>,
+}
+
+impl SubjectNames {
+    pub fn of(name: &x509_parser::x509::X509Name<'_>) -> Self {
+        let attr = |oid| {
+            name.iter_by_oid(oid)
+                .next()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            common_name: attr(&x509_parser::oid_registry::OID_X509_COMMON_NAME),
+            serial_number: attr(&x509_parser::oid_registry::OID_X509_SERIALNUMBER),
+        }
+    }
+}
+
 /// Parses exactly one DER X.509 certificate; errors name `field`.
 pub fn parse_certificate<'a>(
     field: &str,

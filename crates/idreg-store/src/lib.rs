@@ -22,7 +22,7 @@ pub use db::{Store, StoreError};
 pub use events::RegistryEvent;
 pub use history::History;
 pub use log_store::LogStore;
-pub use reader::{ListFilter, ListPage, RegistryReader};
+pub use reader::{ListFilter, ListPage, RegistryReader, SignedListError};
 pub use session_log::{SessionLog, SessionPage, SessionQuery};
 pub use state_machine::{is_plain_snapshot_id, StateMachine};
 pub use types::{BatchOutcome, NodeId, TypeConfig};

@@ -49,6 +49,17 @@ pub struct ListPage {
     pub more: bool,
 }
 
+/// Why a signed revocation list could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedListError {
+    #[error("the cluster has no revocation-list key yet (its leader makes one)")]
+    NoKey,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sign(idreg_core::revocation_list::RlError),
+}
+
 #[derive(Clone)]
 pub struct RegistryReader {
     db: Arc<DB>,
@@ -205,6 +216,25 @@ impl RegistryReader {
             out.push(ListedRevocation { version, record });
         }
         Ok(out)
+    }
+
+    /// The signed revocation list (COSE_Sign1) at list version `version`:
+    /// whole, or the delta after `since` when that is older than `version`.
+    pub fn signed_revocation_list(
+        &self,
+        kek: &idreg_core::Kek,
+        version: u64,
+        since: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Vec<u8>, SignedListError> {
+        let key = self.rl_key()?.ok_or(SignedListError::NoKey)?;
+        let since = since.filter(|s| *s < version);
+        let entries = match since {
+            None => self.revocations()?,
+            Some(s) => self.revocations_since(s)?,
+        };
+        idreg_core::revocation_list::signed_list(&key, kek, version, since, entries, now_ms)
+            .map_err(SignedListError::Sign)
     }
 
     /// The revocations after list version `since`, oldest first.

@@ -53,6 +53,16 @@ impl From<&pb::Session> for SessionView {
     }
 }
 
+/// The node's device-front counters and clone sightings.
+async fn front_stats(target: &idreg_client::Target) -> anyhow::Result<pb::FrontStats> {
+    let mut client = target.sessions().await?;
+    Ok(client
+        .get_front_stats(pb::GetFrontStatsRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+        .into_inner())
+}
+
 pub async fn run(
     target: &idreg_client::Target,
     output: OutputFormat,
@@ -137,12 +147,7 @@ pub async fn run(
             }
         }
         SessionCommand::Clones => {
-            let mut client = target.sessions().await?;
-            let s = client
-                .get_front_stats(pb::GetFrontStatsRequest {})
-                .await
-                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-                .into_inner();
+            let s = front_stats(target).await?;
             let rows: Vec<serde_json::Value> = s
                 .clones
                 .iter()
@@ -188,12 +193,7 @@ pub async fn run(
             }
         }
         SessionCommand::Stats => {
-            let mut client = target.sessions().await?;
-            let s = client
-                .get_front_stats(pb::GetFrontStatsRequest {})
-                .await
-                .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
-                .into_inner();
+            let s = front_stats(target).await?;
             let top: Vec<serde_json::Value> = s
                 .top_failing_sources
                 .iter()

@@ -1,7 +1,10 @@
 //! The rules of enrollment groups and of enrollment itself (EST-coaps
 //! `sen`/`sren`), and of rotating keys and PSKs with a grace.
 
-use super::{check_gateway, check_new_credentials, matches_ref, Change, Effect};
+use super::{
+    check_gateway, check_new_credentials, matches_ref, stamped, with_new_credentials, Change,
+    Effect,
+};
 use crate::command::{Command, CredentialRef, EnrollVia, Enrollment, Proposal};
 use crate::credential::{
     Credential, Fingerprint, IssuedKey, KeySource, PskRotation, PublicKeyCredential, Rotation,
@@ -9,7 +12,6 @@ use crate::credential::{
 use crate::device::{Device, DeviceStatus};
 use crate::enrollment_group::{Attestation, EnrollmentGroup, GroupName};
 use crate::error::Rejection;
-use crate::limits::MAX_CREDENTIALS;
 use crate::names::DeviceId;
 use crate::secret::SealedSecret;
 use crate::view::RegistryView;
@@ -209,17 +211,10 @@ pub(super) fn enroll<V: RegistryView>(
             let mut after = device.clone();
             after.credentials.remove(at_index);
             after.credentials.extend(new);
-            after.updated_ms = at;
-            after.revision = revision;
             group.enrolled += 1;
             group.updated_ms = at;
             Ok(Ok(Effect::Enrolled {
-                change: Change {
-                    id: e.id.clone(),
-                    before: Some(device),
-                    after: Some(after),
-                    revocation: None,
-                },
+                change: stamped(device, after, at, revision),
                 group: Some(group),
             }))
         }
@@ -267,27 +262,18 @@ pub(super) fn enroll<V: RegistryView>(
                     }),
                     ..issued.clone()
                 });
-                let new = vec![Credential::PublicKey(key)];
-                if let Err(r) = check_new_credentials(view, &new)? {
-                    return Ok(Err(r));
-                }
-                after.credentials.extend(new);
-                if after.credentials.len() > MAX_CREDENTIALS {
-                    return Ok(Err(Rejection::TooManyCredentials(
-                        e.id.to_string(),
-                        MAX_CREDENTIALS,
-                    )));
-                }
+                let new = [Credential::PublicKey(key)];
+                return Ok(
+                    with_new_credentials(view, device, after, &new, at, revision)?.map(|change| {
+                        Effect::Enrolled {
+                            change,
+                            group: None,
+                        }
+                    }),
+                );
             }
-            after.updated_ms = at;
-            after.revision = revision;
             Ok(Ok(Effect::Enrolled {
-                change: Change {
-                    id: e.id.clone(),
-                    before: Some(device),
-                    after: Some(after),
-                    revocation: None,
-                },
+                change: stamped(device, after, at, revision),
                 group: None,
             }))
         }
@@ -420,25 +406,7 @@ pub(super) fn rotate_psk<V: RegistryView>(
             until_ms: at.saturating_add(rotation.grace_ms),
         },
     }];
-    if let Err(r) = check_new_credentials(view, &new)? {
-        return Ok(Err(r));
-    }
-    let mut after = device.clone();
-    after.credentials.extend(new);
-    if after.credentials.len() > MAX_CREDENTIALS {
-        return Ok(Err(Rejection::TooManyCredentials(
-            id.to_string(),
-            MAX_CREDENTIALS,
-        )));
-    }
-    after.updated_ms = at;
-    after.revision = revision;
-    Ok(Ok(Change {
-        id: id.clone(),
-        before: Some(device),
-        after: Some(after),
-        revocation: None,
-    }))
+    with_new_credentials(view, device.clone(), device, &new, at, revision)
 }
 
 #[cfg(test)]
