@@ -88,20 +88,6 @@ fn stdout_part(out: &str) -> &str {
     out.split("\n--stderr--\n").next().unwrap_or("")
 }
 
-async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
-    server
-        .sessions()
-        .await
-        .list_sessions(pb::ListSessionsRequest {
-            device_id: device.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("list sessions")
-        .into_inner()
-        .sessions
-}
-
 /// Waits (bounded) until `device` has `n` ended sessions and returns them.
 async fn ended_sessions(server: &Server, device: &str, n: usize) -> Vec<pb::Session> {
     let deadline = Instant::now() + Duration::from_secs(20);

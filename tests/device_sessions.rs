@@ -39,20 +39,6 @@ fn psk_config(id: &str, cid: bool) -> ClientConfig {
     c
 }
 
-async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
-    server
-        .sessions()
-        .await
-        .list_sessions(pb::ListSessionsRequest {
-            device_id: device.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("list sessions")
-        .into_inner()
-        .sessions
-}
-
 /// Waits (bounded) until `check` holds for the device's sessions.
 async fn wait_sessions(
     server: &Server,

@@ -221,6 +221,35 @@ fn device_ca_pem(server: &Server, shop: &Workshop) -> String {
     }
 }
 
+/// One node, its device CA as a PEM file in a workshop beside it.
+struct Site {
+    /// Declared (and so bound) first: dropped after the node.
+    _tmp: tempfile::TempDir,
+    shop: Workshop,
+    server: Server,
+    /// The device front's UDP address.
+    front: String,
+    /// The device CA's PEM file.
+    device_ca: String,
+}
+
+async fn site() -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = Workshop {
+        dir: tmp.path().to_path_buf(),
+    };
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    let device_ca = device_ca_pem(&server, &shop);
+    Site {
+        _tmp: tmp,
+        shop,
+        server,
+        front,
+        device_ca,
+    }
+}
+
 fn verify(ca: &str, cert_pem: &str) {
     let out = openssl(&["verify", "-CAfile", ca, cert_pem]);
     assert!(out.contains(": OK"), "{out}");
@@ -229,13 +258,13 @@ fn verify(ca: &str, cert_pem: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_enrolls_with_its_manufacturer_certificate_and_then_uses_its_own() {
     let Some(tool) = coap_client() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let shop = Workshop {
-        dir: tmp.path().to_path_buf(),
-    };
-    let server = Server::start(&tmp.path().join("node")).await;
-    let front = server.front_addr().await.to_string();
-    let device_ca = device_ca_pem(&server, &shop);
+    let Site {
+        _tmp,
+        shop,
+        server,
+        front,
+        device_ca,
+    } = site().await;
 
     let maker = shop.ca("maker", "Acme Manufacturing CA");
     cli_ok(
@@ -416,13 +445,13 @@ async fn a_device_enrolls_with_its_manufacturer_certificate_and_then_uses_its_ow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bootstrap_psk_enrolls_once_and_is_refused_afterwards() {
     let Some(tool) = coap_client() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let shop = Workshop {
-        dir: tmp.path().to_path_buf(),
-    };
-    let server = Server::start(&tmp.path().join("node")).await;
-    let front = server.front_addr().await.to_string();
-    let device_ca = device_ca_pem(&server, &shop);
+    let Site {
+        _tmp,
+        shop,
+        server,
+        front,
+        device_ca,
+    } = site().await;
 
     cli_ok(
         &server,
@@ -497,31 +526,17 @@ async fn a_bootstrap_psk_enrolls_once_and_is_refused_afterwards() {
     assert_eq!(group["enrolled"], 1);
 }
 
-async fn sessions_of(server: &Server, device: &str) -> Vec<idreg_client::pb::Session> {
-    server
-        .sessions()
-        .await
-        .list_sessions(idreg_client::pb::ListSessionsRequest {
-            device_id: device.into(),
-            ..Default::default()
-        })
-        .await
-        .expect("list sessions")
-        .into_inner()
-        .sessions
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sren_with_a_new_key_keeps_the_old_one_until_the_new_one_is_used() {
     use idreg_client::device::{certificate_from_pem, DeviceClient, DeviceCredential};
     let Some(tool) = coap_client() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let shop = Workshop {
-        dir: tmp.path().to_path_buf(),
-    };
-    let server = Server::start(&tmp.path().join("node")).await;
-    let front = server.front_addr().await.to_string();
-    let device_ca = device_ca_pem(&server, &shop);
+    let Site {
+        _tmp,
+        shop,
+        server,
+        front,
+        device_ca,
+    } = site().await;
 
     // Enrolled once (bootstrap PSK): key A with certificate A.
     bootstrap_device(
@@ -619,13 +634,13 @@ async fn aiocoap_posts_a_csr_block_wise_and_gets_its_certificate() {
     let Some(python) = aiocoap_python() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let shop = Workshop {
-        dir: tmp.path().to_path_buf(),
-    };
-    let server = Server::start(&tmp.path().join("node")).await;
-    let front = server.front_addr().await.to_string();
-    let device_ca = device_ca_pem(&server, &shop);
+    let Site {
+        _tmp,
+        shop,
+        server,
+        front,
+        device_ca,
+    } = site().await;
     // tinydtls (DTLSSocket) takes PSKs of at most 16 bytes.
     bootstrap_device(
         &server,

@@ -510,3 +510,19 @@ pub fn openssl(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The session audit of `device` on `server` (its first page).
+#[allow(dead_code)]
+pub async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
+    server
+        .sessions()
+        .await
+        .list_sessions(pb::ListSessionsRequest {
+            device_id: device.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list sessions")
+        .into_inner()
+        .sessions
+}
