@@ -907,10 +907,13 @@ impl FrontShard {
     /// sessions in step with one session's change.
     fn observations_changed(&mut self, conn: ConnId, before: usize, after: usize) {
         use std::sync::atomic::Ordering::Relaxed;
+        // Most requests change nothing: no set or counter touched for them.
         if after > before {
             self.shared.observers.fetch_add(after - before, Relaxed);
         } else if before > after {
             self.shared.observers.fetch_sub(before - after, Relaxed);
+        } else {
+            return;
         }
         if after > 0 {
             self.observing.insert(conn);
