@@ -491,3 +491,154 @@ async fn one_identity_live_from_two_addresses_is_a_clone() {
     .await;
     assert!(s.iter().any(|x| x.end_reason == "clone"), "{s:?}");
 }
+
+/// libcoap observing `/rl` as PSK device `id` from `local_ip` for `secs`:
+/// a session that stays live that long.
+fn libcoap_session(
+    tool: &Path,
+    local_ip: &str,
+    front: std::net::SocketAddr,
+    id: &str,
+    secs: u32,
+) -> std::process::Child {
+    Command::new("timeout")
+        .arg(format!("{}", secs + 20))
+        .arg(tool)
+        .args([
+            "-m",
+            "get",
+            "-s",
+            &secs.to_string(),
+            "-A",
+            "0",
+            "-a",
+            local_ip,
+        ])
+        .args(["-u", &format!("{id}-psk"), "-k", KEY])
+        .arg(format!("coaps://{front}/rl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("coap-client")
+}
+
+/// Waits (10 s at most) until `device` has a session on `server` matching `pred`.
+async fn wait_session(
+    server: &Server,
+    device: &str,
+    pred: impl Fn(&pb::Session) -> bool,
+) -> Vec<pb::Session> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = sessions_of(server, device).await;
+        if s.iter().any(&pred) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `idreg session clones --device D -o json` on `server`, once it lists one.
+fn clones_of(server: &Server, device: &str, within: Duration) -> (serde_json::Value, Duration) {
+    let start = Instant::now();
+    loop {
+        let out = server.cli(&["session", "clones", "--device", device, "-o", "json"]);
+        assert!(out.status.success(), "{}", output_text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["clones"].as_array().is_some_and(|c| !c.is_empty()) || start.elapsed() > within {
+            return (v, start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The same PSK from two libcoap clients on two nodes of a cluster: both
+/// nodes list the clone within a second (nodes announce session starts to
+/// each other); a tenant's refuse-new ends the second session wherever it
+/// is, a device's own end-both ends both, and a node-wide alert ends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_across_nodes_are_seen_by_both_and_policies_apply() {
+    let Some(tool) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let admin = cluster.node(leader);
+    for (id, extra) in [
+        ("twin", vec![]),
+        ("strict", vec!["--tenant", "acme"]),
+        ("both", vec!["--tenant", "acme", "--on-clone", "end-both"]),
+    ] {
+        let psk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(psk.path(), KEY).unwrap();
+        let mut args = vec!["device", "add", id, "--psk-identity"];
+        let identity = format!("{id}-psk");
+        args.push(&identity);
+        args.extend(["--psk-file", psk.path().to_str().unwrap()]);
+        args.extend(extra);
+        cli_ok(admin, &args);
+    }
+    cli_ok(
+        admin,
+        &["tenant", "set", "acme", "--on-clone", "refuse-new"],
+    );
+    let shown = cli_ok(admin, &["tenant", "show", "acme", "-o", "json"]);
+    assert!(shown.contains("\"refuse-new\""), "{shown}");
+    let applied = cluster.status(leader).await.applied_index;
+    for n in 1..=3 {
+        cluster.wait_applied(n, applied).await;
+    }
+    let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    let live = |s: &pb::Session| s.ended_at.is_none();
+
+    // alert (every node's default): both sessions go on; both nodes list it.
+    let mut a = libcoap_session(&tool, "127.0.0.21", n1.front_addr().await, "twin", 6);
+    assert!(wait_session(n1, "twin", live).await.iter().any(live));
+    let mut b = libcoap_session(&tool, "127.0.0.22", n2.front_addr().await, "twin", 6);
+    assert!(wait_session(n2, "twin", live).await.iter().any(live));
+    for node in [n2, n1] {
+        let (v, took) = clones_of(node, "twin", Duration::from_secs(1));
+        eprintln!("clone across nodes listed within {took:?}");
+        let c = &v["clones"][0];
+        assert_eq!(c["first_address"], "127.0.0.21", "{v}");
+        assert_eq!(c["second_address"], "127.0.0.22", "{v}");
+        assert_eq!(
+            (c["first"]["node"].as_u64(), c["second"]["node"].as_u64()),
+            (Some(1), Some(2)),
+            "{v}"
+        );
+        assert_eq!(c["action"], "alert", "{v}");
+        assert_eq!(
+            v["clones"].as_array().unwrap().len(),
+            1,
+            "recorded once: {v}"
+        );
+    }
+    assert!(sessions_of(n1, "twin").await.iter().any(live));
+    assert!(sessions_of(n2, "twin").await.iter().any(live));
+
+    // The tenant's refuse-new: the second session, on node 3, ends as a
+    // clone; the first, on node 1, goes on.
+    let mut c = libcoap_session(&tool, "127.0.0.23", n1.front_addr().await, "strict", 6);
+    assert!(wait_session(n1, "strict", live).await.iter().any(live));
+    let mut d = libcoap_session(&tool, "127.0.0.24", n3.front_addr().await, "strict", 6);
+    let on3 = wait_session(n3, "strict", |s| s.end_reason == "clone").await;
+    assert!(on3.iter().any(|s| s.end_reason == "clone"), "{on3:?}");
+    let (v, _) = clones_of(n1, "strict", Duration::from_secs(2));
+    assert_eq!(v["clones"][0]["action"], "refuse-new", "{v}");
+    let on1 = sessions_of(n1, "strict").await;
+    assert!(on1.iter().all(|s| s.end_reason.is_empty()), "{on1:?}");
+
+    // The device's own end-both (over its tenant's refuse-new): both end.
+    let mut e = libcoap_session(&tool, "127.0.0.25", n2.front_addr().await, "both", 6);
+    assert!(wait_session(n2, "both", live).await.iter().any(live));
+    let mut f = libcoap_session(&tool, "127.0.0.26", n3.front_addr().await, "both", 6);
+    for node in [n2, n3] {
+        let s = wait_session(node, "both", |s| s.end_reason == "clone").await;
+        assert!(s.iter().any(|s| s.end_reason == "clone"), "{s:?}");
+    }
+    for child in [&mut a, &mut b, &mut c, &mut d, &mut e, &mut f] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

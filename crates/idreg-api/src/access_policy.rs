@@ -38,9 +38,9 @@ pub fn need(listener: Listener, path: &str) -> Need {
     match (service, method) {
         (
             "idreg.v1.DeviceRegistry",
-            "GetDevice" | "ListDevices" | "WatchDevices" | "GetDeviceHistory",
+            "GetDevice" | "ListDevices" | "WatchDevices" | "GetDeviceHistory" | "GetTenantPolicy",
         )
-        | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats")
+        | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats" | "ListClones")
         | ("idreg.v1.Cluster", "GetStatus" | "ExportRevocationList")
         | ("idreg.v1.Enrollment", "GetDeviceCa" | "GetEnrollmentGroup" | "ListEnrollmentGroups")
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
@@ -49,7 +49,7 @@ pub fn need(listener: Listener, path: &str) -> Need {
         (
             "idreg.v1.DeviceRegistry",
             "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices"
-            | "RotatePsk",
+            | "RotatePsk" | "SetTenantPolicy",
         )
         | (
             "idreg.v1.Enrollment",

@@ -3,7 +3,8 @@
 use idreg_core::credential::{check_psk_identity, check_psk_secret};
 use idreg_core::labels::parse_selector;
 use idreg_core::{
-    Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange, TenantId,
+    ClonePolicy, Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange,
+    TenantId,
 };
 use idreg_core::{DeviceStatus, Principal, ValidationError};
 use idreg_proto::v1 as pb;
@@ -348,6 +349,44 @@ impl DeviceRegistry for RegistryService {
             grace_ms,
         };
         self.execute_expecting_device(command, by).await
+    }
+
+    async fn set_tenant_policy(
+        &self,
+        request: Request<pb::TenantPolicy>,
+    ) -> Result<Response<pb::TenantPolicy>, Status> {
+        let by = author(&request);
+        let req = request.into_inner();
+        let tenant = TenantId::parse("tenant", &req.tenant).map_err(invalid)?;
+        let policy = match req.on_clone.as_str() {
+            "" => None,
+            text => Some(ClonePolicy::parse(text).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "on_clone: {text:?} is not {}",
+                    ClonePolicy::NAMES
+                ))
+            })?),
+        };
+        self.execute(Command::SetTenantClonePolicy { tenant, policy }, by)
+            .await?;
+        Ok(Response::new(req))
+    }
+
+    async fn get_tenant_policy(
+        &self,
+        request: Request<pb::GetTenantPolicyRequest>,
+    ) -> Result<Response<pb::TenantPolicy>, Status> {
+        let tenant = TenantId::parse("tenant", &request.get_ref().tenant).map_err(invalid)?;
+        self.read_barrier(request.get_ref().consistency).await?;
+        let policy = self
+            .node
+            .reader()
+            .tenant_clone_policy(tenant.as_str())
+            .map_err(storage)?;
+        Ok(Response::new(pb::TenantPolicy {
+            tenant: tenant.to_string(),
+            on_clone: policy.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+        }))
     }
 
     async fn delete_device(

@@ -1,8 +1,9 @@
-//! `idreg.v1.Sessions`: this node's session audit and device-front counters.
+//! `idreg.v1.Sessions`: this node's session audit (sessions and clone
+//! sightings) and device-front counters.
 
 use std::sync::Arc;
 
-use idreg_core::SessionRecord;
+use idreg_core::{CloneSighting, SessionRecord};
 use idreg_proto::v1 as pb;
 use idreg_store::{SessionLog, SessionQuery};
 use pb::sessions_server::Sessions;
@@ -73,6 +74,33 @@ pub fn session_to_proto(r: &SessionRecord, now_ms: u64) -> pb::Session {
     }
 }
 
+/// The audit key a page token resumes after (`None`: the first page).
+fn resume_key(digest: [u8; 8], token: &str) -> Result<Option<Vec<u8>>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let text = page_token::decode(digest, token).map_err(Status::invalid_argument)?;
+    hex::decode(text)
+        .map(Some)
+        .map_err(|_| Status::invalid_argument("page_token: not a token this server issued"))
+}
+
+fn sighting_to_proto(c: &CloneSighting) -> pb::CloneSighting {
+    pb::CloneSighting {
+        device: c.device.clone(),
+        first_address: c.first.ip.to_string(),
+        second_address: c.second.ip.to_string(),
+        at: Some(timestamp(c.at_ms)),
+        action: c.policy.as_str().into(),
+        first_node: c.first.node,
+        first_session: c.first.session,
+        second_node: c.second.node,
+        second_session: c.second.session,
+        first_started_at: Some(timestamp(c.first.started_ms)),
+        second_started_at: Some(timestamp(c.second.started_ms)),
+    }
+}
+
 #[tonic::async_trait]
 impl Sessions for SessionsService {
     async fn list_sessions(
@@ -97,15 +125,7 @@ impl Sessions for SessionsService {
             &since,
             &until,
         ]);
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let text =
-                page_token::decode(digest, &req.page_token).map_err(Status::invalid_argument)?;
-            Some(hex::decode(text).map_err(|_| {
-                Status::invalid_argument("page_token: not a token this server issued")
-            })?)
-        };
+        let after = resume_key(digest, &req.page_token)?;
         let log = self.log.clone();
         let page =
             tokio::task::spawn_blocking(move || log.list(&query, after.as_deref(), page_size))
@@ -124,6 +144,32 @@ impl Sessions for SessionsService {
                 .collect(),
             next_page_token: page
                 .next
+                .map(|k| page_token::encode(digest, &hex::encode(k)))
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn list_clones(
+        &self,
+        request: Request<pb::ListClonesRequest>,
+    ) -> Result<Response<pb::ListClonesResponse>, Status> {
+        let req = request.into_inner();
+        let device = convert::optional_id("device_id", &req.device_id)
+            .map_err(crate::status::invalid)?
+            .map(|d| d.to_string());
+        let page_size = page_size(req.page_size)?;
+        let digest = page_token::filter_digest(&["clones", device.as_deref().unwrap_or("")]);
+        let after = resume_key(digest, &req.page_token)?;
+        let log = self.log.clone();
+        let (clones, next) = tokio::task::spawn_blocking(move || {
+            log.list_clones(device.as_deref(), after.as_deref(), page_size)
+        })
+        .await
+        .map_err(storage)?
+        .map_err(storage)?;
+        Ok(Response::new(pb::ListClonesResponse {
+            clones: clones.iter().map(sighting_to_proto).collect(),
+            next_page_token: next
                 .map(|k| page_token::encode(digest, &hex::encode(k)))
                 .unwrap_or_default(),
         }))

@@ -198,6 +198,27 @@ impl CoapRequest {
         next_message_id: &mut u16,
         next_token: &mut u32,
     ) -> Result<Self, DeviceError> {
+        Self::build(path, accept, body, false, next_message_id, next_token)
+    }
+
+    /// A confirmable GET that registers an observation (RFC 7641).
+    pub fn observe(
+        path: &str,
+        accept: Option<u16>,
+        next_message_id: &mut u16,
+        next_token: &mut u32,
+    ) -> Result<Self, DeviceError> {
+        Self::build(path, accept, None, true, next_message_id, next_token)
+    }
+
+    fn build(
+        path: &str,
+        accept: Option<u16>,
+        body: Option<(u16, &[u8])>,
+        observe: bool,
+        next_message_id: &mut u16,
+        next_token: &mut u32,
+    ) -> Result<Self, DeviceError> {
         let message_id = *next_message_id;
         *next_message_id = next_message_id.wrapping_add(1);
         let token = next_token.to_be_bytes().to_vec();
@@ -210,6 +231,10 @@ impl CoapRequest {
         });
         p.header.message_id = message_id;
         p.set_token(token.clone());
+        if observe {
+            // Observe: 0 (register), the empty uint.
+            p.add_option(CoapOption::Observe, Vec::new());
+        }
         for seg in path.split('/').filter(|s| !s.is_empty()) {
             p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
         }

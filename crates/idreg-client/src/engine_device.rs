@@ -175,6 +175,67 @@ impl EngineDevice {
         self.exchange(request).await
     }
 
+    /// Registers an observation of `path` (RFC 7641); the first answer.
+    /// Later notifications come from [`Self::notification`].
+    pub async fn observe(
+        &mut self,
+        path: &str,
+        accept: Option<u16>,
+    ) -> Result<CoapResponse, DeviceError> {
+        let request = CoapRequest::observe(
+            path,
+            accept,
+            &mut self.next_message_id,
+            &mut self.next_token,
+        )?;
+        self.exchange(request).await
+    }
+
+    /// The next notification of an observation, waiting until `deadline`
+    /// (`None` when none came). A confirmable one is acknowledged, so the
+    /// server keeps the observer.
+    pub async fn notification(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<CoapResponse>, DeviceError> {
+        use coap_lite::{MessageClass, MessageType, Packet};
+        loop {
+            while let Some(data) = self.client.poll_data() {
+                let Ok(p) = Packet::from_bytes(&data) else {
+                    continue;
+                };
+                if !matches!(p.header.code, MessageClass::Response(_)) {
+                    continue;
+                }
+                if p.header.get_type() == MessageType::Confirmable {
+                    let mut ack = Packet::new();
+                    ack.header.set_type(MessageType::Acknowledgement);
+                    ack.header.code = MessageClass::Empty;
+                    ack.header.message_id = p.header.message_id;
+                    let bytes = ack
+                        .to_bytes()
+                        .map_err(|e| DeviceError::BadResponse(e.to_string()))?;
+                    self.client.send(&bytes);
+                    while let Some(d) = self.client.poll_transmit() {
+                        self.socket.send_to(&d, self.server).await?;
+                    }
+                }
+                return Ok(Some(CoapResponse {
+                    code: p.header.get_code(),
+                    content_format: p.get_content_format().map(usize::from),
+                    payload: p.payload,
+                }));
+            }
+            if self.client.is_closed() {
+                return Err(DeviceError::Closed(format!("{:?}", self.client.error())));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.pump(deadline).await?;
+        }
+    }
+
     async fn exchange(&mut self, request: CoapRequest) -> Result<CoapResponse, DeviceError> {
         let deadline = tokio::time::Instant::now() + self.request_timeout;
         let mut wait = Duration::from_secs(1);

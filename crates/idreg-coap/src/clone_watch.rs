@@ -1,121 +1,146 @@
-//! Cloned credentials on this node: one device identity with live sessions
-//! from two different IP addresses at once. A Connection ID move is the
-//! same session and never counts; a device reconnecting from the address it
-//! had (a reboot beside its lingering session) neither. Each sighting is
-//! logged, counted and kept (the last [`MAX_SIGHTINGS`]) for `idreg
-//! session clones`; the policy decides which sessions end.
+//! Cloned credentials: one device identity with live sessions from two
+//! different IP addresses at once, on this node or on two. Session starts
+//! are announced to the peers and their answers come back here (see
+//! `idreg_core::session_news`), so a clone is seen wherever its halves
+//! landed. A Connection ID move is the same session and never counts; a
+//! device reconnecting from the address it had (a reboot beside its
+//! lingering session) neither.
+//!
+//! Each sighting is logged, counted and written to the session audit; the
+//! policy (the device's label, else its tenant's, else the node's
+//! `--on-clone`) decides which sessions end, the same way on every node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use idreg_core::{CloneAnswer, ClonePolicy, CloneSighting, PeerSessions, SessionStart};
 use idreg_dtls::ConnId;
+use tokio::sync::mpsc;
+use tracing::warn;
 
-/// Sightings kept for the Sessions API.
-pub const MAX_SIGHTINGS: usize = 1000;
+use crate::front_shard::ShardCommand;
 
-/// What the front does when it sees a clone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ClonePolicy {
-    /// Log, count and list it; both sessions go on.
-    #[default]
-    Alert,
-    /// End the session that came second.
-    RefuseNew,
-    /// End both.
-    EndBoth,
-}
+/// A device's own policy or its tenant's, looked up when a clone is seen.
+pub type PolicyLookup = Box<dyn Fn(&str) -> Option<ClonePolicy> + Send + Sync>;
 
-impl ClonePolicy {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "alert" => Some(Self::Alert),
-            "refuse-new" => Some(Self::RefuseNew),
-            "end-both" => Some(Self::EndBoth),
-            _ => None,
-        }
-    }
+/// Hands a session start of this node to the peers (never blocks).
+pub type StartAnnouncer = Arc<dyn Fn(SessionStart) + Send + Sync>;
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Alert => "alert",
-            Self::RefuseNew => "refuse-new",
-            Self::EndBoth => "end-both",
-        }
-    }
-}
+/// Pairs remembered so the same clone is recorded once, however many ways
+/// (our start, their answer, their start) it is learned.
+const REMEMBERED_PAIRS: usize = 4096;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloneSighting {
-    pub device: String,
-    /// The address of the session that was there first, and of the new one.
-    pub first: IpAddr,
-    pub second: IpAddr,
-    pub at_ms: u64,
-    pub action: ClonePolicy,
-}
-
-/// A live session: its shard, its connection there, its address.
+/// A live session: its shard, its connection there, its address, and its
+/// audit id and start (for the other nodes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveRef {
     pub shard: u16,
     pub conn: ConnId,
     pub ip: IpAddr,
+    pub session: u64,
+    pub started_ms: u64,
 }
 
-#[derive(Debug, Default)]
+type PairKey = ((u64, u64), (u64, u64));
+
+#[derive(Default)]
 struct Inner {
     live: HashMap<Arc<str>, Vec<LiveRef>>,
-    sightings: VecDeque<CloneSighting>,
-    detected: u64,
+    recorded: HashSet<PairKey>,
+    recorded_order: VecDeque<PairKey>,
+    next_id: u64,
 }
 
-#[derive(Debug, Default)]
 pub struct CloneWatch {
-    policy: ClonePolicy,
+    node: u64,
+    default_policy: ClonePolicy,
+    policy_of: PolicyLookup,
+    shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
+    sightings: mpsc::Sender<CloneSighting>,
+    announce: Option<StartAnnouncer>,
+    detected: AtomicU64,
     inner: Mutex<Inner>,
 }
 
 impl CloneWatch {
-    pub fn new(policy: ClonePolicy) -> Self {
+    pub fn new(
+        node: u64,
+        default_policy: ClonePolicy,
+        policy_of: PolicyLookup,
+        shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
+        sightings: mpsc::Sender<CloneSighting>,
+        announce: Option<StartAnnouncer>,
+    ) -> Self {
         Self {
-            policy,
+            node,
+            default_policy,
+            policy_of,
+            shards,
+            sightings,
+            announce,
+            detected: AtomicU64::new(0),
             inner: Mutex::default(),
         }
     }
 
-    pub fn policy(&self) -> ClonePolicy {
-        self.policy
+    /// The node's policy (`--on-clone`), for devices and tenants with none.
+    pub fn default_policy(&self) -> ClonePolicy {
+        self.default_policy
     }
 
-    /// A session of `device` started: the live sessions of the same device
-    /// from other addresses (a clone when not empty, recorded).
-    pub fn started(&self, device: &Arc<str>, new: LiveRef, now_ms: u64) -> Vec<LiveRef> {
-        let mut inner = self.inner.lock().expect("clone watch lock");
-        let others: Vec<LiveRef> = inner
-            .live
-            .get(device)
-            .into_iter()
-            .flatten()
-            .filter(|l| l.ip != new.ip)
-            .copied()
-            .collect();
-        inner.live.entry(device.clone()).or_default().push(new);
-        if let Some(first) = others.first() {
-            inner.detected += 1;
-            if inner.sightings.len() == MAX_SIGHTINGS {
-                inner.sightings.pop_front();
-            }
-            let sighting = CloneSighting {
-                device: device.to_string(),
-                first: first.ip,
-                second: new.ip,
-                at_ms: now_ms,
-                action: self.policy,
-            };
-            inner.sightings.push_back(sighting);
+    /// Clones seen by this node since it started.
+    pub fn detected(&self) -> u64 {
+        self.detected.load(Ordering::Relaxed)
+    }
+
+    fn start_of(&self, device: &str, l: &LiveRef) -> SessionStart {
+        SessionStart {
+            device: device.to_owned(),
+            ip: l.ip,
+            node: self.node,
+            session: l.session,
+            started_ms: l.started_ms,
         }
-        others
+    }
+
+    /// A session of `device` started here: it is announced to the peers,
+    /// and checked against this node's live sessions of the device. Returns
+    /// the sessions (the new one among them, perhaps) the policy ends.
+    ///
+    /// One identity shared by a botnet must not cost a sighting per pair:
+    /// a new session is recorded once, against the earliest live session
+    /// from another address; end-both ends all of them.
+    pub fn started(&self, device: &Arc<str>, new: LiveRef) -> Vec<LiveRef> {
+        let earlier = {
+            let mut inner = self.inner.lock().expect("clone watch lock");
+            let list = inner.live.entry(device.clone()).or_default();
+            let earlier = list.iter().find(|l| l.ip != new.ip).copied();
+            list.push(new);
+            earlier
+        };
+        let new_start = self.start_of(device, &new);
+        if let Some(announce) = &self.announce {
+            announce(new_start.clone());
+        }
+        let Some(earlier) = earlier else {
+            return Vec::new();
+        };
+        let policy = self.policy_for(device);
+        let earlier_start = self.start_of(device, &earlier);
+        self.sighted(&earlier_start, &new_start, policy);
+        if policy == ClonePolicy::EndBoth {
+            return self.live_of(device);
+        }
+        let mut ending = Vec::new();
+        if policy.ends(&earlier_start, &new_start) {
+            ending.push(earlier);
+        }
+        if policy.ends(&new_start, &earlier_start) {
+            ending.push(new);
+        }
+        ending
     }
 
     pub fn ended(&self, device: &Arc<str>, shard: u16, conn: ConnId) {
@@ -128,9 +153,234 @@ impl CloneWatch {
         }
     }
 
-    /// Sightings, oldest first, and how many there have been in all.
-    pub fn sightings(&self) -> (Vec<CloneSighting>, u64) {
+    fn policy_for(&self, device: &str) -> ClonePolicy {
+        (self.policy_of)(device).unwrap_or(self.default_policy)
+    }
+
+    /// Records one clone (once, however it was learned): counted, logged,
+    /// written to the session audit.
+    fn sighted(&self, a: &SessionStart, b: &SessionStart, policy: ClonePolicy) {
+        let (first, second) = if a.order_key() <= b.order_key() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let key = ((first.node, first.session), (second.node, second.session));
+        let id = {
+            let mut inner = self.inner.lock().expect("clone watch lock");
+            if !inner.recorded.insert(key) {
+                return;
+            }
+            inner.recorded_order.push_back(key);
+            if inner.recorded_order.len() > REMEMBERED_PAIRS {
+                if let Some(old) = inner.recorded_order.pop_front() {
+                    inner.recorded.remove(&old);
+                }
+            }
+            inner.next_id += 1;
+            inner.next_id
+        };
+        let n = self.detected.fetch_add(1, Ordering::Relaxed) + 1;
+        // Every one while they are few; then every hundredth, so a botnet
+        // sharing one identity cannot flood the log.
+        if n <= 10 || n.is_multiple_of(100) {
+            warn!(device = %first.device, first = %first.ip, first_node = first.node, second = %second.ip, second_node = second.node, action = policy.as_str(), detected = n, "cloned credential: one identity live from two addresses");
+        }
+        let sighting = CloneSighting {
+            device: first.device.clone(),
+            first: first.clone(),
+            second: second.clone(),
+            at_ms: crate::unix_ms(),
+            policy,
+            id,
+        };
+        if self.sightings.try_send(sighting).is_err() {
+            warn!("clone sighting queue full; an audit entry was dropped");
+        }
+    }
+
+    /// Ends a live session of this node through its shard.
+    fn end(&self, l: &LiveRef) {
+        if let Some(shard) = self.shards.get(l.shard as usize) {
+            let _ = shard.try_send(ShardCommand::EndClone(l.conn));
+        }
+    }
+
+    fn live_of(&self, device: &str) -> Vec<LiveRef> {
         let inner = self.inner.lock().expect("clone watch lock");
-        (inner.sightings.iter().cloned().collect(), inner.detected)
+        inner.live.get(device).cloned().unwrap_or_default()
+    }
+}
+
+impl PeerSessions for CloneWatch {
+    fn heard(&self, starts: &[SessionStart]) -> Vec<CloneAnswer> {
+        let mut answers = Vec::new();
+        for (i, theirs) in starts.iter().enumerate() {
+            let live = self.live_of(&theirs.device);
+            // Answered with our earliest clone of it; the policy applies to
+            // each (end-both ends them all).
+            let Some(earliest) = live.iter().find(|l| l.ip != theirs.ip) else {
+                continue;
+            };
+            let policy = self.policy_for(&theirs.device);
+            let ours = self.start_of(&theirs.device, earliest);
+            self.sighted(&ours, theirs, policy);
+            for l in live.iter().filter(|l| l.ip != theirs.ip) {
+                if policy.ends(&self.start_of(&theirs.device, l), theirs) {
+                    self.end(l);
+                }
+            }
+            answers.push(CloneAnswer {
+                start: i as u32,
+                live: ours,
+            });
+        }
+        answers
+    }
+
+    fn answered(&self, pairs: Vec<(SessionStart, SessionStart)>) {
+        for (ours, theirs) in pairs {
+            // Ours may have ended since it was announced.
+            let Some(l) = self
+                .live_of(&ours.device)
+                .into_iter()
+                .find(|l| l.session == ours.session)
+            else {
+                continue;
+            };
+            let policy = self.policy_for(&ours.device);
+            self.sighted(&ours, &theirs, policy);
+            if policy.ends(&ours, &theirs) {
+                self.end(&l);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Node {
+        watch: CloneWatch,
+        sightings: mpsc::Receiver<CloneSighting>,
+        shard: mpsc::Receiver<ShardCommand>,
+        announced: Arc<Mutex<Vec<SessionStart>>>,
+    }
+
+    fn node(id: u64, policy: ClonePolicy, per_device: Option<(&'static str, ClonePolicy)>) -> Node {
+        let (tx, sightings) = mpsc::channel(64);
+        let (shard_tx, shard) = mpsc::channel(64);
+        let announced: Arc<Mutex<Vec<SessionStart>>> = Default::default();
+        let log = announced.clone();
+        let lookup: PolicyLookup =
+            Box::new(move |d| per_device.and_then(|(name, p)| (d == name).then_some(p)));
+        let watch = CloneWatch::new(
+            id,
+            policy,
+            lookup,
+            Arc::new(vec![shard_tx]),
+            tx,
+            Some(Arc::new(move |s| log.lock().unwrap().push(s))),
+        );
+        Node {
+            watch,
+            sightings,
+            shard,
+            announced,
+        }
+    }
+
+    fn live(conn: u32, ip: u8, session: u64, started_ms: u64) -> LiveRef {
+        LiveRef {
+            shard: 0,
+            conn: ConnId::from_u64(conn as u64),
+            ip: [10, 0, 0, ip].into(),
+            session,
+            started_ms,
+        }
+    }
+
+    fn ended(shard: &mut mpsc::Receiver<ShardCommand>) -> Vec<ConnId> {
+        let mut out = Vec::new();
+        while let Ok(c) = shard.try_recv() {
+            if let ShardCommand::EndClone(conn) = c {
+                out.push(conn);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_node_clone_is_recorded_once_and_refuse_new_ends_the_second() {
+        let mut n = node(1, ClonePolicy::RefuseNew, None);
+        let d: Arc<str> = Arc::from("twin");
+        assert!(n.watch.started(&d, live(1, 1, 11, 100)).is_empty());
+        // The same address again is a reconnect, not a clone.
+        assert!(n.watch.started(&d, live(2, 1, 12, 150)).is_empty());
+        let ending = n.watch.started(&d, live(3, 2, 13, 200));
+        assert_eq!(ending, [live(3, 2, 13, 200)]);
+        // One sighting, against the earliest session from the other address.
+        let s = n.sightings.try_recv().unwrap();
+        assert_eq!((s.first.session, s.second.session), (11, 13));
+        assert_eq!(s.policy, ClonePolicy::RefuseNew);
+        assert!(n.sightings.try_recv().is_err());
+        assert_eq!(n.watch.detected(), 1);
+        assert_eq!(n.announced.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn clones_on_two_nodes_are_seen_by_both_and_each_ends_its_own() {
+        let mut a = node(1, ClonePolicy::RefuseNew, None);
+        let mut b = node(2, ClonePolicy::RefuseNew, None);
+        let d: Arc<str> = Arc::from("twin");
+        a.watch.started(&d, live(1, 1, 11, 100));
+        b.watch.started(&d, live(7, 2, 21, 200));
+        // B announces its start; A answers with its live session.
+        let announced = b.announced.lock().unwrap().clone();
+        let answers = a.watch.heard(&announced);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].live.node, 1);
+        // A's session came first: A ends nothing; B ends its own.
+        assert!(ended(&mut a.shard).is_empty());
+        b.watch
+            .answered(vec![(announced[0].clone(), answers[0].live.clone())]);
+        assert_eq!(ended(&mut b.shard), [ConnId::from_u64(7)]);
+        for n in [&mut a, &mut b] {
+            let s = n.sightings.try_recv().unwrap();
+            assert_eq!((s.first.node, s.second.node), (1, 2));
+        }
+        // Learned again the other way (announcements crossed): no new entry.
+        let a_start = a.announced.lock().unwrap()[0].clone();
+        assert_eq!(b.watch.heard(&[a_start]).len(), 1);
+        assert!(b.sightings.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_device_policy_overrides_the_node_and_ended_sessions_are_not_clones() {
+        let mut a = node(
+            1,
+            ClonePolicy::Alert,
+            Some(("strict", ClonePolicy::EndBoth)),
+        );
+        let strict: Arc<str> = Arc::from("strict");
+        a.watch.started(&strict, live(1, 1, 11, 100));
+        let theirs = SessionStart {
+            device: "strict".into(),
+            ip: [10, 0, 0, 9].into(),
+            node: 2,
+            session: 5,
+            started_ms: 50,
+        };
+        a.watch.heard(std::slice::from_ref(&theirs));
+        assert_eq!(ended(&mut a.shard), [ConnId::from_u64(1)]);
+        a.watch.ended(&strict, 0, ConnId::from_u64(1));
+        assert!(a.watch.heard(&[theirs]).is_empty());
+
+        let loose: Arc<str> = Arc::from("loose");
+        a.watch.started(&loose, live(2, 1, 12, 100));
+        assert!(a.watch.started(&loose, live(3, 2, 13, 200)).is_empty());
+        assert_eq!(a.sightings.try_recv().unwrap().policy, ClonePolicy::EndBoth);
+        assert_eq!(a.sightings.try_recv().unwrap().policy, ClonePolicy::Alert);
     }
 }

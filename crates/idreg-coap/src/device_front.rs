@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idreg_core::{Kek, SessionRecord};
+use idreg_core::Kek;
 use idreg_dtls::{Endpoint, EndpointConfig};
 use idreg_store::{SessionLog, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -39,6 +39,9 @@ pub enum FrontError {
 const SHARD_QUEUE: usize = 4096;
 /// Audit records queued for the writer.
 const AUDIT_QUEUE: usize = 16_384;
+/// Clone sightings waiting to be written (a flood of them is dropped past it,
+/// still counted).
+const SIGHTING_QUEUE: usize = 4096;
 
 pub struct DeviceFront {
     addr: SocketAddr,
@@ -72,6 +75,7 @@ impl DeviceFront {
         kek: Kek,
         fresh: RegistryFreshness,
         writer: Option<RegistryWriter>,
+        announce: Option<crate::clone_watch::StartAnnouncer>,
     ) -> Result<Self, FrontError> {
         let identity = server_identity::load(&config.server_cert, &config.server_key)?;
         let creds =
@@ -92,7 +96,6 @@ impl DeviceFront {
         }
 
         let stats = Arc::new(FrontStats::default());
-        let clones = Arc::new(crate::clone_watch::CloneWatch::new(config.on_clone));
         let (audit_tx, audit_rx) = mpsc::channel(AUDIT_QUEUE);
         let mut queues = Vec::new();
         let mut receivers = Vec::new();
@@ -102,6 +105,15 @@ impl DeviceFront {
             receivers.push(rx);
         }
         let shards = Arc::new(queues);
+        let (sightings_tx, sightings_rx) = mpsc::channel(SIGHTING_QUEUE);
+        let clones = Arc::new(crate::clone_watch::CloneWatch::new(
+            u64::from(config.node_id),
+            config.on_clone,
+            clone_policy_lookup(store.reader()),
+            shards.clone(),
+            sightings_tx,
+            announce,
+        ));
         let shared = ShardShared {
             stats: stats.clone(),
             audit: audit_tx,
@@ -164,7 +176,16 @@ impl DeviceFront {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(write_audit(store.session_log(), audit_rx)),
+            tokio::spawn(write_audit(
+                store.session_log(),
+                audit_rx,
+                SessionLog::record_all,
+            )),
+            tokio::spawn(write_audit(
+                store.session_log(),
+                sightings_rx,
+                SessionLog::record_clones,
+            )),
             tokio::spawn(follow_registry(
                 shards.clone(),
                 store.subscribe(),
@@ -203,7 +224,8 @@ impl DeviceFront {
         self.stats.snapshot()
     }
 
-    /// Cloned-credential sightings and the policy, for the Sessions API.
+    /// Cloned-credential sightings: the count and the node's policy for the
+    /// Sessions API, and the other nodes' announcements for the peer API.
     pub fn clone_watch(&self) -> Arc<crate::clone_watch::CloneWatch> {
         self.clones.clone()
     }
@@ -250,6 +272,8 @@ impl DeviceFront {
         }
         let _ = self.shutdown.send(true);
         drop(self.shards);
+        // The last holder of the clone watch: its sighting writer ends.
+        drop(self.clones);
         for t in self.tasks {
             let _ = t.await;
         }
@@ -324,11 +348,25 @@ async fn follow_registry(
     }
 }
 
-/// Writes session audit records off the shards' loops, in batches: after the
-/// first record of a burst it gathers for [`AUDIT_GATHER`], so a busy front
-/// pays one blocking-pool hand-off and one WAL append per interval rather
-/// than per handshake.
-async fn write_audit(log: SessionLog, mut records: mpsc::Receiver<SessionRecord>) {
+/// A device's own clone policy (its `idreg.io/on-clone` label), else its
+/// tenant's, read when a clone is seen.
+fn clone_policy_lookup(reader: idreg_store::RegistryReader) -> crate::clone_watch::PolicyLookup {
+    Box::new(move |device| {
+        let d = reader.get(device).ok().flatten()?;
+        idreg_core::ClonePolicy::of_labels(&d.labels)
+            .or_else(|| reader.tenant_clone_policy(d.tenant.as_str()).ok().flatten())
+    })
+}
+
+/// Writes session audit entries off the shards' loops, in batches: after the
+/// first of a burst it gathers for [`AUDIT_GATHER`], so a busy front pays one
+/// blocking-pool hand-off and one WAL append per interval rather than per
+/// handshake.
+async fn write_audit<T: Send + 'static>(
+    log: SessionLog,
+    mut records: mpsc::Receiver<T>,
+    write: fn(&SessionLog, &[T]) -> Result<(), idreg_store::StoreError>,
+) {
     let mut batch = Vec::new();
     while records.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
         let gathering = tokio::time::sleep(AUDIT_GATHER);
@@ -342,7 +380,7 @@ async fn write_audit(log: SessionLog, mut records: mpsc::Receiver<SessionRecord>
         }
         let log = log.clone();
         let chunk = std::mem::take(&mut batch);
-        let written = tokio::task::spawn_blocking(move || log.record_all(&chunk)).await;
+        let written = tokio::task::spawn_blocking(move || write(&log, &chunk)).await;
         if let Ok(Err(e)) = written {
             warn!(error = %e, "session audit write failed");
         }

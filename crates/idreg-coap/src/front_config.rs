@@ -33,7 +33,7 @@ pub struct FrontConfig {
     /// start; `None`: sessions end at shutdown.
     pub session_file: Option<PathBuf>,
     /// What to do with a device seen from two addresses at once.
-    pub on_clone: crate::clone_watch::ClonePolicy,
+    pub on_clone: idreg_core::ClonePolicy,
     /// Validity of the certificates issued at enrollment.
     pub device_cert_days: u32,
     /// How long a re-enrolled device's old key stays valid if the new one

@@ -47,7 +47,7 @@ pub enum ShardCommand {
     RecheckDevice(Arc<str>),
     /// The same for every session (after a snapshot install or lost events).
     RecheckAll,
-    /// End one session of this shard: a clone (`--on-clone end-both`).
+    /// End one session of this shard: a clone the policy ends.
     EndClone(ConnId),
     /// The revocation list may have a new version: notify its observers.
     RevocationListChanged,
@@ -744,7 +744,7 @@ impl FrontShard {
                 }
                 self.live.insert(conn, live);
                 debug!(%addr, device = %device.id, credential = credential.kind(), suite = suite.name(), cid, restored, "session started");
-                self.watch_for_clones(conn, addr, &device.id);
+                self.watch_for_clones(conn, addr, &device);
                 if device.role
                     == (SessionRole::Device {
                         finishes_rotation: true,
@@ -834,35 +834,23 @@ impl FrontShard {
         }
     }
 
-    /// A new session of `device` from `addr`: if the same identity is live
-    /// from another address, a clone — logged, listed, and ended as the
-    /// policy says.
-    fn watch_for_clones(&mut self, conn: ConnId, addr: SocketAddr, device: &Arc<str>) {
-        use crate::clone_watch::{ClonePolicy, LiveRef};
-        let new = LiveRef {
+    /// A new session of `device` from `addr`: announced to the peers, and
+    /// if the same identity is live from another address here, a clone —
+    /// recorded, and ended as the policy says.
+    fn watch_for_clones(&mut self, conn: ConnId, addr: SocketAddr, device: &SessionDevice) {
+        let new = crate::clone_watch::LiveRef {
             shard: self.index,
             conn,
             ip: addr.ip(),
+            session: device.audit_id,
+            started_ms: device.started_ms,
         };
-        let others = self.shared.clones.started(device, new, crate::unix_ms());
-        let Some(first) = others.first() else {
-            return;
-        };
-        let policy = self.shared.clones.policy();
-        warn!(%device, first = %first.ip, second = %addr.ip(), action = policy.as_str(), "cloned credential: one identity live from two addresses");
-        match policy {
-            ClonePolicy::Alert => {}
-            ClonePolicy::RefuseNew => self.close(conn, SessionEnd::Clone),
-            ClonePolicy::EndBoth => {
-                self.close(conn, SessionEnd::Clone);
-                for other in others {
-                    if other.shard == self.index {
-                        self.close(other.conn, SessionEnd::Clone);
-                    } else {
-                        let _ = self.shared.shards[other.shard as usize]
-                            .try_send(ShardCommand::EndClone(other.conn));
-                    }
-                }
+        for l in self.shared.clones.started(&device.id, new) {
+            if l.shard == self.index {
+                self.close(l.conn, SessionEnd::Clone);
+            } else {
+                let _ =
+                    self.shared.shards[l.shard as usize].try_send(ShardCommand::EndClone(l.conn));
             }
         }
     }

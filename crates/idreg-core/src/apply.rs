@@ -60,6 +60,11 @@ pub enum Effect {
         change: Change,
         group: Option<EnrollmentGroup>,
     },
+    /// A tenant's clone policy set (`Some`) or cleared.
+    TenantClonePolicy {
+        tenant: crate::TenantId,
+        policy: Option<crate::ClonePolicy>,
+    },
 }
 
 /// Applies `proposal` at log index `revision`. The outer error is the view's
@@ -77,6 +82,12 @@ pub fn apply<V: RegistryView>(
             return Ok(Err(Rejection::DeviceCaExists));
         }
         return Ok(Ok(Effect::DeviceCa(ca.clone())));
+    }
+    if let Command::SetTenantClonePolicy { tenant, policy } = &proposal.command {
+        return Ok(Ok(Effect::TenantClonePolicy {
+            tenant: tenant.clone(),
+            policy: *policy,
+        }));
     }
     if let Command::SetRlKey { key, replace } = &proposal.command {
         if !replace && view.rl_key()?.is_some() {
@@ -228,7 +239,8 @@ fn apply_to_device<V: RegistryView>(
         | Command::DeleteEnrollmentGroup { .. }
         | Command::Enroll(_)
         | Command::CompleteRotation { .. }
-        | Command::RotatePsk { .. } => unreachable!("handled by apply"),
+        | Command::RotatePsk { .. }
+        | Command::SetTenantClonePolicy { .. } => unreachable!("handled by apply"),
     }
 }
 

@@ -49,6 +49,8 @@ pub enum AuditAction {
     RotatePsk,
     /// Enrollment groups (no device's history holds these either).
     EnrollmentGroup,
+    /// A tenant's policy (nor these).
+    TenantPolicy,
 }
 
 impl AuditAction {
@@ -65,6 +67,7 @@ impl AuditAction {
             Command::AddEnrollmentGroup(_)
             | Command::SetEnrollmentGroupEnabled { .. }
             | Command::DeleteEnrollmentGroup { .. } => AuditAction::EnrollmentGroup,
+            Command::SetTenantClonePolicy { .. } => AuditAction::TenantPolicy,
         }
     }
 
@@ -79,6 +82,7 @@ impl AuditAction {
             AuditAction::CompleteRotation => "complete-rotation",
             AuditAction::RotatePsk => "rotate-psk",
             AuditAction::EnrollmentGroup => "enrollment-group",
+            AuditAction::TenantPolicy => "tenant-policy",
         }
     }
 }

@@ -108,6 +108,12 @@ pub enum Command {
         replaces: Option<Vec<u8>>,
         grace_ms: u64,
     },
+    /// Sets a tenant's clone policy (`None`: clears it, so the node's
+    /// `--on-clone` applies). A device's own label wins over it.
+    SetTenantClonePolicy {
+        tenant: TenantId,
+        policy: Option<crate::ClonePolicy>,
+    },
 }
 
 /// One enrollment: the device, how it proved it may enroll, and the key
@@ -147,7 +153,8 @@ impl Command {
             | Command::SetRlKey { .. }
             | Command::AddEnrollmentGroup(_)
             | Command::SetEnrollmentGroupEnabled { .. }
-            | Command::DeleteEnrollmentGroup { .. } => None,
+            | Command::DeleteEnrollmentGroup { .. }
+            | Command::SetTenantClonePolicy { .. } => None,
         }
     }
 }

@@ -59,6 +59,17 @@ pub fn check_label(field: &str, key: &str, value: &str) -> Result<(), Validation
             format!("{ROLE_LABEL} is reserved: its only value is {GATEWAY_ROLE}"),
         ));
     }
+    if key == crate::clone_policy::CLONE_POLICY_LABEL
+        && crate::clone_policy::ClonePolicy::parse(value).is_none()
+    {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "{key} is reserved: its value is {}",
+                crate::clone_policy::ClonePolicy::NAMES
+            ),
+        ));
+    }
     if key.is_empty() {
         return Err(ValidationError::new(field, "label key must not be empty"));
     }

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod audit;
 pub mod certificate_issuer;
+pub mod clone_policy;
 pub mod command;
 pub mod command_check;
 pub mod credential;
@@ -25,10 +26,12 @@ pub mod principal;
 pub mod revocation_list;
 pub mod secret;
 pub mod session;
+pub mod session_news;
 pub mod view;
 
 pub use apply::{apply, Change, Effect};
 pub use audit::{AuditAction, AuditRecord, Author};
+pub use clone_policy::ClonePolicy;
 pub use command::{
     Command, CredentialRef, EnrollVia, Enrollment, NewDevice, Proposal, ProposalBatch, StatusChange,
 };
@@ -44,4 +47,5 @@ pub use names::{DeviceId, TenantId};
 pub use principal::{Caller, CertIdentity, Principal, Role};
 pub use secret::{Kek, SealedSecret, SecretError};
 pub use session::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
+pub use session_news::{CloneAnswer, CloneSighting, PeerSessions, SessionStart};
 pub use view::{Overlay, RegistryView};

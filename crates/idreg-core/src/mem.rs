@@ -24,6 +24,7 @@ pub struct MemRegistry {
     device_ca: Option<DeviceCa>,
     groups: BTreeMap<GroupName, EnrollmentGroup>,
     rl_key: Option<RlSigningKey>,
+    tenant_clone: BTreeMap<crate::TenantId, crate::ClonePolicy>,
     revision: u64,
 }
 
@@ -53,15 +54,31 @@ impl MemRegistry {
                     self.groups.insert(g.name.clone(), g.clone());
                 }
             }
+            Effect::TenantClonePolicy { tenant, policy } => match policy {
+                Some(p) => {
+                    self.tenant_clone.insert(tenant.clone(), *p);
+                }
+                None => {
+                    self.tenant_clone.remove(tenant);
+                }
+            },
         }
         Ok(effect)
+    }
+
+    /// A tenant's clone policy, if one is set.
+    pub fn tenant_clone_policy(&self, tenant: &crate::TenantId) -> Option<crate::ClonePolicy> {
+        self.tenant_clone.get(tenant).copied()
     }
 
     /// [`Self::execute_effect`] for a device command, returning its change.
     pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
         match self.execute_effect(proposal)? {
             Effect::Device(change) | Effect::Enrolled { change, .. } => Ok(change),
-            Effect::DeviceCa(_) | Effect::RlKey(_) | Effect::Group { .. } => {
+            Effect::DeviceCa(_)
+            | Effect::RlKey(_)
+            | Effect::Group { .. }
+            | Effect::TenantClonePolicy { .. } => {
                 Err(Rejection::Malformed("not a device command".into()))
             }
         }

@@ -74,6 +74,8 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
                     self.groups.insert(g.name.clone(), Some(g.clone()));
                 }
             }
+            // No registry rule reads a tenant's policy.
+            Effect::TenantClonePolicy { .. } => {}
         }
     }
 

@@ -46,6 +46,12 @@ impl ConnId {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+    /// A handle from [`as_u64`](Self::as_u64), for tables kept outside the
+    /// engine (and their tests). It names a live peer only if that peer
+    /// gave it out.
+    pub fn from_u64(v: u64) -> Self {
+        ConnId(v)
+    }
 }
 
 /// Why an established session ended.

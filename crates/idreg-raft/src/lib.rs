@@ -14,6 +14,7 @@ pub mod leader_contact;
 pub mod node;
 pub mod proposer;
 pub mod raft_service;
+pub mod session_herald;
 pub mod snapshot_receiver;
 pub mod status;
 pub mod wire;

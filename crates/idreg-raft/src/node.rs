@@ -67,6 +67,7 @@ pub struct RegistryNode {
     proposals: mpsc::Sender<Pending>,
     snapshots: std::sync::Arc<crate::snapshot_receiver::SnapshotReceiver>,
     contact: crate::leader_contact::LeaderContact,
+    herald: crate::session_herald::SessionHerald,
 }
 
 fn now_ms() -> u64 {
@@ -184,8 +185,14 @@ impl RegistryNode {
             store.clone(),
             config.snapshot_max_bytes,
         ));
+        let herald = crate::session_herald::SessionHerald::start(
+            raft.clone(),
+            config.node_id,
+            config.dialer.clone(),
+        );
         Ok(Self {
             id: config.node_id,
+            herald,
             dialer: config.dialer,
             raft,
             store,
@@ -285,7 +292,14 @@ impl RegistryNode {
             self.raft.clone(),
             self.snapshots.clone(),
             self.contact.clone(),
+            self.herald.listener_slot(),
         )
+    }
+
+    /// Announces this node's device session starts to its peers and takes
+    /// theirs (clones across nodes).
+    pub fn session_herald(&self) -> &crate::session_herald::SessionHerald {
+        &self.herald
     }
 
     /// Whether this node's copy of the registry is known fresh within `max`:

@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::forwarded_batch::ForwardedBatch;
 use crate::forwarder::ForwardRefusal;
 use crate::leader_contact::LeaderContact;
+use crate::session_herald::PeerSessionsSlot;
 use crate::snapshot_receiver::SnapshotReceiver;
 use crate::wire;
 
@@ -27,6 +28,7 @@ pub struct RaftService {
     raft: Raft<TypeConfig>,
     snapshots: Arc<SnapshotReceiver>,
     contact: LeaderContact,
+    sessions: PeerSessionsSlot,
 }
 
 /// Who sent a request: a node certificate's id (the peer listener admits no
@@ -85,11 +87,13 @@ impl RaftService {
         raft: Raft<TypeConfig>,
         snapshots: Arc<SnapshotReceiver>,
         contact: LeaderContact,
+        sessions: PeerSessionsSlot,
     ) -> Self {
         Self {
             raft,
             snapshots,
             contact,
+            sessions,
         }
     }
 
@@ -161,6 +165,30 @@ impl pb::raft_server::Raft for RaftService {
             Err(e) => Err(ForwardRefusal::Failed(e.to_string())),
         };
         reply(&result)
+    }
+
+    async fn session_starts(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let from = self.member(&req)?;
+        let starts: Vec<idreg_core::SessionStart> = decode(req, "SessionStarts")?;
+        if starts.len() > idreg_core::session_news::MAX_STARTS_PER_ANNOUNCEMENT {
+            return Err(Status::invalid_argument(format!(
+                "{} session starts in one announcement; at most {}",
+                starts.len(),
+                idreg_core::session_news::MAX_STARTS_PER_ANNOUNCEMENT
+            )));
+        }
+        // A node speaks only for its own sessions.
+        for claimed in starts.iter().map(|s| s.node) {
+            Self::same_sender(from, claimed, "SessionStarts")?;
+        }
+        let answers = match crate::session_herald::listening(&self.sessions) {
+            Some(front) => front.heard(&starts),
+            None => Vec::new(),
+        };
+        reply(&answers)
     }
 
     async fn read_index(

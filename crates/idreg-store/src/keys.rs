@@ -104,6 +104,13 @@ pub const CLUSTER_GROUP_PREFIX: &[u8] = b"group/";
 /// groups whose manufacturer CA has that subject.
 pub const CLUSTER_GROUP_CA_PREFIX: &[u8] = b"group_ca/";
 
+/// In [`CF_CLUSTER`]: `tenant_clone/TENANT` → the tenant's clone policy.
+pub const CLUSTER_TENANT_CLONE_PREFIX: &[u8] = b"tenant_clone/";
+
+pub fn tenant_clone_key(tenant: &str) -> Vec<u8> {
+    [CLUSTER_TENANT_CLONE_PREFIX, tenant.as_bytes()].concat()
+}
+
 pub fn group_key(name: &str) -> Vec<u8> {
     [CLUSTER_GROUP_PREFIX, name.as_bytes()].concat()
 }

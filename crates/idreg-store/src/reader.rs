@@ -151,6 +151,17 @@ impl RegistryReader {
     }
 
     /// Every enrollment group, by name (groups are few: tens, not millions).
+    /// A tenant's clone policy, if one is set.
+    pub fn tenant_clone_policy(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<idreg_core::ClonePolicy>, StoreError> {
+        match self.get_cf(CF_CLUSTER, &crate::keys::tenant_clone_key(tenant))? {
+            Some(v) => Ok(Some(decode_as("tenant clone policy", &v)?)),
+            None => Ok(None),
+        }
+    }
+
     pub fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, StoreError> {
         self.cluster_scan(CLUSTER_GROUP_PREFIX, |_, v| {
             decode_as("enrollment group", v).map(Some)

@@ -5,10 +5,11 @@
 //! Keys in `CF_SESSIONS`:
 //! - `t` + started_ms (BE) + id (BE) -> record (time order, for ranges and purge)
 //! - `d` + device + `\0` + started_ms (BE) + id (BE) -> () (by device)
+//! - `c` + at_ms (BE) + id (BE) -> clone sighting (rare: read by scanning)
 
 use std::sync::Arc;
 
-use idreg_core::SessionRecord;
+use idreg_core::{CloneSighting, SessionRecord};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::codec::encode;
@@ -42,6 +43,12 @@ fn time_key(started_ms: u64, id: u64) -> Vec<u8> {
     k.push(b't');
     k.extend_from_slice(&started_ms.to_be_bytes());
     k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn clone_key(at_ms: u64, id: u64) -> Vec<u8> {
+    let mut k = time_key(at_ms, id);
+    k[0] = b'c';
     k
 }
 
@@ -154,11 +161,61 @@ impl SessionLog {
         Ok(page)
     }
 
-    /// Deletes every record of a session that started before `cutoff_ms`.
-    /// Returns how many were deleted.
+    /// Records clone sightings (audit entries beside the sessions).
+    pub fn record_clones(&self, sightings: &[CloneSighting]) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        let mut batch = WriteBatch::default();
+        for c in sightings {
+            batch.put_cf(&cf, clone_key(c.at_ms, c.id), encode(c));
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Up to `limit` clone sightings (of `device`, or all), oldest first,
+    /// after the resume key `after`; and the resume key of the next page.
+    /// Sightings are rare, so a device is found by scanning them.
+    pub fn list_clones(
+        &self,
+        device: Option<&str>,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<CloneSighting>, Option<Vec<u8>>), StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        let start = match after {
+            Some(a) if a.first() == Some(&b'c') => [a, &[0]].concat(),
+            _ => vec![b'c'],
+        };
+        let mut found = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (key, value) = item?;
+            if key.first() != Some(&b'c') {
+                break;
+            }
+            let c: CloneSighting = decode_as("clone sighting", &value)?;
+            if device.is_some_and(|d| d != c.device) {
+                continue;
+            }
+            if found.len() == limit {
+                let last: &CloneSighting = found.last().expect("limit > 0");
+                let next = clone_key(last.at_ms, last.id);
+                return Ok((found, Some(next)));
+            }
+            found.push(c);
+        }
+        Ok((found, None))
+    }
+
+    /// Deletes every record of a session that started before `cutoff_ms`,
+    /// and every clone sighting from before it. Returns how many sessions
+    /// were deleted.
     pub fn purge_before(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
+        batch.delete_range_cf(&cf, vec![b'c'], clone_key(cutoff_ms, 0));
         let mut n = 0;
         let start = time_key(0, 0);
         for item in self
@@ -251,6 +308,34 @@ mod tests {
             [3, 4, 5]
         );
 
+        // Clone sightings: listed by device, paged, purged with the rest.
+        let sighting = |id: u64, device: &str, at_ms: u64| {
+            let start = |node: u64| idreg_core::SessionStart {
+                device: device.into(),
+                ip: [127, 0, 0, node as u8].into(),
+                node,
+                session: id,
+                started_ms: at_ms,
+            };
+            CloneSighting {
+                device: device.into(),
+                first: start(1),
+                second: start(2),
+                at_ms,
+                policy: idreg_core::ClonePolicy::Alert,
+                id,
+            }
+        };
+        log.record_clones(&[sighting(1, "a", 1001), sighting(2, "ab", 1002)])
+            .unwrap();
+        log.record_clones(&[sighting(3, "a", 1009)]).unwrap();
+        let (page, next) = log.list_clones(Some("a"), None, 1).unwrap();
+        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
+        let (page, next) = log.list_clones(Some("a"), next.as_deref(), 1).unwrap();
+        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
+        assert_eq!(next, None);
+        assert_eq!(log.list_clones(None, None, 10).unwrap().0.len(), 3);
+
         // Overwriting a record (session end) keeps one entry.
         let mut r = rec(3, "ab", 1003);
         r.end = Some(SessionEnd::Revoked);
@@ -258,6 +343,8 @@ mod tests {
         assert_eq!(log.list(&q, None, 100).unwrap().sessions.len(), 3);
 
         assert_eq!(log.purge_before(1005).unwrap(), 5);
+        let kept = log.list_clones(None, None, 10).unwrap().0;
+        assert_eq!(kept.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
         let all = log.list(&SessionQuery::default(), None, 100).unwrap();
         assert_eq!(all.sessions.first().unwrap().id, 5);
         let q = SessionQuery {

@@ -280,6 +280,22 @@ impl StateMachine {
                                 results.push(Ok(None));
                                 continue;
                             }
+                            Ok(Effect::TenantClonePolicy { tenant, policy }) => {
+                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+                                let key = crate::keys::tenant_clone_key(tenant.as_str());
+                                match policy {
+                                    Some(p) => batch.put_cf(&cluster, key, encode(&p)),
+                                    None => batch.delete_cf(&cluster, key),
+                                }
+                                tracing::info!(
+                                    revision,
+                                    %tenant,
+                                    on_clone = policy.map(|p| p.as_str()).unwrap_or("(node default)"),
+                                    "tenant clone policy set"
+                                );
+                                results.push(Ok(None));
+                                continue;
+                            }
                             Ok(Effect::Group { name, after }) => {
                                 self.write_group(&mut batch, &mut overlay, name, after)?;
                                 results.push(Ok(None));

@@ -424,6 +424,23 @@ pub async fn run(
             print(output, &summarize("revoke", fronts.len(), m))
         }
         BenchCommand::RlSize { count } => crate::bench_rl::run(count, output),
+        BenchCommand::Observe {
+            fronts,
+            observers,
+            rounds,
+            connect_concurrency,
+            server_pid,
+        } => {
+            let load = crate::bench_observe::ObserveLoad {
+                fronts,
+                observers,
+                rounds,
+                connect_concurrency,
+                server_pids: server_pid,
+            };
+            let summary = crate::bench_observe::run(target, load).await?;
+            crate::bench_observe::print(output, &summary)
+        }
         BenchCommand::Enroll {
             fronts,
             count,

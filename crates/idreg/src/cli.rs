@@ -85,6 +85,14 @@ pub enum Commands {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// A tenant's policies: what the device front does when one of its
+    /// devices is live from two addresses at once.
+    Tenant {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
     /// The signed revocation list: export it for gateways and air-gapped
     /// sites, and check one offline.
     Rl {
@@ -311,6 +319,27 @@ pub enum SnapshotAction {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Set a tenant's policy (operator role).
+    Set {
+        tenant: String,
+        /// When one of the tenant's devices is live from two addresses at
+        /// once: alert, refuse-new (end the second session), end-both; or
+        /// default (the node's --on-clone). A device's own label
+        /// idreg.io/on-clone wins.
+        #[arg(long, value_parser = ["alert", "refuse-new", "end-both", "default"])]
+        on_clone: String,
+    },
+    /// Show a tenant's policy.
+    Show {
+        tenant: String,
+        /// Read through the leader (see every acknowledged write).
+        #[arg(long)]
+        linearizable: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum SessionCommand {
     /// List the node's recorded sessions, oldest first.
     List {
@@ -331,8 +360,16 @@ pub enum SessionCommand {
     /// Device-front counters: peers, handshakes, failures by source.
     Stats,
     /// Cloned credentials this node has seen: one device identity live from
-    /// two addresses at once (the last 1000).
-    Clones,
+    /// two addresses at once, on this node or with another (kept as long as
+    /// the session audit).
+    Clones {
+        /// Only this device's sightings.
+        #[arg(long)]
+        device: Option<String>,
+        /// Stop after this many sightings.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 /// What a device-front benchmark connects to and how it authenticates.
@@ -474,6 +511,25 @@ pub enum BenchCommand {
         count: usize,
         #[arg(long, default_value_t = 300)]
         max_seconds: u64,
+    },
+    /// Time from RevokeDevice to the `/rl` notification (RFC 7641) at every
+    /// one of many observers spread over the given device fronts.
+    Observe {
+        /// PSK device fronts (UDP HOST:PORT), comma-separated: observers are
+        /// spread over them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        fronts: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        observers: usize,
+        /// Revocations, one per round.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Handshakes in flight while the observers connect.
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+        /// PIDs of the server processes (every node): CPU per notification.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
     },
     /// Size of a signed revocation list with COUNT revoked devices, and the
     /// time to make, sign and check it (in memory, the server's code).
@@ -803,6 +859,10 @@ pub enum DeviceCommand {
         /// front (the label idreg.io/role=gateway).
         #[arg(long)]
         gateway_role: bool,
+        /// The device's own clone policy, over its tenant's and the node's:
+        /// alert, refuse-new or end-both (the label idreg.io/on-clone).
+        #[arg(long, value_parser = ["alert", "refuse-new", "end-both"])]
+        on_clone: Option<String>,
         #[command(flatten)]
         credentials: CredentialArgs,
     },

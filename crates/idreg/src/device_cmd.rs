@@ -341,9 +341,13 @@ impl Prepared {
                 labels,
                 gateway,
                 gateway_role,
+                on_clone,
                 credentials,
             } => {
                 let mut labels = parse_labels("--label", &labels)?;
+                if let Some(policy) = on_clone {
+                    labels.insert(idreg_core::clone_policy::CLONE_POLICY_LABEL.into(), policy);
+                }
                 if gateway_role {
                     labels.insert(
                         idreg_core::labels::ROLE_LABEL.into(),

@@ -4,6 +4,7 @@ mod bench;
 mod bench_device;
 mod bench_enroll;
 mod bench_import;
+mod bench_observe;
 mod bench_revoke;
 mod bench_rl;
 mod ca_cmd;
@@ -23,6 +24,7 @@ mod serve;
 mod serve_config;
 mod serve_tls;
 mod session_cmd;
+mod tenant_cmd;
 mod time_arg;
 
 use clap::Parser;
@@ -57,6 +59,9 @@ fn main() -> std::process::ExitCode {
             }
             cli::Commands::EnrollmentGroup { client, command } => {
                 group_cmd::run(&client.target()?, client.output, command).await
+            }
+            cli::Commands::Tenant { client, command } => {
+                tenant_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Rl { client, command } => match command {
                 cli::RlCommand::Verify { file, key } => rl_cmd::verify(&file, &key, client.output),

@@ -347,9 +347,24 @@ async fn start_front(
             Box::pin(async move { node.propose(command, by).await.map_err(|e| e.to_string()) })
         })
     };
-    DeviceFront::start(front_config, node.store(), kek, fresh, Some(writer))
-        .await
-        .context("cannot start the device front")
+    let herald = node.session_herald().clone();
+    let announce: idreg_coap::clone_watch::StartAnnouncer = {
+        let herald = herald.clone();
+        std::sync::Arc::new(move |start| herald.announce(start))
+    };
+    let front = DeviceFront::start(
+        front_config,
+        node.store(),
+        kek,
+        fresh,
+        Some(writer),
+        Some(announce),
+    )
+    .await
+    .context("cannot start the device front")?;
+    let listener: std::sync::Arc<dyn idreg_core::PeerSessions> = front.clone_watch();
+    herald.listen(&listener);
+    Ok(front)
 }
 
 fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
@@ -359,7 +374,6 @@ fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
     let shards = front.shard_count() as u32;
     std::sync::Arc::new(move || {
         let s = stats();
-        let (sightings, clones_detected) = clones.sightings();
         idreg_proto::v1::FrontStats {
             peers: s.handshaking + s.sessions_live,
             handshaking: s.handshaking,
@@ -388,18 +402,8 @@ fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
             sessions_restored: s.sessions_restored,
             handshakes_refused_stale: s.handshakes_refused_stale,
             shards,
-            clones: sightings
-                .into_iter()
-                .map(|c| idreg_proto::v1::CloneSighting {
-                    device: c.device,
-                    first_address: c.first.to_string(),
-                    second_address: c.second.to_string(),
-                    at: Some(idreg_api::convert::timestamp(c.at_ms)),
-                    action: c.action.as_str().into(),
-                })
-                .collect(),
-            clones_detected,
-            on_clone: clones.policy().as_str().into(),
+            clones_detected: clones.detected(),
+            on_clone: clones.default_policy().as_str().into(),
         }
     })
 }

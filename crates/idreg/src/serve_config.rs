@@ -74,7 +74,7 @@ pub struct FrontSettings {
     pub session_file: Option<PathBuf>,
     pub device_cert_days: u32,
     pub rotation_grace: Duration,
-    pub on_clone: idreg_coap::clone_watch::ClonePolicy,
+    pub on_clone: idreg_core::ClonePolicy,
 }
 
 /// The certificate files of a node.
@@ -270,7 +270,7 @@ fn front_settings(
         )?,
         on_clone: match args.on_clone.clone().or(file.on_clone.clone()) {
             None => Default::default(),
-            Some(text) => idreg_coap::clone_watch::ClonePolicy::parse(&text)
+            Some(text) => idreg_core::ClonePolicy::parse(&text)
                 .with_context(|| format!("--on-clone {text:?}: alert, refuse-new or end-both"))?,
         },
         rotation_grace: match args.rotation_grace.clone().or(file.rotation_grace.clone()) {

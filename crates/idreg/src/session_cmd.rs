@@ -146,45 +146,80 @@ pub async fn run(
                 println!("{}", serde_json::to_string_pretty(&views)?);
             }
         }
-        SessionCommand::Clones => {
+        SessionCommand::Clones { device, limit } => {
             let s = front_stats(target).await?;
-            let rows: Vec<serde_json::Value> = s
-                .clones
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "device": c.device,
-                        "first_address": c.first_address,
-                        "second_address": c.second_address,
-                        "at": crate::output::rfc3339(c.at.as_ref()),
-                        "action": c.action,
-                    })
+            let mut client = target.sessions().await?;
+            let mut req = pb::ListClonesRequest {
+                device_id: device.unwrap_or_default(),
+                page_size: 500,
+                page_token: String::new(),
+            };
+            let limit = limit.unwrap_or(u64::MAX) as usize;
+            let mut clones = Vec::new();
+            while clones.len() < limit {
+                let page = client
+                    .list_clones(req.clone())
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                clones.extend(page.clones);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                req.page_token = page.next_page_token;
+            }
+            clones.truncate(limit);
+            let side = |address: &str,
+                        node: u64,
+                        session: u64,
+                        started: Option<&prost_types::Timestamp>| {
+                serde_json::json!({
+                    "address": address,
+                    "node": node,
+                    "session": session,
+                    "started_at": crate::output::rfc3339(started),
                 })
-                .collect();
+            };
             match output {
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "on_clone": s.on_clone,
-                        "detected": s.clones_detected,
-                        "clones": rows,
-                    }))?
-                ),
+                OutputFormat::Json => {
+                    let rows: Vec<serde_json::Value> = clones
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "device": c.device,
+                                "first_address": c.first_address,
+                                "second_address": c.second_address,
+                                "first": side(&c.first_address, c.first_node, c.first_session, c.first_started_at.as_ref()),
+                                "second": side(&c.second_address, c.second_node, c.second_session, c.second_started_at.as_ref()),
+                                "at": crate::output::rfc3339(c.at.as_ref()),
+                                "action": c.action,
+                            })
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "on_clone": s.on_clone,
+                            "detected": s.clones_detected,
+                            "clones": rows,
+                        }))?
+                    )
+                }
                 OutputFormat::Table => {
                     println!(
-                        "{} clone sightings on this node (policy: {})",
+                        "{} clone sightings on this node since it started (node policy: {})",
                         s.clones_detected, s.on_clone
                     );
                     println!(
-                        "{:<24} {:<20} {:<20} {:<25} ACTION",
-                        "DEVICE", "FIRST", "SECOND", "AT"
+                        "{:<24} {:<24} {:<24} {:<25} ACTION",
+                        "DEVICE", "FIRST (NODE)", "SECOND (NODE)", "AT"
                     );
-                    for c in &s.clones {
+                    for c in &clones {
                         println!(
-                            "{:<24} {:<20} {:<20} {:<25} {}",
+                            "{:<24} {:<24} {:<24} {:<25} {}",
                             c.device,
-                            c.first_address,
-                            c.second_address,
+                            format!("{} ({})", c.first_address, c.first_node),
+                            format!("{} ({})", c.second_address, c.second_node),
                             crate::output::rfc3339(c.at.as_ref()),
                             c.action
                         );

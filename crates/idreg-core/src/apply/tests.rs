@@ -426,3 +426,27 @@ fn a_gateway_with_spokes_cannot_be_deleted() {
     reg.execute(&delete("spoke")).unwrap();
     reg.execute(&delete("hub")).unwrap();
 }
+
+#[test]
+fn a_tenant_clone_policy_is_set_and_cleared() {
+    let mut reg = MemRegistry::default();
+    let acme = TenantId::parse("tenant", "acme").unwrap();
+    let set = |policy| {
+        at(
+            1,
+            Command::SetTenantClonePolicy {
+                tenant: acme.clone(),
+                policy,
+            },
+        )
+    };
+    reg.execute_effect(&set(Some(crate::ClonePolicy::RefuseNew)))
+        .unwrap();
+    assert_eq!(
+        reg.tenant_clone_policy(&acme),
+        Some(crate::ClonePolicy::RefuseNew)
+    );
+    assert_eq!(reg.tenant_clone_policy(&TenantId::default_tenant()), None);
+    reg.execute_effect(&set(None)).unwrap();
+    assert_eq!(reg.tenant_clone_policy(&acme), None);
+}
