@@ -254,7 +254,11 @@ pub async fn run(
     drop(wires);
     let (mut observing, mut failed, mut first_error) = (0usize, 0usize, None);
     let mut base: Option<u64> = None;
-    while let Some(r) = ready_rx.recv().await {
+    // Every observer reports once (the senders live on in the observers).
+    for _ in 0..load.observers {
+        let Some(r) = ready_rx.recv().await else {
+            break;
+        };
         match r {
             Ok(c) => {
                 observing += 1;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Revocation -> /rl notification (RFC 7641) at many observers spread over a
+# 3-node cluster's device fronts (`idreg bench observe`): per observer, the
+# time from just before RevokeDevice to the notification counting the new
+# revocation; p50/p99/max over all rounds, and the three nodes' CPU per
+# notification delivered (the revocation's own raft write included).
+#
+# No other server notifies CoAP observers of a registry change, so the
+# reference in the same run is node 1's CPU per CoAP GET round trip over an
+# established session (`idreg bench coap`): a notification is one encrypted
+# datagram out (now and then confirmable, with an ACK back), a GET one in
+# and one out.
+#
+#   benches/compare/observe.sh [OBSERVERS] [ROUNDS]   # default 10000 5
+#
+# Needs a release build (cargo build --release). Writes JSON lines to
+# benches/results/observe.jsonl and prints them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source benches/lib.sh
+OBSERVERS=${1:-10000}
+ROUNDS=${2:-5}
+BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
+[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+ulimit -n 65536 2>/dev/null || true
+
+WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-observe-bench.XXXXXX")
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+OUT=benches/results/observe.jsonl
+: > "$OUT"
+make_kek
+make_pki 3
+
+ic="1=127.0.0.1:53161,2=127.0.0.2:53162,3=127.0.0.3:53163"
+NODE_PIDS=()
+for i in 1 2 3; do
+  "$BIN" serve --node-id "$i" --data-dir "$WORK/n$i" --grpc-addr 127.0.0.$i:5315$i \
+    --peer-addr 127.0.0.$i:5316$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
+    --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster "$ic" \
+    --coap-session-file off >"$WORK/n$i.log" 2>&1 &
+  NODE_PIDS+=($!); PIDS+=($!)
+done
+wait_leader 127.0.0.1:53151 >/dev/null
+E=(--endpoint 127.0.0.1:53151)
+PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
+
+"$BIN" device add bench-device --psk-identity bench-device --psk bench-secret-0123456789 "${E[@]}" >/dev/null
+sleep 1
+"$BIN" bench coap "${E[@]}" --target 127.0.0.1:56841 --sessions 64 --concurrency 64 --duration 10 \
+  --server-pid "${NODE_PIDS[0]}" -o json | tee -a "$OUT"
+"$BIN" bench observe "${E[@]}" --fronts 127.0.0.1:56841,127.0.0.2:56842,127.0.0.3:56843 \
+  --observers "$OBSERVERS" --rounds "$ROUNDS" --server-pid "$PIDLIST" -o json | tee -a "$OUT"
