@@ -130,6 +130,16 @@ async fn a_gateway_lists_exactly_its_own_spokes() {
         let out = act(gw, &format!("/gw/spoke/{spoke}/id"), &["-m", "get"]);
         assert!(out.contains("4.03"), "{gw} for {spoke}: {out}");
     }
+    // The other resources a spoke may use, through its gateway; and not
+    // what only a gateway may do.
+    let rl = act("hub", "/gw/spoke/s1/rl", &["-m", "get", "-A", "0"]);
+    assert!(rl.contains("version") && rl.contains("count 1"), "{rl}");
+    let key = act("hub", "/gw/spoke/s1/rl/key", &["-m", "get", "-A", "0"]);
+    assert!(key.contains("BEGIN PUBLIC KEY"), "{key}");
+    let nested = act("hub", "/gw/spoke/s1/gw/spokes", &["-m", "get"]);
+    assert!(nested.contains("4.04"), "{nested}");
+    let revoked = act("hub", "/gw/spoke/s3/rl", &["-m", "get", "-A", "0"]);
+    assert!(revoked.contains("4.03"), "{revoked}");
 
     // The hub reports a session s1 had over BLE: start, then end.
     let report = tmp.path().join("report.json");

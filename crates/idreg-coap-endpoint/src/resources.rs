@@ -197,17 +197,21 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
         ["gw", "sessions"] if request.method == RequestType::Post => {
             return Routed::Now(gw_sessions(request, ctx));
         }
-        ["gw", "spoke", spoke, "id"] if request.method == RequestType::Get => {
+        ["gw", "spoke", spoke, rest @ ..] => {
             return Routed::Now(match ctx.spoke_status(spoke) {
                 Ok(status) => {
-                    let body = IdBody {
-                        id: spoke,
+                    let for_spoke = ForSpoke {
+                        gateway: ctx,
+                        spoke,
                         status,
-                        credential: "via-gateway",
                     };
-                    represent(request.accept, &body, || {
-                        format!("{spoke} {status} via-gateway")
-                    })
+                    as_spoke(
+                        &Request {
+                            path: rest,
+                            ..*request
+                        },
+                        &for_spoke,
+                    )
                 }
                 Err(reply) => reply,
             });
@@ -221,6 +225,61 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
         ));
     }
     Routed::Now(resource(request.accept, ctx))
+}
+
+/// A request a gateway makes for one of its active spokes
+/// (`/gw/spoke/ID/...`): the resources a spoke may use itself, answered as
+/// they would be for the spoke.
+fn as_spoke(request: &Request<'_>, spoke: &ForSpoke<'_>) -> Reply {
+    match (request.method, request.path) {
+        (RequestType::Get, ["id"]) => id(request.accept, spoke),
+        (RequestType::Get, ["rl"]) => rl(request, spoke),
+        (RequestType::Get, ["rl", "key"]) => rl_key(request.accept, spoke),
+        (_, ["id"] | ["rl"] | ["rl", "key"]) => {
+            Reply::error(ResponseType::MethodNotAllowed, "only GET is allowed here")
+        }
+        _ => Reply::error(
+            ResponseType::NotFound,
+            "a gateway acts for a spoke on /id, /rl and /rl/key",
+        ),
+    }
+}
+
+/// The session's gateway, acting for `spoke` (checked: one of its active
+/// spokes): the spoke's identity, the gateway's view of everything else,
+/// and nothing a gateway may do (a spoke lists no spokes, enrolls nothing
+/// through here, observes nothing).
+struct ForSpoke<'a> {
+    gateway: &'a dyn ResourceContext,
+    spoke: &'a str,
+    status: &'static str,
+}
+
+impl ResourceContext for ForSpoke<'_> {
+    fn device_id(&self) -> &str {
+        self.spoke
+    }
+    fn credential(&self) -> &'static str {
+        "via-gateway"
+    }
+    fn status(&self) -> Option<&'static str> {
+        Some(self.status)
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        self.gateway.revocation_list()
+    }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        self.gateway.device_ca_certificate()
+    }
+    fn signed_revocation_list(&self, since: Option<u64>) -> Result<Vec<u8>, Reply> {
+        self.gateway.signed_revocation_list(since)
+    }
+    fn revocation_list_key(&self) -> Option<(Vec<u8>, String)> {
+        self.gateway.revocation_list_key()
+    }
+    fn may_observe(&self) -> bool {
+        false
+    }
 }
 
 fn well_known_core(accept: Option<ContentFormat>, _: &dyn ResourceContext) -> Reply {

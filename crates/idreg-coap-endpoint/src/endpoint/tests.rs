@@ -672,3 +672,63 @@ fn observers_are_notified_confirmably_now_and_then_and_dropped_when_silent() {
     }
     assert_eq!(ep.observation_count(), crate::observe::MAX_PER_SESSION);
 }
+
+/// A gateway "hub" with one active spoke "s1".
+struct Hub;
+
+impl ResourceContext for Hub {
+    fn device_id(&self) -> &str {
+        "hub"
+    }
+    fn credential(&self) -> &'static str {
+        "psk"
+    }
+    fn status(&self) -> Option<&'static str> {
+        Some("active")
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        (7, 2)
+    }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn spoke_status(&self, spoke: &str) -> Result<&'static str, Reply> {
+        match spoke {
+            "s1" => Ok("active"),
+            _ => Err(Reply::error(ResponseType::Forbidden, "not your spoke")),
+        }
+    }
+}
+
+#[test]
+fn a_gateway_acts_for_its_spoke_on_the_spokes_resources_only() {
+    let mut ep = CoapEndpoint::new(1);
+    let mut ask = |mid: u16, path: &str, accept: Option<usize>| {
+        parse(
+            &ep.handle(&get(MessageType::Confirmable, mid, path, accept), 0, &Hub)
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        ask(1, "/gw/spoke/s1/id", None).payload,
+        b"s1 active via-gateway"
+    );
+    let rl = ask(2, "/gw/spoke/s1/rl", Some(0));
+    assert_eq!(rl.payload, b"version 7 count 2");
+    // Someone else's spoke, and what a spoke may not do, are refused.
+    let other = ask(3, "/gw/spoke/s9/id", None);
+    assert_eq!(
+        other.header.code,
+        MessageClass::Response(ResponseType::Forbidden)
+    );
+    let nested = ask(4, "/gw/spoke/s1/gw/spokes", None);
+    assert_eq!(
+        nested.header.code,
+        MessageClass::Response(ResponseType::NotFound)
+    );
+    let est = ask(5, "/gw/spoke/s1/.well-known/est/crts", None);
+    assert_eq!(
+        est.header.code,
+        MessageClass::Response(ResponseType::NotFound)
+    );
+}
