@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use idreg_core::{CloneAnswer, ClonePolicy, CloneSighting, PeerSessions, SessionStart};
+use idreg_core::{
+    CloneAnswer, ClonePolicy, CloneSighting, PeerSessions, SessionAnnouncer, SessionStart,
+};
 use idreg_dtls::ConnId;
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -24,9 +26,6 @@ use crate::front_shard::ShardCommand;
 
 /// A device's own policy or its tenant's, looked up when a clone is seen.
 pub type PolicyLookup = Box<dyn Fn(&str) -> Option<ClonePolicy> + Send + Sync>;
-
-/// Hands a session start of this node to the peers (never blocks).
-pub type StartAnnouncer = Arc<dyn Fn(SessionStart) + Send + Sync>;
 
 /// Pairs remembered so the same clone is recorded once, however many ways
 /// (our start, their answer, their start) it is learned.
@@ -45,9 +44,50 @@ pub struct LiveRef {
 
 type PairKey = ((u64, u64), (u64, u64));
 
+/// A device's live sessions on this node: nearly always one, kept in the
+/// map entry itself (no allocation per device).
+#[derive(Debug, Clone)]
+enum Lives {
+    One(LiveRef),
+    Many(Vec<LiveRef>),
+}
+
+impl Lives {
+    fn as_slice(&self) -> &[LiveRef] {
+        match self {
+            Lives::One(l) => std::slice::from_ref(l),
+            Lives::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, l: LiveRef) {
+        match self {
+            Lives::One(first) => *self = Lives::Many(vec![*first, l]),
+            Lives::Many(v) => v.push(l),
+        }
+    }
+
+    /// Removes a session; whether any remain.
+    fn remove(&mut self, shard: u16, conn: ConnId) -> bool {
+        let gone = |l: &LiveRef| l.shard == shard && l.conn == conn;
+        match self {
+            Lives::One(l) => !gone(l),
+            Lives::Many(v) => {
+                v.retain(|l| !gone(l));
+                let left = !v.is_empty();
+                if let [only] = v.as_slice() {
+                    let only = *only;
+                    *self = Lives::One(only);
+                }
+                left
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    live: HashMap<Arc<str>, Vec<LiveRef>>,
+    live: HashMap<Arc<str>, Lives>,
     recorded: HashSet<PairKey>,
     recorded_order: VecDeque<PairKey>,
     next_id: u64,
@@ -59,7 +99,7 @@ pub struct CloneWatch {
     policy_of: PolicyLookup,
     shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
     sightings: mpsc::Sender<CloneSighting>,
-    announce: Option<StartAnnouncer>,
+    announce: Option<Arc<dyn SessionAnnouncer>>,
     detected: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -71,7 +111,7 @@ impl CloneWatch {
         policy_of: PolicyLookup,
         shards: Arc<Vec<mpsc::Sender<ShardCommand>>>,
         sightings: mpsc::Sender<CloneSighting>,
-        announce: Option<StartAnnouncer>,
+        announce: Option<Arc<dyn SessionAnnouncer>>,
     ) -> Self {
         Self {
             node,
@@ -115,18 +155,25 @@ impl CloneWatch {
     pub fn started(&self, device: &Arc<str>, new: LiveRef) -> Vec<LiveRef> {
         let earlier = {
             let mut inner = self.inner.lock().expect("clone watch lock");
-            let list = inner.live.entry(device.clone()).or_default();
-            let earlier = list.iter().find(|l| l.ip != new.ip).copied();
-            list.push(new);
-            earlier
+            match inner.live.get_mut(device) {
+                None => {
+                    inner.live.insert(device.clone(), Lives::One(new));
+                    None
+                }
+                Some(lives) => {
+                    let earlier = lives.as_slice().iter().find(|l| l.ip != new.ip).copied();
+                    lives.push(new);
+                    earlier
+                }
+            }
         };
-        let new_start = self.start_of(device, &new);
-        if let Some(announce) = &self.announce {
-            announce(new_start.clone());
+        if let Some(herald) = self.announce.as_ref().filter(|h| h.has_peers()) {
+            herald.announce(self.start_of(device, &new));
         }
         let Some(earlier) = earlier else {
             return Vec::new();
         };
+        let new_start = self.start_of(device, &new);
         let policy = self.policy_for(device);
         let earlier_start = self.start_of(device, &earlier);
         self.sighted(&earlier_start, &new_start, policy);
@@ -145,9 +192,8 @@ impl CloneWatch {
 
     pub fn ended(&self, device: &Arc<str>, shard: u16, conn: ConnId) {
         let mut inner = self.inner.lock().expect("clone watch lock");
-        if let Some(list) = inner.live.get_mut(device) {
-            list.retain(|l| !(l.shard == shard && l.conn == conn));
-            if list.is_empty() {
+        if let Some(lives) = inner.live.get_mut(device) {
+            if !lives.remove(shard, conn) {
                 inner.live.remove(device);
             }
         }
@@ -208,7 +254,11 @@ impl CloneWatch {
 
     fn live_of(&self, device: &str) -> Vec<LiveRef> {
         let inner = self.inner.lock().expect("clone watch lock");
-        inner.live.get(device).cloned().unwrap_or_default()
+        inner
+            .live
+            .get(device)
+            .map(|l| l.as_slice().to_vec())
+            .unwrap_or_default()
     }
 }
 
@@ -261,6 +311,18 @@ impl PeerSessions for CloneWatch {
 mod tests {
     use super::*;
 
+    /// Records what would go to the peers.
+    struct Announced(Arc<Mutex<Vec<SessionStart>>>);
+
+    impl SessionAnnouncer for Announced {
+        fn has_peers(&self) -> bool {
+            true
+        }
+        fn announce(&self, start: SessionStart) {
+            self.0.lock().unwrap().push(start);
+        }
+    }
+
     struct Node {
         watch: CloneWatch,
         sightings: mpsc::Receiver<CloneSighting>,
@@ -272,7 +334,6 @@ mod tests {
         let (tx, sightings) = mpsc::channel(64);
         let (shard_tx, shard) = mpsc::channel(64);
         let announced: Arc<Mutex<Vec<SessionStart>>> = Default::default();
-        let log = announced.clone();
         let lookup: PolicyLookup =
             Box::new(move |d| per_device.and_then(|(name, p)| (d == name).then_some(p)));
         let watch = CloneWatch::new(
@@ -281,7 +342,7 @@ mod tests {
             lookup,
             Arc::new(vec![shard_tx]),
             tx,
-            Some(Arc::new(move |s| log.lock().unwrap().push(s))),
+            Some(Arc::new(Announced(announced.clone()))),
         );
         Node {
             watch,
@@ -382,5 +443,21 @@ mod tests {
         assert!(a.watch.started(&loose, live(3, 2, 13, 200)).is_empty());
         assert_eq!(a.sightings.try_recv().unwrap().policy, ClonePolicy::EndBoth);
         assert_eq!(a.sightings.try_recv().unwrap().policy, ClonePolicy::Alert);
+    }
+
+    #[test]
+    fn a_device_back_to_one_session_is_watched_as_before() {
+        let mut n = node(1, ClonePolicy::Alert, None);
+        let d: Arc<str> = Arc::from("d");
+        n.watch.started(&d, live(1, 1, 11, 100));
+        n.watch.started(&d, live(2, 1, 12, 110));
+        n.watch.ended(&d, 0, ConnId::from_u64(1));
+        n.watch.ended(&d, 0, ConnId::from_u64(1));
+        // The one left still counts: a clone from elsewhere is seen.
+        n.watch.started(&d, live(3, 2, 13, 120));
+        assert_eq!(n.sightings.try_recv().unwrap().first.session, 12);
+        n.watch.ended(&d, 0, ConnId::from_u64(2));
+        n.watch.ended(&d, 0, ConnId::from_u64(3));
+        assert!(n.watch.live_of("d").is_empty());
     }
 }

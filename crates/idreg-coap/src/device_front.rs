@@ -75,7 +75,7 @@ impl DeviceFront {
         kek: Kek,
         fresh: RegistryFreshness,
         writer: Option<RegistryWriter>,
-        announce: Option<crate::clone_watch::StartAnnouncer>,
+        announce: Option<Arc<dyn idreg_core::SessionAnnouncer>>,
     ) -> Result<Self, FrontError> {
         let identity = server_identity::load(&config.server_cert, &config.server_key)?;
         let creds =

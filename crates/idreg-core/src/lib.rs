@@ -47,5 +47,5 @@ pub use names::{DeviceId, TenantId};
 pub use principal::{Caller, CertIdentity, Principal, Role};
 pub use secret::{Kek, SealedSecret, SecretError};
 pub use session::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
-pub use session_news::{CloneAnswer, CloneSighting, PeerSessions, SessionStart};
+pub use session_news::{CloneAnswer, CloneSighting, PeerSessions, SessionAnnouncer, SessionStart};
 pub use view::{Overlay, RegistryView};

@@ -52,6 +52,15 @@ pub trait PeerSessions: Send + Sync {
     fn answered(&self, pairs: Vec<(SessionStart, SessionStart)>);
 }
 
+/// Where a node's own session starts go: to its peers.
+pub trait SessionAnnouncer: Send + Sync {
+    /// Whether anyone would hear (a node alone in its cluster skips the
+    /// work of announcing).
+    fn has_peers(&self) -> bool;
+    /// Queues one start (never blocks; may drop it).
+    fn announce(&self, start: SessionStart);
+}
+
 /// An audit entry: one cloned credential seen by this node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloneSighting {

@@ -5,12 +5,12 @@
 //! logged), and nothing waits on it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use idreg_core::session_news::MAX_STARTS_PER_ANNOUNCEMENT;
-use idreg_core::{CloneAnswer, PeerSessions, SessionStart};
+use idreg_core::{CloneAnswer, PeerSessions, SessionAnnouncer, SessionStart};
 use idreg_proto::v1::raft_client::RaftClient;
 use idreg_proto::v1::RaftPayload;
 use idreg_store::{NodeId, TypeConfig};
@@ -44,30 +44,38 @@ pub struct SessionHerald {
     queue: mpsc::Sender<SessionStart>,
     listener: PeerSessionsSlot,
     dropped: Arc<AtomicU64>,
+    /// Whether the membership names another node (checked every
+    /// [`PEER_CHECK`]; true until first checked).
+    peers: Arc<AtomicBool>,
+}
+
+/// How often the herald looks at the membership for peers.
+const PEER_CHECK: Duration = Duration::from_millis(200);
+
+/// The other members' ids and addresses, as this node knows them.
+fn peers_of(raft: &Raft<TypeConfig>, me: NodeId) -> Vec<(NodeId, String)> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    m.membership_config
+        .membership()
+        .nodes()
+        .filter(|(id, _)| **id != me)
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect()
 }
 
 impl SessionHerald {
     pub(crate) fn start(raft: Raft<TypeConfig>, me: NodeId, dialer: PeerDialer) -> Self {
         let (queue, starts) = mpsc::channel(QUEUE);
         let listener = PeerSessionsSlot::default();
+        let peers = Arc::new(AtomicBool::new(true));
+        tokio::spawn(watch_peers(raft.clone(), me, peers.clone()));
         tokio::spawn(announce(starts, raft, me, dialer, listener.clone()));
         Self {
             queue,
             listener,
             dropped: Default::default(),
-        }
-    }
-
-    /// Queues a start of this node's for the peers (never blocks).
-    pub fn announce(&self, start: SessionStart) {
-        if self.queue.try_send(start).is_err() {
-            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n == 1 || n.is_multiple_of(1000) {
-                warn!(
-                    dropped = n,
-                    "session announcements to peers dropped: the queue is full"
-                );
-            }
+            peers,
         }
     }
 
@@ -78,6 +86,37 @@ impl SessionHerald {
 
     pub(crate) fn listener_slot(&self) -> PeerSessionsSlot {
         self.listener.clone()
+    }
+}
+
+/// Keeps [`SessionHerald::has_peers`] current until the node stops.
+async fn watch_peers(raft: Raft<TypeConfig>, me: NodeId, peers: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(PEER_CHECK);
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().state == openraft::ServerState::Shutdown {
+            return;
+        }
+        peers.store(!peers_of(&raft, me).is_empty(), Ordering::Relaxed);
+    }
+}
+
+impl SessionAnnouncer for SessionHerald {
+    fn has_peers(&self) -> bool {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    /// Queues a start of this node's for the peers (never blocks).
+    fn announce(&self, start: SessionStart) {
+        if self.queue.try_send(start).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == 1 || n.is_multiple_of(1000) {
+                warn!(
+                    dropped = n,
+                    "session announcements to peers dropped: the queue is full"
+                );
+            }
+        }
     }
 }
 
@@ -104,16 +143,7 @@ async fn announce(
                 n = starts.recv_many(&mut batch, room) => if n == 0 { break },
             }
         }
-        let peers: Vec<(NodeId, String)> = {
-            let metrics = raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != me)
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect()
-        };
+        let peers = peers_of(&raft, me);
         let announcement = std::mem::take(&mut batch);
         if peers.is_empty() {
             continue;

@@ -348,10 +348,8 @@ async fn start_front(
         })
     };
     let herald = node.session_herald().clone();
-    let announce: idreg_coap::clone_watch::StartAnnouncer = {
-        let herald = herald.clone();
-        std::sync::Arc::new(move |start| herald.announce(start))
-    };
+    let announce: std::sync::Arc<dyn idreg_core::SessionAnnouncer> =
+        std::sync::Arc::new(herald.clone());
     let front = DeviceFront::start(
         front_config,
         node.store(),
