@@ -12,11 +12,11 @@
 //! `fingerprints` (32-byte strings), `psk_identity_sha256` (32-byte strings).
 
 use ciborium::value::{Integer, Value};
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::cose_sign1::encode;
 use crate::credential::pem_armour;
 use crate::device::RevocationRecord;
 use crate::secret::{Kek, SealedSecret};
@@ -27,11 +27,6 @@ pub const RL_KEY_AAD: &[u8] = b"idreg:rl-signing-key";
 /// How long a list is declared good for: a gateway that has not heard a
 /// newer one by then should treat its copy as stale.
 pub const NEXT_UPDATE_SECS: u64 = 24 * 3600;
-
-/// COSE header label `alg` and its ES256 value.
-const COSE_ALG: i64 = 1;
-const ES256: i64 = -7;
-const COSE_SIGN1_TAG: u64 = 18;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RlSigningKey {
@@ -132,38 +127,8 @@ pub fn document(
     encode(&Value::Map(map))
 }
 
-fn encode(v: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).expect("CBOR into memory");
-    out
-}
-
-fn protected_header() -> Vec<u8> {
-    encode(&Value::Map(vec![(
-        Value::Integer(COSE_ALG.into()),
-        Value::Integer(ES256.into()),
-    )]))
-}
-
-/// RFC 9052 §4.4: what is signed.
-fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
-    encode(&Value::Array(vec![
-        Value::Text("Signature1".into()),
-        Value::Bytes(protected.to_vec()),
-        Value::Bytes(Vec::new()),
-        Value::Bytes(payload.to_vec()),
-    ]))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RlError {
-    #[error("the revocation-list key cannot be used: {0}")]
-    Key(String),
-    #[error("not a COSE_Sign1 revocation list: {0}")]
-    Format(String),
-    #[error("the signature does not verify under this key")]
-    BadSignature,
-}
+/// Why a signed list could not be made or checked.
+pub type RlError = crate::cose_sign1::CoseError;
 
 /// The signed list at `version`: whole, or the delta after `since`, from
 /// the revocations read (those past `version`, applied since it was read,
@@ -187,51 +152,7 @@ pub fn signed_list(
     sign(&doc, &pkcs8)
 }
 
-/// A COSE_Sign1 (tagged) over `payload`, signed with the opened PKCS#8 key.
-pub fn sign(payload: &[u8], key_pkcs8: &[u8]) -> Result<Vec<u8>, RlError> {
-    let key = p256::ecdsa::SigningKey::from_pkcs8_der(key_pkcs8)
-        .map_err(|e| RlError::Key(e.to_string()))?;
-    let protected = protected_header();
-    let signature: p256::ecdsa::Signature = key.sign(&sig_structure(&protected, payload));
-    Ok(encode(&Value::Tag(
-        COSE_SIGN1_TAG,
-        Box::new(Value::Array(vec![
-            Value::Bytes(protected),
-            Value::Map(Vec::new()),
-            Value::Bytes(payload.to_vec()),
-            Value::Bytes(signature.to_bytes().to_vec()),
-        ])),
-    )))
-}
-
-/// Checks a signed list against the public key (SPKI DER); its payload.
-pub fn verify(cose: &[u8], public_spki: &[u8]) -> Result<Vec<u8>, RlError> {
-    use p256::pkcs8::DecodePublicKey;
-    let key = p256::ecdsa::VerifyingKey::from_public_key_der(public_spki)
-        .map_err(|e| RlError::Key(e.to_string()))?;
-    let value: Value = ciborium::from_reader(cose).map_err(|e| RlError::Format(e.to_string()))?;
-    let items = match value {
-        Value::Tag(COSE_SIGN1_TAG, inner) => match *inner {
-            Value::Array(items) if items.len() == 4 => items,
-            _ => return Err(RlError::Format("not a 4-element array".into())),
-        },
-        _ => return Err(RlError::Format("no COSE_Sign1 tag (18)".into())),
-    };
-    let bytes = |v: &Value| match v {
-        Value::Bytes(b) => Ok(b.clone()),
-        _ => Err(RlError::Format("a byte string was expected".into())),
-    };
-    let protected = bytes(&items[0])?;
-    if protected != protected_header() {
-        return Err(RlError::Format("algorithm is not ES256".into()));
-    }
-    let payload = bytes(&items[2])?;
-    let signature = p256::ecdsa::Signature::from_slice(&bytes(&items[3])?)
-        .map_err(|_| RlError::BadSignature)?;
-    key.verify(&sig_structure(&protected, &payload), &signature)
-        .map_err(|_| RlError::BadSignature)?;
-    Ok(payload)
-}
+pub use crate::cose_sign1::{sign, verify};
 
 /// What a verified document says, for `idreg rl verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
