@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/idreg/v1/cluster.proto",
         "../../proto/idreg/v1/raft.proto",
         "../../proto/idreg/v1/enrollment.proto",
+        "../../proto/idreg/v1/firmware.proto",
     ];
     // The etcd KV subset is a client only (benchmarks drive etcd with it) and
     // stays out of the descriptor set idreg serves by reflection.

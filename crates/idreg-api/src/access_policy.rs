@@ -43,6 +43,7 @@ pub fn need(listener: Listener, path: &str) -> Need {
         | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats" | "ListClones")
         | ("idreg.v1.Cluster", "GetStatus" | "ExportRevocationList")
         | ("idreg.v1.Enrollment", "GetDeviceCa" | "GetEnrollmentGroup" | "ListEnrollmentGroups")
+        | ("idreg.v1.Firmware", "ListSigners")
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Role(Role::Reader)
         }

@@ -12,6 +12,7 @@ pub mod cluster_service;
 pub mod convert;
 pub mod device_ca_founding;
 pub mod enrollment_service;
+pub mod firmware_service;
 pub mod importer;
 pub mod oversize_status;
 pub mod page_token;

@@ -15,10 +15,12 @@ pub fn rejection(r: Rejection) -> Status {
         | Rejection::KeyTaken { .. }
         | Rejection::DeviceCaExists
         | Rejection::RlKeyExists
-        | Rejection::GroupExists(_) => Code::AlreadyExists,
+        | Rejection::GroupExists(_)
+        | Rejection::SignerExists(_) => Code::AlreadyExists,
         Rejection::DeviceNotFound(_)
         | Rejection::CredentialNotFound { .. }
-        | Rejection::GroupNotFound(_) => Code::NotFound,
+        | Rejection::GroupNotFound(_)
+        | Rejection::SignerNotFound(_) => Code::NotFound,
         Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
         Rejection::GatewayHasSpokes { .. }
         | Rejection::Revoked(_)

@@ -178,6 +178,14 @@ impl Target {
         Ok(ClusterClient::new(self.channel().await?))
     }
 
+    pub async fn firmware(
+        &self,
+    ) -> Result<pb::firmware_client::FirmwareClient<Channel>, ConnectError> {
+        Ok(pb::firmware_client::FirmwareClient::new(
+            self.channel().await?,
+        ))
+    }
+
     pub async fn enrollment(
         &self,
     ) -> Result<pb::enrollment_client::EnrollmentClient<Channel>, ConnectError> {

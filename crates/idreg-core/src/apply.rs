@@ -60,6 +60,11 @@ pub enum Effect {
         change: Change,
         group: Option<EnrollmentGroup>,
     },
+    /// A firmware signer added (`Some`) or removed.
+    FirmwareSigner {
+        name: crate::SignerName,
+        after: Option<crate::FirmwareSigner>,
+    },
     /// A tenant's clone policy set (`Some`) or cleared.
     TenantClonePolicy {
         tenant: crate::TenantId,
@@ -82,6 +87,27 @@ pub fn apply<V: RegistryView>(
             return Ok(Err(Rejection::DeviceCaExists));
         }
         return Ok(Ok(Effect::DeviceCa(ca.clone())));
+    }
+    match &proposal.command {
+        Command::AddFirmwareSigner(s) => {
+            if view.firmware_signer(&s.name)?.is_some() {
+                return Ok(Err(Rejection::SignerExists(s.name.to_string())));
+            }
+            return Ok(Ok(Effect::FirmwareSigner {
+                name: s.name.clone(),
+                after: Some(s.clone()),
+            }));
+        }
+        Command::RemoveFirmwareSigner { name } => {
+            if view.firmware_signer(name)?.is_none() {
+                return Ok(Err(Rejection::SignerNotFound(name.to_string())));
+            }
+            return Ok(Ok(Effect::FirmwareSigner {
+                name: name.clone(),
+                after: None,
+            }));
+        }
+        _ => {}
     }
     if let Command::SetTenantClonePolicy { tenant, policy } = &proposal.command {
         return Ok(Ok(Effect::TenantClonePolicy {
@@ -240,7 +266,9 @@ fn apply_to_device<V: RegistryView>(
         | Command::Enroll(_)
         | Command::CompleteRotation { .. }
         | Command::RotatePsk { .. }
-        | Command::SetTenantClonePolicy { .. } => unreachable!("handled by apply"),
+        | Command::SetTenantClonePolicy { .. }
+        | Command::AddFirmwareSigner(_)
+        | Command::RemoveFirmwareSigner { .. } => unreachable!("handled by apply"),
     }
 }
 

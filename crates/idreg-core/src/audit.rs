@@ -51,6 +51,8 @@ pub enum AuditAction {
     EnrollmentGroup,
     /// A tenant's policy (nor these).
     TenantPolicy,
+    /// Firmware signers (nor these).
+    FirmwareSigner,
 }
 
 impl AuditAction {
@@ -68,6 +70,9 @@ impl AuditAction {
             | Command::SetEnrollmentGroupEnabled { .. }
             | Command::DeleteEnrollmentGroup { .. } => AuditAction::EnrollmentGroup,
             Command::SetTenantClonePolicy { .. } => AuditAction::TenantPolicy,
+            Command::AddFirmwareSigner(_) | Command::RemoveFirmwareSigner { .. } => {
+                AuditAction::FirmwareSigner
+            }
         }
     }
 
@@ -83,6 +88,7 @@ impl AuditAction {
             AuditAction::RotatePsk => "rotate-psk",
             AuditAction::EnrollmentGroup => "enrollment-group",
             AuditAction::TenantPolicy => "tenant-policy",
+            AuditAction::FirmwareSigner => "firmware-signer",
         }
     }
 }

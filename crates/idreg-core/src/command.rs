@@ -114,6 +114,12 @@ pub enum Command {
         tenant: TenantId,
         policy: Option<crate::ClonePolicy>,
     },
+    /// Trusts a vendor's key for firmware manifests; refused if the name
+    /// is taken.
+    AddFirmwareSigner(crate::FirmwareSigner),
+    RemoveFirmwareSigner {
+        name: crate::SignerName,
+    },
 }
 
 /// One enrollment: the device, how it proved it may enroll, and the key
@@ -154,7 +160,9 @@ impl Command {
             | Command::AddEnrollmentGroup(_)
             | Command::SetEnrollmentGroupEnabled { .. }
             | Command::DeleteEnrollmentGroup { .. }
-            | Command::SetTenantClonePolicy { .. } => None,
+            | Command::SetTenantClonePolicy { .. }
+            | Command::AddFirmwareSigner(_)
+            | Command::RemoveFirmwareSigner { .. } => None,
         }
     }
 }

@@ -115,7 +115,10 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
             Ok(())
         }
         // The tenant is a validated name by its type; the policy an enum.
-        Command::SetTenantClonePolicy { .. } => Ok(()),
+        Command::SetTenantClonePolicy { .. } | Command::RemoveFirmwareSigner { .. } => Ok(()),
+        Command::AddFirmwareSigner(s) => {
+            crate::FirmwareSigner::check_key("public_key", &s.public_spki).map(|_| ())
+        }
     }
 }
 

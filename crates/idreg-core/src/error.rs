@@ -77,4 +77,9 @@ pub enum Rejection {
     /// payload), or a registry entry it depends on that cannot be read.
     #[error("malformed command: {0}")]
     Malformed(String),
+    // New variants go last: verdicts cross between nodes of mixed versions.
+    #[error("firmware signer {0} already exists")]
+    SignerExists(String),
+    #[error("no firmware signer {0}")]
+    SignerNotFound(String),
 }

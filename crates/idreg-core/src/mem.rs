@@ -25,6 +25,7 @@ pub struct MemRegistry {
     groups: BTreeMap<GroupName, EnrollmentGroup>,
     rl_key: Option<RlSigningKey>,
     tenant_clone: BTreeMap<crate::TenantId, crate::ClonePolicy>,
+    signers: BTreeMap<crate::SignerName, crate::FirmwareSigner>,
     revision: u64,
 }
 
@@ -54,6 +55,14 @@ impl MemRegistry {
                     self.groups.insert(g.name.clone(), g.clone());
                 }
             }
+            Effect::FirmwareSigner { name, after } => match after {
+                Some(s) => {
+                    self.signers.insert(name.clone(), s.clone());
+                }
+                None => {
+                    self.signers.remove(name);
+                }
+            },
             Effect::TenantClonePolicy { tenant, policy } => match policy {
                 Some(p) => {
                     self.tenant_clone.insert(tenant.clone(), *p);
@@ -78,7 +87,8 @@ impl MemRegistry {
             Effect::DeviceCa(_)
             | Effect::RlKey(_)
             | Effect::Group { .. }
-            | Effect::TenantClonePolicy { .. } => {
+            | Effect::TenantClonePolicy { .. }
+            | Effect::FirmwareSigner { .. } => {
                 Err(Rejection::Malformed("not a device command".into()))
             }
         }
@@ -156,6 +166,12 @@ impl RegistryView for MemRegistry {
     }
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Infallible> {
         Ok(self.groups.get(name).cloned())
+    }
+    fn firmware_signer(
+        &self,
+        name: &crate::SignerName,
+    ) -> Result<Option<crate::FirmwareSigner>, Infallible> {
+        Ok(self.signers.get(name).cloned())
     }
     fn rl_key(&self) -> Result<Option<RlSigningKey>, Infallible> {
         Ok(self.rl_key.clone())

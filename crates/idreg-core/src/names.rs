@@ -115,6 +115,42 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// A firmware signer (a vendor): 1 to 64 bytes of the same alphabet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct SignerName(String);
+
+impl SignerName {
+    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
+        check_name(field, value, MAX_TENANT_LEN)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SignerName {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, ValidationError> {
+        check_name("signer", &value, MAX_TENANT_LEN)?;
+        Ok(Self(value))
+    }
+}
+
+impl From<SignerName> for String {
+    fn from(s: SignerName) -> String {
+        s.0
+    }
+}
+
+impl fmt::Display for SignerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

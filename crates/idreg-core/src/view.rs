@@ -29,6 +29,10 @@ pub trait RegistryView {
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, Self::Error>;
     /// The revocation-list signing key, once one is installed.
     fn rl_key(&self) -> Result<Option<RlSigningKey>, Self::Error>;
+    fn firmware_signer(
+        &self,
+        name: &crate::SignerName,
+    ) -> Result<Option<crate::FirmwareSigner>, Self::Error>;
     /// Up to `limit` devices whose gateway is `gateway`, in id order (a seek
     /// into the gateway index, not a scan of devices).
     fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, Self::Error>;
@@ -45,6 +49,7 @@ pub struct Overlay<'a, V> {
     device_ca: Option<DeviceCa>,
     groups: BTreeMap<GroupName, Option<EnrollmentGroup>>,
     rl_key: Option<RlSigningKey>,
+    signers: BTreeMap<crate::SignerName, Option<crate::FirmwareSigner>>,
 }
 
 impl<'a, V: RegistryView> Overlay<'a, V> {
@@ -56,6 +61,7 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             device_ca: None,
             groups: BTreeMap::new(),
             rl_key: None,
+            signers: BTreeMap::new(),
         }
     }
 
@@ -76,6 +82,9 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             }
             // No registry rule reads a tenant's policy.
             Effect::TenantClonePolicy { .. } => {}
+            Effect::FirmwareSigner { name, after } => {
+                self.signers.insert(name.clone(), after.clone());
+            }
         }
     }
 
@@ -163,6 +172,16 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
         match self.groups.get(name) {
             Some(g) => Ok(g.clone()),
             None => self.base.enrollment_group(name),
+        }
+    }
+
+    fn firmware_signer(
+        &self,
+        name: &crate::SignerName,
+    ) -> Result<Option<crate::FirmwareSigner>, V::Error> {
+        match self.signers.get(name) {
+            Some(s) => Ok(s.clone()),
+            None => self.base.firmware_signer(name),
         }
     }
 

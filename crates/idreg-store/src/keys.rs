@@ -104,6 +104,13 @@ pub const CLUSTER_GROUP_PREFIX: &[u8] = b"group/";
 /// groups whose manufacturer CA has that subject.
 pub const CLUSTER_GROUP_CA_PREFIX: &[u8] = b"group_ca/";
 
+/// In [`CF_CLUSTER`]: `fw_signer/NAME` → a firmware signer.
+pub const CLUSTER_FW_SIGNER_PREFIX: &[u8] = b"fw_signer/";
+
+pub fn fw_signer_key(name: &str) -> Vec<u8> {
+    [CLUSTER_FW_SIGNER_PREFIX, name.as_bytes()].concat()
+}
+
 /// In [`CF_CLUSTER`]: `tenant_clone/TENANT` → the tenant's clone policy.
 pub const CLUSTER_TENANT_CLONE_PREFIX: &[u8] = b"tenant_clone/";
 

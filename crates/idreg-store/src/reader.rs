@@ -151,6 +151,13 @@ impl RegistryReader {
     }
 
     /// Every enrollment group, by name (groups are few: tens, not millions).
+    /// The firmware signers, by name.
+    pub fn firmware_signers(&self) -> Result<Vec<idreg_core::FirmwareSigner>, StoreError> {
+        self.cluster_scan(CLUSTER_FW_SIGNER_PREFIX, |_, v| {
+            decode_as("firmware signer", v).map(Some)
+        })
+    }
+
     /// A tenant's clone policy, if one is set.
     pub fn tenant_clone_policy(
         &self,
@@ -405,6 +412,15 @@ impl RegistryView for RegistryReader {
     fn rl_key(&self) -> Result<Option<RlSigningKey>, StoreError> {
         match self.get_cf(CF_CLUSTER, CLUSTER_RL_KEY)? {
             Some(b) => Ok(Some(decode_as("revocation-list key", &b)?)),
+            None => Ok(None),
+        }
+    }
+    fn firmware_signer(
+        &self,
+        name: &idreg_core::SignerName,
+    ) -> Result<Option<idreg_core::FirmwareSigner>, StoreError> {
+        match self.get_cf(CF_CLUSTER, &fw_signer_key(name.as_str()))? {
+            Some(b) => Ok(Some(decode_as("firmware signer", &b)?)),
             None => Ok(None),
         }
     }

@@ -280,6 +280,23 @@ impl StateMachine {
                                 results.push(Ok(None));
                                 continue;
                             }
+                            Ok(Effect::FirmwareSigner { name, after }) => {
+                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+                                let key = crate::keys::fw_signer_key(name.as_str());
+                                match &after {
+                                    Some(s) => {
+                                        batch.put_cf(&cluster, key, encode(s));
+                                        tracing::info!(revision, signer = %name, fingerprint = %s.fingerprint(), "firmware signer added");
+                                    }
+                                    None => {
+                                        batch.delete_cf(&cluster, key);
+                                        tracing::info!(revision, signer = %name, "firmware signer removed");
+                                    }
+                                }
+                                overlay.record_effect(&Effect::FirmwareSigner { name, after });
+                                results.push(Ok(None));
+                                continue;
+                            }
                             Ok(Effect::TenantClonePolicy { tenant, policy }) => {
                                 let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
                                 let key = crate::keys::tenant_clone_key(tenant.as_str());

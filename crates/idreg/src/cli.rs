@@ -85,6 +85,13 @@ pub enum Commands {
         #[command(subcommand)]
         command: GroupCommand,
     },
+    /// Firmware updates: the vendors trusted to sign manifests.
+    Firmware {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: FirmwareCommand,
+    },
     /// A tenant's policies: what the device front does when one of its
     /// devices is live from two addresses at once.
     Tenant {
@@ -316,6 +323,28 @@ pub enum SnapshotAction {
         #[arg(long)]
         kek_file: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirmwareCommand {
+    /// The vendors whose signed manifests are accepted.
+    #[command(subcommand)]
+    Signer(SignerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SignerCommand {
+    /// Trust a vendor's P-256 key (admin role).
+    Add {
+        name: String,
+        /// PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
+        #[arg(long)]
+        public_key: PathBuf,
+    },
+    /// List the trusted signers with their key fingerprints.
+    List,
+    /// Stop trusting a signer (admin role).
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]

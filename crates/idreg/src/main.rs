@@ -11,6 +11,7 @@ mod ca_cmd;
 mod cli;
 mod cluster_cmd;
 mod device_cmd;
+mod firmware_cmd;
 mod group_cmd;
 mod import_cmd;
 mod initial_cluster;
@@ -59,6 +60,9 @@ fn main() -> std::process::ExitCode {
             }
             cli::Commands::EnrollmentGroup { client, command } => {
                 group_cmd::run(&client.target()?, client.output, command).await
+            }
+            cli::Commands::Firmware { client, command } => {
+                firmware_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Tenant { client, command } => {
                 tenant_cmd::run(&client.target()?, client.output, command).await

@@ -217,6 +217,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(reflection_alpha)
         .add_service(RegistryService::new(node.clone(), kek.clone(), limits).into_server())
         .add_service(EnrollmentService::new(node.clone(), kek.clone()).into_server())
+        .add_service(idreg_api::firmware_service::FirmwareService::new(node.clone()).into_server())
         .add_service(
             SessionsService::new(node.store().session_log(), stats_source)
                 .into_server(limits.max_message_bytes),

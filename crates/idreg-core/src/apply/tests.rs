@@ -450,3 +450,43 @@ fn a_tenant_clone_policy_is_set_and_cleared() {
     reg.execute_effect(&set(None)).unwrap();
     assert_eq!(reg.tenant_clone_policy(&acme), None);
 }
+
+#[test]
+fn a_firmware_signer_is_added_once_and_removed() {
+    use crate::{FirmwareSigner, SignerName};
+    use p256::pkcs8::EncodePublicKey;
+    let mut reg = MemRegistry::default();
+    let key = p256::SecretKey::from_slice(&[7; 32]).unwrap();
+    let signer = FirmwareSigner {
+        name: SignerName::parse("name", "acme").unwrap(),
+        public_spki: key
+            .public_key()
+            .to_public_key_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+        added_ms: 1,
+    };
+    reg.execute_effect(&at(1, Command::AddFirmwareSigner(signer.clone())))
+        .unwrap();
+    assert_eq!(
+        reg.execute_effect(&at(2, Command::AddFirmwareSigner(signer.clone()))),
+        Err(Rejection::SignerExists("acme".into()))
+    );
+    // A key that is not P-256 is malformed, whatever the registry holds.
+    let mut bad = signer.clone();
+    bad.name = SignerName::parse("name", "other").unwrap();
+    bad.public_spki = vec![0x30, 0x03, 0x02, 0x01, 0x00];
+    assert!(matches!(
+        reg.execute_effect(&at(3, Command::AddFirmwareSigner(bad))),
+        Err(Rejection::Malformed(_))
+    ));
+    let remove = Command::RemoveFirmwareSigner {
+        name: signer.name.clone(),
+    };
+    reg.execute_effect(&at(4, remove.clone())).unwrap();
+    assert_eq!(
+        reg.execute_effect(&at(5, remove)),
+        Err(Rejection::SignerNotFound("acme".into()))
+    );
+}
