@@ -52,6 +52,7 @@ pub fn need(listener: Listener, path: &str) -> Need {
             "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices"
             | "RotatePsk" | "SetTenantPolicy",
         )
+        | ("idreg.v1.Firmware", "CheckManifest")
         | (
             "idreg.v1.Enrollment",
             "CreateEnrollmentGroup" | "SetEnrollmentGroupEnabled" | "DeleteEnrollmentGroup",

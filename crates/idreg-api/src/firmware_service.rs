@@ -1,6 +1,7 @@
 //! `idreg.v1.Firmware`: the vendors trusted to sign firmware manifests.
 
 use idreg_core::credential::pem_armour;
+use idreg_core::firmware_manifest::Manifest;
 use idreg_core::{Command, FirmwareSigner, SignerName};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
@@ -65,6 +66,37 @@ impl Firmware for FirmwareService {
         let signers = self.node.reader().firmware_signers().map_err(storage)?;
         Ok(Response::new(pb::ListSignersResponse {
             signers: signers.iter().map(signer_to_proto).collect(),
+        }))
+    }
+
+    async fn check_manifest(
+        &self,
+        request: Request<pb::CheckManifestRequest>,
+    ) -> Result<Response<pb::ManifestInfo>, Status> {
+        let req = request.into_inner();
+        let signers = self.node.reader().firmware_signers().map_err(storage)?;
+        let (signer, m) = Manifest::verify(
+            &req.manifest,
+            signers
+                .iter()
+                .map(|s| (s.name.as_str(), s.public_spki.as_slice())),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let image_checked = !req.image.is_empty();
+        if image_checked {
+            m.check_image(&req.image)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        Ok(Response::new(pb::ManifestInfo {
+            signer,
+            vendor: m.vendor,
+            device_class: m.class,
+            version: m.version.to_string(),
+            image_size: m.image_size,
+            image_sha256: hex::encode(m.image_sha256),
+            min_version: m.min_version.map(|v| v.to_string()).unwrap_or_default(),
+            image_uri: m.image_uri.unwrap_or_default(),
+            image_checked,
         }))
     }
 

@@ -330,6 +330,20 @@ pub enum FirmwareCommand {
     /// The vendors whose signed manifests are accepted.
     #[command(subcommand)]
     Signer(SignerCommand),
+    /// Signed manifests.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ManifestCommand {
+    /// Check a signed manifest (COSE_Sign1) against the registered signers,
+    /// and an image against it; nothing is stored (operator role).
+    Check {
+        manifest: PathBuf,
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
