@@ -1,4 +1,4 @@
-//! Validated names: device ids and tenants. A value of these types is always
+//! Validated names: device ids, tenants and firmware signers. A value of these types is always
 //! well formed, so code past the API edge never re-checks it.
 
 use std::fmt;
@@ -33,123 +33,78 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
     Ok(())
 }
 
-/// A device id: 1 to 128 bytes of `[A-Za-z0-9-_.:@]`.
-///
-/// Deserializing checks it too: a replicated or forwarded command can carry
-/// only well-formed ids, whoever encoded it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct DeviceId(String);
+/// A validated name type: serialized as its text, checked when parsed and
+/// when deserialized (a replicated or forwarded command can carry only
+/// well-formed names, whoever encoded it).
+macro_rules! validated_name {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(into = "String", try_from = "String")]
+        pub struct $name(String);
 
-impl DeviceId {
-    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        check_name(field, value, MAX_ID_LEN)?;
-        Ok(Self(value.to_owned()))
-    }
+        impl $name {
+            pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
+                check_name(field, value, $max)?;
+                Ok(Self(value.to_owned()))
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ValidationError;
+            fn try_from(value: String) -> Result<Self, ValidationError> {
+                check_name($field, &value, $max)?;
+                Ok(Self(value))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for DeviceId {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, ValidationError> {
-        check_name("id", &value, MAX_ID_LEN)?;
-        Ok(Self(value))
-    }
-}
+validated_name!(
+    /// A device id: 1 to 128 bytes of `[A-Za-z0-9-_.:@]`.
+    DeviceId,
+    "id",
+    MAX_ID_LEN
+);
 
-impl From<DeviceId> for String {
-    fn from(id: DeviceId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A tenant: 1 to 64 bytes of the same alphabet as device ids.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct TenantId(String);
+validated_name!(
+    /// A tenant: 1 to 64 bytes of the same alphabet as device ids.
+    TenantId,
+    "tenant",
+    MAX_TENANT_LEN
+);
 
 impl TenantId {
     pub const DEFAULT: &'static str = "default";
-
-    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        check_name(field, value, MAX_TENANT_LEN)?;
-        Ok(Self(value.to_owned()))
-    }
 
     /// The tenant for requests that name none.
     pub fn default_tenant() -> Self {
         Self(Self::DEFAULT.to_owned())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for TenantId {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, ValidationError> {
-        check_name("tenant", &value, MAX_TENANT_LEN)?;
-        Ok(Self(value))
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(t: TenantId) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A firmware signer (a vendor): 1 to 64 bytes of the same alphabet.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub struct SignerName(String);
-
-impl SignerName {
-    pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-        check_name(field, value, MAX_TENANT_LEN)?;
-        Ok(Self(value.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for SignerName {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, ValidationError> {
-        check_name("signer", &value, MAX_TENANT_LEN)?;
-        Ok(Self(value))
-    }
-}
-
-impl From<SignerName> for String {
-    fn from(s: SignerName) -> String {
-        s.0
-    }
-}
-
-impl fmt::Display for SignerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+validated_name!(
+    /// A firmware signer (a vendor): 1 to 64 bytes of the same alphabet.
+    SignerName,
+    "signer",
+    MAX_TENANT_LEN
+);
 
 #[cfg(test)]
 mod tests {
