@@ -160,11 +160,33 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
         let e = raw
-            .forward(pb::RaftPayload { data: garbage })
+            .forward(pb::RaftPayload {
+                data: garbage.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        let e = raw
+            .session_starts(pb::RaftPayload { data: garbage })
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
+    // A node announces only its own device sessions.
+    let forged = vec![idreg_core::SessionStart {
+        device: "sensor".into(),
+        ip: [10, 0, 0, 1].into(),
+        node: 9,
+        session: 1,
+        started_ms: 1,
+    }];
+    let e = raw
+        .session_starts(pb::RaftPayload {
+            data: idreg_raft::wire::encode(&forged).unwrap(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
     assert_eq!(all_ids_local(&c.addrs[&follower]).await.len(), 5001);
 }
 
