@@ -177,33 +177,19 @@ impl CoapEndpoint {
             };
             o.seq = (o.seq + 1) & 0x00ff_ffff;
             o.sent += 1;
-            let message_id = self.next_message_id;
-            self.next_message_id = self.next_message_id.wrapping_add(1);
+            let message_id = self.take_message_id();
             let confirmable = o.sent.is_multiple_of(CON_EVERY);
             o.last_message_id = Some(message_id);
             o.awaiting = confirmable.then_some(message_id);
             if still {
                 options.push((CoapOption::Observe, encode_uint(o.seq)));
             }
-            let mut packet = Packet::new();
-            packet.header.set_type(if confirmable {
+            let kind = if confirmable {
                 MessageType::Confirmable
             } else {
                 MessageType::NonConfirmable
-            });
-            packet.header.message_id = message_id;
-            packet.set_token(o.token.clone());
-            packet.header.code = MessageClass::Response(reply.code);
-            if let Some(cf) = reply.format {
-                packet.set_content_format(cf);
-            }
-            for (option, value) in options {
-                packet.add_option(option, value);
-            }
-            packet.payload = reply.payload;
-            if let Ok(bytes) = packet.to_bytes() {
-                out.push(bytes);
-            }
+            };
+            out.extend(response_bytes(kind, message_id, &o.token, reply, options));
             let observations = self.observations.as_mut().expect("checked above");
             if still {
                 observations.register(o);
@@ -387,25 +373,21 @@ impl CoapEndpoint {
         if self.blocks.as_ref().is_some_and(|t| t.is_empty()) {
             self.blocks = None;
         }
-        let mut response = Packet::new();
-        if h.kind == 0 {
-            response.header.set_type(MessageType::Acknowledgement);
-            response.header.message_id = h.message_id;
+        // A CON is answered piggybacked in its ACK; a NON with a NON of
+        // our own message id.
+        let (kind, message_id) = if h.kind == 0 {
+            (MessageType::Acknowledgement, h.message_id)
         } else {
-            response.header.set_type(MessageType::NonConfirmable);
-            response.header.message_id = self.next_message_id;
-            self.next_message_id = self.next_message_id.wrapping_add(1);
-        }
-        response.set_token(token.to_vec());
-        response.header.code = MessageClass::Response(reply.code);
-        if let Some(cf) = reply.format {
-            response.set_content_format(cf);
-        }
-        for (option, value) in options {
-            response.add_option(option, value);
-        }
-        response.payload = reply.payload;
-        response.to_bytes().ok()
+            (MessageType::NonConfirmable, self.take_message_id())
+        };
+        response_bytes(kind, message_id, token, reply, options)
+    }
+
+    /// The next message id of ours (notifications, NON responses).
+    fn take_message_id(&mut self) -> u16 {
+        let id = self.next_message_id;
+        self.next_message_id = id.wrapping_add(1);
+        id
     }
 
     /// One request, block-wise or not (RFC 7959): a Block1 block joins the
@@ -765,6 +747,30 @@ fn route(
         },
         ctx,
     )
+}
+
+/// A response message: its type and id, the request's token, the reply's
+/// code, content format and payload, and `options`.
+fn response_bytes(
+    kind: MessageType,
+    message_id: u16,
+    token: &[u8],
+    reply: Reply,
+    options: Options,
+) -> Option<Vec<u8>> {
+    let mut response = Packet::new();
+    response.header.set_type(kind);
+    response.header.message_id = message_id;
+    response.set_token(token.to_vec());
+    response.header.code = MessageClass::Response(reply.code);
+    if let Some(cf) = reply.format {
+        response.set_content_format(cf);
+    }
+    for (option, value) in options {
+        response.add_option(option, value);
+    }
+    response.payload = reply.payload;
+    response.to_bytes().ok()
 }
 
 #[cfg(test)]
