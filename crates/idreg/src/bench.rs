@@ -28,6 +28,21 @@ struct Summary {
     server_rss_kb: Option<u64>,
 }
 
+/// A device whose one PSK has the device id as its identity.
+pub(crate) fn psk_device(id: &str, key: &[u8]) -> pb::CreateDeviceRequest {
+    let mut req = pb::CreateDeviceRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    req.credentials.push(pb::CredentialInput {
+        kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
+            identity: id.as_bytes().to_vec(),
+            secret: key.to_vec(),
+        })),
+    });
+    req
+}
+
 /// Latencies sorted: (count, p50, p90, p99, max).
 pub(crate) fn percentiles(mut lat_us: Vec<u64>) -> (usize, u64, u64, u64, u64) {
     lat_us.sort_unstable();
@@ -325,17 +340,8 @@ pub async fn run(
                     move |mut c, i| {
                         let id = format!("{prefix}-{i:08}");
                         async move {
-                            let mut req = pb::CreateDeviceRequest {
-                                id: id.clone(),
-                                ..Default::default()
-                            };
+                            let mut req = psk_device(&id, b"bench-secret-0123456789");
                             req.labels.insert("bench".into(), "register".into());
-                            req.credentials.push(pb::CredentialInput {
-                                kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
-                                    identity: id.into_bytes(),
-                                    secret: b"bench-secret-0123456789".to_vec(),
-                                })),
-                            });
                             let ok = c.create_device(req).await.is_ok();
                             (c, ok)
                         }

@@ -23,7 +23,7 @@ use idreg_dtls::client::ClientConfig;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::bench::percentiles;
+use crate::bench::{percentiles, psk_device};
 use crate::bench_device::proc_sample;
 use crate::cli::OutputFormat;
 
@@ -73,20 +73,6 @@ fn revoked_count(payload: &[u8]) -> Option<u64> {
         }
     }
     None
-}
-
-fn psk_device(id: &str, key: &[u8]) -> pb::CreateDeviceRequest {
-    let mut req = pb::CreateDeviceRequest {
-        id: id.into(),
-        ..Default::default()
-    };
-    req.credentials.push(pb::CredentialInput {
-        kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
-            identity: id.as_bytes().to_vec(),
-            secret: key.to_vec(),
-        })),
-    });
-    req
 }
 
 /// What every observer shares with the bench.

@@ -84,17 +84,10 @@ pub async fn run(
         }
         let id = format!("revoke-{}-{i:06}", std::process::id());
         let key = b"revoke-bench-secret-0123".to_vec();
-        let mut req = pb::CreateDeviceRequest {
-            id: id.clone(),
-            ..Default::default()
-        };
-        req.credentials.push(pb::CredentialInput {
-            kind: Some(pb::credential_input::Kind::Psk(pb::PskInput {
-                identity: id.clone().into_bytes(),
-                secret: key.clone(),
-            })),
-        });
-        client.create_device(req).await.context("CreateDevice")?;
+        client
+            .create_device(crate::bench::psk_device(&id, &key))
+            .await
+            .context("CreateDevice")?;
         let cred = ClientConfig::psk(id.as_bytes(), &key);
         let known = on_every_front(&fronts, &cred, true).await;
         if known.iter().any(Option::is_none) {
