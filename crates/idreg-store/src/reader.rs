@@ -75,6 +75,17 @@ impl RegistryReader {
         Ok(self.db.get_pinned_cf(&handle, key)?.map(|v| v.to_vec()))
     }
 
+    /// A cluster-wide record (`CF_CLUSTER`), decoded.
+    fn cluster_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_cf(CF_CLUSTER, key)?
+            .map(|b| decode_as(what, &b))
+            .transpose()
+    }
+
     fn id_at(&self, cf: &str, key: &[u8]) -> Result<Option<DeviceId>, StoreError> {
         match self.get_cf(cf, key)? {
             Some(bytes) => {
@@ -163,10 +174,10 @@ impl RegistryReader {
         &self,
         tenant: &str,
     ) -> Result<Option<idreg_core::ClonePolicy>, StoreError> {
-        match self.get_cf(CF_CLUSTER, &crate::keys::tenant_clone_key(tenant))? {
-            Some(v) => Ok(Some(decode_as("tenant clone policy", &v)?)),
-            None => Ok(None),
-        }
+        self.cluster_record(
+            &crate::keys::tenant_clone_key(tenant),
+            "tenant clone policy",
+        )
     }
 
     pub fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, StoreError> {
@@ -383,10 +394,7 @@ impl RegistryView for RegistryReader {
         self.id_at(CF_REVOKED, &revoked_fingerprint_key(&fingerprint.0))
     }
     fn device_ca(&self) -> Result<Option<DeviceCa>, StoreError> {
-        match self.get_cf(CF_CLUSTER, CLUSTER_DEVICE_CA)? {
-            Some(b) => Ok(Some(decode_as("device CA", &b)?)),
-            None => Ok(None),
-        }
+        self.cluster_record(CLUSTER_DEVICE_CA, "device CA")
     }
     fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, StoreError> {
         let cf = self.db.cf_handle(CF_IDX_GATEWAY).expect("cf exists");
@@ -410,24 +418,15 @@ impl RegistryView for RegistryReader {
         Ok(out)
     }
     fn rl_key(&self) -> Result<Option<RlSigningKey>, StoreError> {
-        match self.get_cf(CF_CLUSTER, CLUSTER_RL_KEY)? {
-            Some(b) => Ok(Some(decode_as("revocation-list key", &b)?)),
-            None => Ok(None),
-        }
+        self.cluster_record(CLUSTER_RL_KEY, "revocation-list key")
     }
     fn firmware_signer(
         &self,
         name: &idreg_core::SignerName,
     ) -> Result<Option<idreg_core::FirmwareSigner>, StoreError> {
-        match self.get_cf(CF_CLUSTER, &fw_signer_key(name.as_str()))? {
-            Some(b) => Ok(Some(decode_as("firmware signer", &b)?)),
-            None => Ok(None),
-        }
+        self.cluster_record(&fw_signer_key(name.as_str()), "firmware signer")
     }
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, StoreError> {
-        match self.get_cf(CF_CLUSTER, &group_key(name.as_str()))? {
-            Some(b) => Ok(Some(decode_as("enrollment group", &b)?)),
-            None => Ok(None),
-        }
+        self.cluster_record(&group_key(name.as_str()), "enrollment group")
     }
 }
