@@ -150,6 +150,20 @@ impl StateMachine {
     /// Adds an enrollment group's record and its CA index entry to `batch`
     /// (`after` `None`: deletes them), and makes it visible to later
     /// commands of the same batch.
+    /// Puts a cluster-wide record (`CF_CLUSTER`), or deletes it (`None`).
+    fn write_cluster<T: serde::Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        key: &[u8],
+        value: Option<&T>,
+    ) {
+        let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
+        match value {
+            Some(v) => batch.put_cf(&cluster, key, encode(v)),
+            None => batch.delete_cf(&cluster, key),
+        }
+    }
+
     fn write_group(
         &self,
         batch: &mut WriteBatch,
@@ -165,14 +179,9 @@ impl StateMachine {
         {
             batch.delete_cf(&cluster, group_ca_key(&hash, name.as_str()));
         }
-        match &after {
-            Some(g) => {
-                batch.put_cf(&cluster, group_key(name.as_str()), encode(g));
-                if let Some(hash) = g.ca_subject_hash() {
-                    batch.put_cf(&cluster, group_ca_key(&hash, name.as_str()), b"");
-                }
-            }
-            None => batch.delete_cf(&cluster, group_key(name.as_str())),
+        self.write_cluster(batch, &group_key(name.as_str()), after.as_ref());
+        if let Some(hash) = after.as_ref().and_then(|g| g.ca_subject_hash()) {
+            batch.put_cf(&cluster, group_ca_key(&hash, name.as_str()), b"");
         }
         overlay.record_effect(&Effect::Group { name, after });
         Ok(())
@@ -256,8 +265,7 @@ impl StateMachine {
                         };
                         let change = match verdict {
                             Ok(Effect::DeviceCa(ca)) => {
-                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
-                                batch.put_cf(&cluster, CLUSTER_DEVICE_CA, encode(&ca));
+                                self.write_cluster(&mut batch, CLUSTER_DEVICE_CA, Some(&ca));
                                 tracing::info!(
                                     revision,
                                     origin = ca.origin.as_str(),
@@ -269,8 +277,7 @@ impl StateMachine {
                                 continue;
                             }
                             Ok(Effect::RlKey(key)) => {
-                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
-                                batch.put_cf(&cluster, CLUSTER_RL_KEY, encode(&key));
+                                self.write_cluster(&mut batch, CLUSTER_RL_KEY, Some(&key));
                                 tracing::info!(
                                     revision,
                                     fingerprint = %key.fingerprint(),
@@ -281,16 +288,14 @@ impl StateMachine {
                                 continue;
                             }
                             Ok(Effect::FirmwareSigner { name, after }) => {
-                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
                                 let key = crate::keys::fw_signer_key(name.as_str());
+                                self.write_cluster(&mut batch, &key, after.as_ref());
                                 match &after {
                                     Some(s) => {
-                                        batch.put_cf(&cluster, key, encode(s));
-                                        tracing::info!(revision, signer = %name, fingerprint = %s.fingerprint(), "firmware signer added");
+                                        tracing::info!(revision, signer = %name, fingerprint = %s.fingerprint(), "firmware signer added")
                                     }
                                     None => {
-                                        batch.delete_cf(&cluster, key);
-                                        tracing::info!(revision, signer = %name, "firmware signer removed");
+                                        tracing::info!(revision, signer = %name, "firmware signer removed")
                                     }
                                 }
                                 overlay.record_effect(&Effect::FirmwareSigner { name, after });
@@ -298,12 +303,8 @@ impl StateMachine {
                                 continue;
                             }
                             Ok(Effect::TenantClonePolicy { tenant, policy }) => {
-                                let cluster = self.db.cf_handle(CF_CLUSTER).expect("cf exists");
                                 let key = crate::keys::tenant_clone_key(tenant.as_str());
-                                match policy {
-                                    Some(p) => batch.put_cf(&cluster, key, encode(&p)),
-                                    None => batch.delete_cf(&cluster, key),
-                                }
+                                self.write_cluster(&mut batch, &key, policy.as_ref());
                                 tracing::info!(
                                     revision,
                                     %tenant,
