@@ -405,14 +405,17 @@ async fn a_node_that_lost_its_leader_refuses_new_handshakes() {
     assert!(stats.handshakes_refused_stale >= 1, "{stats:?}");
 }
 
-/// `idreg session clones -o json`, once `want` sightings are there (5 s).
+/// `idreg session clones -o json`, once `want` sightings are counted and
+/// listed (5 s): the audit entry is written a moment after the count.
 fn clones(server: &Server, want: u64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = server.cli(&["session", "clones", "-o", "json"]);
         assert!(out.status.success(), "{}", output_text(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        if v["detected"].as_u64().unwrap_or(0) >= want || Instant::now() > deadline {
+        let listed = v["clones"].as_array().map_or(0, |c| c.len() as u64);
+        let counted = v["detected"].as_u64().unwrap_or(0);
+        if counted.min(listed) >= want || Instant::now() > deadline {
             return v;
         }
         std::thread::sleep(Duration::from_millis(50));
