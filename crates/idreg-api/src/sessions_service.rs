@@ -87,7 +87,7 @@ fn resume_key(digest: [u8; 8], token: &str) -> Result<Option<Vec<u8>>, Status> {
 
 fn sighting_to_proto(c: &CloneSighting) -> pb::CloneSighting {
     pb::CloneSighting {
-        device: c.device.clone(),
+        device: c.first.device.clone(),
         first_address: c.first.ip.to_string(),
         second_address: c.second.ip.to_string(),
         at: Some(timestamp(c.at_ms)),

@@ -53,6 +53,15 @@ pub struct CoapResponse {
 }
 
 impl CoapResponse {
+    /// A response message's code, content format and payload.
+    pub(crate) fn of(p: Packet) -> Self {
+        Self {
+            code: p.header.get_code(),
+            content_format: p.get_content_format().map(usize::from),
+            payload: p.payload,
+        }
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
@@ -274,11 +283,7 @@ impl CoapRequest {
         if r.get_token() == self.token.as_slice()
             && matches!(r.header.code, MessageClass::Response(_))
         {
-            return Some(Ok(CoapResponse {
-                code: r.header.get_code(),
-                content_format: r.get_content_format().map(usize::from),
-                payload: r.payload,
-            }));
+            return Some(Ok(CoapResponse::of(r)));
         }
         if r.header.get_type() == MessageType::Reset && r.header.message_id == self.message_id {
             return Some(Err(DeviceError::BadResponse("RST".into())));

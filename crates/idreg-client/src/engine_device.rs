@@ -220,11 +220,7 @@ impl EngineDevice {
                         self.socket.send_to(&d, self.server).await?;
                     }
                 }
-                return Ok(Some(CoapResponse {
-                    code: p.header.get_code(),
-                    content_format: p.get_content_format().map(usize::from),
-                    payload: p.payload,
-                }));
+                return Ok(Some(CoapResponse::of(p)));
             }
             if self.client.is_closed() {
                 return Err(DeviceError::Closed(format!("{:?}", self.client.error())));

@@ -233,7 +233,6 @@ impl CloneWatch {
             warn!(device = %first.device, first = %first.ip, first_node = first.node, second = %second.ip, second_node = second.node, action = policy.as_str(), detected = n, "cloned credential: one identity live from two addresses");
         }
         let sighting = CloneSighting {
-            device: first.device.clone(),
             first: first.clone(),
             second: second.clone(),
             at_ms: crate::unix_ms(),

@@ -117,7 +117,7 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
         // The tenant is a validated name by its type; the policy an enum.
         Command::SetTenantClonePolicy { .. } | Command::RemoveFirmwareSigner { .. } => Ok(()),
         Command::AddFirmwareSigner(s) => {
-            crate::FirmwareSigner::check_key("public_key", &s.public_spki).map(|_| ())
+            crate::credential::canonical_p256_spki("public_key", &s.public_spki).map(|_| ())
         }
     }
 }

@@ -22,18 +22,13 @@ impl FirmwareSigner {
         hex::encode(Sha256::digest(&self.public_spki))
     }
 
-    /// Checks that `spki` is a P-256 public key; its canonical DER.
-    pub fn check_key(field: &str, spki: &[u8]) -> Result<Vec<u8>, ValidationError> {
-        crate::credential::canonical_p256_spki(field, spki)
-    }
-
     /// The key as PEM or DER SubjectPublicKeyInfo, checked; its DER.
     pub fn key_from_pem_or_der(field: &str, key: &[u8]) -> Result<Vec<u8>, ValidationError> {
         match std::str::from_utf8(key) {
             Ok(text) if text.trim_start().starts_with("-----") => {
                 Ok(crate::credential::public_key_from_spki_pem(field, text)?.spki_der)
             }
-            _ => Self::check_key(field, key),
+            _ => crate::credential::canonical_p256_spki(field, key),
         }
     }
 }

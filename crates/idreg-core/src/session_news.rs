@@ -64,8 +64,8 @@ pub trait SessionAnnouncer: Send + Sync {
 /// An audit entry: one cloned credential seen by this node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloneSighting {
-    pub device: String,
-    /// The session that was there first, and the one that started second.
+    /// The session that was there first, and the one that started second
+    /// (both of the same device).
     pub first: SessionStart,
     pub second: SessionStart,
     pub at_ms: u64,

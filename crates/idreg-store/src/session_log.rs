@@ -196,7 +196,7 @@ impl SessionLog {
                 break;
             }
             let c: CloneSighting = decode_as("clone sighting", &value)?;
-            if device.is_some_and(|d| d != c.device) {
+            if device.is_some_and(|d| d != c.first.device) {
                 continue;
             }
             if found.len() == limit {
@@ -318,7 +318,6 @@ mod tests {
                 started_ms: at_ms,
             };
             CloneSighting {
-                device: device.into(),
                 first: start(1),
                 second: start(2),
                 at_ms,
