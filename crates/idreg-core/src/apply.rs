@@ -65,6 +65,26 @@ pub enum Effect {
         name: crate::SignerName,
         after: Option<crate::FirmwareSigner>,
     },
+    /// A release staged, grown by a chunk, completed (`Some`) or dropped;
+    /// `drop_upload`: the chunks of that upload go.
+    FirmwareRelease {
+        id: crate::ReleaseId,
+        after: Option<crate::FirmwareRelease>,
+        chunk: Option<(u32, Vec<u8>)>,
+        drop_upload: Option<u64>,
+    },
+    /// A rollout created, changed (`Some`) or removed.
+    Rollout {
+        release: crate::ReleaseId,
+        after: Option<crate::Rollout>,
+    },
+    /// A device's firmware report replaced (`before`), or with `after`
+    /// `None` dropped with its device.
+    FirmwareReport {
+        device: DeviceId,
+        before: Option<crate::FirmwareReport>,
+        after: Option<crate::FirmwareReport>,
+    },
     /// A tenant's clone policy set (`Some`) or cleared.
     TenantClonePolicy {
         tenant: crate::TenantId,
@@ -120,6 +140,9 @@ pub fn apply<V: RegistryView>(
             return Ok(Err(Rejection::RlKeyExists));
         }
         return Ok(Ok(Effect::RlKey(key.clone())));
+    }
+    if let Some(effect) = firmware::apply(view, proposal)? {
+        return Ok(effect);
     }
     match &proposal.command {
         Command::AddEnrollmentGroup(_)
@@ -268,7 +291,16 @@ fn apply_to_device<V: RegistryView>(
         | Command::RotatePsk { .. }
         | Command::SetTenantClonePolicy { .. }
         | Command::AddFirmwareSigner(_)
-        | Command::RemoveFirmwareSigner { .. } => unreachable!("handled by apply"),
+        | Command::RemoveFirmwareSigner { .. }
+        | Command::BeginFirmwareUpload { .. }
+        | Command::PutFirmwareChunk { .. }
+        | Command::FinishFirmwareUpload { .. }
+        | Command::AbortFirmwareUpload { .. }
+        | Command::RemoveFirmwareRelease { .. }
+        | Command::SetRollout(_)
+        | Command::SetRolloutPaused { .. }
+        | Command::RemoveRollout { .. }
+        | Command::ReportFirmware { .. } => unreachable!("handled by apply"),
     }
 }
 
@@ -459,5 +491,6 @@ pub(crate) fn check_new_credentials<V: RegistryView>(
 }
 
 mod enrollment;
+mod firmware;
 #[cfg(test)]
 mod tests;

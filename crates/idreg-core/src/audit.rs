@@ -53,6 +53,9 @@ pub enum AuditAction {
     TenantPolicy,
     /// Firmware signers (nor these).
     FirmwareSigner,
+    /// Firmware releases, rollouts and device reports (a report is kept
+    /// as the device's firmware state, not in its history).
+    Firmware,
 }
 
 impl AuditAction {
@@ -73,6 +76,15 @@ impl AuditAction {
             Command::AddFirmwareSigner(_) | Command::RemoveFirmwareSigner { .. } => {
                 AuditAction::FirmwareSigner
             }
+            Command::BeginFirmwareUpload { .. }
+            | Command::PutFirmwareChunk { .. }
+            | Command::FinishFirmwareUpload { .. }
+            | Command::AbortFirmwareUpload { .. }
+            | Command::RemoveFirmwareRelease { .. }
+            | Command::SetRollout(_)
+            | Command::SetRolloutPaused { .. }
+            | Command::RemoveRollout { .. }
+            | Command::ReportFirmware { .. } => AuditAction::Firmware,
         }
     }
 
@@ -89,6 +101,7 @@ impl AuditAction {
             AuditAction::EnrollmentGroup => "enrollment-group",
             AuditAction::TenantPolicy => "tenant-policy",
             AuditAction::FirmwareSigner => "firmware-signer",
+            AuditAction::Firmware => "firmware",
         }
     }
 }

@@ -8,6 +8,8 @@ use crate::audit::Author;
 use crate::credential::{Credential, Fingerprint, PublicKeyCredential};
 use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
+use crate::firmware_release::{Attempt, ReleaseId, Rollout};
+use crate::firmware_version::FirmwareVersion;
 use crate::labels::Labels;
 use crate::names::{DeviceId, TenantId};
 use crate::revocation_list::RlSigningKey;
@@ -120,6 +122,51 @@ pub enum Command {
     RemoveFirmwareSigner {
         name: crate::SignerName,
     },
+    /// Stages a release: the manifest (verified again here against
+    /// `signer`'s key), its chunks to follow under the new `upload`.
+    BeginFirmwareUpload {
+        signer: crate::SignerName,
+        cose: Vec<u8>,
+        upload: u64,
+    },
+    /// Chunk `index` of a staged upload; chunks arrive in order.
+    PutFirmwareChunk {
+        release: ReleaseId,
+        upload: u64,
+        index: u32,
+        bytes: Vec<u8>,
+    },
+    /// Every chunk is in: the release becomes visible.
+    FinishFirmwareUpload {
+        release: ReleaseId,
+        upload: u64,
+    },
+    /// Drops a staged upload and its chunks (the uploader gave up, or the
+    /// leader's sweep found it stale).
+    AbortFirmwareUpload {
+        release: ReleaseId,
+        upload: u64,
+    },
+    /// Deletes a complete release and its image; refused while a rollout
+    /// offers it.
+    RemoveFirmwareRelease {
+        release: ReleaseId,
+    },
+    /// Creates or replaces the rollout of a complete release.
+    SetRollout(Rollout),
+    SetRolloutPaused {
+        release: ReleaseId,
+        paused: bool,
+    },
+    RemoveRollout {
+        release: ReleaseId,
+    },
+    /// What a device reports about its firmware.
+    ReportFirmware {
+        id: DeviceId,
+        running: FirmwareVersion,
+        attempt: Option<Attempt>,
+    },
 }
 
 /// One enrollment: the device, how it proved it may enroll, and the key
@@ -153,7 +200,8 @@ impl Command {
             | Command::Revoke { id, .. }
             | Command::Delete { id }
             | Command::CompleteRotation { id, .. }
-            | Command::RotatePsk { id, .. } => Some(id),
+            | Command::RotatePsk { id, .. }
+            | Command::ReportFirmware { id, .. } => Some(id),
             Command::Enroll(e) => Some(&e.id),
             Command::SetDeviceCa { .. }
             | Command::SetRlKey { .. }
@@ -162,7 +210,15 @@ impl Command {
             | Command::DeleteEnrollmentGroup { .. }
             | Command::SetTenantClonePolicy { .. }
             | Command::AddFirmwareSigner(_)
-            | Command::RemoveFirmwareSigner { .. } => None,
+            | Command::RemoveFirmwareSigner { .. }
+            | Command::BeginFirmwareUpload { .. }
+            | Command::PutFirmwareChunk { .. }
+            | Command::FinishFirmwareUpload { .. }
+            | Command::AbortFirmwareUpload { .. }
+            | Command::RemoveFirmwareRelease { .. }
+            | Command::SetRollout(_)
+            | Command::SetRolloutPaused { .. }
+            | Command::RemoveRollout { .. } => None,
         }
     }
 }

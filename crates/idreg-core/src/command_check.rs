@@ -119,8 +119,50 @@ pub fn check_command(command: &Command) -> Result<(), ValidationError> {
         Command::AddFirmwareSigner(s) => {
             crate::credential::canonical_p256_spki("public_key", &s.public_spki).map(|_| ())
         }
+        Command::BeginFirmwareUpload { cose, .. } => {
+            if cose.len() > MAX_MANIFEST_LEN {
+                return Err(ValidationError::new(
+                    "manifest",
+                    format!("over {MAX_MANIFEST_LEN} bytes"),
+                ));
+            }
+            Ok(())
+        }
+        Command::PutFirmwareChunk { bytes, .. } => {
+            if bytes.is_empty() || bytes.len() > crate::firmware_release::CHUNK_SIZE {
+                return Err(ValidationError::new(
+                    "chunk",
+                    format!("1 to {} bytes", crate::firmware_release::CHUNK_SIZE),
+                ));
+            }
+            Ok(())
+        }
+        Command::SetRollout(r) => {
+            if !(1..=100).contains(&r.percent) {
+                return Err(ValidationError::new("percent", "1 to 100"));
+            }
+            if r.labels.len() > crate::limits::MAX_LABELS {
+                return Err(ValidationError::new(
+                    "labels",
+                    format!("more than {} labels", crate::limits::MAX_LABELS),
+                ));
+            }
+            for (k, v) in &r.labels {
+                crate::labels::check_label("labels", k, v)?;
+            }
+            Ok(())
+        }
+        Command::FinishFirmwareUpload { .. }
+        | Command::AbortFirmwareUpload { .. }
+        | Command::RemoveFirmwareRelease { .. }
+        | Command::SetRolloutPaused { .. }
+        | Command::RemoveRollout { .. }
+        | Command::ReportFirmware { .. } => Ok(()),
     }
 }
+
+/// Largest signed manifest accepted: a few hundred bytes in practice.
+pub const MAX_MANIFEST_LEN: usize = 4096;
 
 fn check_credentials(field: &str, creds: &[Credential]) -> Result<(), ValidationError> {
     if creds.len() > MAX_CREDENTIALS {

@@ -82,4 +82,18 @@ pub enum Rejection {
     SignerExists(String),
     #[error("no firmware signer {0}")]
     SignerNotFound(String),
+    /// The manifest or image does not hold up (signature, content, a chunk).
+    #[error("{0}")]
+    FirmwareRefused(String),
+    #[error("firmware release {0} already exists")]
+    ReleaseExists(String),
+    #[error("no firmware release {0}")]
+    ReleaseNotFound(String),
+    /// Another upload of the release is under way, or this one was replaced.
+    #[error("{0}")]
+    UploadConflict(String),
+    #[error("no rollout of {0}")]
+    RolloutNotFound(String),
+    #[error("release {0} is offered by a rollout; remove the rollout first")]
+    ReleaseInRollout(String),
 }

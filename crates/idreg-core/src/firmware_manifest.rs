@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cose_sign1::{self, CoseError};
 use crate::firmware_version::FirmwareVersion;
+use crate::names::DeviceClass;
 
 /// Largest image a manifest may describe (the device front serves it
 /// block-wise; the store keeps it chunked).
@@ -28,10 +29,10 @@ pub const MAX_IMAGE_SIZE: u64 = 64 << 20;
 /// Longest vendor, class or URI text.
 pub const MAX_TEXT_LEN: usize = 256;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub vendor: String,
-    pub class: String,
+    pub class: DeviceClass,
     pub version: FirmwareVersion,
     pub image_size: u64,
     pub image_sha256: [u8; 32],
@@ -109,7 +110,11 @@ impl Manifest {
         };
         Ok(Self {
             vendor: text("vendor", &need(1, "vendor")?)?,
-            class: text("device class", &need(2, "device class")?)?,
+            class: DeviceClass::parse(
+                "device class",
+                &text("device class", &need(2, "device class")?)?,
+            )
+            .map_err(|e| content(e.to_string()))?,
             version: version("version", &need(3, "version")?)?,
             image_size,
             image_sha256,
@@ -128,7 +133,7 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let mut map = vec![
             (Value::from(1), Value::Text(self.vendor.clone())),
-            (Value::from(2), Value::Text(self.class.clone())),
+            (Value::from(2), Value::Text(self.class.to_string())),
             (Value::from(3), Value::Text(self.version.to_string())),
             (Value::from(4), Value::from(self.image_size)),
             (Value::from(5), Value::Bytes(self.image_sha256.to_vec())),
@@ -197,7 +202,7 @@ mod tests {
     fn manifest(image: &[u8]) -> Manifest {
         Manifest {
             vendor: "acme".into(),
-            class: "thermo-v2".into(),
+            class: DeviceClass::parse("class", "thermo-v2").unwrap(),
             version: v("1.4.2"),
             image_size: image.len() as u64,
             image_sha256: Sha256::digest(image).into(),

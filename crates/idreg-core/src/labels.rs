@@ -52,7 +52,14 @@ fn value_char_ok(c: char) -> bool {
 pub const ROLE_LABEL: &str = "idreg.io/role";
 pub const GATEWAY_ROLE: &str = "gateway";
 
+/// The reserved label that names a device's class: which firmware it
+/// takes. Its value is a [`crate::names::DeviceClass`].
+pub const CLASS_LABEL: &str = "idreg.io/class";
+
 pub fn check_label(field: &str, key: &str, value: &str) -> Result<(), ValidationError> {
+    if key == CLASS_LABEL {
+        crate::names::DeviceClass::parse(field, value)?;
+    }
     if key == ROLE_LABEL && value != GATEWAY_ROLE {
         return Err(ValidationError::new(
             field,
@@ -140,6 +147,12 @@ impl Labels {
 
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
+    }
+
+    /// The device's class ([`CLASS_LABEL`]), if it has one.
+    pub fn class(&self) -> Option<crate::names::DeviceClass> {
+        self.get(CLASS_LABEL)
+            .and_then(|c| crate::names::DeviceClass::parse(CLASS_LABEL, c).ok())
     }
 
     /// Whether the labels make their device a gateway.

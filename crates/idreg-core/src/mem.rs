@@ -26,6 +26,11 @@ pub struct MemRegistry {
     rl_key: Option<RlSigningKey>,
     tenant_clone: BTreeMap<crate::TenantId, crate::ClonePolicy>,
     signers: BTreeMap<crate::SignerName, crate::FirmwareSigner>,
+    releases: BTreeMap<crate::ReleaseId, crate::FirmwareRelease>,
+    /// (release, upload, index) -> bytes.
+    chunks: BTreeMap<(crate::ReleaseId, u64, u32), Vec<u8>>,
+    rollouts: BTreeMap<crate::ReleaseId, crate::Rollout>,
+    reports: BTreeMap<DeviceId, crate::FirmwareReport>,
     revision: u64,
 }
 
@@ -63,6 +68,44 @@ impl MemRegistry {
                     self.signers.remove(name);
                 }
             },
+            Effect::FirmwareRelease {
+                id,
+                after,
+                chunk,
+                drop_upload,
+            } => {
+                if let Some(upload) = drop_upload {
+                    self.chunks.retain(|(r, u, _), _| !(r == id && u == upload));
+                }
+                match after {
+                    Some(r) => {
+                        if let Some((index, bytes)) = chunk {
+                            self.chunks
+                                .insert((id.clone(), r.upload, *index), bytes.clone());
+                        }
+                        self.releases.insert(id.clone(), r.clone());
+                    }
+                    None => {
+                        self.releases.remove(id);
+                    }
+                }
+            }
+            Effect::Rollout { release, after } => match after {
+                Some(r) => {
+                    self.rollouts.insert(release.clone(), r.clone());
+                }
+                None => {
+                    self.rollouts.remove(release);
+                }
+            },
+            Effect::FirmwareReport { device, after, .. } => match after {
+                Some(r) => {
+                    self.reports.insert(device.clone(), r.clone());
+                }
+                None => {
+                    self.reports.remove(device);
+                }
+            },
             Effect::TenantClonePolicy { tenant, policy } => match policy {
                 Some(p) => {
                     self.tenant_clone.insert(tenant.clone(), *p);
@@ -88,7 +131,10 @@ impl MemRegistry {
             | Effect::RlKey(_)
             | Effect::Group { .. }
             | Effect::TenantClonePolicy { .. }
-            | Effect::FirmwareSigner { .. } => {
+            | Effect::FirmwareSigner { .. }
+            | Effect::FirmwareRelease { .. }
+            | Effect::Rollout { .. }
+            | Effect::FirmwareReport { .. } => {
                 Err(Rejection::Malformed("not a device command".into()))
             }
         }
@@ -116,6 +162,8 @@ impl MemRegistry {
             }
             None => {
                 self.devices.remove(&change.id);
+                // A device's firmware report goes with it.
+                self.reports.remove(&change.id);
             }
         }
         if let Some(r) = &change.revocation {
@@ -125,6 +173,22 @@ impl MemRegistry {
 
     pub fn devices(&self) -> impl Iterator<Item = &Device> {
         self.devices.values()
+    }
+
+    /// The stored image of a release's current upload, chunks joined.
+    pub fn firmware_image(&self, id: &crate::ReleaseId) -> Option<Vec<u8>> {
+        let r = self.releases.get(id)?;
+        Some(
+            self.chunks
+                .range((id.clone(), r.upload, 0)..=(id.clone(), r.upload, u32::MAX))
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect(),
+        )
+    }
+
+    /// Chunks stored for any upload.
+    pub fn firmware_chunks(&self) -> usize {
+        self.chunks.len()
     }
 
     pub fn revoked_count(&self) -> usize {
@@ -175,6 +239,18 @@ impl RegistryView for MemRegistry {
     }
     fn rl_key(&self) -> Result<Option<RlSigningKey>, Infallible> {
         Ok(self.rl_key.clone())
+    }
+    fn firmware_release(
+        &self,
+        id: &crate::ReleaseId,
+    ) -> Result<Option<crate::FirmwareRelease>, Infallible> {
+        Ok(self.releases.get(id).cloned())
+    }
+    fn rollout(&self, release: &crate::ReleaseId) -> Result<Option<crate::Rollout>, Infallible> {
+        Ok(self.rollouts.get(release).cloned())
+    }
+    fn firmware_report(&self, id: &DeviceId) -> Result<Option<crate::FirmwareReport>, Infallible> {
+        Ok(self.reports.get(id).cloned())
     }
     fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, Infallible> {
         Ok(self

@@ -37,7 +37,7 @@ fn check_name(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
 /// when deserialized (a replicated or forwarded command can carry only
 /// well-formed names, whoever encoded it).
 macro_rules! validated_name {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, |$f:ident, $v:ident| $check:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(into = "String", try_from = "String")]
@@ -45,19 +45,23 @@ macro_rules! validated_name {
 
         impl $name {
             pub fn parse(field: &str, value: &str) -> Result<Self, ValidationError> {
-                check_name(field, value, $max)?;
+                Self::check(field, value)?;
                 Ok(Self(value.to_owned()))
             }
 
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            fn check($f: &str, $v: &str) -> Result<(), ValidationError> {
+                $check
+            }
         }
 
         impl TryFrom<String> for $name {
             type Error = ValidationError;
             fn try_from(value: String) -> Result<Self, ValidationError> {
-                check_name($field, &value, $max)?;
+                Self::check($field, &value)?;
                 Ok(Self(value))
             }
         }
@@ -73,6 +77,9 @@ macro_rules! validated_name {
                 f.write_str(&self.0)
             }
         }
+    };
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        validated_name!($(#[$doc])* $name, $field, |field, value| check_name(field, value, $max));
     };
 }
 
@@ -104,6 +111,24 @@ validated_name!(
     SignerName,
     "signer",
     MAX_TENANT_LEN
+);
+
+validated_name!(
+    /// A device class (the firmware a device takes): 1 to 63 bytes of ASCII
+    /// letters, digits and `-_.`, so it is also a label value
+    /// ([`crate::labels::CLASS_LABEL`]).
+    DeviceClass,
+    "class",
+    |field, value| {
+        check_name(field, value, 63)?;
+        match value.chars().find(|c| matches!(c, ':' | '@')) {
+            Some(bad) => Err(ValidationError::new(
+                field,
+                format!("contains {bad:?}; allowed are ASCII letters, digits and - _ ."),
+            )),
+            None => Ok(()),
+        }
+    }
 );
 
 #[cfg(test)]

@@ -33,6 +33,14 @@ pub trait RegistryView {
         &self,
         name: &crate::SignerName,
     ) -> Result<Option<crate::FirmwareSigner>, Self::Error>;
+    /// A firmware release, staged or complete.
+    fn firmware_release(
+        &self,
+        id: &crate::ReleaseId,
+    ) -> Result<Option<crate::FirmwareRelease>, Self::Error>;
+    fn rollout(&self, release: &crate::ReleaseId) -> Result<Option<crate::Rollout>, Self::Error>;
+    /// What the device last reported about its firmware.
+    fn firmware_report(&self, id: &DeviceId) -> Result<Option<crate::FirmwareReport>, Self::Error>;
     /// Up to `limit` devices whose gateway is `gateway`, in id order (a seek
     /// into the gateway index, not a scan of devices).
     fn spokes(&self, gateway: &DeviceId, limit: usize) -> Result<Vec<DeviceId>, Self::Error>;
@@ -50,6 +58,9 @@ pub struct Overlay<'a, V> {
     groups: BTreeMap<GroupName, Option<EnrollmentGroup>>,
     rl_key: Option<RlSigningKey>,
     signers: BTreeMap<crate::SignerName, Option<crate::FirmwareSigner>>,
+    releases: BTreeMap<crate::ReleaseId, Option<crate::FirmwareRelease>>,
+    rollouts: BTreeMap<crate::ReleaseId, Option<crate::Rollout>>,
+    reports: BTreeMap<DeviceId, Option<crate::FirmwareReport>>,
 }
 
 impl<'a, V: RegistryView> Overlay<'a, V> {
@@ -62,6 +73,9 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             groups: BTreeMap::new(),
             rl_key: None,
             signers: BTreeMap::new(),
+            releases: BTreeMap::new(),
+            rollouts: BTreeMap::new(),
+            reports: BTreeMap::new(),
         }
     }
 
@@ -84,6 +98,15 @@ impl<'a, V: RegistryView> Overlay<'a, V> {
             Effect::TenantClonePolicy { .. } => {}
             Effect::FirmwareSigner { name, after } => {
                 self.signers.insert(name.clone(), after.clone());
+            }
+            Effect::FirmwareRelease { id, after, .. } => {
+                self.releases.insert(id.clone(), after.clone());
+            }
+            Effect::Rollout { release, after } => {
+                self.rollouts.insert(release.clone(), after.clone());
+            }
+            Effect::FirmwareReport { device, after, .. } => {
+                self.reports.insert(device.clone(), after.clone());
             }
         }
     }
@@ -182,6 +205,30 @@ impl<V: RegistryView> RegistryView for Overlay<'_, V> {
         match self.signers.get(name) {
             Some(s) => Ok(s.clone()),
             None => self.base.firmware_signer(name),
+        }
+    }
+
+    fn firmware_release(
+        &self,
+        id: &crate::ReleaseId,
+    ) -> Result<Option<crate::FirmwareRelease>, V::Error> {
+        match self.releases.get(id) {
+            Some(r) => Ok(r.clone()),
+            None => self.base.firmware_release(id),
+        }
+    }
+
+    fn rollout(&self, release: &crate::ReleaseId) -> Result<Option<crate::Rollout>, V::Error> {
+        match self.rollouts.get(release) {
+            Some(r) => Ok(r.clone()),
+            None => self.base.rollout(release),
+        }
+    }
+
+    fn firmware_report(&self, id: &DeviceId) -> Result<Option<crate::FirmwareReport>, V::Error> {
+        match self.reports.get(id) {
+            Some(r) => Ok(r.clone()),
+            None => self.base.firmware_report(id),
         }
     }
 
