@@ -1,9 +1,47 @@
-//! Firmware updates as a vendor and an operator meet them. So far: the
-//! vendors trusted to sign manifests, with keys made by openssl.
+//! Firmware updates as a vendor, an operator and a device meet them: the
+//! vendors trusted to sign manifests (keys made by openssl), manifests
+//! signed with Python's cbor2 + cryptography, uploads and their refusals,
+//! rollouts, and an aiocoap device that fetches, checks and reports.
 
 mod common;
 
+use std::path::Path;
+use std::process::Command;
+
 use common::*;
+
+/// tinydtls (aiocoap) takes PSKs of at most 16 bytes.
+const KEY: &str = "sixteen-byte-key";
+
+/// A manifest signed by `key` with tests/clients/fw_manifest.py (cbor2 +
+/// cryptography): its path.
+fn vendor_manifest(
+    python: &Path,
+    key: &str,
+    (class, version, min): (&str, &str, Option<&str>),
+    image: &Path,
+    out: &Path,
+) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/fw_manifest.py");
+    let o = Command::new(python)
+        .arg(&script)
+        .args([key, "acme", class, version])
+        .arg(image)
+        .arg(out)
+        .args(min)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", output_text(&o));
+    out.display().to_string()
+}
+
+fn releases(server: &Server) -> serde_json::Value {
+    serde_json::from_str(&cli_ok(
+        server,
+        &["firmware", "release", "list", "--staged", "-o", "json"],
+    ))
+    .unwrap()
+}
 
 /// A P-256 (or other curve) key pair made by openssl: (private, public PEM paths).
 fn vendor_key(dir: &std::path::Path, name: &str, curve: &str) -> (String, String) {
@@ -115,18 +153,14 @@ async fn a_manifest_signed_by_an_independent_implementation_is_checked() {
     let image = tmp.path().join("fw.bin");
     let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&image, &bytes).unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/fw_manifest.py");
     let sign = |key: &str, out: &str| {
-        let o = std::process::Command::new(&python)
-            .arg(&script)
-            .args([key, "acme", "thermo-v2", "1.4.2"])
-            .arg(&image)
-            .args([out, "1.2.0"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", output_text(&o));
-        out.to_string()
+        vendor_manifest(
+            &python,
+            key,
+            ("thermo-v2", "1.4.2", Some("1.2.0")),
+            &image,
+            Path::new(out),
+        )
     };
     let good = sign(&acme_key, &tmp.path().join("m.cose").display().to_string());
     let img = image.to_str().unwrap();
@@ -200,4 +234,318 @@ async fn a_manifest_signed_by_an_independent_implementation_is_checked() {
         ],
         "InvalidArgument",
     );
+}
+
+/// The whole path of an update: a vendor's upload (refused ones store
+/// nothing), a rollout to one site, an aiocoap device that reports what it
+/// runs, verifies the manifest with the vendor's key, downloads the image
+/// block-wise across two DTLS sessions (interrupted, then resumed), checks
+/// its SHA-256 and reports the new version; libcoap devices report with a
+/// query on /id. Devices outside the rollout, on a newer version or below
+/// the minimum are offered nothing (4.04).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_updates_through_a_rollout() {
+    let Some(python) = python_with("aiocoap, DTLSSocket, cbor2, cryptography") else {
+        return;
+    };
+    let Some(libcoap) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await;
+    let (acme_key, acme_pub) = vendor_key(tmp.path(), "acme", "prime256v1");
+    let (rogue_key, _) = vendor_key(tmp.path(), "rogue", "prime256v1");
+    cli_ok(
+        &server,
+        &[
+            "firmware",
+            "signer",
+            "add",
+            "acme",
+            "--public-key",
+            &acme_pub,
+        ],
+    );
+    // 100,000 bytes: four chunks in the store, 98 blocks of 1 KiB.
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let image = tmp.path().join("fw.bin");
+    std::fs::write(&image, &bytes).unwrap();
+    let manifest = vendor_manifest(
+        &python,
+        &acme_key,
+        ("thermo", "1.4.2", Some("1.2.0")),
+        &image,
+        &tmp.path().join("m.cose"),
+    );
+    let img = image.to_str().unwrap();
+
+    // Refused, each saying why, and nothing stored, staged or not.
+    let refused = |manifest: &str, image: &str, why: &str| {
+        let o = server.cli(&[
+            "firmware",
+            "upload",
+            "--manifest",
+            manifest,
+            "--image",
+            image,
+        ]);
+        assert!(!o.status.success(), "{manifest} {image} was accepted");
+        assert!(output_text(&o).contains(why), "{}", output_text(&o));
+        assert_eq!(releases(&server), serde_json::json!([]));
+    };
+    let rogue = vendor_manifest(
+        &python,
+        &rogue_key,
+        ("thermo", "1.4.2", None),
+        &image,
+        &tmp.path().join("rogue.cose"),
+    );
+    refused(&rogue, img, "not signed by a registered signer");
+    let mut changed = bytes.clone();
+    changed[70_000] ^= 1;
+    let changed_path = tmp.path().join("changed.bin");
+    std::fs::write(&changed_path, &changed).unwrap();
+    refused(&manifest, changed_path.to_str().unwrap(), "SHA-256");
+    let short = tmp.path().join("short.bin");
+    std::fs::write(&short, &bytes[..60_000]).unwrap();
+    refused(&manifest, short.to_str().unwrap(), "60000 bytes");
+
+    let uploaded: serde_json::Value = serde_json::from_str(&cli_ok(
+        &server,
+        &[
+            "firmware",
+            "upload",
+            "--manifest",
+            &manifest,
+            "--image",
+            img,
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(uploaded[0]["state"], "complete", "{uploaded}");
+    assert_eq!(uploaded[0]["chunks"], 4, "{uploaded}");
+    let again = server.cli(&[
+        "firmware",
+        "upload",
+        "--manifest",
+        &manifest,
+        "--image",
+        img,
+    ]);
+    assert!(
+        output_text(&again).contains("already exists"),
+        "{}",
+        output_text(&again)
+    );
+
+    // Devices: two in Berlin (one will be on 2.0.0), one in Paris, one of
+    // another class, one below the minimum.
+    let add = |id: &str, labels: &[&str]| {
+        let identity = format!("{id}-id");
+        let mut args = vec![
+            "device",
+            "add",
+            id,
+            "--psk-identity",
+            &identity,
+            "--psk",
+            KEY,
+        ];
+        for l in labels {
+            args.extend(["--label", l]);
+        }
+        cli_ok(&server, &args);
+    };
+    add("t1", &["idreg.io/class=thermo", "site=berlin"]);
+    add("t2", &["idreg.io/class=thermo", "site=paris"]);
+    add("t4", &["idreg.io/class=thermo", "site=berlin"]);
+    add("t5", &["idreg.io/class=thermo", "site=berlin"]);
+    add("o1", &["idreg.io/class=other", "site=berlin"]);
+    let coap = |id: &str, path: &str| {
+        let out = Command::new("timeout")
+            .arg("30")
+            .arg(&libcoap)
+            .args(["-m", "get", "-B", "5", "-u", &format!("{id}-id"), "-k", KEY])
+            .arg(format!("coaps://{front}{path}"))
+            .output()
+            .unwrap();
+        output_text(&out)
+    };
+    // The smallest devices report with a query on /id.
+    assert!(coap("t4", "/id?fw=2.0.0").contains("t4 active"), "t4");
+    assert!(coap("t5", "/id?fw=1.1.0").contains("t5 active"), "t5");
+
+    cli_ok(
+        &server,
+        &[
+            "firmware",
+            "rollout",
+            "create",
+            "1.4.2",
+            "--class",
+            "thermo",
+            "--label",
+            "site=berlin",
+            "--percent",
+            "100",
+        ],
+    );
+    let update = |id: &str, running: &str, partial: &Path, stop: Option<&str>| {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/aiocoap_fw_update.py");
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg(&python)
+            .arg(&script)
+            .args([
+                &format!("coaps://{front}"),
+                &format!("{id}-id"),
+                KEY,
+                &acme_pub,
+                running,
+            ])
+            .arg(partial)
+            .args(stop)
+            .output()
+            .unwrap();
+        output_text(&out)
+    };
+    let partial = tmp.path().join("t1.partial");
+    let first = update("t1", "1.3.0", &partial, Some("40"));
+    assert!(first.contains("MANIFEST 1.4.2 100000"), "{first}");
+    assert!(first.contains("INTERRUPTED 40"), "{first}");
+    assert_eq!(std::fs::metadata(&partial).unwrap().len(), 40 * 1024);
+    let status: serde_json::Value = serde_json::from_str(&cli_ok(
+        &server,
+        &[
+            "firmware", "rollout", "status", "1.4.2", "--class", "thermo", "-o", "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            &status["targeted"],
+            &status["downloading"],
+            &status["installed"]
+        ),
+        (
+            &serde_json::json!(3),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{status}"
+    );
+    let second = update("t1", "1.3.0", &partial, None);
+    assert!(second.contains("RESUMED-AT 40 FETCHED 58"), "{second}");
+    let sha = openssl(&["dgst", "-sha256", "-r", img]);
+    assert!(
+        second.contains(&format!(
+            "VERIFIED {}",
+            sha.split_whitespace().next().unwrap()
+        )),
+        "{second}"
+    );
+    assert!(second.contains("REPORTED 2.04 Changed"), "{second}");
+
+    // Outside the selector, another class, a newer version, below the
+    // minimum: nothing offered.
+    for (id, running) in [
+        ("t2", "1.3.0"),
+        ("o1", "1.3.0"),
+        ("t4", "2.0.0"),
+        ("t5", "1.1.0"),
+    ] {
+        let out = update(id, running, &tmp.path().join(format!("{id}.partial")), None);
+        assert!(out.contains("NO-MANIFEST 4.04"), "{id}: {out}");
+    }
+    // t1 runs 1.4.2 now: nothing more to offer.
+    assert!(coap("t1", "/fw/manifest").contains("4.04"), "t1 after");
+
+    let status: serde_json::Value = serde_json::from_str(&cli_ok(
+        &server,
+        &[
+            "firmware", "rollout", "status", "1.4.2", "--class", "thermo", "-o", "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            &status["downloading"],
+            &status["installed"],
+            &status["failed"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{status}"
+    );
+    let report = |version: &str| -> serde_json::Value {
+        serde_json::from_str(&cli_ok(
+            &server,
+            &[
+                "firmware",
+                "report",
+                "--version",
+                version,
+                "--class",
+                "thermo",
+                "-o",
+                "json",
+            ],
+        ))
+        .unwrap()
+    };
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let on_new = report("1.4.2");
+    assert_eq!(ids(&on_new), ["t1"], "{on_new}");
+    let vulnerable = report("<1.4.2");
+    // In version order, then id.
+    assert_eq!(ids(&vulnerable), ["t5", "t2"], "{vulnerable}");
+    assert_eq!(
+        vulnerable["counts"],
+        serde_json::json!([
+            {"device_class": "thermo", "version": "1.1.0", "devices": 1},
+            {"device_class": "thermo", "version": "1.3.0", "devices": 1},
+        ]),
+        "{vulnerable}"
+    );
+
+    // Paused: offered to nobody; a release in a rollout cannot be removed.
+    cli_ok(
+        &server,
+        &["firmware", "rollout", "pause", "1.4.2", "--class", "thermo"],
+    );
+    let held = server.cli(&[
+        "firmware", "release", "remove", "1.4.2", "--class", "thermo",
+    ]);
+    assert!(
+        output_text(&held).contains("remove the rollout first"),
+        "{}",
+        output_text(&held)
+    );
+    cli_ok(
+        &server,
+        &[
+            "firmware", "rollout", "remove", "1.4.2", "--class", "thermo",
+        ],
+    );
+    cli_ok(
+        &server,
+        &[
+            "firmware", "release", "remove", "1.4.2", "--class", "thermo",
+        ],
+    );
+    assert_eq!(releases(&server), serde_json::json!([]));
 }

@@ -43,7 +43,10 @@ pub fn need(listener: Listener, path: &str) -> Need {
         | ("idreg.v1.Sessions", "ListSessions" | "GetFrontStats" | "ListClones")
         | ("idreg.v1.Cluster", "GetStatus" | "ExportRevocationList")
         | ("idreg.v1.Enrollment", "GetDeviceCa" | "GetEnrollmentGroup" | "ListEnrollmentGroups")
-        | ("idreg.v1.Firmware", "ListSigners")
+        | (
+            "idreg.v1.Firmware",
+            "ListSigners" | "ListReleases" | "ListRollouts" | "GetRolloutStatus" | "Report",
+        )
         | ("grpc.reflection.v1.ServerReflection" | "grpc.reflection.v1alpha.ServerReflection", _) => {
             Need::Role(Role::Reader)
         }
@@ -52,7 +55,10 @@ pub fn need(listener: Listener, path: &str) -> Need {
             "CreateDevice" | "UpdateDevice" | "RevokeDevice" | "DeleteDevice" | "ImportDevices"
             | "RotatePsk" | "SetTenantPolicy",
         )
-        | ("idreg.v1.Firmware", "CheckManifest")
+        | (
+            "idreg.v1.Firmware",
+            "CheckManifest" | "SetRollout" | "SetRolloutPaused" | "RemoveRollout",
+        )
         | (
             "idreg.v1.Enrollment",
             "CreateEnrollmentGroup" | "SetEnrollmentGroupEnabled" | "DeleteEnrollmentGroup",

@@ -16,12 +16,19 @@ pub fn rejection(r: Rejection) -> Status {
         | Rejection::DeviceCaExists
         | Rejection::RlKeyExists
         | Rejection::GroupExists(_)
-        | Rejection::SignerExists(_) => Code::AlreadyExists,
+        | Rejection::SignerExists(_)
+        | Rejection::ReleaseExists(_) => Code::AlreadyExists,
         Rejection::DeviceNotFound(_)
         | Rejection::CredentialNotFound { .. }
         | Rejection::GroupNotFound(_)
-        | Rejection::SignerNotFound(_) => Code::NotFound,
-        Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) => Code::InvalidArgument,
+        | Rejection::SignerNotFound(_)
+        | Rejection::ReleaseNotFound(_)
+        | Rejection::RolloutNotFound(_) => Code::NotFound,
+        Rejection::GatewayIsSelf(_) | Rejection::Malformed(_) | Rejection::FirmwareRefused(_) => {
+            Code::InvalidArgument
+        }
+        Rejection::UploadConflict(_) => Code::Aborted,
+        Rejection::ReleaseInRollout(_) => Code::FailedPrecondition,
         Rejection::GatewayHasSpokes { .. }
         | Rejection::Revoked(_)
         | Rejection::RevokedCredential { .. }

@@ -158,6 +158,7 @@ impl CoapEndpoint {
                 accept: o.accept,
                 content_format: None,
                 payload: &[],
+                block2: None,
             };
             let Routed::Now(reply) = resources::dispatch(&request, ctx) else {
                 continue;
@@ -493,6 +494,26 @@ impl CoapEndpoint {
         };
         let reply = match route(method, request, payload, ctx) {
             Routed::Now(reply) => reply,
+            Routed::Block {
+                reply,
+                block,
+                total,
+                etag,
+            } => {
+                let end = block.offset() as u64 + reply.payload.len() as u64;
+                let block = BlockOption {
+                    more: end < total,
+                    ..block
+                };
+                let mut options = vec![
+                    (CoapOption::Block2, block.encode()),
+                    (CoapOption::ETag, etag.to_vec()),
+                ];
+                if block.num == 0 {
+                    options.push((CoapOption::Size2, encode_uint(total as u32)));
+                }
+                return Exchanged::Now(reply, options);
+            }
             Routed::Later => {
                 return Exchanged::Later {
                     method,
@@ -599,6 +620,29 @@ impl ResourceContext for Busy<'_> {
             ResponseType::ServiceUnavailable,
             "an enrollment of this session is still being answered",
         ))
+    }
+    fn firmware_manifest(&self) -> Result<Vec<u8>, Reply> {
+        self.0.firmware_manifest()
+    }
+    fn firmware_image(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<crate::resources::ImageWindow, Reply> {
+        self.0.firmware_image(offset, len)
+    }
+    fn report_firmware(
+        &self,
+        state: &crate::resources::FirmwareState,
+        later: bool,
+    ) -> Result<(), Reply> {
+        if later {
+            return Err(Reply::error(
+                ResponseType::ServiceUnavailable,
+                "an earlier request of this session is still being answered",
+            ));
+        }
+        self.0.report_firmware(state, later)
     }
 }
 
@@ -744,6 +788,7 @@ fn route(
             accept,
             content_format,
             payload,
+            block2: block_option(request, CoapOption::Block2).ok().flatten(),
         },
         ctx,
     )

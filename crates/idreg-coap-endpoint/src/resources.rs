@@ -4,6 +4,8 @@
 use coap_lite::{ContentFormat, RequestType, ResponseType};
 use serde::Serialize;
 
+use crate::block_option::BlockOption;
+
 /// What a resource needs to know about the session and the registry.
 pub trait ResourceContext {
     /// The authenticated device.
@@ -47,6 +49,26 @@ pub trait ResourceContext {
         let _ = report;
         Err(Reply::error(ResponseType::Forbidden, "not a gateway"))
     }
+    /// The signed manifest (COSE_Sign1) of the firmware release offered to
+    /// the session's device; 4.04 when none is.
+    fn firmware_manifest(&self) -> Result<Vec<u8>, Reply> {
+        Err(no_firmware())
+    }
+    /// `len` bytes of the offered image from `offset` (fewer at its end).
+    fn firmware_image(&self, offset: u64, len: usize) -> Result<ImageWindow, Reply> {
+        let _ = (offset, len);
+        Err(no_firmware())
+    }
+    /// Records what the device reports about its firmware. With `later`
+    /// the reply comes through `CoapEndpoint::complete` once it is stored;
+    /// without, it is stored in the background.
+    fn report_firmware(&self, state: &FirmwareState, later: bool) -> Result<(), Reply> {
+        let _ = (state, later);
+        Err(Reply::error(
+            ResponseType::NotFound,
+            "firmware reports are not taken here",
+        ))
+    }
     /// Whether this node takes one more observer (RFC 7641); it bounds
     /// them across sessions.
     fn may_observe(&self) -> bool {
@@ -74,6 +96,40 @@ pub trait ResourceContext {
 pub enum Routed {
     Now(Reply),
     Later,
+    /// One Block2 block of a representation too large to make whole for
+    /// each block (a firmware image): the reply holds just that block.
+    Block {
+        reply: Reply,
+        block: BlockOption,
+        total: u64,
+        etag: [u8; 8],
+    },
+}
+
+/// Part of a firmware image: the bytes asked for, the image's size and an
+/// entity tag that changes with the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageWindow {
+    pub bytes: Vec<u8>,
+    pub total: u64,
+    pub etag: [u8; 8],
+}
+
+/// What a device reports about its firmware (`POST /fw/state`): the
+/// version it runs and, while an update is under way or after it failed,
+/// the version it tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirmwareState {
+    pub running: String,
+    /// `(version, "downloading" | "failed")`.
+    pub attempt: Option<(String, &'static str)>,
+}
+
+fn no_firmware() -> Reply {
+    Reply::error(
+        ResponseType::NotFound,
+        "no firmware update is offered to this device",
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +163,9 @@ pub const WELL_KNOWN_CORE: &str = concat!(
     "</rl>;rt=\"idreg.rl\";ct=\"18 0 50 60\";obs,",
     "</rl/key>;rt=\"idreg.rl.key\";ct=\"0 42\",",
     "</gw/spokes>;rt=\"idreg.gw.spokes\";ct=\"60 50\";obs,",
+    "</fw/manifest>;rt=\"idreg.fw.manifest\";ct=18,",
+    "</fw/image>;rt=\"idreg.fw.image\";ct=42,",
+    "</fw/state>;rt=\"idreg.fw.state\";ct=\"60 50 0\",",
     // RFC 9148 §5: EST-coaps, discoverable by its resource types.
     "</.well-known/est/crts>;rt=\"ace.est.crts\";ct=\"281 287\",",
     "</.well-known/est/sen>;rt=\"ace.est.sen\";ct=\"281 287\",",
@@ -163,6 +222,8 @@ pub struct Request<'a> {
     pub accept: Option<ContentFormat>,
     pub content_format: Option<ContentFormat>,
     pub payload: &'a [u8],
+    /// The request's own Block2 option (which block of the response).
+    pub block2: Option<BlockOption>,
 }
 
 pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
@@ -185,7 +246,35 @@ pub fn dispatch(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
                 "this credential may only enroll (/.well-known/est)",
             ))
         }
+        ["id"] if !request.query.is_empty() => return Routed::Now(id_reporting(request, ctx)),
         ["id"] => id,
+        ["fw", "manifest"] => {
+            if request.method != RequestType::Get {
+                return Routed::Now(Reply::error(
+                    ResponseType::MethodNotAllowed,
+                    "only GET is allowed here",
+                ));
+            }
+            return Routed::Now(match ctx.firmware_manifest() {
+                Ok(cose) => Reply::content(ContentFormat::ApplicationCoseSign1, cose),
+                Err(reply) => reply,
+            });
+        }
+        ["fw", "image"] if request.method == RequestType::Get => {
+            return fw_image(request, ctx);
+        }
+        ["fw", "state"] if request.method == RequestType::Post => {
+            return match parse_firmware_state(request).and_then(|s| ctx.report_firmware(&s, true)) {
+                Ok(()) => Routed::Later,
+                Err(reply) => Routed::Now(reply),
+            };
+        }
+        ["fw", "image" | "state"] => {
+            return Routed::Now(Reply::error(
+                ResponseType::MethodNotAllowed,
+                "GET /fw/image, POST /fw/state",
+            ))
+        }
         ["rl"] if request.method == RequestType::Get => {
             return Routed::Now(rl(request, ctx));
         }
@@ -308,6 +397,166 @@ fn id(accept: Option<ContentFormat>, ctx: &dyn ResourceContext) -> Reply {
     represent(accept, &body, || {
         format!("{} {} {}", body.id, body.status, body.credential)
     })
+}
+
+/// `GET /id?fw=V[&fw_try=V&fw_state=downloading|failed]`: `/id`, with
+/// the device's firmware report in the query, for devices too small for
+/// `POST /fw/state`. The report is stored in the background.
+fn id_reporting(request: &Request<'_>, ctx: &dyn ResourceContext) -> Reply {
+    let mut running = None;
+    let mut tried = None;
+    let mut state = None;
+    for q in request.query {
+        match q.split_once('=') {
+            Some(("fw", v)) => running = Some(v.to_owned()),
+            Some(("fw_try", v)) => tried = Some(v.to_owned()),
+            Some(("fw_state", v)) => state = Some(v),
+            _ => {
+                return Reply::error(
+                    ResponseType::BadRequest,
+                    "the queries are fw=V, fw_try=V and fw_state=downloading|failed",
+                )
+            }
+        }
+    }
+    let Some(running) = running else {
+        return Reply::error(ResponseType::BadRequest, "fw=V names the running version");
+    };
+    let attempt = match (tried, state) {
+        (None, None) => None,
+        (Some(v), Some(s)) => match attempt_state(s) {
+            Some(s) => Some((v, s)),
+            None => {
+                return Reply::error(ResponseType::BadRequest, "fw_state: downloading or failed")
+            }
+        },
+        _ => return Reply::error(ResponseType::BadRequest, "fw_try and fw_state go together"),
+    };
+    if let Err(reply) = ctx.report_firmware(&FirmwareState { running, attempt }, false) {
+        return reply;
+    }
+    id(request.accept, ctx)
+}
+
+fn attempt_state(s: &str) -> Option<&'static str> {
+    match s {
+        "downloading" => Some("downloading"),
+        "failed" => Some("failed"),
+        _ => None,
+    }
+}
+
+/// The body of `POST /fw/state`: CBOR `{1: running, 2: state, 3: tried}`
+/// (state 0 running normally, 1 downloading, 2 failed), JSON
+/// `{"running", "state", "tried"}`, or text: the running version alone.
+fn parse_firmware_state(request: &Request<'_>) -> Result<FirmwareState, Reply> {
+    let bad = |why: String| Reply::error(ResponseType::BadRequest, why);
+    let (running, state, tried) = match request.content_format {
+        Some(ContentFormat::ApplicationCBOR) => {
+            let value: ciborium::value::Value = ciborium::from_reader(request.payload)
+                .map_err(|e| bad(format!("not CBOR: {e}")))?;
+            let entries = value
+                .into_map()
+                .map_err(|_| bad("a CBOR map {1: running, 2: state, 3: tried}".into()))?;
+            let mut running = None;
+            let mut state = None;
+            let mut tried = None;
+            for (k, v) in entries {
+                match (k.as_integer().and_then(|i| u8::try_from(i).ok()), v) {
+                    (Some(1), ciborium::value::Value::Text(t)) => running = Some(t),
+                    (Some(2), ciborium::value::Value::Integer(i)) => {
+                        state = Some(match u8::try_from(i) {
+                            Ok(0) => "running",
+                            Ok(1) => "downloading",
+                            Ok(2) => "failed",
+                            _ => {
+                                return Err(bad("state: 0 running, 1 downloading, 2 failed".into()))
+                            }
+                        })
+                    }
+                    (Some(3), ciborium::value::Value::Text(t)) => tried = Some(t),
+                    (k, _) => return Err(bad(format!("unexpected key {k:?} or value type"))),
+                }
+            }
+            (running, state, tried)
+        }
+        Some(ContentFormat::ApplicationJSON) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Body {
+                running: String,
+                state: Option<String>,
+                tried: Option<String>,
+            }
+            let b: Body =
+                serde_json::from_slice(request.payload).map_err(|e| bad(format!("report: {e}")))?;
+            let state = match b.state.as_deref() {
+                None | Some("running") => None,
+                Some(s) => Some(
+                    attempt_state(s)
+                        .ok_or_else(|| bad("state: running, downloading or failed".into()))?,
+                ),
+            };
+            (Some(b.running), state, b.tried)
+        }
+        None | Some(ContentFormat::TextPlain) => {
+            let text = std::str::from_utf8(request.payload)
+                .map_err(|_| bad("the running version as text".into()))?;
+            (Some(text.trim().to_owned()), None, None)
+        }
+        Some(_) => {
+            return Err(Reply::error(
+                ResponseType::UnsupportedContentFormat,
+                "application/cbor (60), application/json (50) or text/plain (0)",
+            ))
+        }
+    };
+    let running = running.ok_or_else(|| bad("running (key 1) missing".into()))?;
+    let attempt = match (state.filter(|s| *s != "running"), tried) {
+        (None, _) => None,
+        (Some(s), Some(v)) => Some((v, s)),
+        (Some(_), None) => {
+            return Err(bad(
+                "a downloading or failed state names the version tried (key 3)".into(),
+            ))
+        }
+    };
+    Ok(FirmwareState { running, attempt })
+}
+
+/// `GET /fw/image`: the offered image, block by block (RFC 7959), any
+/// block at any time, so a download resumes where it broke off.
+fn fw_image(request: &Request<'_>, ctx: &dyn ResourceContext) -> Routed {
+    match request.accept {
+        None | Some(ContentFormat::ApplicationOctetStream) => {}
+        Some(_) => {
+            return Routed::Now(Reply::error(
+                ResponseType::NotAcceptable,
+                "application/octet-stream (42)",
+            ))
+        }
+    }
+    let block = request.block2.unwrap_or(BlockOption {
+        num: 0,
+        more: false,
+        szx: crate::block_option::MAX_SZX,
+    });
+    let window = match ctx.firmware_image(block.offset() as u64, block.size()) {
+        Ok(w) => w,
+        Err(reply) => return Routed::Now(reply),
+    };
+    if block.offset() as u64 >= window.total {
+        return Routed::Now(Reply::error(
+            ResponseType::BadOption,
+            "Block2 block past the end",
+        ));
+    }
+    Routed::Block {
+        reply: Reply::content(ContentFormat::ApplicationOctetStream, window.bytes),
+        block,
+        total: window.total,
+        etag: window.etag,
+    }
 }
 
 #[derive(Serialize)]

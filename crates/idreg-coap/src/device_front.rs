@@ -125,6 +125,7 @@ impl DeviceFront {
                 store.reader(),
                 kek.clone(),
             )),
+            firmware: crate::firmware_desk::FirmwareDesk::new(store.reader(), writer.clone()),
             enrollment: writer.map(|w| {
                 EnrollmentDesk::new(
                     store.reader(),

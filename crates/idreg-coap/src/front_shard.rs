@@ -89,6 +89,7 @@ pub struct ShardShared {
     pub directory: Option<Arc<ShardDirectory>>,
     /// EST enrollment (`None`: not offered).
     pub enrollment: Option<EnrollmentDesk>,
+    pub firmware: crate::firmware_desk::FirmwareDesk,
     pub revocation_lists: Arc<RevocationListCache>,
     /// Live sessions by device across shards, for clone sightings.
     pub clones: Arc<crate::clone_watch::CloneWatch>,
@@ -169,6 +170,7 @@ struct Context<'a> {
     session: &'a Session<SessionDevice>,
     creds: &'a RegistryCredentials,
     enrollment: Option<&'a EnrollmentDesk>,
+    firmware: &'a crate::firmware_desk::FirmwareDesk,
     revocation_lists: &'a RevocationListCache,
     observers: &'a std::sync::atomic::AtomicUsize,
     audit: &'a mpsc::Sender<SessionRecord>,
@@ -189,12 +191,30 @@ impl<'a> Context<'a> {
             session,
             creds: endpoint.credentials(),
             enrollment: shared.enrollment.as_ref(),
+            firmware: &shared.firmware,
             revocation_lists: &shared.revocation_lists,
             observers: &shared.observers,
             audit: &shared.audit,
             queue: &shared.shards[shard as usize],
             conn,
         }
+    }
+
+    /// Where a deferred answer goes: this shard's loop, which sends it in
+    /// the ACK the device waits for.
+    fn answer_sink(&self) -> crate::enrollment_desk::AnswerSink {
+        let (queue, conn, audit_id) = (self.queue.clone(), self.conn, self.session.device.audit_id);
+        Box::new(move |reply| {
+            // The loop may be busy; the device retransmits meanwhile.
+            let queue_answer = ShardCommand::Answer {
+                conn,
+                audit_id,
+                reply,
+            };
+            tokio::spawn(async move {
+                let _ = queue.send(queue_answer).await;
+            });
+        })
     }
 
     /// The session's device, when it is an active gateway.
@@ -346,24 +366,35 @@ impl ResourceContext for Context<'_> {
                 "enrollment is not offered by this node",
             ));
         };
-        let (queue, conn, audit_id) = (self.queue.clone(), self.conn, self.session.device.audit_id);
-        let answer = Box::new(move |reply| {
-            // The loop may be busy; the device retransmits meanwhile.
-            let queue_answer = ShardCommand::Answer {
-                conn,
-                audit_id,
-                reply,
-            };
-            tokio::spawn(async move {
-                let _ = queue.send(queue_answer).await;
-            });
-        });
+        let answer = self.answer_sink();
         desk.start(
             &self.session.device,
             &self.session.credential,
             request,
             answer,
         )
+    }
+
+    fn firmware_manifest(&self) -> Result<Vec<u8>, Reply> {
+        Ok(self.firmware.offered(&self.session.device.id)?.cose)
+    }
+
+    fn firmware_image(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<idreg_coap_endpoint::resources::ImageWindow, Reply> {
+        let release = self.firmware.offered(&self.session.device.id)?;
+        self.firmware.image(&release, offset, len)
+    }
+
+    fn report_firmware(
+        &self,
+        state: &idreg_coap_endpoint::resources::FirmwareState,
+        later: bool,
+    ) -> Result<(), Reply> {
+        let answer = later.then(|| self.answer_sink());
+        self.firmware.report(&self.session.device.id, state, answer)
     }
 
     fn credential(&self) -> &'static str {

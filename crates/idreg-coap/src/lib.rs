@@ -23,6 +23,7 @@ pub mod authenticator;
 pub mod clone_watch;
 pub mod device_front;
 pub mod enrollment_desk;
+pub mod firmware_desk;
 pub mod front_config;
 pub mod front_shard;
 pub mod plain_coap;

@@ -20,8 +20,8 @@ use crate::names::{DeviceClass, SignerName};
 /// chunk per raft entry.
 pub const CHUNK_SIZE: usize = 32 * 1024;
 
-/// A staged upload with no chunk for this long may be replaced by a new
-/// upload of the same release, and is aborted by the leader's sweep.
+/// A staged upload with no chunk for this long is abandoned: the leader's
+/// sweep aborts it, dropping its chunks.
 pub const STALE_UPLOAD_MS: u64 = 10 * 60 * 1000;
 
 /// A release: the firmware of one device class at one version.

@@ -42,6 +42,12 @@ pub const CF_AUDIT: &str = "audit";
 /// ([`CLUSTER_DEVICE_CA`]) now; enrollment groups and signing keys next.
 pub const CF_CLUSTER: &str = "cluster";
 
+/// Firmware, replicated and in snapshots (see [`firmware_key`] and the
+/// functions after it): releases `r`, their image chunks `c`, rollouts `o`,
+/// device reports `d`, the per-version index `i` and its counts `n`, and
+/// update-attempt counts `a`.
+pub const CF_FIRMWARE: &str = "firmware";
+
 /// Every column family, in creation order.
 pub const ALL_CFS: &[&str] = &[
     CF_LOG,
@@ -59,6 +65,7 @@ pub const ALL_CFS: &[&str] = &[
     CF_HISTORY,
     CF_AUDIT,
     CF_CLUSTER,
+    CF_FIRMWARE,
 ];
 
 /// The column families that make up the registry state: what a snapshot holds.
@@ -74,6 +81,7 @@ pub const REGISTRY_CFS: &[&str] = &[
     CF_AUDIT,
     // Appended: a snapshot names column families by position here.
     CF_CLUSTER,
+    CF_FIRMWARE,
 ];
 
 pub const META_VOTE: &[u8] = b"vote";
@@ -185,4 +193,38 @@ pub fn revoked_psk_key(identity: &[u8]) -> Vec<u8> {
 
 pub fn revoked_fingerprint_key(fp: &[u8; 32]) -> Vec<u8> {
     [b"k".as_slice(), fp].concat()
+}
+
+/// `kind` + class `\0` version: a release (`r`), its rollout (`o`), the
+/// count of devices running it (`n`).
+pub fn firmware_key(kind: u8, release: &idreg_core::ReleaseId) -> Vec<u8> {
+    let mut k = vec![kind];
+    k.extend_from_slice(&joined(
+        release.class.as_str(),
+        &release.version.to_string(),
+    ));
+    k
+}
+
+/// `c` + class `\0` version `\0` upload (BE) index (BE): a chunk of an image.
+pub fn firmware_chunk_key(release: &idreg_core::ReleaseId, upload: u64, index: u32) -> Vec<u8> {
+    let mut k = firmware_key(b'c', release);
+    k.push(0);
+    k.extend_from_slice(&upload.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// `d` + device id: what the device last reported.
+pub fn firmware_report_key(device: &str) -> Vec<u8> {
+    [b"d", device.as_bytes()].concat()
+}
+
+/// `kind` + class (empty: none) `\0` version, and for the index (`i`) `\0`
+/// device: the report index and its counts (`n`); for attempt counts (`a`)
+/// the state's byte after the version's `\0`.
+pub fn firmware_version_key(kind: u8, class: &str, version: &str) -> Vec<u8> {
+    let mut k = vec![kind];
+    k.extend_from_slice(&joined(class, version));
+    k
 }

@@ -9,6 +9,8 @@
 pub mod codec;
 pub mod db;
 pub mod events;
+pub mod firmware_reads;
+mod firmware_writes;
 pub mod history;
 pub mod keys;
 pub mod log_store;
@@ -20,6 +22,7 @@ pub mod types;
 
 pub use db::{Store, StoreError};
 pub use events::RegistryEvent;
+pub use firmware_reads::{ReportedDevice, VersionCount};
 pub use history::History;
 pub use log_store::LogStore;
 pub use reader::{ListFilter, ListPage, RegistryReader, SignedListError};

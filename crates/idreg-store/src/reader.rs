@@ -62,7 +62,7 @@ pub enum SignedListError {
 
 #[derive(Clone)]
 pub struct RegistryReader {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
 }
 
 impl RegistryReader {
@@ -425,6 +425,24 @@ impl RegistryView for RegistryReader {
         name: &idreg_core::SignerName,
     ) -> Result<Option<idreg_core::FirmwareSigner>, StoreError> {
         self.cluster_record(&fw_signer_key(name.as_str()), "firmware signer")
+    }
+    fn firmware_release(
+        &self,
+        id: &idreg_core::ReleaseId,
+    ) -> Result<Option<idreg_core::FirmwareRelease>, StoreError> {
+        self.release_record(id)
+    }
+    fn rollout(
+        &self,
+        release: &idreg_core::ReleaseId,
+    ) -> Result<Option<idreg_core::Rollout>, StoreError> {
+        self.rollout_record(release)
+    }
+    fn firmware_report(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<idreg_core::FirmwareReport>, StoreError> {
+        self.report_record(id)
     }
     fn enrollment_group(&self, name: &GroupName) -> Result<Option<EnrollmentGroup>, StoreError> {
         self.cluster_record(&group_key(name.as_str()), "enrollment group")

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, watch};
 use crate::codec::encode;
 use crate::db::{decode_as, StoreError};
 use crate::events::RegistryEvent;
+use crate::firmware_writes::{write_firmware, FirmwareCounts};
 use crate::history::{self, history_key, HistoryRecord};
 use crate::keys::*;
 use crate::reader::RegistryReader;
@@ -235,6 +236,7 @@ impl StateMachine {
         let mut last_applied: Option<LogId> = None;
         let mut membership: Option<StoredMembership> = None;
         let history = self.db.cf_handle(CF_HISTORY).expect("cf exists");
+        let mut fw_counts = FirmwareCounts::default();
 
         for entry in entries {
             let revision = entry.log_id.index;
@@ -302,6 +304,16 @@ impl StateMachine {
                                 results.push(Ok(None));
                                 continue;
                             }
+                            Ok(
+                                effect @ (Effect::FirmwareRelease { .. }
+                                | Effect::Rollout { .. }
+                                | Effect::FirmwareReport { .. }),
+                            ) => {
+                                write_firmware(&self.db, &mut batch, &mut fw_counts, &effect);
+                                overlay.record_effect(&effect);
+                                results.push(Ok(None));
+                                continue;
+                            }
                             Ok(Effect::TenantClonePolicy { tenant, policy }) => {
                                 let key = crate::keys::tenant_clone_key(tenant.as_str());
                                 self.write_cluster(&mut batch, &key, policy.as_ref());
@@ -338,6 +350,19 @@ impl StateMachine {
                         };
                         overlay.record(&change);
                         self.write_change(&mut batch, &change);
+                        if change.after.is_none() {
+                            // A deleted device's firmware report goes with it.
+                            use idreg_core::RegistryView;
+                            if let Some(report) = overlay.firmware_report(&change.id)? {
+                                let gone = Effect::FirmwareReport {
+                                    device: change.id.clone(),
+                                    before: Some(report),
+                                    after: None,
+                                };
+                                write_firmware(&self.db, &mut batch, &mut fw_counts, &gone);
+                                overlay.record_effect(&gone);
+                            }
+                        }
                         batch.put_cf(
                             &history,
                             history_key(revision, seq),
@@ -380,6 +405,7 @@ impl StateMachine {
             }
         }
 
+        fw_counts.write(&self.db, &mut batch)?;
         let counters = self.db.cf_handle(CF_COUNTERS).expect("cf exists");
         batch.put_cf(&counters, COUNTER_DEVICES, encode(&(devices.max(0) as u64)));
         batch.put_cf(&counters, COUNTER_RL_VERSION, encode(&rl_version));

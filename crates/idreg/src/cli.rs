@@ -333,6 +333,92 @@ pub enum FirmwareCommand {
     /// Signed manifests.
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Upload a release: a signed manifest and its image (admin role). The
+    /// signature, the image's size and its SHA-256 are checked before
+    /// anything is stored; the image is visible only once whole.
+    Upload {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        image: PathBuf,
+    },
+    /// The stored releases.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Offering a release to devices.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Devices running matching versions, from the per-version index.
+    Report {
+        /// A version or a comparison: 1.4.2, '<1.4.2', '>=2.0.0'; all if absent.
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        class: Option<String>,
+        /// Devices to list at most (counts per version are always whole).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Counts per version only.
+        #[arg(long)]
+        counts: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCommand {
+    /// List releases (with --staged, uploads under way too).
+    List {
+        #[arg(long)]
+        staged: bool,
+    },
+    /// Delete a release and its image (admin role); not while a rollout offers it.
+    Remove {
+        version: String,
+        #[arg(long)]
+        class: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Offer a release to the devices of its class (label idreg.io/class)
+    /// that match every --label, PERCENT of them (operator role). Replaces
+    /// the release's rollout if it has one.
+    Create {
+        version: String,
+        #[arg(long)]
+        class: String,
+        /// key=value, repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        percent: u32,
+        /// Create it paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    Pause {
+        version: String,
+        #[arg(long)]
+        class: String,
+    },
+    Resume {
+        version: String,
+        #[arg(long)]
+        class: String,
+    },
+    Remove {
+        version: String,
+        #[arg(long)]
+        class: String,
+    },
+    List,
+    /// Targeted, downloading, installed and failed devices.
+    Status {
+        version: String,
+        #[arg(long)]
+        class: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -21,6 +21,7 @@ pub async fn run(
         FirmwareCommand::Manifest(ManifestCommand::Check { manifest, image }) => {
             return check_manifest(&mut client, output, &manifest, image.as_deref()).await;
         }
+        other => return crate::firmware_release_cmd::run(&mut client, output, other).await,
     };
     let signers = match command {
         SignerCommand::Add { name, public_key } => {

@@ -12,6 +12,7 @@ mod cli;
 mod cluster_cmd;
 mod device_cmd;
 mod firmware_cmd;
+mod firmware_release_cmd;
 mod group_cmd;
 mod import_cmd;
 mod initial_cluster;

@@ -209,6 +209,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         peer_server = peer_server.tls_config(peer_tls).context("peer TLS")?;
     }
     let cluster_service = ClusterService::new(node.clone(), kek.clone(), limits);
+    idreg_api::firmware_upload::spawn_upload_sweeper(node.clone());
     let client_api = client_server
         .layer(OversizeStatus)
         .layer(client_auth)

@@ -168,12 +168,8 @@ fn begin<V: RegistryView>(
         Some(r) if r.is_complete() => return Ok(Err(Rejection::ReleaseExists(id.to_string()))),
         // The same upload asked again (a retried proposal): as it is.
         Some(r) if r.upload == upload => return Ok(Ok(release_effect(r, None, None))),
-        Some(r) if !r.is_stale(at) => {
-            return Ok(Err(Rejection::UploadConflict(format!(
-                "another upload of {id} is under way (it is dropped after {} s without a chunk)",
-                crate::firmware_release::STALE_UPLOAD_MS / 1000
-            ))))
-        }
+        // Another upload, staged: the newer one replaces it (its uploader
+        // is told at its next chunk), so a retry after a crash never waits.
         Some(r) => Some(r.upload),
     };
     Ok(Ok(release_effect(staged, None, replaced)))
@@ -239,7 +235,7 @@ mod tests {
     use crate::error::Rejection;
     use crate::firmware_manifest::Manifest;
     use crate::firmware_release::{
-        Attempt, AttemptState, ReleaseId, ReleaseState, Rollout, CHUNK_SIZE, STALE_UPLOAD_MS,
+        Attempt, AttemptState, ReleaseId, ReleaseState, Rollout, CHUNK_SIZE,
     };
     use crate::firmware_version::FirmwareVersion;
     use crate::labels::{Labels, CLASS_LABEL};
@@ -446,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_upload_blocks_others_until_stale_then_goes_with_its_chunks() {
+    fn a_new_upload_replaces_a_staged_one_and_its_chunks() {
         let vendor = Vendor::new(7);
         let mut reg = registry(&vendor);
         let image = vec![5u8; CHUNK_SIZE + 10];
@@ -463,14 +459,22 @@ mod tests {
                 },
             )
         };
-        assert!(matches!(
-            reg.execute_effect(&begin(2000, 2)),
-            Err(Rejection::UploadConflict(_))
-        ));
-        // Past the stale time a new upload replaces it, and its chunk goes.
-        reg.execute_effect(&begin(1000 + STALE_UPLOAD_MS, 2))
-            .unwrap();
+        reg.execute_effect(&begin(2000, 2)).unwrap();
         assert_eq!(reg.firmware_chunks(), 0);
+        // The replaced uploader's next chunk is refused.
+        let late = at(
+            2001,
+            Command::PutFirmwareChunk {
+                release: release("1.4.2"),
+                upload: 1,
+                index: 1,
+                bytes: vec![5; 10],
+            },
+        );
+        assert!(matches!(
+            reg.execute_effect(&late),
+            Err(Rejection::UploadConflict(m)) if m.contains("replaced")
+        ));
         let r = reg.firmware_release(&release("1.4.2")).unwrap().unwrap();
         assert_eq!((r.upload, r.chunks), (2, 0));
         // Aborted: nothing left.
