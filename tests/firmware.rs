@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::cluster::TestCluster;
 use common::*;
 
 /// tinydtls (aiocoap) takes PSKs of at most 16 bytes.
@@ -548,4 +549,164 @@ async fn a_device_updates_through_a_rollout() {
         ],
     );
     assert_eq!(releases(&server), serde_json::json!([]));
+}
+
+/// Three nodes; an upload through a follower, which is killed with kill -9
+/// part-way. The release is then on no node (a staged upload is never
+/// listed nor offered); retried through another node it is complete on
+/// every node, and libcoap fetches the same bytes from each node's front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_by_kill_9_is_whole_everywhere_or_nowhere() {
+    let Some(python) = python_with("cbor2, cryptography") else {
+        return;
+    };
+    let Some(libcoap) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let tmp = cluster.dir.path().to_path_buf();
+    let leader = cluster.wait_for_leader().await;
+    let follower = (1..=3).find(|n| *n != leader).unwrap();
+    let other = (1..=3).find(|n| *n != leader && *n != follower).unwrap();
+    let (key, public) = vendor_key(&tmp, "acme", "prime256v1");
+    cli_ok(
+        cluster.node(follower),
+        &["firmware", "signer", "add", "acme", "--public-key", &public],
+    );
+    // 3 MiB: 96 chunks, each its own raft entry.
+    let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i * 31 % 253) as u8).collect();
+    let image = tmp.join("fw.bin");
+    std::fs::write(&image, &bytes).unwrap();
+    let manifest = vendor_manifest(
+        &python,
+        &key,
+        ("thermo", "2.0.0", None),
+        &image,
+        &tmp.join("m.cose"),
+    );
+    let img = image.to_str().unwrap();
+    let listed = |node: &Server, staged: bool| -> serde_json::Value {
+        let mut args = vec!["firmware", "release", "list", "-o", "json"];
+        if staged {
+            args.push("--staged");
+        }
+        serde_json::from_str(&cli_ok(node, &args)).unwrap()
+    };
+
+    let upload = cluster
+        .node(follower)
+        .cli_command(&[
+            "firmware",
+            "upload",
+            "--manifest",
+            &manifest,
+            "--image",
+            img,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the leader holds part of it, then kill the
+    // node the upload came through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let staged = listed(cluster.node(leader), true);
+        let chunks = staged[0]["chunks"].as_u64().unwrap_or(0);
+        if staged[0]["state"] == "staging" && chunks >= 8 {
+            break;
+        }
+        assert!(
+            staged[0]["state"] != "complete",
+            "the upload finished before the kill: make the image larger"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chunk arrived: {staged}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cluster.kill9(follower);
+    let out = upload.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the upload survived its node");
+
+    // Nowhere: not listed, and the part that arrived is staged only.
+    for n in [leader, other] {
+        assert_eq!(
+            listed(cluster.node(n), false),
+            serde_json::json!([]),
+            "node {n}"
+        );
+    }
+    let staged = listed(cluster.node(leader), true);
+    assert_eq!(staged[0]["state"], "staging", "{staged}");
+    cluster.restart(follower, "existing").await;
+    cluster.wait_for_leader().await;
+
+    // Retried through the third node: it replaces the staged upload.
+    cli_ok(
+        cluster.node(other),
+        &[
+            "firmware",
+            "upload",
+            "--manifest",
+            &manifest,
+            "--image",
+            img,
+        ],
+    );
+    let last = cluster.status(leader).await.applied_index;
+    for n in 1..=3 {
+        cluster.wait_applied(n, last).await;
+        let all = listed(cluster.node(n), true);
+        assert_eq!(all.as_array().unwrap().len(), 1, "node {n}: {all}");
+        assert_eq!(all[0]["state"], "complete", "node {n}: {all}");
+        assert_eq!(all[0]["chunks"], 96, "node {n}: {all}");
+    }
+
+    // Every node serves the same bytes to a device offered the release.
+    cli_ok(
+        cluster.node(leader),
+        &[
+            "device",
+            "add",
+            "t1",
+            "--psk-identity",
+            "t1-id",
+            "--psk",
+            KEY,
+            "--label",
+            "idreg.io/class=thermo",
+        ],
+    );
+    cli_ok(
+        cluster.node(leader),
+        &[
+            "firmware", "rollout", "create", "2.0.0", "--class", "thermo",
+        ],
+    );
+    let last = cluster.status(leader).await.applied_index;
+    let sha = openssl(&["dgst", "-sha256", "-r", img]);
+    for n in 1..=3 {
+        cluster.wait_applied(n, last).await;
+        let front = cluster.node(n).front_addr().await;
+        let got = tmp.join(format!("got-{n}.bin"));
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg(&libcoap)
+            .args([
+                "-m", "get", "-b", "1024", "-B", "60", "-u", "t1-id", "-k", KEY, "-o",
+            ])
+            .arg(&got)
+            .arg(format!("coaps://{front}/fw/image"))
+            .output()
+            .unwrap();
+        assert!(got.exists(), "node {n}: {}", output_text(&out));
+        let got_sha = openssl(&["dgst", "-sha256", "-r", got.to_str().unwrap()]);
+        assert_eq!(
+            got_sha.split_whitespace().next(),
+            sha.split_whitespace().next(),
+            "node {n}"
+        );
+    }
 }

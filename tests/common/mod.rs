@@ -353,15 +353,19 @@ impl Server {
 
     /// Runs `idreg <args>` against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run idreg")
+    }
+
+    /// `idreg <args>` against this server as an admin, to run or spawn.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
         let pki = self.pki_dir();
-        Command::new(BIN)
-            .args(args)
+        let mut c = Command::new(BIN);
+        c.args(args)
             .env("IDREG_ENDPOINT", &self.grpc_addr)
             .env("IDREG_CACERT", pki.join("peer-ca.crt"))
             .env("IDREG_CERT", pki.join("admin.crt"))
-            .env("IDREG_KEY", pki.join("admin.key"))
-            .output()
-            .expect("run idreg")
+            .env("IDREG_KEY", pki.join("admin.key"));
+        c
     }
 }
 
