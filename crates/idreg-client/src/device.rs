@@ -207,7 +207,28 @@ impl CoapRequest {
         next_message_id: &mut u16,
         next_token: &mut u32,
     ) -> Result<Self, DeviceError> {
-        Self::build(path, accept, body, false, next_message_id, next_token)
+        Self::build(path, accept, body, false, None, next_message_id, next_token)
+    }
+
+    /// A confirmable GET of block `num` (size 2^(szx+4)) of `path`'s
+    /// representation (RFC 7959 Block2).
+    pub fn block(
+        path: &str,
+        num: u32,
+        szx: u8,
+        next_message_id: &mut u16,
+        next_token: &mut u32,
+    ) -> Result<Self, DeviceError> {
+        let block2 = (num << 4) | u32::from(szx & 7);
+        Self::build(
+            path,
+            None,
+            None,
+            false,
+            Some(block2),
+            next_message_id,
+            next_token,
+        )
     }
 
     /// A confirmable GET that registers an observation (RFC 7641).
@@ -217,7 +238,7 @@ impl CoapRequest {
         next_message_id: &mut u16,
         next_token: &mut u32,
     ) -> Result<Self, DeviceError> {
-        Self::build(path, accept, None, true, next_message_id, next_token)
+        Self::build(path, accept, None, true, None, next_message_id, next_token)
     }
 
     fn build(
@@ -225,6 +246,7 @@ impl CoapRequest {
         accept: Option<u16>,
         body: Option<(u16, &[u8])>,
         observe: bool,
+        block2: Option<u32>,
         next_message_id: &mut u16,
         next_token: &mut u32,
     ) -> Result<Self, DeviceError> {
@@ -255,6 +277,12 @@ impl CoapRequest {
                 bytes.to_vec()
             };
             p.add_option(CoapOption::Accept, v);
+        }
+        if let Some(b) = block2 {
+            // The shortest big-endian encoding (RFC 7252 §3.2).
+            let bytes = b.to_be_bytes();
+            let skip = bytes.iter().take_while(|x| **x == 0).count();
+            p.add_option(CoapOption::Block2, bytes[skip..].to_vec());
         }
         if let Some((format, payload)) = body {
             let bytes = format.to_be_bytes();

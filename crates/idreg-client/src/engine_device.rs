@@ -156,6 +156,24 @@ impl EngineDevice {
         self.exchange(request).await
     }
 
+    /// Block `num` of `path` in blocks of 2^(szx+4) bytes (RFC 7959), one
+    /// confirmable GET, retransmitted like [`Self::get`].
+    pub async fn get_block(
+        &mut self,
+        path: &str,
+        num: u32,
+        szx: u8,
+    ) -> Result<CoapResponse, DeviceError> {
+        let request = CoapRequest::block(
+            path,
+            num,
+            szx,
+            &mut self.next_message_id,
+            &mut self.next_token,
+        )?;
+        self.exchange(request).await
+    }
+
     /// A confirmable POST of `payload` (Content-Format `format`) in one
     /// message, retransmitted like [`Self::get`].
     pub async fn post(

@@ -283,6 +283,20 @@ fn print(output: OutputFormat, s: &Summary) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The benches that run in process, with the server's own code and no
+/// server.
+pub async fn run_local(output: OutputFormat, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::RlSize { count } => crate::bench_rl::run(count, output),
+        BenchCommand::FwReport {
+            devices,
+            queries,
+            data_dir,
+        } => crate::bench_report::run(&data_dir, devices, queries, output).await,
+        _ => unreachable!("main sends only in-process benches here"),
+    }
+}
+
 pub async fn run(
     target: &idreg_client::Target,
     output: OutputFormat,
@@ -429,7 +443,42 @@ pub async fn run(
             .await?;
             print(output, &summarize("revoke", fronts.len(), m))
         }
-        BenchCommand::RlSize { count } => crate::bench_rl::run(count, output),
+        BenchCommand::Firmware {
+            fronts,
+            devices,
+            image_kib,
+            szx,
+            connect_concurrency,
+            server_pid,
+            peer,
+            peer_path,
+            peer_key,
+            peer_pid,
+            writers,
+            write_seconds,
+            upload_mib,
+        } => {
+            let load = crate::bench_firmware::FirmwareLoad {
+                fronts,
+                devices,
+                image_kib,
+                szx,
+                connect_concurrency,
+                server_pids: server_pid,
+                peer,
+                peer_path,
+                peer_key,
+                peer_pid,
+                writers,
+                write_seconds,
+                upload_mib,
+            };
+            let summary = crate::bench_firmware::run(target, load).await?;
+            crate::bench_firmware::print(output, &summary)
+        }
+        BenchCommand::RlSize { .. } | BenchCommand::FwReport { .. } => {
+            unreachable!("in process: run_local")
+        }
         BenchCommand::Observe {
             fronts,
             observers,

@@ -641,6 +641,57 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         max_seconds: u64,
     },
+    /// Firmware delivery: an upload, DEVICES sessions fetching the image
+    /// block-wise at once (MB/s, server CPU per block; the same against a
+    /// --peer CoAP server), and CreateDevice latency idle and during a
+    /// large upload.
+    Firmware {
+        /// PSK device fronts (UDP HOST:PORT), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        fronts: Vec<String>,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 256)]
+        image_kib: usize,
+        /// Block size exponent: 2^(SZX+4) bytes (6: 1024).
+        #[arg(long, default_value_t = 6)]
+        szx: u8,
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+        /// PIDs of the idreg server processes: CPU per block.
+        #[arg(long, value_delimiter = ',')]
+        server_pid: Vec<u32>,
+        /// Another CoAP server (DTLS PSK, any identity) serving a body of
+        /// the same size at --peer-path (libcoap: PUT it to /example_data).
+        #[arg(long)]
+        peer: Option<String>,
+        #[arg(long, default_value = "/example_data")]
+        peer_path: String,
+        #[arg(long, default_value = "")]
+        peer_key: String,
+        #[arg(long)]
+        peer_pid: Option<u32>,
+        /// CreateDevice clients for the write-latency phases (0: skip them).
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        #[arg(long, default_value_t = 10)]
+        write_seconds: u64,
+        /// Size of the release uploaded during the second phase.
+        #[arg(long, default_value_t = 10)]
+        upload_mib: usize,
+    },
+    /// Latency of `Firmware/Report` over DEVICES reported devices: a fresh
+    /// store in DATA_DIR filled through the state machine's apply, then the
+    /// report asked QUERIES times per selector (in process, no server).
+    FwReport {
+        #[arg(long, default_value_t = 1_000_000)]
+        devices: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// A fresh directory (the store is left there; delete it after).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Time from RevokeDevice to the `/rl` notification (RFC 7641) at every
     /// one of many observers spread over the given device fronts.
     Observe {

@@ -3,8 +3,10 @@
 mod bench;
 mod bench_device;
 mod bench_enroll;
+mod bench_firmware;
 mod bench_import;
 mod bench_observe;
+mod bench_report;
 mod bench_revoke;
 mod bench_rl;
 mod ca_cmd;
@@ -76,9 +78,13 @@ fn main() -> std::process::ExitCode {
                 ca_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Pki { command } => pki::run(command),
-            cli::Commands::Bench { client, command } => {
-                bench::run(&client.target()?, client.output, command).await
-            }
+            cli::Commands::Bench { client, command } => match command {
+                // In process: no server, no client credentials.
+                cli::BenchCommand::RlSize { .. } | cli::BenchCommand::FwReport { .. } => {
+                    bench::run_local(client.output, command).await
+                }
+                command => bench::run(&client.target()?, client.output, command).await,
+            },
         }
     });
     match result {
