@@ -732,3 +732,296 @@ fn a_gateway_acts_for_its_spoke_on_the_spokes_resources_only() {
         MessageClass::Response(ResponseType::NotFound)
     );
 }
+
+/// A device offered a 2,500-byte image, recording what it reports.
+struct Updating {
+    reports: std::cell::RefCell<Vec<(crate::resources::FirmwareState, bool)>>,
+}
+
+const IMAGE_LEN: usize = 2500;
+
+impl ResourceContext for Updating {
+    fn device_id(&self) -> &str {
+        "thermo-1"
+    }
+    fn credential(&self) -> &'static str {
+        "psk"
+    }
+    fn status(&self) -> Option<&'static str> {
+        Some("active")
+    }
+    fn revocation_list(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    fn device_ca_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
+    fn firmware_manifest(&self) -> Result<Vec<u8>, Reply> {
+        Ok(vec![0xD2; 40])
+    }
+    fn firmware_image(
+        &self,
+        offset: u64,
+        len: usize,
+    ) -> Result<crate::resources::ImageWindow, Reply> {
+        let image: Vec<u8> = (0..IMAGE_LEN).map(|i| i as u8).collect();
+        let start = (offset as usize).min(IMAGE_LEN);
+        Ok(crate::resources::ImageWindow {
+            bytes: image[start..(start + len).min(IMAGE_LEN)].to_vec(),
+            total: IMAGE_LEN as u64,
+            etag: [7; 8],
+        })
+    }
+    fn report_firmware(
+        &self,
+        state: &crate::resources::FirmwareState,
+        later: bool,
+    ) -> Result<(), Reply> {
+        self.reports.borrow_mut().push((state.clone(), later));
+        Ok(())
+    }
+}
+
+fn get_block(mid: u16, path: &str, num: u32, szx: u8) -> Vec<u8> {
+    let p = parse(&get(MessageType::Confirmable, mid, path, None));
+    with_block(
+        p,
+        CoapOption::Block2,
+        BlockOption {
+            num,
+            more: false,
+            szx,
+        },
+    )
+}
+
+#[test]
+fn an_image_is_served_block_by_block_from_any_block() {
+    let ctx = Updating {
+        reports: Default::default(),
+    };
+    let mut ep = CoapEndpoint::new(1);
+    // Block 0 of 1024: Size2 and the ETag; more to follow.
+    let first = parse(
+        &ep.handle(&get_block(1, "/fw/image", 0, 6), 0, &ctx)
+            .unwrap(),
+    );
+    assert_eq!(first.payload.len(), 1024);
+    let b = block_of(&first, CoapOption::Block2).unwrap();
+    assert_eq!((b.num, b.more, b.szx), (0, true, 6));
+    assert_eq!(
+        first
+            .get_first_option(CoapOption::Size2)
+            .map(|v| v.to_vec()),
+        Some(crate::block_option::encode_uint(IMAGE_LEN as u32))
+    );
+    assert_eq!(
+        first.get_first_option(CoapOption::ETag).map(|v| v.to_vec()),
+        Some(vec![7; 8])
+    );
+    // A resumed download asks for block 2 first: the last 452 bytes.
+    let mut fresh = CoapEndpoint::new(1);
+    let last = parse(
+        &fresh
+            .handle(&get_block(2, "/fw/image", 2, 6), 0, &ctx)
+            .unwrap(),
+    );
+    let b = block_of(&last, CoapOption::Block2).unwrap();
+    assert_eq!((b.num, b.more), (2, false));
+    assert_eq!(
+        last.payload,
+        (2048..IMAGE_LEN).map(|i| i as u8).collect::<Vec<_>>()
+    );
+    assert!(last.get_first_option(CoapOption::Size2).is_none());
+    // Past the end: 4.02. No Block2 at all: the first block of 1024.
+    let past = parse(
+        &fresh
+            .handle(&get_block(3, "/fw/image", 3, 6), 0, &ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        past.header.code,
+        MessageClass::Response(ResponseType::BadOption)
+    );
+    let plain = parse(
+        &fresh
+            .handle(
+                &get(MessageType::Confirmable, 4, "/fw/image", None),
+                0,
+                &ctx,
+            )
+            .unwrap(),
+    );
+    assert_eq!(plain.payload.len(), 1024);
+    // The manifest is a COSE_Sign1 (content-format 18).
+    let m = parse(
+        &fresh
+            .handle(
+                &get(MessageType::Confirmable, 5, "/fw/manifest", None),
+                0,
+                &ctx,
+            )
+            .unwrap(),
+    );
+    assert_eq!(
+        m.get_content_format(),
+        Some(ContentFormat::ApplicationCoseSign1)
+    );
+    // Without an offer (the default context): 4.04.
+    let none = parse(
+        &fresh
+            .handle(
+                &get(MessageType::Confirmable, 6, "/fw/manifest", None),
+                0,
+                &Ctx,
+            )
+            .unwrap(),
+    );
+    assert_eq!(
+        none.header.code,
+        MessageClass::Response(ResponseType::NotFound)
+    );
+}
+
+/// GET /id with one Uri-Query option per `queries` entry.
+fn get_id_with(mid: u16, queries: &[&str]) -> Vec<u8> {
+    let mut p = parse(&get(MessageType::Confirmable, mid, "/id", None));
+    for q in queries {
+        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
+    }
+    p.to_bytes().unwrap()
+}
+
+fn post_state(mid: u16, format: ContentFormat, payload: &[u8]) -> Vec<u8> {
+    let mut p = Packet::new();
+    p.header.set_type(MessageType::Confirmable);
+    p.header.code = MessageClass::Request(RequestType::Post);
+    p.header.message_id = mid;
+    p.set_token(vec![0x33]);
+    for seg in ["fw", "state"] {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    p.set_content_format(format);
+    p.payload = payload.to_vec();
+    p.to_bytes().unwrap()
+}
+
+#[test]
+fn firmware_reports_in_cbor_json_text_or_an_id_query() {
+    let ctx = Updating {
+        reports: Default::default(),
+    };
+    let cbor = |v: ciborium::value::Value| {
+        let mut out = Vec::new();
+        ciborium::into_writer(&v, &mut out).unwrap();
+        out
+    };
+    use ciborium::value::Value;
+    let downloading = cbor(Value::Map(vec![
+        (Value::from(1), Value::Text("1.3.0".into())),
+        (Value::from(2), Value::from(1)),
+        (Value::from(3), Value::Text("1.4.2".into())),
+    ]));
+    let mut ep = CoapEndpoint::new(1);
+    // Answered later, once stored.
+    assert_eq!(
+        ep.handle(
+            &post_state(1, ContentFormat::ApplicationCBOR, &downloading),
+            0,
+            &ctx
+        ),
+        None
+    );
+    assert!(ep.is_pending());
+    ep.complete(
+        Reply {
+            code: ResponseType::Changed,
+            format: None,
+            payload: vec![],
+        },
+        1,
+    )
+    .unwrap();
+    let json = br#"{"running": "1.4.2"}"#;
+    ep.handle(
+        &post_state(2, ContentFormat::ApplicationJSON, json),
+        2,
+        &ctx,
+    );
+    ep.complete(
+        Reply {
+            code: ResponseType::Changed,
+            format: None,
+            payload: vec![],
+        },
+        3,
+    )
+    .unwrap();
+    ep.handle(
+        &post_state(3, ContentFormat::TextPlain, b"1.4.2\n"),
+        4,
+        &ctx,
+    );
+    ep.complete(
+        Reply {
+            code: ResponseType::Changed,
+            format: None,
+            payload: vec![],
+        },
+        5,
+    )
+    .unwrap();
+    // The smallest devices: a query on /id, stored in the background.
+    let id = parse(&ep.handle(&get_id_with(4, &["fw=2.0.0"]), 6, &ctx).unwrap());
+    assert_eq!(id.payload, b"thermo-1 active psk");
+    let reports = ctx.reports.borrow();
+    type Seen<'a> = (&'a str, Option<(&'a str, &'a str)>, bool);
+    let got: Vec<Seen> = reports
+        .iter()
+        .map(|(s, later)| {
+            (
+                s.running.as_str(),
+                s.attempt.as_ref().map(|(v, st)| (v.as_str(), *st)),
+                *later,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1.3.0", Some(("1.4.2", "downloading")), true),
+            ("1.4.2", None, true),
+            ("1.4.2", None, true),
+            ("2.0.0", None, false),
+        ]
+    );
+    drop(reports);
+    // Bad reports are 4.00 and record nothing.
+    let before = ctx.reports.borrow().len();
+    let bad = cbor(Value::Map(vec![(Value::from(2), Value::from(2))]));
+    for (mid, format, body) in [
+        (10, ContentFormat::ApplicationCBOR, bad.as_slice()),
+        (
+            11,
+            ContentFormat::ApplicationJSON,
+            br#"{"running": 1}"#.as_slice(),
+        ),
+        (12, ContentFormat::ApplicationCBOR, b"\xff".as_slice()),
+    ] {
+        let out = parse(&ep.handle(&post_state(mid, format, body), 10, &ctx).unwrap());
+        assert_eq!(
+            out.header.code,
+            MessageClass::Response(ResponseType::BadRequest),
+            "{mid}"
+        );
+    }
+    let odd = parse(
+        &ep.handle(&get_id_with(13, &["fw_state=failed"]), 11, &ctx)
+            .unwrap(),
+    );
+    assert_eq!(
+        odd.header.code,
+        MessageClass::Response(ResponseType::BadRequest)
+    );
+    assert_eq!(ctx.reports.borrow().len(), before);
+}
