@@ -36,6 +36,17 @@ fn vendor_manifest(
     out.display().to_string()
 }
 
+/// `firmware rollout status 1.4.2 --class thermo`, as JSON.
+fn rollout_status(server: &Server) -> serde_json::Value {
+    serde_json::from_str(&cli_ok(
+        server,
+        &[
+            "firmware", "rollout", "status", "1.4.2", "--class", "thermo", "-o", "json",
+        ],
+    ))
+    .unwrap()
+}
+
 fn releases(server: &Server) -> serde_json::Value {
     serde_json::from_str(&cli_ok(
         server,
@@ -419,13 +430,7 @@ async fn a_device_updates_through_a_rollout() {
     assert!(first.contains("MANIFEST 1.4.2 100000"), "{first}");
     assert!(first.contains("INTERRUPTED 40"), "{first}");
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), 40 * 1024);
-    let status: serde_json::Value = serde_json::from_str(&cli_ok(
-        &server,
-        &[
-            "firmware", "rollout", "status", "1.4.2", "--class", "thermo", "-o", "json",
-        ],
-    ))
-    .unwrap();
+    let status = rollout_status(&server);
     assert_eq!(
         (
             &status["targeted"],
@@ -465,13 +470,7 @@ async fn a_device_updates_through_a_rollout() {
     // t1 runs 1.4.2 now: nothing more to offer.
     assert!(coap("t1", "/fw/manifest").contains("4.04"), "t1 after");
 
-    let status: serde_json::Value = serde_json::from_str(&cli_ok(
-        &server,
-        &[
-            "firmware", "rollout", "status", "1.4.2", "--class", "thermo", "-o", "json",
-        ],
-    ))
-    .unwrap();
+    let status = rollout_status(&server);
     assert_eq!(
         (
             &status["downloading"],

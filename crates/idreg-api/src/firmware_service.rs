@@ -102,6 +102,22 @@ pub(crate) fn rollout_to_proto(r: &idreg_core::Rollout) -> pb::Rollout {
     }
 }
 
+/// A signed manifest checked against the registered signers: the signer's
+/// name and the manifest, or INVALID_ARGUMENT saying what is wrong.
+pub(crate) fn verify_manifest(
+    reader: &idreg_store::RegistryReader,
+    cose: &[u8],
+) -> Result<(String, Manifest), Status> {
+    let signers = reader.firmware_signers().map_err(storage)?;
+    Manifest::verify(
+        cose,
+        signers
+            .iter()
+            .map(|s| (s.name.as_str(), s.public_spki.as_slice())),
+    )
+    .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 /// A release named by class and version, checked.
 pub(crate) fn release_id(class: &str, version: &str) -> Result<ReleaseId, Status> {
     Ok(ReleaseId {
@@ -280,14 +296,7 @@ impl Firmware for FirmwareService {
         request: Request<pb::CheckManifestRequest>,
     ) -> Result<Response<pb::ManifestInfo>, Status> {
         let req = request.into_inner();
-        let signers = self.node.reader().firmware_signers().map_err(storage)?;
-        let (signer, m) = Manifest::verify(
-            &req.manifest,
-            signers
-                .iter()
-                .map(|s| (s.name.as_str(), s.public_spki.as_slice())),
-        )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (signer, m) = verify_manifest(&self.node.reader(), &req.manifest)?;
         let image_checked = !req.image.is_empty();
         if image_checked {
             m.check_image(&req.image)

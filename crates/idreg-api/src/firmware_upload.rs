@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use idreg_core::firmware_manifest::Manifest;
 use idreg_core::firmware_release::CHUNK_SIZE;
 use idreg_core::{Command, FirmwareRelease, Principal, RegistryView, Role, SignerName};
 use idreg_proto::v1 as pb;
@@ -56,14 +55,8 @@ impl FirmwareUploads {
             ));
         }
         let reader = self.node.reader();
-        let signers = reader.firmware_signers().map_err(storage)?;
-        let (signer, manifest) = Manifest::verify(
-            &first.manifest,
-            signers
-                .iter()
-                .map(|s| (s.name.as_str(), s.public_spki.as_slice())),
-        )
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (signer, manifest) =
+            crate::firmware_service::verify_manifest(&reader, &first.manifest)?;
         let id = idreg_core::ReleaseId {
             class: manifest.class.clone(),
             version: manifest.version.clone(),

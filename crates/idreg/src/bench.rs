@@ -43,6 +43,19 @@ pub(crate) fn psk_device(id: &str, key: &[u8]) -> pb::CreateDeviceRequest {
     req
 }
 
+/// `--fronts`: UDP HOST:PORT device fronts, at least one.
+pub(crate) fn parse_fronts(fronts: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    let parsed: Vec<std::net::SocketAddr> = fronts
+        .iter()
+        .map(|f| {
+            f.parse()
+                .with_context(|| format!("--fronts: {f:?} is not HOST:PORT"))
+        })
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(!parsed.is_empty(), "--fronts: at least one");
+    Ok(parsed)
+}
+
 /// Latencies sorted: (count, p50, p90, p99, max).
 pub(crate) fn percentiles(mut lat_us: Vec<u64>) -> (usize, u64, u64, u64, u64) {
     lat_us.sort_unstable();

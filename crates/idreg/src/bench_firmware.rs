@@ -283,15 +283,7 @@ pub async fn run(
     target: &idreg_client::Target,
     load: FirmwareLoad,
 ) -> anyhow::Result<FirmwareSummary> {
-    let fronts: Vec<SocketAddr> = load
-        .fronts
-        .iter()
-        .map(|f| {
-            f.parse()
-                .with_context(|| format!("--fronts: {f:?} is not HOST:PORT"))
-        })
-        .collect::<Result<_, _>>()?;
-    anyhow::ensure!(!fronts.is_empty(), "--fronts: at least one");
+    let fronts = crate::bench::parse_fronts(&load.fronts)?;
     let tag = std::process::id();
     let class = format!("bench-{tag}");
     let mut firmware = target.firmware().await?;

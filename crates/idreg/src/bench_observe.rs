@@ -173,15 +173,7 @@ pub async fn run(
     target: &idreg_client::Target,
     load: ObserveLoad,
 ) -> anyhow::Result<ObserveSummary> {
-    let fronts: Vec<SocketAddr> = load
-        .fronts
-        .iter()
-        .map(|f| {
-            f.parse()
-                .with_context(|| format!("--fronts: {f:?} is not HOST:PORT"))
-        })
-        .collect::<Result<_, _>>()?;
-    anyhow::ensure!(!fronts.is_empty(), "--fronts: at least one");
+    let fronts = crate::bench::parse_fronts(&load.fronts)?;
     let mut client = target.registry().await?;
     let tag = std::process::id();
     let key = b"observe-bench-secret-0123".to_vec();
