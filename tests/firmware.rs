@@ -388,6 +388,32 @@ async fn a_device_updates_through_a_rollout() {
     };
     // The smallest devices report with a query on /id.
     assert!(coap("t4", "/id?fw=2.0.0").contains("t4 active"), "t4");
+    // Saying the same again writes nothing (the report is stored in the
+    // background: wait until it is, bounded).
+    let applied = || -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&cli_ok(&server, &["cluster", "status", "-o", "json"])).unwrap();
+        v["applied_index"].as_u64().unwrap()
+    };
+    let reported = || {
+        let v: serde_json::Value = serde_json::from_str(&cli_ok(
+            &server,
+            &["firmware", "report", "--version", "2.0.0", "-o", "json"],
+        ))
+        .unwrap();
+        v["devices"].as_array().unwrap().len() == 1
+    };
+    for _ in 0..100 {
+        if reported() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(reported(), "t4's report is not stored");
+    let before = applied();
+    assert!(coap("t4", "/id?fw=2.0.0").contains("t4 active"), "t4 again");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(applied(), before, "a repeated report wrote");
     assert!(coap("t5", "/id?fw=1.1.0").contains("t5 active"), "t5");
 
     cli_ok(

@@ -23,6 +23,14 @@ fn unavailable(e: impl std::fmt::Display) -> Reply {
     Reply::error(ResponseType::ServiceUnavailable, e.to_string())
 }
 
+fn changed() -> Reply {
+    Reply {
+        code: ResponseType::Changed,
+        format: None,
+        payload: Vec::new(),
+    }
+}
+
 fn not_offered(why: impl Into<String>) -> Reply {
     Reply::error(ResponseType::NotFound, why)
 }
@@ -106,6 +114,15 @@ impl FirmwareDesk {
                 },
             }),
         };
+        let stored = self.reader.firmware_report(&id).map_err(unavailable)?;
+        if stored.is_some_and(|r| r.running == running && r.attempt == attempt) {
+            // Nothing new (a device polling, or repeating itself): no raft
+            // write, so repeats cost the cluster a read, not a write.
+            if let Some(answer) = answer {
+                answer(changed());
+            }
+            return Ok(());
+        }
         let by = Principal {
             name: format!("device:{id}"),
             role: Role::Device,
@@ -117,11 +134,7 @@ impl FirmwareDesk {
         };
         tokio::spawn(async move {
             let reply = match writer(command, by).await {
-                Ok(Ok(_)) => Reply {
-                    code: ResponseType::Changed,
-                    format: None,
-                    payload: Vec::new(),
-                },
+                Ok(Ok(_)) => changed(),
                 Ok(Err(r)) => Reply::error(ResponseType::Forbidden, r.to_string()),
                 Err(e) => {
                     warn!(device = %id, error = %e, "firmware report not stored");
