@@ -220,6 +220,10 @@ impl Server {
         if !self.extra_args.iter().any(|a| a == "--coap-addr") {
             coap_flag = vec!["--coap-addr".to_string(), format!("{}:0", self.host)];
         }
+        // /metrics likewise (the default port would collide between tests).
+        if !self.extra_args.iter().any(|a| a == "--metrics-addr") {
+            coap_flag.extend(["--metrics-addr".to_string(), format!("{}:0", self.host)]);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -292,6 +296,27 @@ impl Server {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where this run of the node serves /metrics, as its log says (the
+    /// last "metrics listening" line; bounded wait).
+    #[allow(dead_code)]
+    pub async fn metrics_addr(&self) -> String {
+        for _ in 0..200 {
+            let log = strip_ansi(&self.log_text());
+            let found = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("metrics listening"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .map(|a| a.trim_matches('"').to_string());
+            if let Some(addr) = found {
+                return addr;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no 'metrics listening' in the log:\n{}", self.log_text());
     }
 
     pub async fn client(&self) -> DeviceRegistryClient<Channel> {
@@ -486,6 +511,25 @@ pub fn python_with(modules: &str) -> Option<PathBuf> {
         return None;
     }
     Some(python)
+}
+
+/// `text` without ANSI colour sequences (ESC [ ... m), as a log file holds them.
+#[allow(dead_code)]
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `idreg ARGS` against `server`; its stdout. Fails the test if it fails.

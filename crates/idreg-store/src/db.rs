@@ -265,6 +265,27 @@ impl Store {
         }
     }
 
+    /// Bytes each column family holds: its SST files and memtables.
+    pub fn column_family_bytes(&self) -> Vec<(&'static str, u64)> {
+        ALL_CFS
+            .iter()
+            .map(|name| {
+                let cf = self.db.cf_handle(name).expect("cf exists");
+                let prop = |p: &str| {
+                    self.db
+                        .property_int_value_cf(&cf, p)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                };
+                (
+                    *name,
+                    prop("rocksdb.total-sst-files-size") + prop("rocksdb.size-all-mem-tables"),
+                )
+            })
+            .collect()
+    }
+
     /// Flushes memtables to SST files (tests use it to look at what is on disk).
     pub fn flush(&self) -> Result<(), StoreError> {
         for name in ALL_CFS {

@@ -844,6 +844,10 @@ pub struct ServeArgs {
     /// certificate (Kubernetes' gRPC probe); serves health only [default: none].
     #[arg(long, env = "IDREG_HEALTH_ADDR")]
     pub health_addr: Option<String>,
+    /// HTTP address of `/metrics` (Prometheus text format), or "off"
+    /// [default: --grpc-addr's host if loopback, else 127.0.0.1; port 9464].
+    #[arg(long, env = "IDREG_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// A directory made by `idreg pki init`: node-N.crt/.key, peer-ca.crt and
     /// client-ca.crt. Without it or the files below, a single node makes a
     /// development PKI in DATA_DIR/pki.

@@ -20,6 +20,8 @@ mod import_cmd;
 mod initial_cluster;
 mod k8s;
 mod kek_file;
+mod metrics_http;
+mod node_metrics;
 mod output;
 mod pki;
 mod private_file;

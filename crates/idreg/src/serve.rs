@@ -187,6 +187,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    if let Some(listen) = config.metrics {
+        start_metrics(
+            listen,
+            &node,
+            front.as_ref().map(|f| f.stats_source()),
+            stop_rx.clone(),
+        )
+        .await?;
+    }
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -365,6 +374,42 @@ async fn start_front(
     let listener: std::sync::Arc<dyn idreg_core::PeerSessions> = front.clone_watch();
     herald.listen(&listener);
     Ok(front)
+}
+
+/// `/metrics` on `listen`. An address the operator chose must be bound;
+/// the default one only warns when it is taken (another node on the host).
+async fn start_metrics(
+    listen: crate::serve_config::MetricsListen,
+    node: &idreg_raft::RegistryNode,
+    front: Option<crate::node_metrics::FrontStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = match tokio::net::TcpListener::bind(listen.addr).await {
+        Ok(l) => l,
+        Err(e) if !listen.chosen => {
+            tracing::warn!(
+                addr = %listen.addr,
+                "metrics off: the default address is taken ({e}); set --metrics-addr"
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot listen on --metrics-addr {}", listen.addr))
+        }
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(crate::node_metrics::NodeMetrics::start(
+        node.clone(),
+        front,
+    )));
+    info!(addr = %listener.local_addr()?, "metrics listening");
+    tokio::spawn(crate::metrics_http::serve(
+        listener,
+        std::sync::Arc::new(registry),
+        stop,
+    ));
+    Ok(())
 }
 
 fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {

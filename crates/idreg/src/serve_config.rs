@@ -20,6 +20,7 @@ struct FileConfig {
     grpc_addr: Option<String>,
     peer_addr: Option<String>,
     health_addr: Option<String>,
+    metrics_addr: Option<String>,
     pki_dir: Option<PathBuf>,
     cert_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
@@ -114,12 +115,25 @@ pub enum Security {
     Insecure,
 }
 
+/// Where `/metrics` is served, and whether the operator chose it (a chosen
+/// address that cannot be bound stops the node; the default only warns).
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsListen {
+    pub addr: SocketAddr,
+    pub chosen: bool,
+}
+
+/// The default metrics port, on --grpc-addr's host when that is loopback
+/// (so several nodes on 127.0.0.x do not collide), else on 127.0.0.1.
+pub const DEFAULT_METRICS_PORT: u16 = 9464;
+
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub health_addr: Option<SocketAddr>,
+    pub metrics: Option<MetricsListen>,
     pub security: Security,
     pub snapshot_max_bytes: u64,
     pub front: Option<FrontSettings>,
@@ -427,6 +441,24 @@ impl ServeConfig {
             Some(t) => Some(addr("health-addr", &t)?),
             None => None,
         };
+        let metrics = match args.metrics_addr.clone().or(file.metrics_addr.clone()) {
+            Some(t) if t == "off" => None,
+            Some(t) => Some(MetricsListen {
+                addr: addr("metrics-addr", &t)?,
+                chosen: true,
+            }),
+            None => Some(MetricsListen {
+                addr: SocketAddr::new(
+                    if grpc_addr.ip().is_loopback() {
+                        grpc_addr.ip()
+                    } else {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    },
+                    DEFAULT_METRICS_PORT,
+                ),
+                chosen: false,
+            }),
+        };
         let advertise_addr = match args.advertise_addr.clone().or(file.advertise_addr.clone()) {
             Some(a) => {
                 crate::initial_cluster::host_port(&a).context("--advertise-addr")?;
@@ -496,6 +528,7 @@ impl ServeConfig {
             grpc_addr,
             peer_addr,
             health_addr,
+            metrics,
             security,
             snapshot_max_bytes,
             front,

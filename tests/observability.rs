@@ -1,0 +1,218 @@
+//! Observability as an operator meets it: a real Prometheus (Debian's
+//! package, started here on loopback with a generated configuration)
+//! scrapes a 3-node cluster's `/metrics` while the test registers and
+//! revokes devices and libcoap devices handshake; its query API must then
+//! show what the test did.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::TestCluster;
+use common::*;
+
+/// tinydtls-free here, but short keys keep all clients happy.
+const KEY: &str = "sixteen-byte-key";
+
+/// A Prometheus scraping `targets` every second; killed when dropped.
+struct Prometheus {
+    child: Child,
+    web: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    fn start(bin: &Path, dir: &Path, targets: &[String]) -> Self {
+        let config = dir.join("prometheus.yml");
+        let list = targets
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: idreg\n    static_configs:\n      - targets: [{list}]\n"
+            ),
+        )
+        .unwrap();
+        if let Some(promtool) = external_tool("promtool") {
+            let out = Command::new(promtool)
+                .args(["check", "config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", output_text(&out));
+        }
+        // Prometheus cannot report a port it was given as 0: probe one.
+        let web = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, web }
+    }
+
+    /// An instant query: each series' labels and value.
+    fn query(&self, expr: &str) -> Vec<(serde_json::Value, f64)> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "-G"])
+            .arg(format!("http://{}/api/v1/query", self.web))
+            .arg("--data-urlencode")
+            .arg(format!("query={expr}"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+            Ok(v) => v,
+            Err(_) => return Vec::new(),
+        };
+        v["data"]["result"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|s| {
+                        let value = s["value"][1]
+                            .as_str()
+                            .unwrap_or("nan")
+                            .parse()
+                            .unwrap_or(f64::NAN);
+                        (s["metric"].clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `expr` gives exactly `want` (series' values
+    /// in order of their labels); the last answer on failure.
+    async fn wait_for(&self, expr: &str, want: &[f64]) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let mut got: Vec<(String, f64)> = self
+                .query(expr)
+                .into_iter()
+                .map(|(m, v)| (m.to_string(), v))
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            let values: Vec<f64> = got.iter().map(|(_, v)| *v).collect();
+            if values == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{expr}: want {want:?}, got {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_sees_what_the_cluster_did() {
+    let Some(prometheus) = external_tool("prometheus") else {
+        return;
+    };
+    let Some(libcoap) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut targets = Vec::new();
+    for n in 1..=3 {
+        targets.push(cluster.node(n).metrics_addr().await);
+    }
+    let dir = cluster.dir.path().join("prometheus");
+    std::fs::create_dir_all(&dir).unwrap();
+    let prom = Prometheus::start(&prometheus, &dir, &targets);
+    prom.wait_for("up", &[1.0, 1.0, 1.0]).await;
+    // One leader, seen by every node.
+    prom.wait_for("sum(idreg_raft_is_leader)", &[1.0]).await;
+    prom.wait_for("count(idreg_raft_has_leader == 1)", &[3.0])
+        .await;
+    let leader_instance = &targets[leader as usize - 1];
+    prom.wait_for(
+        &format!("idreg_raft_is_leader{{instance=\"{leader_instance}\"}}"),
+        &[1.0],
+    )
+    .await;
+
+    // Two devices; three good handshakes and one with a wrong key on
+    // node 1's front; one revocation.
+    let node1 = cluster.node(1);
+    for id in ["m1", "m2"] {
+        cli_ok(
+            node1,
+            &[
+                "device",
+                "add",
+                id,
+                "--psk-identity",
+                &format!("{id}-id"),
+                "--psk",
+                KEY,
+            ],
+        );
+    }
+    let front = node1.front_addr().await;
+    let get = |identity: &str, key: &str| {
+        Command::new("timeout")
+            .arg("30")
+            .arg(&libcoap)
+            .args(["-m", "get", "-B", "3", "-u", identity, "-k", key])
+            .arg(format!("coaps://{front}/id"))
+            .output()
+            .unwrap()
+    };
+    for _ in 0..3 {
+        let out = get("m1-id", KEY);
+        assert!(
+            output_text(&out).contains("m1 active"),
+            "{}",
+            output_text(&out)
+        );
+    }
+    get("m1-id", "wrong-sixteen-by");
+    cli_ok(node1, &["device", "revoke", "m2", "--reason", "lost"]);
+
+    let one = &targets[0];
+    prom.wait_for("idreg_registry_devices", &[2.0, 2.0, 2.0])
+        .await;
+    prom.wait_for("idreg_registry_revocations_total", &[1.0, 1.0, 1.0])
+        .await;
+    prom.wait_for(
+        &format!("idreg_front_handshakes_total{{instance=\"{one}\",result=\"ok\"}}"),
+        &[3.0],
+    )
+    .await;
+    prom.wait_for(
+        &format!("idreg_front_handshakes_total{{instance=\"{one}\",result=\"failed\"}}"),
+        &[1.0],
+    )
+    .await;
+    // Plausible process and store figures on every node.
+    prom.wait_for("count(process_resident_memory_bytes > 1e6)", &[3.0])
+        .await;
+    prom.wait_for(
+        "count(idreg_store_column_family_bytes{cf=\"devices\"} > 0)",
+        &[3.0],
+    )
+    .await;
+    prom.wait_for("count(idreg_raft_applied_index > 3)", &[3.0])
+        .await;
+}
