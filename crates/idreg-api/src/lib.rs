@@ -19,6 +19,7 @@ pub mod importer;
 pub mod oversize_status;
 pub mod page_token;
 pub mod registry_service;
+pub mod request_metrics;
 pub mod sessions_service;
 pub mod status;
 pub mod watch_stream;

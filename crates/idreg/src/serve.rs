@@ -187,9 +187,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    // Request metrics are kept even with /metrics off: a counter per call.
+    let mut metrics_registry = prometheus_client::registry::Registry::default();
+    let grpc_metrics = idreg_api::request_metrics::RequestMetrics::new(
+        &mut metrics_registry,
+        &[
+            idreg_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ],
+    );
     if let Some(listen) = config.metrics {
         start_metrics(
             listen,
+            metrics_registry,
             &node,
             front.as_ref().map(|f| f.stats_source()),
             stop_rx.clone(),
@@ -220,6 +230,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cluster_service = ClusterService::new(node.clone(), kek.clone(), limits);
     idreg_api::firmware_upload::spawn_upload_sweeper(node.clone());
     let client_api = client_server
+        .layer(grpc_metrics)
         .layer(OversizeStatus)
         .layer(client_auth)
         .add_service(health_service.clone())
@@ -380,6 +391,7 @@ async fn start_front(
 /// the default one only warns when it is taken (another node on the host).
 async fn start_metrics(
     listen: crate::serve_config::MetricsListen,
+    mut registry: prometheus_client::registry::Registry,
     node: &idreg_raft::RegistryNode,
     front: Option<crate::node_metrics::FrontStats>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -398,7 +410,6 @@ async fn start_metrics(
                 .with_context(|| format!("cannot listen on --metrics-addr {}", listen.addr))
         }
     };
-    let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(Box::new(crate::node_metrics::NodeMetrics::start(
         node.clone(),
         front,
