@@ -99,6 +99,24 @@ impl Prometheus {
             .unwrap_or_default()
     }
 
+    /// Whether Prometheus accepts `expr` (parses and evaluates it); its
+    /// error otherwise.
+    fn accepts(&self, expr: &str) -> Result<(), String> {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "5", "-G"])
+            .arg(format!("http://{}/api/v1/query", self.web))
+            .arg("--data-urlencode")
+            .arg(format!("query={expr}"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {out:?}"))?;
+        match v["status"].as_str() {
+            Some("success") => Ok(()),
+            _ => Err(v.to_string()),
+        }
+    }
+
     /// Waits (bounded) until `expr` gives exactly `want` (series' values
     /// in order of their labels); the last answer on failure.
     async fn wait_for(&self, expr: &str, want: &[f64]) {
@@ -215,4 +233,98 @@ async fn prometheus_sees_what_the_cluster_did() {
     .await;
     prom.wait_for("count(idreg_raft_applied_index > 3)", &[3.0])
         .await;
+    // gRPC calls by method and code, on the node that took them.
+    for (method, calls) in [("CreateDevice", 2.0), ("RevokeDevice", 1.0)] {
+        prom.wait_for(
+            &format!(
+                "idreg_grpc_requests_total{{instance=\"{one}\",method=\"{method}\",code=\"Ok\"}}"
+            ),
+            &[calls],
+        )
+        .await;
+    }
+
+    // Cardinality: 10,000 handshakes from distinct addresses (100 source
+    // IPs, 100 ports each; unknown identities, so each fails) add no series.
+    let series = format!("count({{instance=\"{one}\"}})");
+    let failed = format!("idreg_front_handshakes_total{{instance=\"{one}\",result=\"failed\"}}");
+    let before = prom.query(&series)[0].1;
+    let failed_before = prom.query(&failed)[0].1;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10_000u32 {
+        let slots = slots.clone();
+        let source: std::net::SocketAddr = format!("127.9.0.{}:0", 1 + i / 100).parse().unwrap();
+        tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let cred = idreg_dtls::client::ClientConfig::psk(b"nobody-at-all", KEY.as_bytes());
+            idreg_client::engine_device::EngineDevice::connect_from(
+                source,
+                front,
+                cred,
+                Duration::from_secs(10),
+            )
+            .await
+            .is_err()
+        });
+    }
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        refused += r.unwrap() as usize;
+    }
+    assert_eq!(refused, 10_000);
+    prom.wait_for(&failed, &[failed_before + 10_000.0]).await;
+    assert_eq!(
+        prom.query(&series)[0].1,
+        before,
+        "series grew with addresses"
+    );
+
+    // deploy/monitoring: the alert rules pass promtool, and every
+    // expression of the rules and the dashboard is accepted by Prometheus
+    // against this cluster's data; the panels the cluster feeds show data.
+    let monitoring = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/monitoring");
+    let rules = monitoring.join("idreg-alerts.yaml");
+    if let Some(promtool) = external_tool("promtool") {
+        let out = Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(&rules)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let mut exprs: Vec<String> = std::fs::read_to_string(&rules)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(exprs.len(), 6, "{exprs:?}");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring.join("grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut panel_exprs = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            panel_exprs.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(panel_exprs.len() >= 12, "{panel_exprs:?}");
+    exprs.extend(panel_exprs.iter().cloned());
+    for e in &exprs {
+        prom.accepts(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+    }
+    for e in [
+        "idreg_raft_is_leader",
+        "max(idreg_registry_devices)",
+        "sum by (result) (rate(idreg_front_handshakes_total[5m]))",
+        "sum by (method) (rate(idreg_grpc_requests_total[5m]))",
+    ] {
+        assert!(
+            panel_exprs.iter().any(|p| p == e),
+            "{e} is not on the dashboard"
+        );
+        assert!(!prom.query(e).is_empty(), "{e} shows nothing");
+    }
 }
