@@ -274,6 +274,14 @@ async fn prometheus_sees_what_the_cluster_did() {
     }
     assert_eq!(refused, 10_000);
     prom.wait_for(&failed, &[failed_before + 10_000.0]).await;
+    // By reason: all 10,000 were unknown identities.
+    prom.wait_for(
+        &format!(
+            "idreg_front_handshake_failures_total{{instance=\"{one}\",reason=\"unknown_credential\"}}"
+        ),
+        &[10_000.0],
+    )
+    .await;
     assert_eq!(
         prom.query(&series)[0].1,
         before,
@@ -327,4 +335,44 @@ async fn prometheus_sees_what_the_cluster_did() {
         );
         assert!(!prom.query(e).is_empty(), "{e} shows nothing");
     }
+}
+
+/// `--log-format json`: every line on stderr is one JSON object with a
+/// level and a message, ready for a log shipper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&tmp.path().join("node"), &["--log-format", "json"]).await;
+    cli_ok(
+        &server,
+        &[
+            "device",
+            "add",
+            "j1",
+            "--psk-identity",
+            "j1-id",
+            "--psk",
+            KEY,
+        ],
+    );
+    let log = server.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() > 3, "{log}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"message\":\"metrics listening\"")),
+        "{log}"
+    );
+    let bad = server.cli(&["serve", "--log-format", "xml", "--data-dir", "/nonexistent"]);
+    assert!(
+        output_text(&bad).contains("text or json"),
+        "{}",
+        output_text(&bad)
+    );
 }

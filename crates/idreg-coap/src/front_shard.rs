@@ -854,7 +854,7 @@ impl FrontShard {
                     }
                     _ => {}
                 }
-                let n = stats.handshake_failed(addr.ip());
+                let n = stats.handshake_failed(addr.ip(), &reason);
                 // The first few failures of a source are worth a line each;
                 // after that only every hundredth, so a flood cannot flood
                 // the log too.

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use idreg_dtls::server_handshake::FailReason;
+
 /// Distinct source addresses whose failed handshakes are counted one by one;
 /// beyond that they are summed under "other" so a spoofed flood cannot grow
 /// the map.
@@ -29,6 +31,8 @@ pub struct FrontStats {
     pub peers_evicted: AtomicU64,
     pub address_changes: AtomicU64,
     pub sessions_restored: AtomicU64,
+    /// Failed handshakes by [`FailReason::index`] (timeouts included).
+    failed_by_reason: [AtomicU64; FailReason::LABELS.len()],
     failures: Mutex<Failures>,
 }
 
@@ -56,6 +60,8 @@ pub struct StatsSnapshot {
     /// Sources with the most failed handshakes, most first (at most 20).
     pub top_failing_sources: Vec<(IpAddr, u64)>,
     pub failures_from_other_sources: u64,
+    /// Failed handshakes by reason, as [`FailReason::LABELS`] names them.
+    pub failed_by_reason: [u64; FailReason::LABELS.len()],
 }
 
 /// Adds `n` to a counter.
@@ -66,10 +72,12 @@ pub fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl FrontStats {
-    /// Counts a failed handshake from `source`; returns how many that source
-    /// has had (or all "other" sources together, past the bound).
-    pub fn handshake_failed(&self, source: IpAddr) -> u64 {
+    /// Counts a failed handshake from `source` and its reason; returns how
+    /// many that source has had (or all "other" sources together, past the
+    /// bound).
+    pub fn handshake_failed(&self, source: IpAddr, reason: &FailReason) -> u64 {
         self.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+        self.failed_by_reason[reason.index()].fetch_add(1, Ordering::Relaxed);
         let mut f = self.failures.lock().expect("stats lock");
         if f.by_source.len() < MAX_FAILURE_SOURCES || f.by_source.contains_key(&source) {
             let n = f.by_source.entry(source).or_default();
@@ -103,6 +111,7 @@ impl FrontStats {
             sessions_restored: get(&self.sessions_restored),
             top_failing_sources: top,
             failures_from_other_sources: f.other,
+            failed_by_reason: std::array::from_fn(|i| get(&self.failed_by_reason[i])),
         }
     }
 }
@@ -115,7 +124,7 @@ mod tests {
     fn failure_sources_are_bounded() {
         let s = FrontStats::default();
         for i in 0..(MAX_FAILURE_SOURCES as u32 + 10) {
-            s.handshake_failed(IpAddr::from(i.to_be_bytes()));
+            s.handshake_failed(IpAddr::from(i.to_be_bytes()), &FailReason::BadFinished);
         }
         let snap = s.snapshot();
         assert_eq!(snap.failures_from_other_sources, 10);

@@ -51,22 +51,44 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    /// Every [`Self::label`], in [`Self::index`] order: a bounded label set
+    /// for counters.
+    pub const LABELS: [&'static str; 12] = [
+        "no_common_suite",
+        "no_extended_master_secret",
+        "unsupported_parameters",
+        "malformed",
+        "unexpected_message",
+        "unknown_credential",
+        "refused",
+        "unavailable",
+        "bad_signature",
+        "bad_finished",
+        "client_alert",
+        "timeout",
+    ];
+
+    /// The reason's place in [`Self::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            FailReason::NoCommonSuite => 0,
+            FailReason::NoExtendedMasterSecret => 1,
+            FailReason::UnsupportedParameters(_) => 2,
+            FailReason::Malformed(_) => 3,
+            FailReason::UnexpectedMessage => 4,
+            FailReason::Refused(Refusal::Unknown) => 5,
+            FailReason::Refused(Refusal::NotAllowed(_)) => 6,
+            FailReason::Refused(Refusal::Unavailable(_)) => 7,
+            FailReason::BadSignature => 8,
+            FailReason::BadFinished => 9,
+            FailReason::PeerAlert(_) => 10,
+            FailReason::TimedOut => 11,
+        }
+    }
+
     /// A short label for counters and logs.
     pub fn label(&self) -> &'static str {
-        match self {
-            FailReason::NoCommonSuite => "no_common_suite",
-            FailReason::NoExtendedMasterSecret => "no_extended_master_secret",
-            FailReason::UnsupportedParameters(_) => "unsupported_parameters",
-            FailReason::Malformed(_) => "malformed",
-            FailReason::UnexpectedMessage => "unexpected_message",
-            FailReason::Refused(Refusal::Unknown) => "unknown_credential",
-            FailReason::Refused(Refusal::NotAllowed(_)) => "refused",
-            FailReason::Refused(Refusal::Unavailable(_)) => "unavailable",
-            FailReason::BadSignature => "bad_signature",
-            FailReason::BadFinished => "bad_finished",
-            FailReason::PeerAlert(_) => "client_alert",
-            FailReason::TimedOut => "timeout",
-        }
+        Self::LABELS[self.index()]
     }
 }
 

@@ -966,6 +966,9 @@ pub struct ServeArgs {
     /// ordinal 0 founds the cluster, the others ask to be added.
     #[arg(long, env = "IDREG_K8S")]
     pub k8s: bool,
+    /// Log lines as text, or json (one object per line, for log shippers).
+    #[arg(long, env = "IDREG_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
     /// Revisions of change history kept for WatchDevices [default: 100000].
     #[arg(long, env = "IDREG_WATCH_HISTORY")]
     pub watch_history: Option<u64>,

@@ -200,10 +200,25 @@ impl NodeMetrics {
             [
                 ("ok", ConstCounter::new(s.handshakes_ok)),
                 ("failed", ConstCounter::new(s.handshakes_failed)),
-                ("timeout", ConstCounter::new(s.handshakes_timed_out)),
-                ("over_budget", ConstCounter::new(s.handshakes_over_budget)),
-                ("stale", ConstCounter::new(s.handshakes_refused_stale)),
             ],
+        )?;
+        labelled(
+            enc,
+            (
+                "idreg_front_handshake_failures",
+                "Failed DTLS handshakes by reason (timeouts included)",
+                "reason",
+            ),
+            idreg_dtls::server_handshake::FailReason::LABELS
+                .iter()
+                .zip(s.failed_by_reason)
+                .map(|(label, n)| (*label, ConstCounter::new(n))),
+        )?;
+        counter(
+            enc,
+            "idreg_front_handshakes_over_budget",
+            "Handshakes not started: the node's handshake budget was spent",
+            s.handshakes_over_budget,
         )?;
         gauge(
             enc,

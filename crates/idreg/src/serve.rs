@@ -20,13 +20,19 @@ use crate::serve_config::{FrontSettings, ServeConfig};
 /// Name of the development KEK generated into the data directory.
 const DEV_KEK_FILE: &str = "dev-kek.hex";
 
-fn init_tracing() {
+/// Logs on stderr: text for people, or with `--log-format json` one JSON
+/// object per line for log shippers (no colours, fields as keys).
+fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IDREG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// The KEK from `--kek-file`, or in development a generated one kept in the
@@ -65,7 +71,11 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    init_tracing(match args.log_format.as_str() {
+        "json" => true,
+        "text" => false,
+        other => anyhow::bail!("--log-format {other:?}: text or json"),
+    });
     let config = ServeConfig::resolve(args)?;
     for d in &config.deprecations {
         warn!("{d}");
