@@ -233,6 +233,12 @@ async fn prometheus_sees_what_the_cluster_did() {
     .await;
     prom.wait_for("count(idreg_raft_applied_index > 3)", &[3.0])
         .await;
+    // Group commit saw the three writes taken by node 1.
+    prom.wait_for(
+        &format!("count(idreg_raft_batch_proposals_sum{{instance=\"{one}\"}} >= 3)"),
+        &[1.0],
+    )
+    .await;
     // gRPC calls by method and code, on the node that took them.
     for (method, calls) in [("CreateDevice", 2.0), ("RevokeDevice", 1.0)] {
         prom.wait_for(

@@ -18,6 +18,7 @@ pub mod session_herald;
 pub mod snapshot_receiver;
 pub mod status;
 pub mod wire;
+pub mod write_metrics;
 
 pub use error::WriteError;
 pub use node::{NodeConfig, RegistryNode};

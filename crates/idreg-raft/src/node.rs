@@ -68,6 +68,7 @@ pub struct RegistryNode {
     snapshots: std::sync::Arc<crate::snapshot_receiver::SnapshotReceiver>,
     contact: crate::leader_contact::LeaderContact,
     herald: crate::session_herald::SessionHerald,
+    write_metrics: crate::write_metrics::WriteMetrics,
 }
 
 fn now_ms() -> u64 {
@@ -180,7 +181,8 @@ impl RegistryNode {
         }
         let forwarder = Forwarder::new(raft.clone(), config.node_id, config.dialer.clone());
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
-        tokio::spawn(proposer::run(forwarder.clone(), rx));
+        let write_metrics = crate::write_metrics::WriteMetrics::default();
+        tokio::spawn(proposer::run(forwarder.clone(), rx, write_metrics.clone()));
         let snapshots = std::sync::Arc::new(crate::snapshot_receiver::SnapshotReceiver::new(
             store.clone(),
             config.snapshot_max_bytes,
@@ -193,6 +195,7 @@ impl RegistryNode {
         Ok(Self {
             id: config.node_id,
             herald,
+            write_metrics,
             dialer: config.dialer,
             raft,
             store,
@@ -272,6 +275,11 @@ impl RegistryNode {
             .await
             .map_err(|e| raft_err(format!("waiting to apply index {index}: {e}")))?;
         Ok(())
+    }
+
+    /// Group commit's metrics, to register for `/metrics`.
+    pub fn write_metrics(&self) -> &crate::write_metrics::WriteMetrics {
+        &self.write_metrics
     }
 
     pub fn reader(&self) -> RegistryReader {

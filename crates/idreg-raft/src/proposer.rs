@@ -27,7 +27,11 @@ pub(crate) struct Pending {
 }
 
 /// Runs until every sender is dropped.
-pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
+pub(crate) async fn run(
+    forwarder: Forwarder,
+    mut rx: mpsc::Receiver<Pending>,
+    metrics: crate::write_metrics::WriteMetrics,
+) {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Each batch is handed to raft only after the one before it, so batches
     // (and the proposals in them) reach the log in the order they queued.
@@ -45,9 +49,13 @@ pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
+        metrics.set_queued(rx.len());
+        let size = pending.len();
         let (proposals, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
         let forwarder = forwarder.clone();
+        let metrics = metrics.clone();
+        let started = std::time::Instant::now();
         let (handed_over, turn) = oneshot::channel();
         let wait_turn = previous.replace(turn);
         tokio::spawn(async move {
@@ -59,6 +67,7 @@ pub(crate) async fn run(forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
                 .write(ProposalBatch(proposals), Some(handed_over))
                 .await;
             drop(permit);
+            metrics.batch(size, started.elapsed(), result.is_ok());
             match result {
                 Ok(BatchOutcome(verdicts)) => {
                     for (reply, verdict) in replies.into_iter().zip(verdicts) {

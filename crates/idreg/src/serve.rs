@@ -420,6 +420,7 @@ async fn start_metrics(
                 .with_context(|| format!("cannot listen on --metrics-addr {}", listen.addr))
         }
     };
+    node.write_metrics().register(&mut registry);
     registry.register_collector(Box::new(crate::node_metrics::NodeMetrics::start(
         node.clone(),
         front,
