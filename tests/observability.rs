@@ -233,6 +233,12 @@ async fn prometheus_sees_what_the_cluster_did() {
     .await;
     prom.wait_for("count(idreg_raft_applied_index > 3)", &[3.0])
         .await;
+    // libcoap ends each of its sessions with close_notify.
+    prom.wait_for(
+        &format!("idreg_front_sessions_ended_total{{instance=\"{one}\",end=\"closed_by_peer\"}}"),
+        &[3.0],
+    )
+    .await;
     // Group commit saw the three writes taken by node 1.
     prom.wait_for(
         &format!("count(idreg_raft_batch_proposals_sum{{instance=\"{one}\"}} >= 3)"),

@@ -838,6 +838,7 @@ impl FrontShard {
                     stats
                         .sessions_live
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    add(&stats.sessions_ended[why.index()], 1);
                     if why == SessionEnd::Evicted {
                         debug!(device = %session.device.id, "session evicted: the table is full");
                     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use idreg_core::SessionEnd;
 use idreg_dtls::server_handshake::FailReason;
 
 /// Distinct source addresses whose failed handshakes are counted one by one;
@@ -31,6 +32,9 @@ pub struct FrontStats {
     pub peers_evicted: AtomicU64,
     pub address_changes: AtomicU64,
     pub sessions_restored: AtomicU64,
+    /// Sessions ended, by [`SessionEnd::index`] (revoked: cut off by a
+    /// revocation, disable or delete).
+    pub sessions_ended: [AtomicU64; SessionEnd::ALL.len()],
     /// Failed handshakes by [`FailReason::index`] (timeouts included).
     failed_by_reason: [AtomicU64; FailReason::LABELS.len()],
     failures: Mutex<Failures>,
@@ -62,6 +66,8 @@ pub struct StatsSnapshot {
     pub failures_from_other_sources: u64,
     /// Failed handshakes by reason, as [`FailReason::LABELS`] names them.
     pub failed_by_reason: [u64; FailReason::LABELS.len()],
+    /// Sessions ended, in [`SessionEnd::ALL`] order.
+    pub sessions_ended: [u64; SessionEnd::ALL.len()],
 }
 
 /// Adds `n` to a counter.
@@ -112,6 +118,7 @@ impl FrontStats {
             top_failing_sources: top,
             failures_from_other_sources: f.other,
             failed_by_reason: std::array::from_fn(|i| get(&self.failed_by_reason[i])),
+            sessions_ended: std::array::from_fn(|i| get(&self.sessions_ended[i])),
         }
     }
 }

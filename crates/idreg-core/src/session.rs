@@ -58,6 +58,22 @@ pub enum SessionEnd {
 }
 
 impl SessionEnd {
+    /// Every end, in a fixed order (a bounded label set for counters).
+    pub const ALL: [SessionEnd; 7] = [
+        SessionEnd::ClosedByPeer,
+        SessionEnd::Idle,
+        SessionEnd::Revoked,
+        SessionEnd::Evicted,
+        SessionEnd::Shutdown,
+        SessionEnd::Error,
+        SessionEnd::Clone,
+    ];
+
+    /// This end's place in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SessionEnd::ClosedByPeer => "closed_by_peer",
@@ -112,5 +128,17 @@ impl SessionRecord {
         self.ended_ms
             .unwrap_or(now_ms)
             .saturating_sub(self.started_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_end_sits_at_its_index() {
+        for (i, end) in SessionEnd::ALL.iter().enumerate() {
+            assert_eq!(end.index(), i, "{}", end.as_str());
+        }
     }
 }

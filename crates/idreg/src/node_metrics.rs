@@ -214,6 +214,14 @@ impl NodeMetrics {
                 .zip(s.failed_by_reason)
                 .map(|(label, n)| (*label, ConstCounter::new(n))),
         )?;
+        labelled(
+            enc,
+            ("idreg_front_sessions_ended", "Device sessions ended, by why (revoked: cut off by a revocation, disable or delete)", "end"),
+            idreg_core::SessionEnd::ALL
+                .iter()
+                .zip(s.sessions_ended)
+                .map(|(end, n)| (end.as_str(), ConstCounter::new(n))),
+        )?;
         counter(
             enc,
             "idreg_front_handshakes_over_budget",
