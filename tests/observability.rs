@@ -233,6 +233,17 @@ async fn prometheus_sees_what_the_cluster_did() {
     .await;
     prom.wait_for("count(idreg_raft_applied_index > 3)", &[3.0])
         .await;
+    // Their handshake times, one observation each.
+    prom.wait_for(
+        &format!("idreg_front_handshake_seconds_count{{instance=\"{one}\"}}"),
+        &[3.0],
+    )
+    .await;
+    prom.wait_for(
+        &format!("count(idreg_front_handshake_seconds_sum{{instance=\"{one}\"}} > 0)"),
+        &[1.0],
+    )
+    .await;
     // libcoap ends each of its sessions with close_notify.
     prom.wait_for(
         &format!("idreg_front_sessions_ended_total{{instance=\"{one}\",end=\"closed_by_peer\"}}"),

@@ -746,7 +746,11 @@ impl FrontShard {
                 suite,
                 cid,
                 restored,
+                handshake_time,
             } => {
+                if !restored {
+                    stats.handshake_times.observe(handshake_time);
+                }
                 let live = LiveSession {
                     coap: CoapEndpoint::default(),
                     started_from: addr,

@@ -16,7 +16,7 @@
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::alert::{self, AlertDescription};
 use crate::cipher_suite::CipherSuite;
@@ -79,6 +79,9 @@ pub enum Event<D> {
         cid: bool,
         /// Read back from a saved session rather than handshaken now.
         restored: bool,
+        /// From the ClientHello that began the handshake to the session
+        /// (zero for a restored one).
+        handshake_time: Duration,
     },
     Data {
         conn: ConnId,
@@ -354,6 +357,7 @@ impl<C: CredentialStore> Endpoint<C> {
                 suite,
                 cid: cid.is_some(),
                 restored: true,
+                handshake_time: Duration::ZERO,
             });
             restored += 1;
         }
@@ -569,11 +573,12 @@ impl<C: CredentialStore> Endpoint<C> {
                 }
             }
             Ok(Progress::Established(session, flight6)) => {
+                let took = now.saturating_duration_since(hs.started_at());
                 self.transmits.push_back(Transmit {
                     to: addr,
                     data: flight6,
                 });
-                self.establish(now, index, session);
+                self.establish(now, index, session, took);
             }
             Err(failure) => {
                 self.end_handshake(index, None);
@@ -599,7 +604,13 @@ impl<C: CredentialStore> Endpoint<C> {
         });
     }
 
-    fn establish(&mut self, now: Instant, index: u32, session: Box<Session<C::Device>>) {
+    fn establish(
+        &mut self,
+        now: Instant,
+        index: u32,
+        session: Box<Session<C::Device>>,
+        handshake_time: Duration,
+    ) {
         let addr = session.addr;
         self.handshakes_by_addr.remove(&addr);
         self.budget.give_back(addr.ip());
@@ -616,6 +627,7 @@ impl<C: CredentialStore> Endpoint<C> {
             suite: session.suite,
             cid: session.our_cid.is_some(),
             restored: false,
+            handshake_time,
         });
         self.slots[index as usize].peer = Peer::Session(session);
         self.sessions_by_addr.insert(addr, index);

@@ -465,6 +465,11 @@ impl<D: Clone> ServerHandshake<D> {
         self.flight4_datagrams()
     }
 
+    /// When the handshake began (its ClientHello with a valid cookie).
+    pub fn started_at(&self) -> Instant {
+        self.expires_at - self.settings.timeout
+    }
+
     /// The next time this handshake needs attention.
     pub fn deadline(&self) -> Instant {
         self.retransmit_at.min(self.expires_at)

@@ -222,6 +222,21 @@ impl NodeMetrics {
                 .zip(s.sessions_ended)
                 .map(|(end, n)| (end.as_str(), ConstCounter::new(n))),
         )?;
+        let (sum_us, counts) = s.handshake_times;
+        let sum = sum_us as f64 / 1e6;
+        let mut buckets: Vec<(f64, u64)> = idreg_coap::stats::HANDSHAKE_BUCKETS
+            .iter()
+            .copied()
+            .zip(counts)
+            .collect();
+        buckets.push((f64::MAX, counts[counts.len() - 1]));
+        let mut h = enc.encode_descriptor(
+            "idreg_front_handshake_seconds",
+            "Completed DTLS handshakes: ClientHello (with cookie) to session",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        h.encode_histogram::<Vec<(String, String)>>(sum, counts.iter().sum(), &buckets, None)?;
         counter(
             enc,
             "idreg_front_handshakes_over_budget",
