@@ -31,12 +31,7 @@ impl FirmwareService {
     }
 
     async fn propose(&self, command: Command, by: idreg_core::Principal) -> Result<(), Status> {
-        self.node
-            .propose(command, by)
-            .await
-            .map_err(write)?
-            .map_err(rejection)
-            .map(|_| ())
+        propose(&self.node, command, by).await
     }
 
     fn rollout(&self, release: &ReleaseId) -> Result<idreg_core::Rollout, Status> {
@@ -100,6 +95,19 @@ pub(crate) fn rollout_to_proto(r: &idreg_core::Rollout) -> pb::Rollout {
         created_at: Some(convert::timestamp(r.created_ms)),
         updated_at: Some(convert::timestamp(r.updated_ms)),
     }
+}
+
+/// Proposes a firmware command; its refusal or failure as a gRPC status.
+pub(crate) async fn propose(
+    node: &RegistryNode,
+    command: Command,
+    by: idreg_core::Principal,
+) -> Result<(), Status> {
+    node.propose(command, by)
+        .await
+        .map_err(write)?
+        .map_err(rejection)
+        .map(|_| ())
 }
 
 /// A signed manifest checked against the registered signers: the signer's
@@ -272,12 +280,8 @@ impl Firmware for FirmwareService {
                 .map_err(invalid)?,
             added_ms: now_ms(),
         };
-        let verdict = self
-            .node
-            .propose(Command::AddFirmwareSigner(signer.clone()), by)
-            .await
-            .map_err(write)?;
-        verdict.map_err(rejection)?;
+        self.propose(Command::AddFirmwareSigner(signer.clone()), by)
+            .await?;
         Ok(Response::new(signer_to_proto(&signer)))
     }
 
@@ -311,12 +315,8 @@ impl Firmware for FirmwareService {
     ) -> Result<Response<pb::RemoveSignerResponse>, Status> {
         let by = author(&request);
         let name = SignerName::parse("name", &request.get_ref().name).map_err(invalid)?;
-        let verdict = self
-            .node
-            .propose(Command::RemoveFirmwareSigner { name }, by)
-            .await
-            .map_err(write)?;
-        verdict.map_err(rejection)?;
+        self.propose(Command::RemoveFirmwareSigner { name }, by)
+            .await?;
         Ok(Response::new(pb::RemoveSignerResponse {}))
     }
 }

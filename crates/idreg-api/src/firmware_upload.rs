@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use tonic::{Status, Streaming};
 
 use crate::convert::now_ms;
-use crate::status::{rejection, storage, write};
+use crate::status::{rejection, storage};
 
 /// Uploads a node takes at once: each holds its image (up to
 /// [`idreg_core::firmware_manifest::MAX_IMAGE_SIZE`]) in memory.
@@ -154,12 +154,7 @@ impl FirmwareUploads {
     }
 
     async fn propose(&self, by: &Principal, command: Command) -> Result<(), Status> {
-        self.node
-            .propose(command, by.clone())
-            .await
-            .map_err(write)?
-            .map_err(rejection)?;
-        Ok(())
+        crate::firmware_service::propose(&self.node, command, by.clone()).await
     }
 }
 
