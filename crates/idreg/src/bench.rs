@@ -7,8 +7,8 @@ use anyhow::Context;
 use idreg_client::pb;
 use serde::Serialize;
 
-use crate::bench_device::{proc_sample, ProcSample};
 use crate::cli::{BenchCommand, OutputFormat};
+use crate::proc_sample::{proc_sample, ProcSample};
 
 #[derive(Serialize)]
 struct Summary {

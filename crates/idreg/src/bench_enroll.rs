@@ -22,8 +22,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::bench::percentiles;
-use crate::bench_device::{proc_sample, ProcSample};
 use crate::cli::OutputFormat;
+use crate::proc_sample::{proc_sample, ProcSample};
 
 #[derive(Serialize)]
 pub struct EnrollSummary {

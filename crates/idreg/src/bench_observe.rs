@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::bench::{percentiles, psk_device};
-use crate::bench_device::proc_sample;
 use crate::cli::OutputFormat;
+use crate::proc_sample::proc_sample;
 
 pub struct ObserveLoad {
     pub fronts: Vec<String>,

@@ -25,6 +25,7 @@ mod node_metrics;
 mod output;
 mod pki;
 mod private_file;
+mod proc_sample;
 mod rl_cmd;
 mod serve;
 mod serve_config;
