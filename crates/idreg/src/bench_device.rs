@@ -16,8 +16,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::bench::{percentiles, sample_all};
-use crate::proc_sample::ProcSample;
 use crate::cli::{DeviceStack, DeviceTarget, HandshakeMode, OutputFormat};
+use crate::proc_sample::ProcSample;
 
 #[derive(Serialize)]
 pub struct DeviceSummary {
