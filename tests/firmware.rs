@@ -356,21 +356,10 @@ async fn a_device_updates_through_a_rollout() {
     // Devices: two in Berlin (one will be on 2.0.0), one in Paris, one of
     // another class, one below the minimum.
     let add = |id: &str, labels: &[&str]| {
-        let identity = format!("{id}-id");
-        let mut args = vec![
-            "device",
-            "add",
-            id,
-            "--psk-identity",
-            &identity,
-            "--psk",
-            KEY,
-        ];
-        for l in labels {
-            args.extend(["--label", l]);
-        }
-        cli_ok(&server, &args);
+        let extra: Vec<&str> = labels.iter().flat_map(|l| ["--label", *l]).collect();
+        add_psk_device_cli(&server, id, KEY, &extra);
     };
+
     add("t1", &["idreg.io/class=thermo", "site=berlin"]);
     add("t2", &["idreg.io/class=thermo", "site=paris"]);
     add("t4", &["idreg.io/class=thermo", "site=berlin"]);
@@ -690,19 +679,11 @@ async fn an_upload_cut_by_kill_9_is_whole_everywhere_or_nowhere() {
     }
 
     // Every node serves the same bytes to a device offered the release.
-    cli_ok(
+    add_psk_device_cli(
         cluster.node(leader),
-        &[
-            "device",
-            "add",
-            "t1",
-            "--psk-identity",
-            "t1-id",
-            "--psk",
-            KEY,
-            "--label",
-            "idreg.io/class=thermo",
-        ],
+        "t1",
+        KEY,
+        &["--label", "idreg.io/class=thermo"],
     );
     cli_ok(
         cluster.node(leader),

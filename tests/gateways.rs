@@ -14,18 +14,7 @@ use common::*;
 const KEY: &str = "sixteen-byte-key";
 
 fn add(server: &Server, id: &str, extra: &[&str]) {
-    let identity = format!("{id}-id");
-    let mut args = vec![
-        "device",
-        "add",
-        id,
-        "--psk-identity",
-        &identity,
-        "--psk",
-        KEY,
-    ];
-    args.extend(extra);
-    cli_ok(server, &args);
+    add_psk_device_cli(server, id, KEY, extra);
 }
 
 fn ids_in(json: &str) -> Vec<String> {

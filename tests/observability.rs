@@ -186,18 +186,7 @@ async fn prometheus_sees_what_the_cluster_did() {
     // node 1's front; one revocation.
     let node1 = cluster.node(1);
     for id in ["m1", "m2"] {
-        cli_ok(
-            node1,
-            &[
-                "device",
-                "add",
-                id,
-                "--psk-identity",
-                &format!("{id}-id"),
-                "--psk",
-                KEY,
-            ],
-        );
+        add_psk_device_cli(node1, id, KEY, &[]);
     }
     let front = node1.front_addr().await;
     let get = |identity: &str, key: &str| {

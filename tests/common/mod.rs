@@ -532,6 +532,24 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// `idreg device add ID --psk-identity ID-id --psk KEY EXTRA…` against
+/// `server`, as an operator registers a PSK device.
+#[allow(dead_code)]
+pub fn add_psk_device_cli(server: &Server, id: &str, key: &str, extra: &[&str]) {
+    let identity = format!("{id}-id");
+    let mut args = vec![
+        "device",
+        "add",
+        id,
+        "--psk-identity",
+        &identity,
+        "--psk",
+        key,
+    ];
+    args.extend(extra);
+    cli_ok(server, &args);
+}
+
 /// `idreg ARGS` against `server`; its stdout. Fails the test if it fails.
 #[allow(dead_code)]
 pub fn cli_ok(server: &Server, args: &[&str]) -> String {
