@@ -32,17 +32,7 @@ openssl req -new -x509 -key "$WORK/dev.key" -subj /CN=bench-cert -days 2 -out "$
 
 # start N: nodes 1..N on 127.0.0.i (client 5315i, peer 5316i, CoAP 5684i).
 start() {
-  local n=$1 i ic=""
-  for i in $(seq "$n"); do ic="${ic:+$ic,}$i=127.0.0.$i:5316$i"; done
-  NODE_PIDS=()
-  for i in $(seq "$n"); do
-    "$BIN" serve --node-id "$i" --data-dir "$WORK/n$n-$i" --grpc-addr 127.0.0.$i:5315$i \
-      --peer-addr 127.0.0.$i:5316$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
-      --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster "$ic" \
-      --coap-session-file off >"$WORK/n$n-$i.log" 2>&1 &
-    NODE_PIDS+=($!); PIDS+=($!)
-  done
-  wait_leader 127.0.0.1:53151 >/dev/null
+  start_cluster "$1" 5315 5316 5684
   # The device CA is made by the leader just after founding.
   for _ in $(seq 100); do "$BIN" ca show --endpoint 127.0.0.1:53151 >/dev/null 2>&1 && break; sleep 0.2; done
 }

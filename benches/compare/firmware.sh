@@ -31,16 +31,7 @@ OUT=benches/results/firmware.jsonl
 make_kek
 make_pki 3
 
-ic="1=127.0.0.1:53261,2=127.0.0.2:53262,3=127.0.0.3:53263"
-NODE_PIDS=()
-for i in 1 2 3; do
-  "$BIN" serve --node-id "$i" --data-dir "$WORK/n$i" --grpc-addr 127.0.0.$i:5325$i \
-    --peer-addr 127.0.0.$i:5326$i --coap-addr 127.0.0.$i:5694$i --coap-cert-addr off \
-    --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster "$ic" \
-    --coap-session-file off >"$WORK/n$i.log" 2>&1 &
-  NODE_PIDS+=($!); PIDS+=($!)
-done
-wait_leader 127.0.0.1:53251 >/dev/null
+start_cluster 3 5325 5326 5694
 PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
 PEER_KEY=firmware-bench-peer-key

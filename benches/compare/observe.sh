@@ -33,16 +33,7 @@ OUT=benches/results/observe.jsonl
 make_kek
 make_pki 3
 
-ic="1=127.0.0.1:53161,2=127.0.0.2:53162,3=127.0.0.3:53163"
-NODE_PIDS=()
-for i in 1 2 3; do
-  "$BIN" serve --node-id "$i" --data-dir "$WORK/n$i" --grpc-addr 127.0.0.$i:5315$i \
-    --peer-addr 127.0.0.$i:5316$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
-    --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster "$ic" \
-    --coap-session-file off >"$WORK/n$i.log" 2>&1 &
-  NODE_PIDS+=($!); PIDS+=($!)
-done
-wait_leader 127.0.0.1:53151 >/dev/null
+start_cluster 3 5315 5316 5684
 E=(--endpoint 127.0.0.1:53151)
 PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
