@@ -498,36 +498,6 @@ async fn one_identity_live_from_two_addresses_is_a_clone() {
     assert!(s.iter().any(|x| x.end_reason == "clone"), "{s:?}");
 }
 
-/// libcoap observing `/rl` as PSK device `id` from `local_ip` for `secs`:
-/// a session that stays live that long.
-fn libcoap_session(
-    tool: &Path,
-    local_ip: &str,
-    front: std::net::SocketAddr,
-    id: &str,
-    secs: u32,
-) -> std::process::Child {
-    Command::new("timeout")
-        .arg(format!("{}", secs + 20))
-        .arg(tool)
-        .args([
-            "-m",
-            "get",
-            "-s",
-            &secs.to_string(),
-            "-A",
-            "0",
-            "-a",
-            local_ip,
-        ])
-        .args(["-u", &format!("{id}-psk"), "-k", KEY])
-        .arg(format!("coaps://{front}/rl"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("coap-client")
-}
-
 /// Waits (10 s at most) until `device` has a session on `server` matching `pred`.
 async fn wait_session(
     server: &Server,
@@ -598,9 +568,21 @@ async fn clones_across_nodes_are_seen_by_both_and_policies_apply() {
     let live = |s: &pb::Session| s.ended_at.is_none();
 
     // alert (every node's default): both sessions go on; both nodes list it.
-    let mut a = libcoap_session(&tool, "127.0.0.21", n1.front_addr().await, "twin", 6);
+    let mut a = libcoap_session(
+        &tool,
+        "127.0.0.21",
+        n1.front_addr().await,
+        ("twin-psk", KEY),
+        6,
+    );
     assert!(wait_session(n1, "twin", live).await.iter().any(live));
-    let mut b = libcoap_session(&tool, "127.0.0.22", n2.front_addr().await, "twin", 6);
+    let mut b = libcoap_session(
+        &tool,
+        "127.0.0.22",
+        n2.front_addr().await,
+        ("twin-psk", KEY),
+        6,
+    );
     assert!(wait_session(n2, "twin", live).await.iter().any(live));
     for node in [n2, n1] {
         let (v, took) = clones_of(node, "twin", Duration::from_secs(1));
@@ -625,9 +607,21 @@ async fn clones_across_nodes_are_seen_by_both_and_policies_apply() {
 
     // The tenant's refuse-new: the second session, on node 3, ends as a
     // clone; the first, on node 1, goes on.
-    let mut c = libcoap_session(&tool, "127.0.0.23", n1.front_addr().await, "strict", 6);
+    let mut c = libcoap_session(
+        &tool,
+        "127.0.0.23",
+        n1.front_addr().await,
+        ("strict-psk", KEY),
+        6,
+    );
     assert!(wait_session(n1, "strict", live).await.iter().any(live));
-    let mut d = libcoap_session(&tool, "127.0.0.24", n3.front_addr().await, "strict", 6);
+    let mut d = libcoap_session(
+        &tool,
+        "127.0.0.24",
+        n3.front_addr().await,
+        ("strict-psk", KEY),
+        6,
+    );
     let on3 = wait_session(n3, "strict", |s| s.end_reason == "clone").await;
     assert!(on3.iter().any(|s| s.end_reason == "clone"), "{on3:?}");
     let (v, _) = clones_of(n1, "strict", Duration::from_secs(2));
@@ -636,9 +630,21 @@ async fn clones_across_nodes_are_seen_by_both_and_policies_apply() {
     assert!(on1.iter().all(|s| s.end_reason.is_empty()), "{on1:?}");
 
     // The device's own end-both (over its tenant's refuse-new): both end.
-    let mut e = libcoap_session(&tool, "127.0.0.25", n2.front_addr().await, "both", 6);
+    let mut e = libcoap_session(
+        &tool,
+        "127.0.0.25",
+        n2.front_addr().await,
+        ("both-psk", KEY),
+        6,
+    );
     assert!(wait_session(n2, "both", live).await.iter().any(live));
-    let mut f = libcoap_session(&tool, "127.0.0.26", n3.front_addr().await, "both", 6);
+    let mut f = libcoap_session(
+        &tool,
+        "127.0.0.26",
+        n3.front_addr().await,
+        ("both-psk", KEY),
+        6,
+    );
     for node in [n2, n3] {
         let s = wait_session(node, "both", |s| s.end_reason == "clone").await;
         assert!(s.iter().any(|s| s.end_reason == "clone"), "{s:?}");

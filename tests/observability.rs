@@ -253,8 +253,74 @@ async fn prometheus_sees_what_the_cluster_did() {
     ] {
         prom.wait_for(&expr.replace("ONE", one), &[want]).await;
     }
+    // Devices by status, on every node; WAL fsyncs timed, and RocksDB's
+    // block cache and stall counters present on every node.
+    prom.wait_for(
+        "idreg_registry_devices_by_status{status=\"active\"}",
+        &[1.0, 1.0, 1.0],
+    )
+    .await;
+    prom.wait_for(
+        "idreg_registry_devices_by_status{status=\"revoked\"}",
+        &[1.0, 1.0, 1.0],
+    )
+    .await;
+    prom.wait_for("count(idreg_store_wal_fsync_seconds_count > 3)", &[3.0])
+        .await;
+    prom.wait_for("count(idreg_store_block_cache_total)", &[6.0])
+        .await;
+    prom.wait_for("count(idreg_store_write_stall_seconds_total)", &[3.0])
+        .await;
+    prom.wait_for("count(idreg_raft_snapshot_build_seconds_count)", &[3.0])
+        .await;
+    prom.wait_for("idreg_node_ready", &[1.0, 1.0, 1.0]).await;
+    // Handshakes by suite add up to the completed ones.
+    prom.wait_for(
+        &format!("sum(idreg_front_handshakes_by_suite_total{{instance=\"{one}\"}})"),
+        &[3.0],
+    )
+    .await;
+
+    // A live session (libcoap observing /rl) of a device that is then
+    // disabled: node 1 closes it and times the cut-off.
+    add_psk_device_cli(node1, "m3", KEY, &[]);
+    let mut observer = libcoap_session(&libcoap, "127.0.0.1", front, ("m3-id", KEY), 30);
+    prom.wait_for(
+        &format!("idreg_front_sessions_live{{instance=\"{one}\"}}"),
+        &[1.0],
+    )
+    .await;
+    cli_ok(node1, &["device", "update", "m3", "--status", "disabled"]);
+    prom.wait_for(
+        &format!("idreg_front_revocation_cutoff_seconds_count{{instance=\"{one}\"}}"),
+        &[1.0],
+    )
+    .await;
+    prom.wait_for(
+        &format!("idreg_front_sessions_ended_total{{instance=\"{one}\",end=\"revoked\"}}"),
+        &[1.0],
+    )
+    .await;
+    prom.wait_for(
+        "idreg_registry_devices_by_status{status=\"disabled\"}",
+        &[1.0, 1.0, 1.0],
+    )
+    .await;
+    // Raft commit and apply on one machine: well under a second.
+    prom.wait_for(
+        &format!("idreg_front_revocation_cutoff_seconds_bucket{{instance=\"{one}\",le=\"1.0\"}}"),
+        &[1.0],
+    )
+    .await;
+    let _ = observer.kill();
+    let _ = observer.wait();
+
     // gRPC calls by method and code, on the node that took them.
-    for (method, calls) in [("CreateDevice", 2.0), ("RevokeDevice", 1.0)] {
+    for (method, calls) in [
+        ("CreateDevice", 3.0),
+        ("RevokeDevice", 1.0),
+        ("UpdateDevice", 1.0),
+    ] {
         prom.wait_for(
             &format!(
                 "idreg_grpc_requests_total{{instance=\"{one}\",method=\"{method}\",code=\"Ok\"}}"
@@ -330,7 +396,7 @@ async fn prometheus_sees_what_the_cluster_did() {
         .filter_map(|l| l.trim().strip_prefix("expr: "))
         .map(str::to_owned)
         .collect();
-    assert_eq!(exprs.len(), 6, "{exprs:?}");
+    assert_eq!(exprs.len(), 9, "{exprs:?}");
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(monitoring.join("grafana-dashboard.json")).unwrap(),
     )
@@ -351,6 +417,8 @@ async fn prometheus_sees_what_the_cluster_did() {
         "max(idreg_registry_devices)",
         "sum by (result) (rate(idreg_front_handshakes_total[5m]))",
         "sum by (method) (rate(idreg_grpc_requests_total[5m]))",
+        "max by (status) (idreg_registry_devices_by_status)",
+        "idreg_node_ready",
     ] {
         assert!(
             panel_exprs.iter().any(|p| p == e),

@@ -592,3 +592,34 @@ pub async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
         .into_inner()
         .sessions
 }
+
+/// libcoap observing `/rl` as PSK `identity` with `key` from `local_ip`
+/// for `secs`: a session that stays live that long.
+#[allow(dead_code)]
+pub fn libcoap_session(
+    tool: &Path,
+    local_ip: &str,
+    front: std::net::SocketAddr,
+    (identity, key): (&str, &str),
+    secs: u32,
+) -> std::process::Child {
+    Command::new("timeout")
+        .arg(format!("{}", secs + 20))
+        .arg(tool)
+        .args([
+            "-m",
+            "get",
+            "-s",
+            &secs.to_string(),
+            "-A",
+            "0",
+            "-a",
+            local_ip,
+        ])
+        .args(["-u", identity, "-k", key])
+        .arg(format!("coaps://{front}/rl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("coap-client")
+}

@@ -332,7 +332,10 @@ async fn follow_registry(
                     tell_all(&|| ShardCommand::RevocationListChanged);
                 }
                 if ev.cut_off {
-                    tell_all(&|| ShardCommand::EndDevice(device.clone()));
+                    tell_all(&|| ShardCommand::EndDevice {
+                        device: device.clone(),
+                        proposed_at_ms: ev.proposed_at_ms,
+                    });
                 } else {
                     tell_all(&|| ShardCommand::RecheckDevice(device.clone()));
                 }

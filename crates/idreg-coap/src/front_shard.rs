@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::endpoint::CoapEndpoint;
 use crate::enrollment_desk::EnrollmentDesk;
+use crate::log_budget::LogBudget;
 use crate::registry_credentials::{RegistryCredentials, SessionDevice, SessionRole};
 use crate::resources::{Reply, ResourceContext};
 use crate::revocation_list_cache::RevocationListCache;
@@ -41,7 +42,12 @@ const BATCHES_PER_WAKE: usize = 8;
 /// What the rest of the node asks of a shard.
 pub enum ShardCommand {
     /// End the sessions of a device now (revoked, disabled, deleted).
-    EndDevice(Arc<str>),
+    EndDevice {
+        device: Arc<str>,
+        /// When the change was proposed (the proposer's wall clock), for
+        /// the cut-off latency.
+        proposed_at_ms: u64,
+    },
     /// Check the device's sessions against the registry: its status and the
     /// credential each authenticated with (removed or replaced: ended).
     RecheckDevice(Arc<str>),
@@ -123,6 +129,8 @@ pub struct FrontShard {
     synced: EndpointStats,
     synced_handshaking: u64,
     started: Instant,
+    /// Caps the lines written about peers (refused handshakes, cut-offs).
+    log_budget: LogBudget,
 }
 
 fn credential_of(c: &AuthCredential) -> SessionCredential {
@@ -453,6 +461,7 @@ impl FrontShard {
             synced: EndpointStats::default(),
             synced_handshaking: 0,
             started: Instant::now(),
+            log_budget: LogBudget::default(),
         }
     }
 
@@ -557,9 +566,24 @@ impl FrontShard {
 
     fn command(&mut self, command: ShardCommand) {
         match command {
-            ShardCommand::EndDevice(device) => {
-                for conn in self.by_device.get(&device).cloned().unwrap_or_default() {
-                    self.close(conn, SessionEnd::Revoked);
+            ShardCommand::EndDevice {
+                device,
+                proposed_at_ms,
+            } => {
+                let conns = self.by_device.get(&device).cloned().unwrap_or_default();
+                if conns.is_empty() {
+                    return;
+                }
+                let took_ms = crate::unix_ms().saturating_sub(proposed_at_ms);
+                for conn in &conns {
+                    self.close(*conn, SessionEnd::Revoked);
+                    self.shared
+                        .stats
+                        .revocation_cutoffs
+                        .observe(std::time::Duration::from_millis(took_ms));
+                }
+                if let Some(left_out) = self.log_budget.admit(Instant::now()) {
+                    info!(device = %device, sessions = conns.len(), after_ms = took_ms, similar_lines_left_out = left_out, "device cut off: its sessions are closed");
                 }
             }
             ShardCommand::RecheckDevice(device) => {
@@ -750,6 +774,7 @@ impl FrontShard {
             } => {
                 if !restored {
                     stats.handshake_times.observe(handshake_time);
+                    add(&stats.handshakes_by_suite[suite.index()], 1);
                 }
                 let live = LiveSession {
                     coap: CoapEndpoint::default(),
@@ -864,7 +889,9 @@ impl FrontShard {
                 // after that only every hundredth, so a flood cannot flood
                 // the log too.
                 if n <= 3 || n.is_multiple_of(100) {
-                    warn!(peer = %addr, reason = reason.label(), failures_from_source = n, "DTLS handshake failed");
+                    if let Some(left_out) = self.log_budget.admit(Instant::now()) {
+                        warn!(peer = %addr, reason = reason.label(), failures_from_source = n, similar_lines_left_out = left_out, "DTLS handshake failed");
+                    }
                 }
             }
         }

@@ -26,6 +26,7 @@ pub mod enrollment_desk;
 pub mod firmware_desk;
 pub mod front_config;
 pub mod front_shard;
+mod log_budget;
 pub mod plain_coap;
 pub mod registry_credentials;
 pub mod revocation_list_cache;

@@ -7,42 +7,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use idreg_core::SessionEnd;
+use idreg_core::{HistogramSnapshot, SessionEnd, TimeHistogram};
+use idreg_dtls::cipher_suite::CipherSuite;
 use idreg_dtls::server_handshake::FailReason;
-
-/// Upper bounds (seconds) of the handshake-time histogram's buckets.
-pub const HANDSHAKE_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-];
-
-/// Handshake times in fixed buckets: atomics only, one add per handshake.
-#[derive(Debug, Default)]
-pub struct HandshakeTimes {
-    /// Per bucket, the last one past the largest bound.
-    counts: [AtomicU64; HANDSHAKE_BUCKETS.len() + 1],
-    sum_us: AtomicU64,
-}
-
-impl HandshakeTimes {
-    pub fn observe(&self, took: std::time::Duration) {
-        let secs = took.as_secs_f64();
-        let i = HANDSHAKE_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(HANDSHAKE_BUCKETS.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    /// (sum in µs, per-bucket counts with the last one past every bound).
-    pub fn snapshot(&self) -> (u64, [u64; HANDSHAKE_BUCKETS.len() + 1]) {
-        (
-            self.sum_us.load(Ordering::Relaxed),
-            std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
-        )
-    }
-}
 
 /// Distinct source addresses whose failed handshakes are counted one by one;
 /// beyond that they are summed under "other" so a spoofed flood cannot grow
@@ -70,7 +37,12 @@ pub struct FrontStats {
     /// revocation, disable or delete).
     pub sessions_ended: [AtomicU64; SessionEnd::ALL.len()],
     /// How long completed handshakes took.
-    pub handshake_times: HandshakeTimes,
+    pub handshake_times: TimeHistogram,
+    /// Completed handshakes by [`CipherSuite::index`].
+    pub handshakes_by_suite: [AtomicU64; CipherSuite::PREFERENCE.len()],
+    /// From a revocation (disable, delete) being proposed to a session of
+    /// the device closed here: raft commit and apply included.
+    pub revocation_cutoffs: TimeHistogram,
     /// Failed handshakes by [`FailReason::index`] (timeouts included).
     failed_by_reason: [AtomicU64; FailReason::LABELS.len()],
     failures: Mutex<Failures>,
@@ -82,7 +54,7 @@ struct Failures {
     other: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatsSnapshot {
     pub handshaking: u64,
     pub sessions_live: u64,
@@ -104,9 +76,10 @@ pub struct StatsSnapshot {
     pub failed_by_reason: [u64; FailReason::LABELS.len()],
     /// Sessions ended, in [`SessionEnd::ALL`] order.
     pub sessions_ended: [u64; SessionEnd::ALL.len()],
-    /// Handshake times: (sum in µs, counts per [`HANDSHAKE_BUCKETS`]
-    /// bucket and one past them).
-    pub handshake_times: (u64, [u64; HANDSHAKE_BUCKETS.len() + 1]),
+    pub handshake_times: HistogramSnapshot,
+    /// Completed handshakes, in [`CipherSuite::PREFERENCE`] order.
+    pub handshakes_by_suite: [u64; CipherSuite::PREFERENCE.len()],
+    pub revocation_cutoffs: HistogramSnapshot,
 }
 
 /// Adds `n` to a counter.
@@ -159,6 +132,8 @@ impl FrontStats {
             failed_by_reason: std::array::from_fn(|i| get(&self.failed_by_reason[i])),
             sessions_ended: std::array::from_fn(|i| get(&self.sessions_ended[i])),
             handshake_times: self.handshake_times.snapshot(),
+            handshakes_by_suite: std::array::from_fn(|i| get(&self.handshakes_by_suite[i])),
+            revocation_cutoffs: self.revocation_cutoffs.snapshot(),
         }
     }
 }
@@ -166,19 +141,6 @@ impl FrontStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn handshake_times_land_in_their_buckets() {
-        let t = HandshakeTimes::default();
-        t.observe(std::time::Duration::from_micros(300));
-        t.observe(std::time::Duration::from_millis(3));
-        t.observe(std::time::Duration::from_secs(30));
-        let (sum, counts) = t.snapshot();
-        assert_eq!(counts[0], 1, "<= 0.5 ms");
-        assert_eq!(counts[3], 1, "<= 5 ms");
-        assert_eq!(counts[HANDSHAKE_BUCKETS.len()], 1, "past 10 s");
-        assert_eq!(sum, 30_003_300);
-    }
 
     #[test]
     fn failure_sources_are_bounded() {

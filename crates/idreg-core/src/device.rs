@@ -15,6 +15,17 @@ pub enum DeviceStatus {
 }
 
 impl DeviceStatus {
+    pub const ALL: [DeviceStatus; 3] = [
+        DeviceStatus::Active,
+        DeviceStatus::Disabled,
+        DeviceStatus::Revoked,
+    ];
+
+    /// Its place in [`Self::ALL`]: an index for per-status counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceStatus::Active => "active",

@@ -32,6 +32,7 @@ pub mod revocation_list;
 pub mod secret;
 pub mod session;
 pub mod session_news;
+pub mod time_histogram;
 pub mod view;
 
 pub use apply::{apply, Change, Effect};
@@ -55,4 +56,5 @@ pub use principal::{Caller, CertIdentity, Principal, Role};
 pub use secret::{Kek, SealedSecret, SecretError};
 pub use session::{AddressChange, SessionCredential, SessionEnd, SessionRecord};
 pub use session_news::{CloneAnswer, CloneSighting, PeerSessions, SessionAnnouncer, SessionStart};
+pub use time_histogram::{HistogramSnapshot, TimeHistogram};
 pub use view::{Overlay, RegistryView};

@@ -60,6 +60,14 @@ impl CipherSuite {
         Self::PREFERENCE.into_iter().find(|s| s.id() == id)
     }
 
+    /// Its place in [`Self::PREFERENCE`]: an index for per-suite counters.
+    pub fn index(self) -> usize {
+        Self::PREFERENCE
+            .iter()
+            .position(|s| *s == self)
+            .expect("every suite is in PREFERENCE")
+    }
+
     pub fn is_psk(self) -> bool {
         matches!(
             self,

@@ -29,3 +29,17 @@ pub struct ClusterView {
     pub members: Vec<MemberView>,
     pub snapshots_installed: u64,
 }
+
+/// Entries a node may have left to apply and still count as caught up.
+const READY_APPLY_LAG: u64 = 1000;
+
+impl ClusterView {
+    /// Whether the node should take traffic (its readiness probe, and
+    /// `idreg_node_ready`): it knows a leader, is a member, and has applied
+    /// nearly all of its log.
+    pub fn ready(&self) -> bool {
+        self.leader_id.is_some()
+            && self.members.iter().any(|m| m.id == self.node_id)
+            && self.applied_index + READY_APPLY_LAG >= self.last_log_index
+    }
+}

@@ -14,6 +14,7 @@ use crate::log_store::LogStore;
 use crate::reader::RegistryReader;
 use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
+use crate::store_metrics::{StoreMeasures, StoreMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,6 +59,10 @@ pub struct Store {
     history_keep: u64,
     /// Keys snapshot MACs; `None` only for a read-only open.
     snapshot_key: Option<SnapshotKey>,
+    metrics: Arc<StoreMetrics>,
+    /// The options the database was opened with: they hold RocksDB's
+    /// statistics.
+    opts: Arc<Options>,
 }
 
 /// Options every open shares: point lookups dominate (handshakes), so bloom
@@ -68,6 +73,7 @@ fn read_options() -> Options {
     table.set_bloom_filter(10.0, false);
     table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
     opts.set_block_based_table_factory(&table);
+    crate::store_metrics::enable_statistics(&mut opts);
     opts
 }
 
@@ -80,6 +86,7 @@ impl Store {
     pub fn open(dir: &Path, kek: &Kek) -> Result<Self, StoreError> {
         let mut store = Self::open_unchecked(dir)?;
         store.verify_or_record_kek(kek)?;
+        crate::state_machine::fill_status_counts(&store.db)?;
         store.snapshot_key = Some(SnapshotKey::from_kek(kek));
         Ok(store)
     }
@@ -100,11 +107,11 @@ impl Store {
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
         crate::state_machine::recover_interrupted_install(&db)?;
-        Self::around(db, dir)
+        Self::around(db, dir, opts)
     }
 
     /// The handles around an opened database.
-    fn around(db: DB, dir: &Path) -> Result<Self, StoreError> {
+    fn around(db: DB, dir: &Path, opts: Options) -> Result<Self, StoreError> {
         let db = Arc::new(db);
         let applied = RegistryReader::new(db.clone()).applied_index()?;
         let (events, _) = broadcast::channel(4096);
@@ -116,14 +123,17 @@ impl Store {
             installs: Arc::new(watch::Sender::new(0)),
             history_keep: DEFAULT_HISTORY_KEEP,
             snapshot_key: None,
+            metrics: Arc::default(),
+            opts: Arc::new(opts),
         })
     }
 
     /// Opens the RocksDB under `dir/db` read-only, beside a running node
     /// (benchmarks of the lookup path). It sees the data as of the open.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
-        let db = DB::open_cf_for_read_only(&read_options(), dir.join("db"), ALL_CFS, false)?;
-        Self::around(db, dir)
+        let opts = read_options();
+        let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
+        Self::around(db, dir, opts)
     }
 
     /// Fills an empty data directory's registry from a snapshot file made by
@@ -141,6 +151,7 @@ impl Store {
         let key = self.snapshot_key()?;
         crate::snapshot::verify(snapshot_file, &key)?;
         crate::snapshot::load(&self.db, snapshot_file, &key)?;
+        crate::state_machine::fill_status_counts(&self.db)?;
         let cf = self.db.cf_handle(CF_SM_META).expect("cf exists");
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(true);
@@ -171,7 +182,7 @@ impl Store {
     }
 
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(self.db.clone())
+        LogStore::new(self.db.clone(), self.metrics.clone())
     }
 
     fn snapshot_key(&self) -> Result<SnapshotKey, StoreError> {
@@ -202,6 +213,7 @@ impl Store {
                 applied: self.applied.clone(),
                 installs: self.installs.clone(),
                 history_keep: self.history_keep,
+                metrics: self.metrics.clone(),
             },
         )
     }
@@ -263,6 +275,11 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// WAL fsync, snapshot and RocksDB measures since the store opened.
+    pub fn measures(&self) -> StoreMeasures {
+        self.metrics.measures(&self.opts)
     }
 
     /// Bytes each column family holds: its SST files and memtables.

@@ -7,6 +7,9 @@ use idreg_core::{DeviceId, DeviceStatus};
 pub struct RegistryEvent {
     /// Raft log index of the change.
     pub revision: u64,
+    /// When the change was proposed, by the proposer's wall clock (ms since
+    /// the Unix epoch): how long a cut-off took is measured from it.
+    pub proposed_at_ms: u64,
     pub device: DeviceId,
     /// Status after the change; `None` when the device was deleted.
     pub status: Option<DeviceStatus>,

@@ -136,6 +136,9 @@ pub fn group_ca_key(subject_hash: &[u8; 32], name: &str) -> Vec<u8> {
 
 pub const COUNTER_RL_VERSION: &[u8] = b"rl_version";
 pub const COUNTER_DEVICES: &[u8] = b"devices";
+/// Devices per status, `[u64; 3]` in `DeviceStatus::ALL` order. Absent in
+/// data directories written before it existed; counted once at open.
+pub const COUNTER_BY_STATUS: &[u8] = b"devices_by_status";
 
 pub fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

@@ -18,6 +18,7 @@ pub mod reader;
 pub mod session_log;
 pub mod snapshot;
 pub mod state_machine;
+pub mod store_metrics;
 pub mod types;
 
 pub use db::{Store, StoreError};
@@ -28,4 +29,5 @@ pub use log_store::LogStore;
 pub use reader::{ListFilter, ListPage, RegistryReader, SignedListError};
 pub use session_log::{SessionLog, SessionPage, SessionQuery};
 pub use state_machine::{is_plain_snapshot_id, StateMachine};
+pub use store_metrics::{RocksCounters, StoreMeasures};
 pub use types::{BatchOutcome, NodeId, TypeConfig};

@@ -22,11 +22,13 @@ use crate::codec::{decode, encode};
 use crate::keys::{
     log_index, log_key, CF_LOG, CF_RAFT_META, META_COMMITTED, META_LAST_PURGED, META_VOTE,
 };
+use crate::store_metrics::StoreMetrics;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    metrics: Arc<StoreMetrics>,
 }
 
 fn io_err(
@@ -44,8 +46,8 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Arc<DB>, metrics: Arc<StoreMetrics>) -> Self {
+        Self { db, metrics }
     }
 
     fn cf_log(&self) -> Arc<rocksdb::BoundColumnFamily<'_>> {
@@ -182,8 +184,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let db = self.db.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let res = db.flush_wal(true).map_err(std::io::Error::other);
+            metrics.wal_fsync.observe(started.elapsed());
             callback.log_io_completed(res);
         });
         Ok(())

@@ -295,6 +295,28 @@ impl RegistryReader {
     }
 
     /// Version of the revocation list: the number of revocations ever applied.
+    /// Devices per status, in `DeviceStatus::ALL` order (kept counts, not
+    /// a scan).
+    pub fn devices_by_status(&self) -> Result<[u64; 3], StoreError> {
+        match self.get_cf(CF_COUNTERS, COUNTER_BY_STATUS)? {
+            Some(b) => decode_as("devices by status", &b),
+            None => Ok([0; 3]),
+        }
+    }
+
+    /// Counts devices per status by walking them all: only to fill in the
+    /// kept counts of a data directory that has none.
+    pub(crate) fn count_devices_by_status(&self) -> Result<[u64; 3], StoreError> {
+        let cf = self.db.cf_handle(CF_DEVICES).expect("cf exists");
+        let mut counts = [0u64; 3];
+        for item in self.db.iterator_cf(&cf, rocksdb::IteratorMode::Start) {
+            let (_, v) = item?;
+            let d: Device = decode_as("device", &v)?;
+            counts[d.status.index()] += 1;
+        }
+        Ok(counts)
+    }
+
     pub fn revocation_list_version(&self) -> Result<u64, StoreError> {
         self.counter(COUNTER_RL_VERSION)
     }

@@ -47,6 +47,7 @@ pub(crate) struct Notify {
     pub applied: Arc<watch::Sender<u64>>,
     pub installs: Arc<watch::Sender<u64>>,
     pub history_keep: u64,
+    pub metrics: Arc<crate::store_metrics::StoreMetrics>,
 }
 
 /// History is trimmed when the applied index crosses a multiple of this.
@@ -232,6 +233,7 @@ impl StateMachine {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut events = Vec::new();
         let mut devices = self.counter(COUNTER_DEVICES)? as i64;
+        let mut by_status = reader.devices_by_status()?.map(|n| n as i64);
         let mut rl_version = self.counter(COUNTER_RL_VERSION)?;
         let mut last_applied: Option<LogId> = None;
         let mut membership: Option<StoredMembership> = None;
@@ -244,6 +246,12 @@ impl StateMachine {
             match entry.payload {
                 EntryPayload::Blank => outcomes.push(BatchOutcome::default()),
                 EntryPayload::Membership(m) => {
+                    tracing::info!(
+                        index = entry.log_id.index,
+                        voters = ?m.voter_ids().collect::<Vec<_>>(),
+                        learners = ?m.learner_ids().collect::<Vec<_>>(),
+                        "cluster membership changed"
+                    );
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     outcomes.push(BatchOutcome::default());
                 }
@@ -376,6 +384,12 @@ impl StateMachine {
                         )?;
                         seq += 1;
                         devices += change.after.is_some() as i64 - change.before.is_some() as i64;
+                        if let Some(d) = &change.before {
+                            by_status[d.status.index()] -= 1;
+                        }
+                        if let Some(d) = &change.after {
+                            by_status[d.status.index()] += 1;
+                        }
                         if let Some(r) = &change.revocation {
                             rl_version += 1;
                             let revoked = self.db.cf_handle(CF_REVOKED).expect("cf exists");
@@ -394,6 +408,7 @@ impl StateMachine {
                         events.push(RegistryEvent {
                             gateways,
                             revision,
+                            proposed_at_ms: proposal.at_ms,
                             device: change.id.clone(),
                             status: change.after.as_ref().map(|d| d.status),
                             cut_off: change.cuts_off_device(),
@@ -409,6 +424,11 @@ impl StateMachine {
         let counters = self.db.cf_handle(CF_COUNTERS).expect("cf exists");
         batch.put_cf(&counters, COUNTER_DEVICES, encode(&(devices.max(0) as u64)));
         batch.put_cf(&counters, COUNTER_RL_VERSION, encode(&rl_version));
+        batch.put_cf(
+            &counters,
+            COUNTER_BY_STATUS,
+            encode(&by_status.map(|n| n.max(0) as u64)),
+        );
         let meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
         if let Some(applied) = last_applied {
             batch.put_cf(&meta, SM_APPLIED, encode(&applied));
@@ -529,6 +549,8 @@ impl StateMachine {
         history::trim(&self.db, &mut batch, u64::MAX);
         batch.put_cf(&sm_meta, SM_HISTORY_FROM, encode(&(index + 1)));
         self.db.write_opt(batch, &wo)?;
+        // A snapshot from a node of an older version has no status counts.
+        fill_status_counts(&self.db)?;
         self.notify.applied.send_replace(index);
         self.notify.installs.send_modify(|n| *n += 1);
         snapshot::rename_durably(&tmp, &path)?;
@@ -537,6 +559,31 @@ impl StateMachine {
             file,
         })
     }
+}
+
+/// Counts devices per status once, for a registry written before the
+/// counts were kept (an older data directory, backup or snapshot); from
+/// then on apply keeps them.
+pub(crate) fn fill_status_counts(db: &Arc<DB>) -> Result<(), StoreError> {
+    let counters = db.cf_handle(CF_COUNTERS).expect("cf exists");
+    if db.get_cf(&counters, COUNTER_BY_STATUS)?.is_some() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let counts = RegistryReader::new(db.clone()).count_devices_by_status()?;
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.put_cf_opt(&counters, COUNTER_BY_STATUS, encode(&counts), &wo)?;
+    if counts.iter().sum::<u64>() > 0 {
+        tracing::info!(
+            active = counts[0],
+            disabled = counts[1],
+            revoked = counts[2],
+            took_ms = started.elapsed().as_millis() as u64,
+            "counted devices by status (once, for data written before these counts were kept)"
+        );
+    }
+    Ok(())
 }
 
 /// The file a snapshot is kept in. The id comes from the leader: one that
@@ -596,9 +643,16 @@ where
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let sm = self.clone();
-        let current = blocking(move || sm.build())
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let current = blocking(move || {
+            let started = std::time::Instant::now();
+            let built = sm.build();
+            if built.is_ok() {
+                sm.notify.metrics.snapshot_build.observe(started.elapsed());
+            }
+            built
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let file = tokio::fs::File::open(self.snapshot_dir.join(&current.file))
             .await
             .map_err(|e| snap_err(ErrorVerb::Read, e))?;
@@ -661,9 +715,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_std().await;
         let sm = self.clone();
         let meta_owned = meta.clone();
-        blocking(move || sm.install(&meta_owned, data))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))
+        blocking(move || {
+            let started = std::time::Instant::now();
+            let installed = sm.install(&meta_owned, data);
+            if installed.is_ok() {
+                sm.notify
+                    .metrics
+                    .snapshot_install
+                    .observe(started.elapsed());
+            }
+            installed
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use idreg_coap::StatsSnapshot;
+use idreg_core::{DeviceStatus, HistogramSnapshot};
+use idreg_dtls::cipher_suite::CipherSuite;
 use idreg_raft::RegistryNode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 
 pub type FrontStats = Arc<dyn Fn() -> StatsSnapshot + Send + Sync>;
 
@@ -55,6 +58,19 @@ fn labelled<M: EncodeMetric>(
     Ok(())
 }
 
+/// A histogram of seconds read from one of the node's atomic histograms.
+fn histogram(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &HistogramSnapshot,
+) -> std::fmt::Result {
+    let mut buckets: Vec<(f64, u64)> = h.bounds.iter().copied().zip(h.counts.clone()).collect();
+    buckets.push((f64::MAX, h.counts[h.counts.len() - 1]));
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    family.encode_histogram::<Vec<(String, String)>>(h.sum_seconds, h.count(), &buckets, None)
+}
+
 impl NodeMetrics {
     /// The collector, and a task that counts leader changes as raft
     /// reports them.
@@ -95,6 +111,12 @@ impl NodeMetrics {
             "idreg_raft_has_leader",
             "1 while this node knows a leader",
             v.leader_id.is_some() as i64,
+        )?;
+        gauge(
+            enc,
+            "idreg_node_ready",
+            "1 while the node passes its readiness check (knows a leader, is a member, has applied its log)",
+            v.ready() as i64,
         )?;
         gauge(enc, "idreg_raft_term", "Current raft term", v.term as i64)?;
         counter(
@@ -167,6 +189,20 @@ impl NodeMetrics {
                 n as i64,
             )?;
         }
+        if let Ok(counts) = reader.devices_by_status() {
+            labelled(
+                enc,
+                (
+                    "idreg_registry_devices_by_status",
+                    "Registered devices by status (kept counts, not a scan)",
+                    "status",
+                ),
+                DeviceStatus::ALL
+                    .iter()
+                    .zip(counts)
+                    .map(|(st, n)| (st.as_str(), ConstGauge::new(n as i64))),
+            )?;
+        }
         if let Ok(n) = reader.revocation_list_version() {
             counter(
                 enc,
@@ -175,6 +211,7 @@ impl NodeMetrics {
                 n,
             )?;
         }
+        self.store(enc)?;
         let sizes = self.node.store().column_family_bytes();
         labelled(
             enc,
@@ -187,6 +224,47 @@ impl NodeMetrics {
                 .into_iter()
                 .map(|(cf, b)| (cf, ConstGauge::new(b as i64))),
         )
+    }
+
+    fn store(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let m = self.node.store().measures();
+        histogram(
+            enc,
+            "idreg_store_wal_fsync_seconds",
+            "Raft log appends made durable: one WAL fsync (shared by concurrent appends)",
+            &m.wal_fsync,
+        )?;
+        histogram(
+            enc,
+            "idreg_raft_snapshot_build_seconds",
+            "Snapshots built by this node",
+            &m.snapshot_build,
+        )?;
+        histogram(
+            enc,
+            "idreg_raft_snapshot_install_seconds",
+            "Snapshots received from a leader and installed (checked, loaded)",
+            &m.snapshot_install,
+        )?;
+        labelled(
+            enc,
+            (
+                "idreg_store_block_cache",
+                "RocksDB block cache lookups by result",
+                "result",
+            ),
+            [
+                ("hit", ConstCounter::new(m.rocks.block_cache_hits)),
+                ("miss", ConstCounter::new(m.rocks.block_cache_misses)),
+            ],
+        )?;
+        let stall = ConstCounter::new(m.rocks.stall_micros as f64 / 1e6);
+        stall.encode(enc.encode_descriptor(
+            "idreg_store_write_stall_seconds",
+            "Time RocksDB held writers back (compaction behind)",
+            None,
+            stall.metric_type(),
+        )?)
     }
 
     fn front(&self, enc: &mut DescriptorEncoder, s: &StatsSnapshot) -> std::fmt::Result {
@@ -222,21 +300,30 @@ impl NodeMetrics {
                 .zip(s.sessions_ended)
                 .map(|(end, n)| (end.as_str(), ConstCounter::new(n))),
         )?;
-        let (sum_us, counts) = s.handshake_times;
-        let sum = sum_us as f64 / 1e6;
-        let mut buckets: Vec<(f64, u64)> = idreg_coap::stats::HANDSHAKE_BUCKETS
-            .iter()
-            .copied()
-            .zip(counts)
-            .collect();
-        buckets.push((f64::MAX, counts[counts.len() - 1]));
-        let mut h = enc.encode_descriptor(
+        histogram(
+            enc,
             "idreg_front_handshake_seconds",
             "Completed DTLS handshakes: ClientHello (with cookie) to session",
-            None,
-            prometheus_client::metrics::MetricType::Histogram,
+            &s.handshake_times,
         )?;
-        h.encode_histogram::<Vec<(String, String)>>(sum, counts.iter().sum(), &buckets, None)?;
+        labelled(
+            enc,
+            (
+                "idreg_front_handshakes_by_suite",
+                "Completed DTLS handshakes by cipher suite",
+                "suite",
+            ),
+            CipherSuite::PREFERENCE
+                .iter()
+                .zip(s.handshakes_by_suite)
+                .map(|(suite, n)| (suite.name(), ConstCounter::new(n))),
+        )?;
+        histogram(
+            enc,
+            "idreg_front_revocation_cutoff_seconds",
+            "From a revocation, disable or delete being proposed to a session of the device closed here (raft commit and apply included; across nodes, clock skew too)",
+            &s.revocation_cutoffs,
+        )?;
         counter(
             enc,
             "idreg_front_handshakes_over_budget",

@@ -300,16 +300,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Entries a node may have left to apply and still count as caught up.
-const READY_APPLY_LAG: u64 = 1000;
-
 async fn report_readiness(node: &RegistryNode, reporter: &tonic_health::server::HealthReporter) {
     use tonic_health::ServingStatus;
-    let v = node.view();
-    let ready = v.leader_id.is_some()
-        && v.members.iter().any(|m| m.id == v.node_id)
-        && v.applied_index + READY_APPLY_LAG >= v.last_log_index;
-    let status = if ready {
+    let status = if node.view().ready() {
         ServingStatus::Serving
     } else {
         ServingStatus::NotServing
