@@ -65,15 +65,33 @@ pub struct Store {
     opts: Arc<Options>,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// RocksDB's tickers (block cache hits and misses, write stalls) for
+    /// `/metrics`; a node without metrics turns them off.
+    pub rocksdb_statistics: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            rocksdb_statistics: true,
+        }
+    }
+}
+
 /// Options every open shares: point lookups dominate (handshakes), so bloom
 /// filters on every column family and one block cache.
-fn read_options() -> Options {
+fn read_options(statistics: bool) -> Options {
     let mut opts = Options::default();
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_bloom_filter(10.0, false);
     table.set_block_cache(&rocksdb::Cache::new_lru_cache(64 << 20));
     opts.set_block_based_table_factory(&table);
-    crate::store_metrics::enable_statistics(&mut opts);
+    if statistics {
+        crate::store_metrics::enable_statistics(&mut opts);
+    }
     opts
 }
 
@@ -84,20 +102,24 @@ impl Store {
     /// Opens (or creates) the RocksDB under `dir/db`, checking that `kek` is
     /// the key the directory was written with (a new directory records it).
     pub fn open(dir: &Path, kek: &Kek) -> Result<Self, StoreError> {
-        let mut store = Self::open_unchecked(dir)?;
+        Self::open_with(dir, kek, OpenOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, kek: &Kek, options: OpenOptions) -> Result<Self, StoreError> {
+        let mut store = Self::open_unchecked(dir, options)?;
         store.verify_or_record_kek(kek)?;
         crate::state_machine::fill_status_counts(&store.db)?;
         store.snapshot_key = Some(SnapshotKey::from_kek(kek));
         Ok(store)
     }
 
-    fn open_unchecked(dir: &Path) -> Result<Self, StoreError> {
+    fn open_unchecked(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
         let db_dir = dir.join("db");
         std::fs::create_dir_all(&db_dir).map_err(|source| StoreError::Io {
             path: db_dir.clone(),
             source,
         })?;
-        let mut opts = read_options();
+        let mut opts = read_options(options.rocksdb_statistics);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -131,7 +153,7 @@ impl Store {
     /// Opens the RocksDB under `dir/db` read-only, beside a running node
     /// (benchmarks of the lookup path). It sees the data as of the open.
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
-        let opts = read_options();
+        let opts = read_options(false);
         let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
         Self::around(db, dir, opts)
     }

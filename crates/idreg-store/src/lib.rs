@@ -21,7 +21,7 @@ pub mod state_machine;
 pub mod store_metrics;
 pub mod types;
 
-pub use db::{Store, StoreError};
+pub use db::{OpenOptions, Store, StoreError};
 pub use events::RegistryEvent;
 pub use firmware_reads::{ReportedDevice, VersionCount};
 pub use history::History;

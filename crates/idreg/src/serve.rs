@@ -83,7 +83,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let kek = load_kek(&config)?;
-    let store = Store::open(&config.data_dir, &kek)
+    let options = idreg_store::OpenOptions {
+        rocksdb_statistics: config.metrics.is_some(),
+    };
+    let store = Store::open_with(&config.data_dir, &kek, options)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?
         .with_history_keep(config.watch_history);
     info!(kek = %kek.id_hex(), data_dir = %config.data_dir.display(), "store open");
