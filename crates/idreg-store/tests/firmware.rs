@@ -7,37 +7,18 @@ use idreg_core::firmware_manifest::Manifest;
 use idreg_core::firmware_release::{Attempt, AttemptState, ReleaseId, CHUNK_SIZE};
 use idreg_core::firmware_version::FirmwareVersion;
 use idreg_core::labels::CLASS_LABEL;
-use idreg_core::{
-    Author, Command, DeviceClass, DeviceId, FirmwareSigner, Kek, Labels, NewDevice, Proposal,
-    ProposalBatch, Role, SignerName, TenantId,
-};
-use idreg_store::{RegistryReader, Store, TypeConfig, VersionCount};
-use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-use sha2::{Digest, Sha256};
+mod common;
 
-fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(
-            commands
-                .into_iter()
-                .map(|command| Proposal {
-                    at_ms: index,
-                    by: Author::new("t", Role::Admin, 1),
-                    command,
-                })
-                .collect(),
-        )),
-    }
-}
+use common::{entry, id};
+use idreg_core::{
+    Command, DeviceClass, FirmwareSigner, Kek, Labels, NewDevice, SignerName, TenantId,
+};
+use idreg_store::{RegistryReader, Store, VersionCount};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use sha2::{Digest, Sha256};
 
 fn v(s: &str) -> FirmwareVersion {
     FirmwareVersion::parse("v", s).unwrap()
-}
-
-fn id(s: &str) -> DeviceId {
-    DeviceId::parse("id", s).unwrap()
 }
 
 fn report(device: &str, running: &str, trying: Option<&str>) -> Command {

@@ -4,33 +4,12 @@
 //! were kept. The store's measures (WAL fsyncs, snapshot builds) count
 //! what happened.
 
-use idreg_core::{
-    Author, Command, DeviceId, Kek, Labels, NewDevice, Proposal, ProposalBatch, Role, StatusChange,
-    TenantId,
-};
-use idreg_store::{Store, TypeConfig};
+mod common;
+
+use common::{entry, id};
+use idreg_core::{Command, Kek, Labels, NewDevice, StatusChange, TenantId};
+use idreg_store::Store;
 use openraft::storage::{RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-
-fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
-    Entry {
-        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(
-            commands
-                .into_iter()
-                .map(|command| Proposal {
-                    at_ms: index,
-                    by: Author::new("t", Role::Admin, 1),
-                    command,
-                })
-                .collect(),
-        )),
-    }
-}
-
-fn id(s: &str) -> DeviceId {
-    DeviceId::parse("id", s).unwrap()
-}
 
 fn create(name: &str) -> Command {
     Command::Create(NewDevice {
