@@ -136,3 +136,43 @@ async fn import_and_lookup_benchmarks_find_every_device() {
         assert!(r["operations"].as_u64().unwrap() >= 1500, "{r}");
     }
 }
+
+/// Two lines of one file register the same device: the earlier line is
+/// the one registered and the later one is refused, also when the import
+/// goes through a follower and the two lines land in different raft
+/// batches (600 lines apart, 1 200 lines per file), every time in 50 runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_follower_the_earlier_of_two_conflicting_lines_wins_every_time() {
+    let cluster = common::cluster::TestCluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.node(if leader == 1 { 2 } else { 1 });
+    const PAIRS: usize = 600;
+    for run in 0..50 {
+        let file = cluster.dir.path().join(format!("run-{run}.jsonl"));
+        let mut text = String::new();
+        for which in ["earlier", "later"] {
+            for i in 0..PAIRS {
+                text.push_str(&format!(
+                    "{{\"id\":\"r{run}-d{i}\",\"labels\":{{\"line\":\"{which}\"}}}}\n"
+                ));
+            }
+        }
+        std::fs::write(&file, text).unwrap();
+        let out = follower.cli(&["device", "import", file.to_str().unwrap(), "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", output_text(&out)));
+        assert_eq!(v["created"], PAIRS, "run {run}: {v}");
+        let errors = v["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), PAIRS, "run {run}");
+        // Lines are numbered from 1: the later copies are lines 601..=1200.
+        let early: Vec<&serde_json::Value> = errors
+            .iter()
+            .filter(|e| e["line"].as_u64().unwrap() <= PAIRS as u64)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "run {run}: an earlier line lost to a later one: {:?}",
+            &early[..early.len().min(3)]
+        );
+    }
+}

@@ -124,10 +124,14 @@ impl Forwarder {
     }
 
     /// Writes `batch` through the leader and returns its verdicts.
-    /// `handed_over` is signalled as soon as the
-    /// batch is in the leader's queue here (or on its way to a remote
-    /// leader), so the proposer can hand batches over in the order it formed
-    /// them while their commits overlap.
+    /// `handed_over` is signalled once the batch's place in the log is
+    /// settled, so the proposer hands the next batch over only then and
+    /// batches reach the log in the order it formed them. Here, leading,
+    /// that is as soon as raft has queued it, and commits overlap. Through a
+    /// remote leader it is when the leader has answered: concurrent Forward
+    /// calls could reach raft there in any order.
+    /// When `write` returns, `handed_over` is dropped if not yet sent, which
+    /// lets the next batch go too.
     pub async fn write(
         &self,
         batch: ProposalBatch,
@@ -145,7 +149,7 @@ impl Forwarder {
                     match tokio::time::timeout(COMMIT_TIMEOUT, reply)
                         .await
                         .map_err(|_| {
-                            WriteError::Unknown(format!(
+                            WriteError::OutcomeUnknown(format!(
                                 "no quorum confirmed the write within {} s",
                                 COMMIT_TIMEOUT.as_secs()
                             ))
@@ -158,12 +162,9 @@ impl Forwarder {
                         Err(_) => return Err(WriteError::ShuttingDown),
                     }
                 }
-                Route::Remote(addr) => {
-                    if let Some(h) = handed_over.take() {
-                        let _ = h.send(());
-                    }
-                    self.forward(&addr, &batch).await?
-                }
+                // Not handed over before the leader answers (see above); a
+                // batch certainly not written is sent again first.
+                Route::Remote(addr) => self.forward(&addr, &batch).await?,
             };
             if let Some(outcome) = written {
                 return Ok(outcome);
@@ -191,14 +192,16 @@ impl Forwarder {
             Ok(r) => r.into_inner(),
             Err(s) if never_connected(&s) => return Ok(None),
             Err(s) => {
-                return Err(WriteError::Unknown(format!(
+                return Err(WriteError::OutcomeUnknown(format!(
                     "the leader at {addr} did not answer ({})",
                     s.message()
                 )))
             }
         };
         let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode(&reply.data)
-            .map_err(|e| WriteError::Unknown(format!("undecodable reply from {addr}: {e}")))?;
+            .map_err(|e| {
+                WriteError::OutcomeUnknown(format!("undecodable reply from {addr}: {e}"))
+            })?;
         match result {
             Ok((index, outcome)) => {
                 // Read-your-writes on the node the client talks to, and a
