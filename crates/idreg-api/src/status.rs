@@ -44,7 +44,7 @@ pub fn write(e: WriteError) -> Status {
     match e {
         WriteError::NotLeader { .. }
         | WriteError::NoLeader
-        | WriteError::Unknown(_)
+        | WriteError::OutcomeUnknown(_)
         | WriteError::ShuttingDown => Status::unavailable(e.to_string()),
         WriteError::Refused(_) => Status::failed_precondition(e.to_string()),
         WriteError::Raft(_) => Status::internal(e.to_string()),

@@ -32,9 +32,9 @@ const KNOWN_OPTIONS: &[u16] = &[
 
 /// Parsed fixed header of a CoAP message, enough to answer even when the rest
 /// does not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RawHeader {
-    pub kind: u8, // 0 CON, 1 NON, 2 ACK, 3 RST
+    pub kind: MessageType,
     pub code: u8,
     pub message_id: u16,
     pub token_len: usize,
@@ -51,17 +51,33 @@ pub fn raw_header(datagram: &[u8]) -> Option<RawHeader> {
         return None;
     }
     Some(RawHeader {
-        kind: (datagram[0] >> 4) & 0x03,
+        kind: match (datagram[0] >> 4) & 0x03 {
+            0 => MessageType::Confirmable,
+            1 => MessageType::NonConfirmable,
+            2 => MessageType::Acknowledgement,
+            _ => MessageType::Reset,
+        },
         code: datagram[1],
         message_id: u16::from_be_bytes([datagram[2], datagram[3]]),
         token_len,
     })
 }
 
+/// The first header byte: version 1, the type, the token length.
+pub fn first_header_byte(kind: MessageType, token_len: usize) -> u8 {
+    let bits = match kind {
+        MessageType::Confirmable => 0,
+        MessageType::NonConfirmable => 1,
+        MessageType::Acknowledgement => 2,
+        MessageType::Reset => 3,
+    };
+    0x40 | (bits << 4) | token_len as u8
+}
+
 /// An empty message (RST, or an ACK) with the given id.
-pub fn empty_message(kind: u8, message_id: u16) -> Vec<u8> {
+pub fn empty_message(kind: MessageType, message_id: u16) -> Vec<u8> {
     let id = message_id.to_be_bytes();
-    vec![0x40 | (kind << 4), 0, id[0], id[1]]
+    vec![first_header_byte(kind, 0), 0, id[0], id[1]]
 }
 
 /// A response carrying only a code, echoing the header's id and token; used
@@ -69,8 +85,12 @@ pub fn empty_message(kind: u8, message_id: u16) -> Vec<u8> {
 fn bare_response(h: &RawHeader, datagram: &[u8], code: u8) -> Vec<u8> {
     let id = h.message_id.to_be_bytes();
     // CON -> piggybacked ACK; NON -> NON with the same id (we keep no counter here).
-    let kind = if h.kind == 0 { 2 } else { 1 };
-    let mut out = vec![0x40 | (kind << 4) | h.token_len as u8, code, id[0], id[1]];
+    let kind = if h.kind == MessageType::Confirmable {
+        MessageType::Acknowledgement
+    } else {
+        MessageType::NonConfirmable
+    };
+    let mut out = vec![first_header_byte(kind, h.token_len), code, id[0], id[1]];
     out.extend_from_slice(&datagram[4..4 + h.token_len]);
     out
 }
@@ -292,16 +312,17 @@ impl CoapEndpoint {
         ctx: &dyn ResourceContext,
     ) -> Option<Vec<u8>> {
         let h = raw_header(datagram)?; // not CoAP: silently ignored (RFC 7252 §4.2)
-        if matches!(h.kind, 2 | 3) {
+        if matches!(h.kind, MessageType::Acknowledgement | MessageType::Reset) {
             // ACK/RST: only notifications await them.
             if let Some(o) = self.observations.as_mut() {
-                o.answered(h.message_id, h.kind == 3);
+                o.answered(h.message_id, h.kind == MessageType::Reset);
             }
             return None;
         }
         if h.code == 0 {
             // Empty CON is a ping (answered with RST); empty NON is malformed.
-            return (h.kind == 0).then(|| empty_message(3, h.message_id));
+            return (h.kind == MessageType::Confirmable)
+                .then(|| empty_message(MessageType::Reset, h.message_id));
         }
         if let Some(cached) = self.dedup.seen(h.message_id, now_ms) {
             return cached.map(<[u8]>::to_vec);
@@ -320,13 +341,18 @@ impl CoapEndpoint {
     ) -> Option<Vec<u8>> {
         let request = match Packet::from_bytes(datagram) {
             Ok(p) => p,
-            Err(_) if h.kind == 0 => return Some(bare_response(h, datagram, CODE_BAD_REQUEST)),
+            Err(_) if h.kind == MessageType::Confirmable => {
+                return Some(bare_response(h, datagram, CODE_BAD_REQUEST))
+            }
             Err(_) => return None,
         };
         let method = match request.header.code {
             MessageClass::Request(m) => m,
             // A response or reserved code sent to us: reject a CON, ignore a NON.
-            _ => return (h.kind == 0).then(|| empty_message(3, h.message_id)),
+            _ => {
+                return (h.kind == MessageType::Confirmable)
+                    .then(|| empty_message(MessageType::Reset, h.message_id))
+            }
         };
         let (reply, options) = match unknown_critical_option(&request) {
             Some(number) => (
@@ -376,7 +402,7 @@ impl CoapEndpoint {
         }
         // A CON is answered piggybacked in its ACK; a NON with a NON of
         // our own message id.
-        let (kind, message_id) = if h.kind == 0 {
+        let (kind, message_id) = if h.kind == MessageType::Confirmable {
             (MessageType::Acknowledgement, h.message_id)
         } else {
             (MessageType::NonConfirmable, self.take_message_id())

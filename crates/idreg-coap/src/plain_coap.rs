@@ -1,20 +1,31 @@
 //! CoAP sent to the DTLS port in the clear: refused, and never answered
 //! with more bytes than were sent.
 
+use coap_lite::MessageType;
+
+use crate::endpoint::{empty_message, first_header_byte};
+
+/// 4.01 Unauthorized.
+const CODE_UNAUTHORIZED: u8 = 0x81;
+
 /// The answer to a CoAP message sent in the clear: 4.01 Unauthorized for a
 /// confirmable request (piggybacked, no larger than the request, so it cannot
 /// amplify), RST for other messages that expect an answer, nothing otherwise.
 pub fn refuse_plain_coap(d: &[u8]) -> Option<Vec<u8>> {
     let h = crate::endpoint::raw_header(d)?;
-    match (h.kind, h.code) {
-        (0, 1..=31) => {
+    if h.kind != MessageType::Confirmable {
+        return None;
+    }
+    match h.code {
+        // A request (class 0, method 1..31): piggybacked 4.01.
+        1..=31 => {
             let id = h.message_id.to_be_bytes();
-            let mut out = vec![0x60 | h.token_len as u8, 0x81, id[0], id[1]];
+            let ack = first_header_byte(MessageType::Acknowledgement, h.token_len);
+            let mut out = vec![ack, CODE_UNAUTHORIZED, id[0], id[1]];
             out.extend_from_slice(&d[4..4 + h.token_len]);
             Some(out)
         }
-        (0, _) => Some(crate::endpoint::empty_message(3, h.message_id)),
-        _ => None,
+        _ => Some(empty_message(MessageType::Reset, h.message_id)),
     }
 }
 

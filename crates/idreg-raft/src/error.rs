@@ -11,7 +11,7 @@ pub enum WriteError {
     #[error(
         "outcome unknown: {0}; the write may or may not have been applied, check before retrying"
     )]
-    Unknown(String),
+    OutcomeUnknown(String),
     #[error("{0}")]
     Refused(String),
     #[error("the node is shutting down")]

@@ -645,7 +645,11 @@ fn observers_are_notified_confirmably_now_and_then_and_dropped_when_silent() {
         assert_eq!(p.header.get_type(), want, "notification {n}");
         if n == 8 {
             // Acknowledged: the observer is alive.
-            ep.handle(&empty_message(2, p.header.message_id), 0, &Ctx);
+            ep.handle(
+                &empty_message(MessageType::Acknowledgement, p.header.message_id),
+                0,
+                &Ctx,
+            );
         }
     }
     for _ in 0..8 {
@@ -658,7 +662,11 @@ fn observers_are_notified_confirmably_now_and_then_and_dropped_when_silent() {
     // An RST to a notification ends it; Observe: 1 cancels.
     ep.handle(&observe_rl(3, 0x0C, 0), 0, &Ctx).unwrap();
     let p = parse(&ep.notify(&["rl"], &Ctx)[0]);
-    ep.handle(&empty_message(3, p.header.message_id), 0, &Ctx);
+    ep.handle(
+        &empty_message(MessageType::Reset, p.header.message_id),
+        0,
+        &Ctx,
+    );
     assert_eq!(ep.observation_count(), 0);
     ep.handle(&observe_rl(4, 0x0D, 0), 0, &Ctx).unwrap();
     let out = parse(&ep.handle(&observe_rl(5, 0x0D, 1), 0, &Ctx).unwrap());
