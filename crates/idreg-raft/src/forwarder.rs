@@ -57,6 +57,34 @@ enum Route {
     Remote(String),
 }
 
+/// What a Forward call's reply says of the batch: written at this log index
+/// (`Some`), certainly not written so it may be sent again (`None`), or an
+/// error. Only a refused connection or a leader saying it does not lead mean
+/// "not written"; a call that failed after it may have been sent (a reset, a
+/// timeout, an unreadable reply) has an unknown outcome and is never resent.
+pub(crate) fn forward_verdict(
+    addr: &str,
+    reply: Result<RaftPayload, tonic::Status>,
+) -> Result<Option<(u64, BatchOutcome)>, WriteError> {
+    let reply = match reply {
+        Ok(r) => r,
+        Err(s) if never_connected(&s) => return Ok(None),
+        Err(s) => {
+            return Err(WriteError::OutcomeUnknown(format!(
+                "the leader at {addr} did not answer ({})",
+                s.message()
+            )))
+        }
+    };
+    let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode(&reply.data)
+        .map_err(|e| WriteError::OutcomeUnknown(format!("undecodable reply from {addr}: {e}")))?;
+    match result {
+        Ok(written) => Ok(Some(written)),
+        Err(ForwardRefusal::NotLeader { .. }) => Ok(None),
+        Err(ForwardRefusal::Failed(why)) => Err(WriteError::Raft(why)),
+    }
+}
+
 /// True when the status says no connection was made at all (nothing was sent).
 fn never_connected(status: &tonic::Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
@@ -188,22 +216,10 @@ impl Forwarder {
             .map_err(|e| WriteError::Raft(format!("encode batch: {e}")))?;
         let mut req = tonic::Request::new(RaftPayload { data });
         req.set_timeout(FORWARD_TIMEOUT);
-        let reply = match self.client(addr)?.forward(req).await {
-            Ok(r) => r.into_inner(),
-            Err(s) if never_connected(&s) => return Ok(None),
-            Err(s) => {
-                return Err(WriteError::OutcomeUnknown(format!(
-                    "the leader at {addr} did not answer ({})",
-                    s.message()
-                )))
-            }
-        };
-        let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode(&reply.data)
-            .map_err(|e| {
-                WriteError::OutcomeUnknown(format!("undecodable reply from {addr}: {e}"))
-            })?;
-        match result {
-            Ok((index, outcome)) => {
+        let reply = self.client(addr)?.forward(req).await;
+        match forward_verdict(addr, reply.map(|r| r.into_inner()))? {
+            None => Ok(None),
+            Some((index, outcome)) => {
                 // Read-your-writes on the node the client talks to, and a
                 // revocation cuts off this node's sessions before the client
                 // hears it was done. Bounded: a slow replica delays, not fails.
@@ -214,8 +230,6 @@ impl Forwarder {
                     .await;
                 Ok(Some(outcome))
             }
-            Err(ForwardRefusal::NotLeader { .. }) => Ok(None),
-            Err(ForwardRefusal::Failed(why)) => Err(WriteError::Raft(why)),
         }
     }
 
@@ -247,5 +261,68 @@ impl Forwarder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(
+        reply: &Result<(u64, BatchOutcome), ForwardRefusal>,
+    ) -> Result<RaftPayload, tonic::Status> {
+        Ok(RaftPayload {
+            data: wire::encode(reply).unwrap(),
+        })
+    }
+
+    #[test]
+    fn only_a_refused_connection_or_a_leader_that_does_not_lead_means_send_again() {
+        let mut refused = tonic::Status::unavailable("connect");
+        refused.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert!(matches!(forward_verdict("l", Err(refused)), Ok(None)));
+        let not_leader = payload(&Err(ForwardRefusal::NotLeader { leader: Some(3) }));
+        assert!(matches!(forward_verdict("l", not_leader), Ok(None)));
+    }
+
+    #[test]
+    fn a_call_that_may_have_been_sent_has_an_unknown_outcome() {
+        // A reset after sending, a timeout, a reply that does not decode.
+        let mut reset = tonic::Status::unavailable("reset");
+        reset.set_source(Arc::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        for reply in [
+            Err(reset),
+            Err(tonic::Status::deadline_exceeded("timeout")),
+            Ok(RaftPayload {
+                data: vec![0xff; 3],
+            }),
+        ] {
+            assert!(
+                matches!(
+                    forward_verdict("l", reply),
+                    Err(WriteError::OutcomeUnknown(_))
+                ),
+                "must not be resent"
+            );
+        }
+    }
+
+    #[test]
+    fn a_written_batch_brings_its_index_and_a_failure_its_reason() {
+        let outcome = BatchOutcome(vec![Ok(None)]);
+        let written = payload(&Ok((42, outcome.clone())));
+        assert!(matches!(
+            forward_verdict("l", written),
+            Ok(Some((42, o))) if o == outcome
+        ));
+        let failed = payload(&Err(ForwardRefusal::Failed("no space".into())));
+        assert!(matches!(
+            forward_verdict("l", failed),
+            Err(WriteError::Raft(why)) if why == "no space"
+        ));
     }
 }

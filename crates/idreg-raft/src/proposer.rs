@@ -26,9 +26,29 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Result<Verdict, WriteError>>,
 }
 
+/// Gets a batch written (the [`Forwarder`]; a fake in tests). It signals
+/// `handed_over` once the batch's place in the log is settled, or drops it.
+pub(crate) trait BatchWriter: Clone + Send + Sync + 'static {
+    fn write(
+        &self,
+        batch: ProposalBatch,
+        handed_over: Option<oneshot::Sender<()>>,
+    ) -> impl std::future::Future<Output = Result<BatchOutcome, WriteError>> + Send;
+}
+
+impl BatchWriter for Forwarder {
+    async fn write(
+        &self,
+        batch: ProposalBatch,
+        handed_over: Option<oneshot::Sender<()>>,
+    ) -> Result<BatchOutcome, WriteError> {
+        Forwarder::write(self, batch, handed_over).await
+    }
+}
+
 /// Runs until every sender is dropped.
-pub(crate) async fn run(
-    forwarder: Forwarder,
+pub(crate) async fn run<W: BatchWriter>(
+    forwarder: W,
     mut rx: mpsc::Receiver<Pending>,
     metrics: crate::write_metrics::WriteMetrics,
 ) {
@@ -81,5 +101,90 @@ pub(crate) async fn run(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idreg_core::{Author, Command, DeviceId, Role};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Hands each batch over after a delay that varies from batch to batch
+    /// (as a busy leader might), logging the proposals in the order they
+    /// were handed over.
+    #[derive(Clone, Default)]
+    struct SlowWriter {
+        log: Arc<Mutex<Vec<u64>>>,
+        batches: Arc<Mutex<u64>>,
+    }
+
+    impl BatchWriter for SlowWriter {
+        async fn write(
+            &self,
+            batch: ProposalBatch,
+            handed_over: Option<oneshot::Sender<()>>,
+        ) -> Result<BatchOutcome, WriteError> {
+            let n = {
+                let mut b = self.batches.lock().unwrap();
+                *b += 1;
+                *b
+            };
+            // 12, 1, 12, 1, … ms: every other batch would overtake the one
+            // before it if nothing kept the order.
+            let delay = if n % 2 == 1 { 12 } else { 1 };
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            self.log
+                .lock()
+                .unwrap()
+                .extend(batch.0.iter().map(|p| p.at_ms));
+            if let Some(h) = handed_over {
+                let _ = h.send(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(BatchOutcome(batch.0.iter().map(|_| Ok(None)).collect()))
+        }
+    }
+
+    fn pending(i: u64) -> (Pending, oneshot::Receiver<Result<Verdict, WriteError>>) {
+        let (reply, rx) = oneshot::channel();
+        let by = Author::new("t", Role::Admin, 1);
+        let command = Command::Delete {
+            id: DeviceId::parse("id", "d").unwrap(),
+        };
+        let proposal = Proposal {
+            at_ms: i,
+            by,
+            command,
+        };
+        (Pending { proposal, reply }, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_reach_the_writer_in_queue_order_while_they_overlap() {
+        let writer = SlowWriter::default();
+        let (tx, rx) = mpsc::channel(100_000);
+        tokio::spawn(run(writer.clone(), rx, Default::default()));
+        let mut replies = Vec::new();
+        // Proposals arrive in bursts, so batches of many sizes form while
+        // up to MAX_IN_FLIGHT are in the writer at once.
+        for i in 0..3000u64 {
+            let (p, r) = pending(i);
+            tx.send(p).await.unwrap();
+            replies.push(r);
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        for r in replies {
+            assert!(matches!(r.await, Ok(Ok(Ok(None)))));
+        }
+        let log = writer.log.lock().unwrap().clone();
+        assert_eq!(log, (0..3000).collect::<Vec<_>>());
+        assert!(
+            *writer.batches.lock().unwrap() > 10,
+            "too few batches to tell"
+        );
     }
 }
