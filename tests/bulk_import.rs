@@ -91,8 +91,7 @@ async fn import_and_lookup_benchmarks_find_every_device() {
     common::write_kek(&kek);
     let data = tmp.path().join("node");
     let server = Server::start_with(&data, &["--kek-file", kek.to_str().unwrap()]).await;
-    let out = server.cli(&[
-        "bench",
+    let out = server.bench(&[
         "import",
         "--count",
         "3000",
@@ -108,8 +107,7 @@ async fn import_and_lookup_benchmarks_find_every_device() {
     assert_eq!(v["created"], 3000, "{v}");
     assert_eq!(v["failed"], 0, "{v}");
     server.client().await; // still serving
-    let out = server.cli(&[
-        "bench",
+    let out = server.bench(&[
         "lookup",
         "--data-dir",
         data.to_str().unwrap(),

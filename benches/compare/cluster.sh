@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Replicated writes on 3 nodes: idreg vs a 3-member etcd 3.4 cluster, same
-# disk, same client stack (`idreg bench`), same concurrency, in one run; each
+# disk, same client stack (`idreg-bench`), same concurrency, in one run; each
 # first in plaintext (idreg --insecure), then with TLS on the client and peer
 # ports (idreg's default: mTLS with roles; etcd with --client-cert-auth and
 # peer TLS), so the share of throughput TLS costs each is measured. Then, on
@@ -16,7 +16,8 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 POP=${1:-1000000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 command -v etcd >/dev/null || { echo "apt-get install etcd-server"; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
 
@@ -97,10 +98,10 @@ stop_clusters() {
   for p in "${IDREG_PIDS[@]}" "${ETCD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-# run TRANSPORT ARGS...: one `idreg bench` row, tagged with its transport.
+# run TRANSPORT ARGS...: one `idreg-bench` row, tagged with its transport.
 run() {
   local t=$1; shift
-  "$BIN" bench "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
+  "$BENCH" "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
 }
 
 for T in plain tls; do

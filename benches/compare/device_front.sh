@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Device front vs libcoap's coap-server-openssl, driven by the same Rust client
-# (`idreg bench handshake|coap`, on idreg-dtls's client) in the same run, on
+# (`idreg-bench handshake|coap`, on idreg-dtls's client) in the same run, on
 # loopback. idreg serves PSK and certificate devices on one port.
 #
 #   benches/compare/device_front.sh [SECONDS] [BIG_SESSIONS]   # default 10 100000
@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 BIG=${2:-100000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 command -v coap-server-openssl >/dev/null || { echo "apt-get install libcoap3-bin"; exit 1; }
 # One UDP socket per client session.
 ulimit -n 400000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -47,7 +48,7 @@ coap-server-openssl -A 127.0.0.1 -p 56870 -c "$WORK/srv.crt" -j "$WORK/srv.key" 
 LCERT=$!; PIDS+=("$LCERT")
 sleep 1
 
-run() { "$BIN" bench "$@" --output json | tee -a "$OUT"; }
+run() { "$BENCH" "$@" --output json | tee -a "$OUT"; }
 CERT=(--mode cert --device-cert "$WORK/dev.crt" --device-key "$WORK/dev.key")
 for C in 4 16; do
   run handshake --target 127.0.0.1:56841 --server-pid "$IDREG" --concurrency $C --duration "$SECS"
@@ -75,7 +76,7 @@ NPROC=$(( (BIG + PER - 1) / PER ))
 CLIENTS=()
 for i in $(seq 0 $((NPROC - 1))); do
   N=$(( BIG - i * PER )); [ "$N" -gt "$PER" ] && N=$PER
-  "$BIN" bench coap --target 127.0.0.1:56841 --server-pid "$IDREG" --sessions "$N" --concurrency 1 \
+  "$BENCH" coap --target 127.0.0.1:56841 --server-pid "$IDREG" --sessions "$N" --concurrency 1 \
     --duration "$SECS" --source-block "$i" --start-file "$WORK/go" --output json \
     >"$WORK/big-$i.json" 2>"$WORK/big-$i.err" &
   CLIENTS+=($!)

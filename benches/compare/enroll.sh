@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# EST-coaps enrollment (`idreg bench enroll`): devices with manufacturer
+# EST-coaps enrollment (`idreg-bench enroll`): devices with manufacturer
 # certificates handshake and POST a CSR to /.well-known/est/sen, on one node
 # and on three (devices spread over every node's front). No open EST-coaps
 # server is packaged to compare with (libest's is not in Debian), so the
 # peer in the same run is the same node's certificate handshake + one GET
-# (`idreg bench handshake --mode cert`): the ratio is what enrollment adds
+# (`idreg-bench handshake --mode cert`): the ratio is what enrollment adds
 # to the handshake a device makes anyway.
 #
 #   benches/compare/enroll.sh [COUNT]     # default 3000 enrollments per setup
@@ -16,7 +16,8 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 COUNT=${1:-3000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-enroll-bench.XXXXXX")
@@ -46,10 +47,10 @@ for n in 1 3; do
   E=(--endpoint 127.0.0.1:53151)
   "$BIN" device add bench-cert --certificate "$WORK/dev.crt" "${E[@]}" >/dev/null
   fronts=(); for i in $(seq "$n"); do fronts+=("127.0.0.$i:5684$i"); done
-  "$BIN" bench handshake "${E[@]}" --target 127.0.0.1:56841 --mode cert --device-cert "$WORK/dev.crt" \
+  "$BENCH" handshake "${E[@]}" --target 127.0.0.1:56841 --mode cert --device-cert "$WORK/dev.crt" \
     --device-key "$WORK/dev.key" --concurrency 16 --duration 10 --server-pid "${NODE_PIDS[0]}" -o json \
     | python3 -c "import json,sys; d=json.load(sys.stdin); d['nodes']=$n; print(json.dumps(d))" | tee -a "$OUT"
-  "$BIN" bench enroll "${E[@]}" --fronts "$(join "${fronts[@]}")" --count "$COUNT" --concurrency 16 \
+  "$BENCH" enroll "${E[@]}" --fronts "$(join "${fronts[@]}")" --count "$COUNT" --concurrency 16 \
     --server-pid "$(join "${NODE_PIDS[@]}")" -o json \
     | python3 -c "import json,sys; d=json.load(sys.stdin); d['nodes']=$n; print(json.dumps(d))" | tee -a "$OUT"
   stop

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Firmware delivery on a 3-node cluster (`idreg bench firmware`): DEVICES
+# Firmware delivery on a 3-node cluster (`idreg-bench firmware`): DEVICES
 # DTLS sessions (PSK), spread over the three device fronts, each fetch a
 # whole image in 1 KiB Block2 blocks at once; MB/s and the three nodes' CPU
 # per block. The peer in the same run is libcoap's coap-server-openssl
@@ -18,7 +18,8 @@ source benches/lib.sh
 DEVICES=${1:-1000}
 IMAGE_KIB=${2:-256}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 command -v coap-server-openssl >/dev/null || { echo "apt-get install libcoap3-bin"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 
@@ -43,7 +44,7 @@ head -c $((IMAGE_KIB * 1024)) /dev/urandom > "$WORK/peer.bin"
 coap-client-openssl -m put -b 1024 -f "$WORK/peer.bin" -u bench -k "$PEER_KEY" \
   coaps://127.0.0.1:56961/example_data >/dev/null
 
-"$BIN" bench firmware --endpoint 127.0.0.1:53251 \
+"$BENCH" firmware --endpoint 127.0.0.1:53251 \
   --fronts 127.0.0.1:56941,127.0.0.2:56942,127.0.0.3:56943 \
   --devices "$DEVICES" --image-kib "$IMAGE_KIB" --server-pid "$PIDLIST" \
   --peer 127.0.0.1:56961 --peer-key "$PEER_KEY" --peer-pid "$LPID" -o json | tee -a "$OUT"

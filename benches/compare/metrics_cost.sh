@@ -15,7 +15,8 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 ROUNDS=${2:-3}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
 
 WORK=$(mktemp -d)
@@ -48,7 +49,7 @@ curl -sf http://127.0.0.1:59464/metrics | grep -q '^idreg_store_block_cache_tota
 # run off|on BENCH-ARGS…: one bench run, tagged.
 run() {
   local m=$1; shift
-  "$BIN" bench "$@" --output json | python3 -c "
+  "$BENCH" "$@" --output json | python3 -c "
 import json, sys
 r = json.loads(sys.stdin.read()); r['metrics'] = '$m'; print(json.dumps(r))" | tee -a "$OUT"
 }

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Revocation -> /rl notification (RFC 7641) at many observers spread over a
-# 3-node cluster's device fronts (`idreg bench observe`): per observer, the
+# 3-node cluster's device fronts (`idreg-bench observe`): per observer, the
 # time from just before RevokeDevice to the notification counting the new
 # revocation; p50/p99/max over all rounds, and the three nodes' CPU per
 # notification delivered (the revocation's own raft write included).
 #
 # No other server notifies CoAP observers of a registry change, so the
 # reference in the same run is node 1's CPU per CoAP GET round trip over an
-# established session (`idreg bench coap`): a notification is one encrypted
+# established session (`idreg-bench coap`): a notification is one encrypted
 # datagram out (now and then confirmable, with an ACK back), a GET one in
 # and one out.
 #
@@ -21,7 +21,8 @@ source benches/lib.sh
 OBSERVERS=${1:-10000}
 ROUNDS=${2:-5}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-observe-bench.XXXXXX")
@@ -39,7 +40,7 @@ PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
 "$BIN" device add bench-device --psk-identity bench-device --psk bench-secret-0123456789 "${E[@]}" >/dev/null
 sleep 1
-"$BIN" bench coap "${E[@]}" --target 127.0.0.1:56841 --sessions 64 --concurrency 64 --duration 10 \
+"$BENCH" coap "${E[@]}" --target 127.0.0.1:56841 --sessions 64 --concurrency 64 --duration 10 \
   --server-pid "${NODE_PIDS[0]}" -o json | tee -a "$OUT"
-"$BIN" bench observe "${E[@]}" --fronts 127.0.0.1:56841,127.0.0.2:56842,127.0.0.3:56843 \
+"$BENCH" observe "${E[@]}" --fronts 127.0.0.1:56841,127.0.0.2:56842,127.0.0.3:56843 \
   --observers "$OBSERVERS" --rounds "$ROUNDS" --server-pid "$PIDLIST" -o json | tee -a "$OUT"

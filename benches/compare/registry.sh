@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Single-node registry writes and reads: idreg vs etcd 3.4, both on the same
-# disk, driven by the same Rust gRPC client stack (`idreg bench`) in one run,
+# disk, driven by the same Rust gRPC client stack (`idreg-bench`) in one run,
 # each both with mutual TLS (idreg's default; etcd with --cert-file,
 # --key-file, --client-cert-auth) and in plaintext (idreg --insecure), so the
 # share of throughput TLS and authorisation cost each is measured too.
@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 POP=${1:-1000000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 command -v etcd >/dev/null || { echo "apt-get install etcd-server"; exit 1; }
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-bench.XXXXXX")
@@ -67,10 +68,10 @@ for _ in $(seq 100); do
     --cert "$PKI/admin.crt" --key "$PKI/admin.key" endpoint health >/dev/null 2>&1 && break; sleep 0.2
 done
 
-# run TRANSPORT ARGS...: one `idreg bench` row, tagged with its transport.
+# run TRANSPORT ARGS...: one `idreg-bench` row, tagged with its transport.
 run() {
   local t=$1; shift
-  "$BIN" bench "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
+  "$BENCH" "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
 }
 I() { echo "${IDREG_ARGS[$1]} --server-pid ${IDREG_PID[$1]}"; }
 E() { echo "${ETCD_ARGS[$1]}"; }

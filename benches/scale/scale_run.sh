@@ -15,7 +15,8 @@ source benches/lib.sh
 N=${1:-10000000}
 MAX=${2:-3000}
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-[ -x "$BIN" ] || { echo "build first: cargo build --release (looked for $BIN)"; exit 1; }
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-scale.XXXXXX")
 PIDS=()
@@ -38,7 +39,7 @@ LEADER=127.0.0.$LEADER_ID:5225$LEADER_ID
 PIDLIST=$(IFS=,; echo "${NODE_PIDS[*]}")
 
 echo "== importing $N devices into 3 nodes (leader $LEADER), at most $MAX s"
-"$BIN" bench import --endpoint "$LEADER" --count "$N" --prefix s --streams 4 \
+"$BENCH" import --endpoint "$LEADER" --count "$N" --prefix s --streams 4 \
   --max-seconds "$MAX" --server-pid "$PIDLIST" -o json | tee -a "$OUT"
 CREATED=$(tail -1 "$OUT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["created"])')
 
@@ -53,8 +54,8 @@ done
 tail -3 "$OUT"
 
 echo "== reads at $CREATED devices"
-"$BIN" bench get --endpoint 127.0.0.2:52252 -o json --concurrency 1 --count 20000 --prefix s --population "$CREATED" | tee -a "$OUT"
-"$BIN" bench lookup --data-dir "$WORK/n2" --kek-file "$WORK/kek" --prefix s --population "$CREATED" --count 200000 -o json | tee -a "$OUT"
+"$BENCH" get --endpoint 127.0.0.2:52252 -o json --concurrency 1 --count 20000 --prefix s --population "$CREATED" | tee -a "$OUT"
+"$BENCH" lookup --data-dir "$WORK/n2" --kek-file "$WORK/kek" --prefix s --population "$CREATED" --count 200000 -o json | tee -a "$OUT"
 
 echo "== a new node catches up"
 catch_up "$LEADER" 127.0.0.4:52254 127.0.0.4:52264 "$CREATED"

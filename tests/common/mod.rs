@@ -16,6 +16,8 @@ pub mod fault_proxy;
 pub mod linearizability;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idreg");
+/// The load generators (`idreg-bench`), built beside it.
+pub const BENCH_BIN: &str = env!("CARGO_BIN_EXE_idreg-bench");
 
 /// Client credentials per client address of every node this test process
 /// started, so helpers that are given an address can connect to it.
@@ -383,8 +385,20 @@ impl Server {
 
     /// `idreg <args>` against this server as an admin, to run or spawn.
     pub fn cli_command(&self, args: &[&str]) -> Command {
+        self.as_admin(BIN, args)
+    }
+
+    /// `idreg-bench <args>` against this server as an admin.
+    #[allow(dead_code)]
+    pub fn bench(&self, args: &[&str]) -> Output {
+        self.as_admin(BENCH_BIN, args)
+            .output()
+            .expect("run idreg-bench")
+    }
+
+    fn as_admin(&self, program: &str, args: &[&str]) -> Command {
         let pki = self.pki_dir();
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(program);
         c.args(args)
             .env("IDREG_ENDPOINT", &self.grpc_addr)
             .env("IDREG_CACERT", pki.join("peer-ca.crt"))

@@ -1,14 +1,5 @@
 //! The idreg binary: `idreg serve` runs a node; `idreg device …` talks to one.
 
-mod bench;
-mod bench_device;
-mod bench_enroll;
-mod bench_firmware;
-mod bench_import;
-mod bench_observe;
-mod bench_report;
-mod bench_revoke;
-mod bench_rl;
 mod ca_cmd;
 mod cli;
 mod cluster_cmd;
@@ -25,7 +16,6 @@ mod node_metrics;
 mod output;
 mod pki;
 mod private_file;
-mod proc_sample;
 mod rl_cmd;
 mod serve;
 mod serve_config;
@@ -81,13 +71,6 @@ fn main() -> std::process::ExitCode {
                 ca_cmd::run(&client.target()?, client.output, command).await
             }
             cli::Commands::Pki { command } => pki::run(command),
-            cli::Commands::Bench { client, command } => match command {
-                // In process: no server, no client credentials.
-                cli::BenchCommand::RlSize { .. } | cli::BenchCommand::FwReport { .. } => {
-                    bench::run_local(client.output, command).await
-                }
-                command => bench::run(&client.target()?, client.output, command).await,
-            },
         }
     });
     match result {

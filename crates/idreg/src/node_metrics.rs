@@ -387,7 +387,7 @@ impl NodeMetrics {
     }
 
     fn process(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
-        if let Ok(p) = crate::proc_sample::proc_sample(std::process::id()) {
+        if let Ok(p) = idreg::proc_sample::proc_sample(std::process::id()) {
             let cpu = ConstCounter::new(p.cpu.as_secs_f64());
             cpu.encode(enc.encode_descriptor(
                 "process_cpu_seconds",

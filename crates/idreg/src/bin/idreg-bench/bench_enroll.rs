@@ -1,4 +1,4 @@
-//! `idreg bench enroll`: EST-coaps enrollments per second. Each simulated
+//! `idreg-bench enroll`: EST-coaps enrollments per second. Each simulated
 //! device holds a manufacturer certificate (IDevID) of a group this bench
 //! creates, handshakes with it, POSTs a CSR to `/.well-known/est/sen` and
 //! checks the certificate it gets back. Reported: the rate, latency split
@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::bench::percentiles;
 use crate::cli::OutputFormat;
-use crate::proc_sample::{proc_sample, ProcSample};
+use idreg::proc_sample::{proc_sample, ProcSample};
 
 #[derive(Serialize)]
 pub struct EnrollSummary {
@@ -166,7 +166,7 @@ pub async fn run(target: &idreg_client::Target, load: EnrollLoad) -> anyhow::Res
         .await?
         .create_enrollment_group(pb::CreateEnrollmentGroupRequest { group: Some(group) })
         .await
-        .map_err(crate::device_cmd::rpc)?;
+        .map_err(crate::bench::rpc)?;
 
     let before: Vec<ProcSample> = load
         .server_pids

@@ -1,4 +1,4 @@
-//! `idreg bench firmware`: firmware delivery and its cost to the registry.
+//! `idreg-bench firmware`: firmware delivery and its cost to the registry.
 //!
 //! 1. Upload: a release of `image_kib` signed by a vendor key made for the
 //!    run, through `Firmware/Upload` (time and MB/s).

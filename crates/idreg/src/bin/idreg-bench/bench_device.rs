@@ -1,4 +1,4 @@
-//! `idreg bench handshake|coap`: load on a DTLS/CoAP server from the Rust
+//! `idreg-bench handshake|coap`: load on a DTLS/CoAP server from the Rust
 //! device client, bounded in time, with the server's CPU time per operation
 //! and resident memory read from /proc when its PID is given.
 
@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 
 use crate::bench::{percentiles, sample_all};
 use crate::cli::{DeviceStack, DeviceTarget, HandshakeMode, OutputFormat};
-use crate::proc_sample::ProcSample;
+use idreg::proc_sample::ProcSample;
 
 #[derive(Serialize)]
 pub struct DeviceSummary {

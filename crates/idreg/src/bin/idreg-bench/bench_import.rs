@@ -1,5 +1,5 @@
-//! `idreg bench import` (bulk registration through the streaming
-//! ImportDevices RPC) and `idreg bench lookup` (the handshake path's registry
+//! `idreg-bench import` (bulk registration through the streaming
+//! ImportDevices RPC) and `idreg-bench lookup` (the handshake path's registry
 //! lookups, in process, on a node's data directory opened read-only).
 
 use std::path::Path;

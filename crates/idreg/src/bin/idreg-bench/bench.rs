@@ -1,4 +1,4 @@
-//! `idreg bench`: load generators for a running node, bounded in count and time.
+//! `idreg-bench`: load generators for a running node, bounded in count and time.
 //! They print throughput and latency percentiles (table or JSON).
 
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use idreg_client::pb;
 use serde::Serialize;
 
 use crate::cli::{BenchCommand, OutputFormat};
-use crate::proc_sample::{proc_sample, ProcSample};
+use idreg::proc_sample::{proc_sample, ProcSample};
 
 #[derive(Serialize)]
 struct Summary {
@@ -26,6 +26,11 @@ struct Summary {
     server_cpu_us_per_op: Option<f64>,
     /// Server resident memory after the run, KiB (with --server-pid).
     server_rss_kb: Option<u64>,
+}
+
+/// A gRPC error as the command prints it.
+pub(crate) fn rpc(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
 }
 
 /// A device whose one PSK has the device id as its identity.

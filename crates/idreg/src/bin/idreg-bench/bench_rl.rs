@@ -1,4 +1,4 @@
-//! `idreg bench rl-size`: how large a signed revocation list is, and how
+//! `idreg-bench rl-size`: how large a signed revocation list is, and how
 //! long making and checking it takes, for COUNT revoked devices (each with
 //! one key fingerprint and one PSK identity, ids like a fleet's), and for a
 //! one-revocation delta. In memory, with the server's own functions: the

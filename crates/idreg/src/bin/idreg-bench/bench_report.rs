@@ -1,4 +1,4 @@
-//! `idreg bench fw-report`: the latency of `Firmware/Report` with DEVICES
+//! `idreg-bench fw-report`: the latency of `Firmware/Report` with DEVICES
 //! devices that have each reported a version. A fresh RocksDB store in
 //! `--data-dir` is filled through the state machine's own apply (what every
 //! node runs on committed entries: one `Create` and one `ReportFirmware`

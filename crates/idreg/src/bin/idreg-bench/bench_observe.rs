@@ -1,4 +1,4 @@
-//! `idreg bench observe`: how long a revocation takes to reach every
+//! `idreg-bench observe`: how long a revocation takes to reach every
 //! observer of `/rl` (RFC 7641), with many observers spread over every
 //! node's device front, and what each notification costs the servers.
 //!
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::bench::{percentiles, psk_device};
 use crate::cli::OutputFormat;
-use crate::proc_sample::proc_sample;
+use idreg::proc_sample::proc_sample;
 
 pub struct ObserveLoad {
     pub fronts: Vec<String>,

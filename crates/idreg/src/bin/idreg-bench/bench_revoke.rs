@@ -1,4 +1,4 @@
-//! `idreg bench revoke`: how long after `RevokeDevice` is acknowledged every
+//! `idreg-bench revoke`: how long after `RevokeDevice` is acknowledged every
 //! given device front refuses the device's DTLS handshake.
 //!
 //! Per round: register a PSK device, handshake with it on every front (so
