@@ -132,7 +132,7 @@ pub enum BenchCommand {
     },
     /// The handshake path's lookups, in process on a node's data directory
     /// opened read-only: PSK identity -> device -> unsealed PSK, and key
-    /// fingerprint -> device, over devices made by `bench import --prefix P`.
+    /// fingerprint -> device, over devices made by `idreg-bench import --prefix P`.
     Lookup {
         #[arg(long)]
         data_dir: PathBuf,
@@ -252,7 +252,7 @@ pub enum BenchCommand {
         server_pid: Vec<u32>,
     },
     /// The peer for registry writes: etcd v3 Put through its gRPC KV API, with
-    /// the same client stack and concurrency as `bench register`.
+    /// the same client stack and concurrency as `idreg-bench register`.
     EtcdPut {
         /// etcd client address, host:port.
         #[arg(long, default_value = "127.0.0.1:2379")]
@@ -312,7 +312,7 @@ pub enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         server_pid: Vec<u32>,
     },
-    /// GetDevice latency over devices created by `bench register --prefix P`.
+    /// GetDevice latency over devices created by `idreg-bench register --prefix P`.
     Get {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
