@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Where one client's replicated write spends its time, read from the nodes'
+# own /metrics around a run: 3 nodes (fsync, TLS between them), one client
+# writing through the leader. Prints the client's rate, p50, p99 and CPU per
+# write over the three nodes, and per node: WAL fsyncs and their mean, raft
+# batches (proposal to apply) and their mean, CreateDevice calls and their
+# mean. With PERF=1, also records a CPU profile of the leader into
+# /tmp/single-perf.data (perf report --no-children --sort dso,symbol).
+#
+#   benches/compare/write_breakdown.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
+BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
+WORK=$(mktemp -d); PIDS=(); OUT=/dev/null
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+source benches/lib.sh
+make_pki 3; make_kek
+start_cluster 3 5415 5416 5784
+L=$(wait_leader 127.0.0.1:54151)
+F=$(( L % 3 + 1 ))
+scrape() { for i in 1 2 3; do curl -s "http://127.0.0.$i:9464/metrics" > "$WORK/m$i-$1"; done; }
+"$BENCH" register --endpoint "127.0.0.$L:5415$L" --concurrency 1 --count 300 --max-seconds 10 --prefix warm --output json >/dev/null
+scrape a
+"$BENCH" register --endpoint "127.0.0.$L:5415$L" --server-pid "$(IFS=,; echo "${NODE_PIDS[*]}")" --concurrency 1 --count 3000 --max-seconds 20 --prefix one --output json > "$WORK/run.json"
+scrape b
+if [ "${PERF:-}" = 1 ]; then
+  LP=${NODE_PIDS[$((L-1))]}
+  "$BENCH" register --endpoint "127.0.0.$L:5415$L" --concurrency 1 --count 6000 --max-seconds 12 --prefix perf --output json > /dev/null &
+  perf record -F 999 -g -p "$LP" -o /tmp/single-perf.data -- sleep 8 2>/dev/null
+  wait
+fi
+python3 - "$WORK" "$L" <<'PY'
+import json, re, sys
+work, L = sys.argv[1], int(sys.argv[2])
+run = json.load(open(f"{work}/run.json"))
+print("client: ops/s %.0f p50 %d us p99 %d us cpu/write (3 nodes) %.1f us" % (run["ops_per_sec"], run["p50_us"], run["p99_us"], run["server_cpu_us_per_op"] or 0))
+def val(text, name, labels=""):
+    for line in text.splitlines():
+        if line.startswith(name + ("{" if labels else " ")) or line.startswith(name + " "):
+            if labels and labels not in line: continue
+            return float(line.split()[-1])
+    return 0.0
+for i in (1, 2, 3):
+    a, b = open(f"{work}/m{i}-a").read(), open(f"{work}/m{i}-b").read()
+    d = lambda n, l="": val(b, n, l) - val(a, n, l)
+    fs_n, fs_s = d("idreg_store_wal_fsync_seconds_count"), d("idreg_store_wal_fsync_seconds_sum")
+    bt_n, bt_s = d("idreg_raft_batch_seconds_count"), d("idreg_raft_batch_seconds_sum")
+    g_n = d("idreg_grpc_request_seconds_count", 'method="CreateDevice"'); g_s = d("idreg_grpc_request_seconds_sum", 'method="CreateDevice"')
+    role = "leader" if i == L else "follower"
+    print(f"node {i} ({role}): fsyncs {fs_n:.0f} mean {1e6*fs_s/max(fs_n,1):.0f} us; batches {bt_n:.0f} mean {1e6*bt_s/max(bt_n,1):.0f} us; CreateDevice {g_n:.0f} mean {1e6*g_s/max(g_n,1):.0f} us")
+PY
