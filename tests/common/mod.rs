@@ -162,8 +162,10 @@ impl Server {
         let mut s = Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
-            grpc_addr: format!("127.0.0.1:{}", free_port()),
-            peer_addr: format!("127.0.0.1:{}", free_port()),
+            // Port 0: the node takes free ports and says which in its log;
+            // a restart comes back on the same ones.
+            grpc_addr: "127.0.0.1:0".into(),
+            peer_addr: "127.0.0.1:0".into(),
             pki: None,
             log: data_dir.with_extension("log"),
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -211,7 +213,8 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        register_pki(&self.grpc_addr, &self.pki_dir());
+        // Where this run's lines begin: the log is kept across restarts.
+        let log_start = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0) as usize;
         let mut peer_flag = Vec::new();
         if !self.extra_args.iter().any(|a| a == "--peer-addr") {
             peer_flag = vec!["--peer-addr".to_string(), self.peer_addr.clone()];
@@ -246,7 +249,50 @@ impl Server {
             .spawn()
             .expect("start idreg");
         self.child = Some(child);
+        if self.grpc_addr.ends_with(":0") || self.peer_addr.ends_with(":0") {
+            self.read_bound_addrs(log_start).await;
+        }
+        register_pki(&self.grpc_addr, &self.pki_dir());
         self.wait_ready().await;
+    }
+
+    /// The addresses this run of the node bound, from its "gRPC listening"
+    /// line (bounded wait; fails if the node exits first).
+    async fn read_bound_addrs(&mut self, log_start: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = std::fs::read(&self.log).unwrap_or_default();
+            let log = strip_ansi(&String::from_utf8_lossy(&text[log_start.min(text.len())..]));
+            // Text (`client=ADDR`) or JSON (`"client":"ADDR"`) logs.
+            let field = |line: &str, name: &str| {
+                let text = line.split(&format!("{name}=")).nth(1).and_then(|a| {
+                    a.split_whitespace()
+                        .next()
+                        .map(|a| a.trim_matches('"').to_owned())
+                });
+                let json = || {
+                    line.split(&format!("\"{name}\":\""))
+                        .nth(1)
+                        .and_then(|a| a.split('"').next().map(str::to_owned))
+                };
+                text.or_else(json)
+            };
+            if let Some(line) = log.lines().rev().find(|l| l.contains("gRPC listening")) {
+                if let (Some(client), Some(peer)) = (field(line, "client"), field(line, "peer")) {
+                    self.grpc_addr = client;
+                    self.peer_addr = peer;
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("idreg exited with {status} before listening; log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no 'gRPC listening' in 60 s; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits (bounded) until a request succeeds end to end.

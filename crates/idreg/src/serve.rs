@@ -106,16 +106,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             bootstrap = false;
         }
     }
-    let node_config = NodeConfig {
-        node_id: config.node_id,
-        advertise_addr: config.advertise_addr.clone(),
-        snapshot_every: config.snapshot_every,
-        snapshot_keep_logs: config.snapshot_keep_logs,
-        initial_members: config.initial_members.clone(),
-        bootstrap,
-        snapshot_max_bytes: config.snapshot_max_bytes,
-        ..Default::default()
-    };
     // Listen first: the other founding members' votes and entries must reach
     // this node while it starts.
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
@@ -124,6 +114,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let peer_listener = tokio::net::TcpListener::bind(config.peer_addr)
         .await
         .with_context(|| format!("cannot listen on --peer-addr {}", config.peer_addr))?;
+    let advertise_addr = advertised(&config.advertise_addr, peer_listener.local_addr()?);
+    let node_config = NodeConfig {
+        node_id: config.node_id,
+        advertise_addr: advertise_addr.clone(),
+        snapshot_every: config.snapshot_every,
+        snapshot_keep_logs: config.snapshot_keep_logs,
+        initial_members: config.initial_members.clone(),
+        bootstrap,
+        snapshot_max_bytes: config.snapshot_max_bytes,
+        ..Default::default()
+    };
     let node = RegistryNode::start(
         NodeConfig {
             dialer: dialer.clone(),
@@ -136,7 +137,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     info!(
         node_id = config.node_id,
         members = config.initial_members.len().max(1),
-        advertise = %config.advertise_addr,
+        advertise = %advertise_addr,
         "raft node started"
     );
 
@@ -316,6 +317,16 @@ async fn report_readiness(node: &RegistryNode, reporter: &tonic_health::server::
         .await;
 }
 
+/// The peer address this node tells the cluster: `--advertise-addr` (or
+/// the peer address it came from), with port 0 — "any free port" — replaced
+/// by the port the peer listener got.
+fn advertised(configured: &str, peer_bound: std::net::SocketAddr) -> String {
+    match configured.rsplit_once(':') {
+        Some((host, "0")) => format!("{host}:{}", peer_bound.port()),
+        _ => configured.to_owned(),
+    }
+}
+
 /// Whether the data directory already holds a raft history.
 fn store_has_history(store: &Store) -> bool {
     store.reader().applied_index().unwrap_or(0) > 0
@@ -469,4 +480,16 @@ fn front_stats_source(front: &DeviceFront) -> FrontStatsSource {
             on_clone: clones.default_policy().as_str().into(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_advertised_as_the_port_bound() {
+        let bound: std::net::SocketAddr = "127.0.0.3:41234".parse().unwrap();
+        assert_eq!(advertised("127.0.0.3:0", bound), "127.0.0.3:41234");
+        assert_eq!(advertised("node-2.peers:7001", bound), "node-2.peers:7001");
+    }
 }
