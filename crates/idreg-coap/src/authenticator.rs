@@ -6,7 +6,8 @@
 use idreg_core::credential::{canonical_p256_spki, SubjectNames};
 use idreg_core::enrollment_group::TemplateFields;
 use idreg_core::{
-    Attestation, Credential, Device, DeviceId, DeviceStatus, Fingerprint, GroupName, Kek, KeySource,
+    Attestation, Credential, CredentialLookup, Device, DeviceId, DeviceStatus, Fingerprint,
+    GroupName, Kek, KeySource,
 };
 use idreg_dtls::AuthCredential;
 use idreg_store::RegistryReader;
@@ -57,9 +58,11 @@ pub struct ManufacturerClaim {
     pub id: DeviceId,
 }
 
+/// Answers over any [`CredentialLookup`]: the node's RocksDB reader, or an
+/// in-memory registry in tests.
 #[derive(Clone)]
-pub struct Authenticator {
-    reader: RegistryReader,
+pub struct Authenticator<R = RegistryReader> {
+    reader: R,
     kek: Kek,
 }
 
@@ -82,12 +85,15 @@ fn template_fields(cert: &X509Certificate<'_>) -> TemplateFields {
     }
 }
 
-impl Authenticator {
-    pub fn new(reader: RegistryReader, kek: Kek) -> Self {
+impl<R: CredentialLookup> Authenticator<R>
+where
+    R::Error: std::fmt::Display,
+{
+    pub fn new(reader: R, kek: Kek) -> Self {
         Self { reader, kek }
     }
 
-    pub fn reader(&self) -> &RegistryReader {
+    pub fn reader(&self) -> &R {
         &self.reader
     }
 
@@ -273,5 +279,121 @@ impl Authenticator {
             Ok(None) => false,
             Err(_) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idreg_core::mem::MemRegistry;
+    use idreg_core::{
+        Author, Command, CredentialRef, Labels, NewDevice, Proposal, Role, StatusChange, TenantId,
+    };
+
+    fn kek() -> Kek {
+        Kek::from_bytes(&[7; 32])
+    }
+
+    fn run(reg: &mut MemRegistry, command: Command) {
+        reg.execute(&Proposal {
+            at_ms: 1,
+            by: Author::new("t", Role::Admin, 1),
+            command,
+        })
+        .unwrap();
+    }
+
+    fn id(s: &str) -> DeviceId {
+        DeviceId::parse("id", s).unwrap()
+    }
+
+    /// A registry with device `d1` holding PSK identity `d1-psk`.
+    fn registry() -> MemRegistry {
+        let mut reg = MemRegistry::default();
+        run(
+            &mut reg,
+            Command::Create(NewDevice {
+                id: id("d1"),
+                tenant: TenantId::default_tenant(),
+                labels: Labels::default(),
+                gateway: None,
+                credentials: vec![Credential::Psk {
+                    identity: b"d1-psk".to_vec(),
+                    secret: kek().seal(b"0123456789abcdef", b"d1"),
+                }],
+            }),
+        );
+        reg
+    }
+
+    fn update(status: Option<StatusChange>, remove: Vec<CredentialRef>) -> Command {
+        Command::Update {
+            id: id("d1"),
+            labels: None,
+            status,
+            gateway: None,
+            add_credentials: vec![],
+            remove_credentials: remove,
+        }
+    }
+
+    #[test]
+    fn a_registered_psk_opens_and_nothing_else_does() {
+        let auth = Authenticator::new(registry(), kek());
+        let (device, key, kind) = auth.psk(b"d1-psk").unwrap();
+        assert_eq!(device.id.as_str(), "d1");
+        assert_eq!(key.as_slice(), b"0123456789abcdef");
+        assert_eq!(kind, PskKind::Operational);
+        assert_eq!(auth.psk(b"nobody").unwrap_err(), AuthError::Unknown);
+        // Sealed under another KEK: refused, not opened with garbage.
+        let other = Authenticator::new(registry(), Kek::from_bytes(&[8; 32]));
+        assert_eq!(
+            other.psk(b"d1-psk").unwrap_err(),
+            AuthError::Sealed("d1".into())
+        );
+    }
+
+    #[test]
+    fn a_device_that_is_not_active_cannot_authenticate() {
+        let mut reg = registry();
+        run(&mut reg, update(Some(StatusChange::Disabled), vec![]));
+        let auth = Authenticator::new(reg, kek());
+        assert_eq!(
+            auth.psk(b"d1-psk").unwrap_err(),
+            AuthError::NotActive("d1".into(), "disabled")
+        );
+    }
+
+    #[test]
+    fn a_session_ends_when_its_credential_or_its_device_goes() {
+        let psk = AuthCredential::Psk {
+            identity: b"d1-psk".to_vec().into(),
+        };
+        assert!(Authenticator::new(registry(), kek()).session_still_valid("d1", &psk));
+        // Another device's name with this PSK: not valid.
+        assert!(!Authenticator::new(registry(), kek()).session_still_valid("d2", &psk));
+
+        let mut removed = registry();
+        run(
+            &mut removed,
+            update(None, vec![CredentialRef::PskIdentity(b"d1-psk".to_vec())]),
+        );
+        assert!(!Authenticator::new(removed, kek()).session_still_valid("d1", &psk));
+
+        let mut revoked = registry();
+        run(
+            &mut revoked,
+            Command::Revoke {
+                id: id("d1"),
+                reason: "lost".into(),
+            },
+        );
+        assert!(!Authenticator::new(revoked, kek()).session_still_valid("d1", &psk));
+
+        let key = AuthCredential::PublicKey {
+            fingerprint: [9; 32],
+            raw: true,
+        };
+        assert!(!Authenticator::new(registry(), kek()).session_still_valid("d1", &key));
     }
 }

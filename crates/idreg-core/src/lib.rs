@@ -15,6 +15,7 @@ pub mod command;
 pub mod command_check;
 pub mod cose_sign1;
 pub mod credential;
+pub mod credential_lookup;
 pub mod device;
 pub mod device_ca;
 pub mod enrollment_group;
@@ -44,6 +45,7 @@ pub use command::{
 pub use credential::{
     Credential, Fingerprint, IssuedKey, KeySource, PublicKeyCredential, Rotation,
 };
+pub use credential_lookup::CredentialLookup;
 pub use device::{Device, DeviceStatus, RevocationRecord};
 pub use device_ca::{CaOrigin, DeviceCa};
 pub use enrollment_group::{Attestation, EnrollmentGroup, GroupName, IdTemplate};

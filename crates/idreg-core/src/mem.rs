@@ -196,6 +196,20 @@ impl MemRegistry {
     }
 }
 
+impl crate::CredentialLookup for MemRegistry {
+    fn groups_for_issuer(
+        &self,
+        subject_hash: &[u8; 32],
+    ) -> Result<Vec<EnrollmentGroup>, Infallible> {
+        Ok(self
+            .groups
+            .values()
+            .filter(|g| g.ca_subject_hash().as_ref() == Some(subject_hash))
+            .cloned()
+            .collect())
+    }
+}
+
 impl RegistryView for MemRegistry {
     type Error = Infallible;
 

@@ -391,6 +391,23 @@ impl RegistryReader {
     }
 }
 
+impl idreg_core::CredentialLookup for RegistryReader {
+    fn groups_for_issuer(
+        &self,
+        subject_hash: &[u8; 32],
+    ) -> Result<Vec<EnrollmentGroup>, StoreError> {
+        RegistryReader::groups_for_issuer(self, subject_hash)
+    }
+
+    fn by_psk_identity(&self, identity: &[u8]) -> Result<Option<Device>, StoreError> {
+        RegistryReader::by_psk_identity(self, identity)
+    }
+
+    fn by_fingerprint(&self, fingerprint: &Fingerprint) -> Result<Option<Device>, StoreError> {
+        RegistryReader::by_fingerprint(self, fingerprint)
+    }
+}
+
 impl RegistryView for RegistryReader {
     type Error = StoreError;
 
