@@ -28,17 +28,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async move {
+    idreg::run_command(async move {
         match cli.command {
             cli::Commands::Serve(args) => serve::run(*args).await,
             cli::Commands::Device { client, command } => {
@@ -72,12 +62,5 @@ fn main() -> std::process::ExitCode {
             }
             cli::Commands::Pki { command } => pki::run(command),
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -18,18 +18,8 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     let cli::Cli { client, command } = cli;
-    let result = runtime.block_on(async move {
+    idreg::run_command(async move {
         match command {
             // In process: no server, no client credentials.
             cli::BenchCommand::RlSize { .. } | cli::BenchCommand::FwReport { .. } => {
@@ -37,12 +27,5 @@ fn main() -> std::process::ExitCode {
             }
             command => bench::run(&client.target()?, client.output, command).await,
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    })
 }
