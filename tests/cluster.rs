@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -239,7 +238,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let _serial = SERIAL.lock().await;
     let mut c = TestCluster::start(3, &[]).await;
     let endpoints = Arc::new(Mutex::new(c.addrs.values().cloned().collect::<Vec<_>>()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = LoadControl::new();
     let keys = register_keys(&c.addrs[&1], 8).await;
     let load = tokio::spawn(write_load(
         endpoints.clone(),
@@ -257,7 +256,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         Duration::from_secs(60),
         stop.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The loads are under way before the leader dies.
+    stop.wait_for_acks(20, Duration::from_secs(30)).await;
     let old = c.wait_for_leader().await;
     c.kill9(old);
     endpoints.lock().unwrap().retain(|a| *a != c.addrs[&old]);
@@ -281,7 +281,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         rec.acked.is_subset(&held),
         "restarted node misses acknowledged writes"
     );
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +289,7 @@ async fn rolling_restart_under_load_loses_no_acknowledged_write() {
     let _serial = SERIAL.lock().await;
     let mut c = TestCluster::start(3, &[]).await;
     let endpoints = Arc::new(Mutex::new(c.addrs.values().cloned().collect::<Vec<_>>()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = LoadControl::new();
     let load = tokio::spawn(write_load(
         endpoints,
         "r",
@@ -307,7 +307,7 @@ async fn rolling_restart_under_load_loses_no_acknowledged_write() {
         let applied = c.status(leader).await.applied_index;
         c.wait_applied(id, applied).await;
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let rec = load.await.unwrap();
     eprintln!("rolling restart: {}", rec.summary());
     assert!(rec.acked.len() > 100, "too little got through: {rec:?}");
@@ -591,7 +591,7 @@ async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
         .map(|id| c.addrs[id].clone())
         .collect();
     let all: Vec<String> = c.addrs.values().cloned().collect();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = LoadControl::new();
     let registers = tokio::spawn(register_load(
         Arc::new(Mutex::new(all)),
         keys,
@@ -608,7 +608,7 @@ async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
         Duration::from_secs(30),
         stop.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.wait_for_acks(10, Duration::from_secs(30)).await;
     c.isolate(old);
 
     // The isolated node takes writes but cannot commit any: none is acknowledged.
@@ -618,7 +618,7 @@ async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
         2,
         5,
         Duration::from_secs(4),
-        Arc::new(AtomicBool::new(false)),
+        LoadControl::new(),
     )
     .await;
     assert!(
@@ -656,7 +656,7 @@ async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
 
     c.heal();
     let majority_rec = majority_load.await.unwrap();
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let history = registers.await.unwrap();
     let leader = c.wait_for_leader().await;
     eprintln!(
@@ -689,7 +689,7 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let mut c = TestCluster::start(3, &[]).await;
     let endpoints = Arc::new(Mutex::new(c.addrs.values().cloned().collect::<Vec<_>>()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = LoadControl::new();
     let load = tokio::spawn(write_load(
         endpoints.clone(),
         "scale",
@@ -709,7 +709,8 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
     let status = c.status(c.wait_for_leader().await).await;
     let voters = status.members.iter().filter(|m| m.role == "voter").count();
     assert_eq!(voters, 5, "{status:?}");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Writes go on through five voters before the scale-down.
+    stop.wait_for_acks(20, Duration::from_secs(30)).await;
     for id in [5, 4] {
         endpoints.lock().unwrap().retain(|a| *a != c.addrs[&id]);
         let out = c.node(2).cli(&["cluster", "remove-node", &id.to_string()]);
@@ -717,7 +718,7 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
         c.terminate(id);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let rec = load.await.unwrap();
     eprintln!("scale 3-5-3: {}", rec.summary());
     let status = c.status(c.wait_for_leader().await).await;

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -139,7 +138,7 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     }
 
     let endpoints = Arc::new(Mutex::new((0..3).map(|o| pods.addr(o)).collect::<Vec<_>>()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = LoadControl::new();
     let load = tokio::spawn(write_load(
         endpoints.clone(),
         "pod",
@@ -157,7 +156,8 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     for o in [3, 4] {
         endpoints.lock().unwrap().push(pods.addr(o));
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Writes go on through five pods before the scale-down.
+    stop.wait_for_acks(20, Duration::from_secs(30)).await;
 
     // kubectl scale --replicas=3: the highest ordinals go, one at a time.
     for o in [4, 3] {
@@ -181,7 +181,7 @@ async fn statefulset_scales_3_5_3_and_loses_nothing() {
     pods.start(0).await;
     pods.wait_voters(0, 3).await;
 
-    stop.store(true, Ordering::Relaxed);
+    stop.stop();
     let rec = load.await.unwrap();
     eprintln!("pods 3-5-3: {}", rec.summary());
     assert!(rec.acked.len() > 100, "{rec:?}");

@@ -299,29 +299,71 @@ impl LoadRecord {
     }
 }
 
+/// Shared by a test and the loads it runs: a flag that stops them, and a
+/// count of the writes they had acknowledged, so a test waits for progress
+/// rather than for a fixed time.
+#[derive(Default)]
+pub struct LoadControl {
+    stop: std::sync::atomic::AtomicBool,
+    acked: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadControl {
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::default()
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn acked_one(&self) {
+        self.acked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Waits until the loads have had `more` writes acknowledged since the
+    /// call; fails the test if that takes longer than `within`.
+    pub async fn wait_for_acks(&self, more: usize, within: Duration) {
+        let want = self.acked.load(std::sync::atomic::Ordering::Relaxed) + more;
+        let deadline = Instant::now() + within;
+        while self.acked.load(std::sync::atomic::Ordering::Relaxed) < want {
+            assert!(
+                Instant::now() < deadline,
+                "the load had fewer than {more} writes acknowledged in {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Creates devices `{prefix}-{i}` from `writers` concurrent clients spread
 /// over `endpoints` (read again before each attempt, so nodes may come and go),
 /// retrying each on another node until acknowledged. Stops after `per_writer`
-/// devices each or when `stop` is set, and always within `max_time`.
+/// devices each or when `control` stops them, and always within `max_time`.
 pub async fn write_load(
     endpoints: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     prefix: &str,
     writers: usize,
     per_writer: usize,
     max_time: Duration,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    control: std::sync::Arc<LoadControl>,
 ) -> LoadRecord {
     let deadline = Instant::now() + max_time;
     let mut tasks = Vec::new();
     for w in 0..writers {
         let endpoints = endpoints.clone();
-        let stop = stop.clone();
+        let control = control.clone();
         let prefix = prefix.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut rec = LoadRecord::default();
             let mut turn = w;
             'devices: for i in 0..per_writer {
-                if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if Instant::now() > deadline || control.stopped() {
                     break;
                 }
                 let id = format!("{prefix}-w{w}-{i:05}");
@@ -353,10 +395,12 @@ pub async fn write_load(
                     match result {
                         Ok(_) => {
                             rec.acked.insert(id.clone());
+                            control.acked_one();
                             continue 'devices;
                         }
                         Err(s) if s.code() == tonic::Code::AlreadyExists && attempt > 0 => {
                             rec.acked.insert(id.clone());
+                            control.acked_one();
                             continue 'devices;
                         }
                         Err(s) => {
@@ -415,19 +459,19 @@ pub async fn register_load(
     clients: usize,
     max_ops: usize,
     max_time: Duration,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    control: std::sync::Arc<LoadControl>,
 ) -> Vec<Event> {
     let deadline = Instant::now() + max_time;
     let mut tasks = Vec::new();
     for client in 0..clients {
         let endpoints = endpoints.clone();
         let keys = keys.clone();
-        let stop = stop.clone();
+        let control = control.clone();
         tasks.push(tokio::spawn(async move {
             let mut events = Vec::new();
             let mut rng = 0x2545_F491_4F6C_DD1Du64.wrapping_mul(client as u64 + 1);
             for seq in 0..max_ops {
-                if Instant::now() > deadline || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if Instant::now() > deadline || control.stopped() {
                     break;
                 }
                 rng ^= rng << 13;
@@ -472,12 +516,15 @@ pub async fn register_load(
                 .await;
                 let returned = Instant::now();
                 match (write, outcome) {
-                    (true, Ok(Ok(_))) => events.push(Event {
-                        key,
-                        op: Op::Write(value),
-                        invoked,
-                        returned: Some(returned),
-                    }),
+                    (true, Ok(Ok(_))) => {
+                        control.acked_one();
+                        events.push(Event {
+                            key,
+                            op: Op::Write(value),
+                            invoked,
+                            returned: Some(returned),
+                        })
+                    }
                     // Failed or timed out: it may still take effect.
                     (true, _) => events.push(Event {
                         key,
