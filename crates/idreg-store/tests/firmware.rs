@@ -9,12 +9,12 @@ use idreg_core::firmware_version::FirmwareVersion;
 use idreg_core::labels::CLASS_LABEL;
 mod common;
 
-use common::{entry, id};
+use common::{entry, id, snapshot_into};
 use idreg_core::{
     Command, DeviceClass, FirmwareSigner, Kek, Labels, NewDevice, SignerName, TenantId,
 };
 use idreg_store::{RegistryReader, Store, VersionCount};
-use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::RaftStateMachine;
 use sha2::{Digest, Sha256};
 
 fn v(s: &str) -> FirmwareVersion {
@@ -167,18 +167,7 @@ async fn releases_reports_and_counts_survive_a_snapshot() {
     assert_eq!(on(&reader, "1.4.2"), ["d1"]);
 
     // Carried by a snapshot to a fresh store.
-    let snapshot = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    let other = Store::open(&dir.path().join("b"), &kek).unwrap();
-    let mut other_sm = other.state_machine().unwrap();
-    other_sm
-        .install_snapshot(&snapshot.meta, snapshot.snapshot)
-        .await
-        .unwrap();
+    let other = snapshot_into(&mut sm, &dir.path().join("b"), &kek).await;
     let theirs = other.reader();
     assert_eq!(theirs.firmware_releases(false).unwrap(), stored);
     assert_eq!(

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{entry, id};
+use common::{entry, id, snapshot_into};
 use idreg_core::{Command, Kek, Labels, NewDevice, StatusChange, TenantId};
 use idreg_store::Store;
-use openraft::storage::{RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
 
 fn create(name: &str) -> Command {
     Command::Create(NewDevice {
@@ -69,19 +69,8 @@ async fn status_counts_follow_every_change_and_are_rebuilt_when_missing() {
     assert_eq!(store.reader().device_count().unwrap(), 4);
 
     // A snapshot carries them; building it is timed.
-    let snapshot = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let b = snapshot_into(&mut sm, &dir.path().join("b"), &kek).await;
     assert_eq!(store.measures().snapshot_build.count(), 1);
-    let b = Store::open(&dir.path().join("b"), &kek).unwrap();
-    b.state_machine()
-        .unwrap()
-        .install_snapshot(&snapshot.meta, snapshot.snapshot)
-        .await
-        .unwrap();
     assert_eq!(b.reader().devices_by_status().unwrap(), want);
     assert_eq!(b.measures().snapshot_install.count(), 1);
     drop(b);

@@ -1,8 +1,12 @@
 //! Helpers shared by the store's integration tests: raft entries of
-//! proposals, as the proposer would make them.
+//! proposals, as the proposer would make them, and a snapshot carried to
+//! a fresh store.
 
-use idreg_core::{Author, Command, DeviceId, Proposal, ProposalBatch, Role};
-use idreg_store::TypeConfig;
+use std::path::Path;
+
+use idreg_core::{Author, Command, DeviceId, Kek, Proposal, ProposalBatch, Role};
+use idreg_store::{StateMachine, Store, TypeConfig};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 
 /// A raft entry at `index` holding `commands`, proposed by an admin at
@@ -25,4 +29,22 @@ pub fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
 
 pub fn id(s: &str) -> DeviceId {
     DeviceId::parse("id", s).unwrap()
+}
+
+/// A snapshot of `sm`, built and installed into a fresh store at `dir`.
+pub async fn snapshot_into(sm: &mut StateMachine, dir: &Path, kek: &Kek) -> Store {
+    let snapshot = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let other = Store::open(dir, kek).unwrap();
+    other
+        .state_machine()
+        .unwrap()
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+    other
 }
