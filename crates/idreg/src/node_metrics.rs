@@ -211,8 +211,11 @@ impl NodeMetrics {
                 n,
             )?;
         }
-        self.store(enc)?;
-        let sizes = self.node.store().column_family_bytes();
+        Ok(())
+    }
+
+    fn store(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let store = self.node.store();
         labelled(
             enc,
             (
@@ -220,14 +223,12 @@ impl NodeMetrics {
                 "RocksDB bytes per column family (SST files and memtables)",
                 "cf",
             ),
-            sizes
+            store
+                .column_family_bytes()
                 .into_iter()
                 .map(|(cf, b)| (cf, ConstGauge::new(b as i64))),
-        )
-    }
-
-    fn store(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
-        let m = self.node.store().measures();
+        )?;
+        let m = store.measures();
         histogram(
             enc,
             "idreg_store_wal_fsync_seconds",
@@ -418,6 +419,7 @@ impl Collector for NodeMetrics {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
         self.raft(&mut enc)?;
         self.registry(&mut enc)?;
+        self.store(&mut enc)?;
         if let Some(front) = &self.front {
             self.front(&mut enc, &front())?;
         }
