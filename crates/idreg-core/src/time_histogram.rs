@@ -61,6 +61,16 @@ impl TimeHistogram {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Runs `f` and, if it succeeds, observes how long it took.
+    pub fn time_ok<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = f();
+        if result.is_ok() {
+            self.observe(started.elapsed());
+        }
+        result
+    }
+
     pub fn snapshot(&self) -> HistogramSnapshot {
         HistogramSnapshot {
             bounds: self.bounds,
@@ -94,5 +104,13 @@ mod tests {
         assert_eq!(s.counts, vec![1, 1, 1]);
         assert_eq!(s.count(), 3);
         assert!((s.sum_seconds - 0.052001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn only_what_succeeds_is_timed() {
+        let h = TimeHistogram::new(&[1.0]);
+        assert_eq!(h.time_ok(|| Ok::<_, ()>(7)), Ok(7));
+        assert_eq!(h.time_ok(|| Err::<(), _>("no")), Err("no"));
+        assert_eq!(h.snapshot().count(), 1);
     }
 }

@@ -232,7 +232,6 @@ impl StateMachine {
         let mut batch = WriteBatch::default();
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut events = Vec::new();
-        let mut devices = self.counter(COUNTER_DEVICES)? as i64;
         let mut by_status = reader.devices_by_status()?.map(|n| n as i64);
         let mut rl_version = self.counter(COUNTER_RL_VERSION)?;
         let mut last_applied: Option<LogId> = None;
@@ -383,7 +382,6 @@ impl StateMachine {
                             seq,
                         )?;
                         seq += 1;
-                        devices += change.after.is_some() as i64 - change.before.is_some() as i64;
                         if let Some(d) = &change.before {
                             by_status[d.status.index()] -= 1;
                         }
@@ -422,13 +420,13 @@ impl StateMachine {
 
         fw_counts.write(&self.db, &mut batch)?;
         let counters = self.db.cf_handle(CF_COUNTERS).expect("cf exists");
-        batch.put_cf(&counters, COUNTER_DEVICES, encode(&(devices.max(0) as u64)));
+        let by_status = by_status.map(|n| n.max(0) as u64);
+        // The device count is the sum, kept under its own key for readers
+        // and data directories that predate the per-status counts.
+        let devices: u64 = by_status.iter().sum();
+        batch.put_cf(&counters, COUNTER_DEVICES, encode(&devices));
         batch.put_cf(&counters, COUNTER_RL_VERSION, encode(&rl_version));
-        batch.put_cf(
-            &counters,
-            COUNTER_BY_STATUS,
-            encode(&by_status.map(|n| n.max(0) as u64)),
-        );
+        batch.put_cf(&counters, COUNTER_BY_STATUS, encode(&by_status));
         let meta = self.db.cf_handle(CF_SM_META).expect("cf exists");
         if let Some(applied) = last_applied {
             batch.put_cf(&meta, SM_APPLIED, encode(&applied));
@@ -643,16 +641,9 @@ where
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let sm = self.clone();
-        let current = blocking(move || {
-            let started = std::time::Instant::now();
-            let built = sm.build();
-            if built.is_ok() {
-                sm.notify.metrics.snapshot_build.observe(started.elapsed());
-            }
-            built
-        })
-        .await
-        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let current = blocking(move || sm.notify.metrics.snapshot_build.time_ok(|| sm.build()))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let file = tokio::fs::File::open(self.snapshot_dir.join(&current.file))
             .await
             .map_err(|e| snap_err(ErrorVerb::Read, e))?;
@@ -716,15 +707,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let sm = self.clone();
         let meta_owned = meta.clone();
         blocking(move || {
-            let started = std::time::Instant::now();
-            let installed = sm.install(&meta_owned, data);
-            if installed.is_ok() {
-                sm.notify
-                    .metrics
-                    .snapshot_install
-                    .observe(started.elapsed());
-            }
-            installed
+            let timer = &sm.notify.metrics.snapshot_install;
+            timer.time_ok(|| sm.install(&meta_owned, data))
         })
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, e))
