@@ -182,7 +182,12 @@ impl RegistryNode {
         let forwarder = Forwarder::new(raft.clone(), config.node_id, config.dialer.clone());
         let (tx, rx) = mpsc::channel(proposer::MAX_BATCH * 8);
         let write_metrics = crate::write_metrics::WriteMetrics::default();
-        tokio::spawn(proposer::run(forwarder.clone(), rx, write_metrics.clone()));
+        tokio::spawn(proposer::run(
+            forwarder.clone(),
+            rx,
+            write_metrics.clone(),
+            proposer::MAX_IN_FLIGHT,
+        ));
         let snapshots = std::sync::Arc::new(crate::snapshot_receiver::SnapshotReceiver::new(
             store.clone(),
             config.snapshot_max_bytes,

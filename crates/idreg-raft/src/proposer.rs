@@ -2,8 +2,8 @@
 //! one `ProposalBatch` log entry, so 64 writers cost one fsync, not 64. On a
 //! follower the whole batch is forwarded to the leader in one call.
 //!
-//! A bounded number of batches is in flight at once; while they commit, new
-//! proposals pile up and form the next, larger batch.
+//! A bounded number of batches is in flight at once ([`MAX_IN_FLIGHT`]);
+//! while they commit, new proposals pile up and form the next, larger batch.
 
 use std::sync::Arc;
 
@@ -16,8 +16,13 @@ use crate::forwarder::Forwarder;
 
 /// Most proposals in one log entry.
 pub const MAX_BATCH: usize = 512;
-/// Most batches proposed but not yet applied.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Most batches proposed but not yet applied. One: while it commits, the
+/// next batch gathers every proposal that arrives, so a loaded leader pays
+/// raft's per-entry cost (fsyncs, AppendEntries, wake-ups) once per ~50
+/// writes at 100 clients instead of once per ~16 with four in flight; that
+/// was 5–15 % less CPU per write and as much more throughput (BENCHMARKS.md,
+/// "Where a write's time goes"). Raft itself still pipelines entries.
+pub const MAX_IN_FLIGHT: usize = 1;
 
 pub type Verdict = Result<Option<Device>, Rejection>;
 
@@ -46,13 +51,15 @@ impl BatchWriter for Forwarder {
     }
 }
 
-/// Runs until every sender is dropped.
+/// Runs until every sender is dropped, with at most `max_in_flight` batches
+/// written at once ([`MAX_IN_FLIGHT`] in a node).
 pub(crate) async fn run<W: BatchWriter>(
     forwarder: W,
     mut rx: mpsc::Receiver<Pending>,
     metrics: crate::write_metrics::WriteMetrics,
+    max_in_flight: usize,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
     // Each batch is handed to raft only after the one before it, so batches
     // (and the proposals in them) reach the log in the order they queued.
     let mut previous: Option<oneshot::Receiver<()>> = None;
@@ -165,10 +172,11 @@ mod tests {
     async fn batches_reach_the_writer_in_queue_order_while_they_overlap() {
         let writer = SlowWriter::default();
         let (tx, rx) = mpsc::channel(100_000);
-        tokio::spawn(run(writer.clone(), rx, Default::default()));
+        // Four in flight: the order must hold while batches overlap.
+        tokio::spawn(run(writer.clone(), rx, Default::default(), 4));
         let mut replies = Vec::new();
         // Proposals arrive in bursts, so batches of many sizes form while
-        // up to MAX_IN_FLIGHT are in the writer at once.
+        // up to four are in the writer at once.
         for i in 0..3000u64 {
             let (p, r) = pending(i);
             tx.send(p).await.unwrap();
