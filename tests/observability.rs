@@ -461,8 +461,9 @@ async fn json_logs_are_one_object_per_line() {
         "{log}"
     );
     let bad = server.cli(&["serve", "--log-format", "xml", "--data-dir", "/nonexistent"]);
+    assert!(!bad.status.success());
     assert!(
-        output_text(&bad).contains("text or json"),
+        output_text(&bad).contains("possible values: text, json"),
         "{}",
         output_text(&bad)
     );

@@ -607,8 +607,8 @@ pub struct ServeArgs {
     #[arg(long, env = "IDREG_K8S")]
     pub k8s: bool,
     /// Log lines as text, or json (one object per line, for log shippers).
-    #[arg(long, env = "IDREG_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    #[arg(long, env = "IDREG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Revisions of change history kept for WatchDevices [default: 100000].
     #[arg(long, env = "IDREG_WATCH_HISTORY")]
     pub watch_history: Option<u64>,
@@ -796,4 +796,14 @@ pub enum DeviceCommand {
     },
     /// Delete a device record.
     Delete { id: String },
+}
+
+/// How `idreg serve` writes its log lines on stderr.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people.
+    #[default]
+    Text,
+    /// One JSON object per line, fields as keys, for log shippers.
+    Json,
 }

@@ -71,11 +71,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(match args.log_format.as_str() {
-        "json" => true,
-        "text" => false,
-        other => anyhow::bail!("--log-format {other:?}: text or json"),
-    });
+    init_tracing(args.log_format == crate::cli::LogFormat::Json);
     let config = ServeConfig::resolve(args)?;
     for d in &config.deprecations {
         warn!("{d}");
@@ -201,7 +197,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    // Request metrics are kept even with /metrics off: a counter per call.
+    // Request metrics are counted only when /metrics is on: with it off the
+    // layer is left out, not kept counting for nobody.
     let mut metrics_registry = prometheus_client::registry::Registry::default();
     let grpc_metrics = idreg_api::request_metrics::RequestMetrics::new(
         &mut metrics_registry,
@@ -210,6 +207,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tonic_health::pb::FILE_DESCRIPTOR_SET,
         ],
     );
+    let grpc_metrics = config.metrics.is_some().then_some(grpc_metrics);
     if let Some(listen) = config.metrics {
         start_metrics(
             listen,
@@ -244,7 +242,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cluster_service = ClusterService::new(node.clone(), kek.clone(), limits);
     idreg_api::firmware_upload::spawn_upload_sweeper(node.clone());
     let client_api = client_server
-        .layer(grpc_metrics)
+        .layer(tower::util::option_layer(grpc_metrics))
         .layer(OversizeStatus)
         .layer(client_auth)
         .add_service(health_service.clone())
