@@ -4,10 +4,13 @@
 # writing through the leader. Prints the client's rate, p50, p99 and CPU per
 # write over the three nodes, and per node: WAL fsyncs and their mean, raft
 # batches (proposal to apply) and their mean, CreateDevice calls and their
-# mean. With PERF=1, also records a CPU profile of the leader into
+# mean. With PERF=1 (PERF=follower), also records a CPU profile of the leader (a follower) into
 # /tmp/single-perf.data (perf report --no-children --sort dso,symbol).
+# CLIENTS=N runs N concurrent clients instead of one (group commit then
+# carries many writes per raft entry).
 #
 #   benches/compare/write_breakdown.sh
+#   CLIENTS=100 PERF=1 benches/compare/write_breakdown.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
@@ -22,19 +25,29 @@ make_pki 3; make_kek
 start_cluster 3 5415 5416 5784
 L=$(wait_leader 127.0.0.1:54151)
 F=$(( L % 3 + 1 ))
-scrape() { for i in 1 2 3; do curl -s "http://127.0.0.$i:9464/metrics" > "$WORK/m$i-$1"; done; }
+# /metrics, and each node's CPU ticks (utime + stime from /proc) as a last line.
+scrape() {
+  for i in 1 2 3; do
+    curl -s "http://127.0.0.$i:9464/metrics" > "$WORK/m$i-$1"
+    awk '{print "cpu_ticks", $14 + $15}' "/proc/${NODE_PIDS[$((i-1))]}/stat" >> "$WORK/m$i-$1"
+    awk '/^VmHWM/ {print "peak_rss_kib", $2}' "/proc/${NODE_PIDS[$((i-1))]}/status" >> "$WORK/m$i-$1"
+  done
+}
 "$BENCH" register --endpoint "127.0.0.$L:5415$L" --concurrency 1 --count 300 --max-seconds 10 --prefix warm --output json >/dev/null
 scrape a
-"$BENCH" register --endpoint "127.0.0.$L:5415$L" --server-pid "$(IFS=,; echo "${NODE_PIDS[*]}")" --concurrency 1 --count 3000 --max-seconds 20 --prefix one --output json > "$WORK/run.json"
+C=${CLIENTS:-1}
+"$BENCH" register --endpoint "127.0.0.$L:5415$L" --server-pid "$(IFS=,; echo "${NODE_PIDS[*]}")" --concurrency "$C" --count $((3000 * (C < 100 ? C : 100))) --max-seconds 20 --prefix one --output json > "$WORK/run.json"
 scrape b
-if [ "${PERF:-}" = 1 ]; then
+if [ -n "${PERF:-}" ]; then
   LP=${NODE_PIDS[$((L-1))]}
-  "$BENCH" register --endpoint "127.0.0.$L:5415$L" --concurrency 1 --count 6000 --max-seconds 12 --prefix perf --output json > /dev/null &
-  perf record -F 999 -g -p "$LP" -o /tmp/single-perf.data -- sleep 8 2>/dev/null
-  wait
+  [ "$PERF" = follower ] && LP=${NODE_PIDS[$((F-1))]}
+  "$BENCH" register --endpoint "127.0.0.$L:5415$L" --concurrency "$C" --count $((6000 * C)) --max-seconds 12 --prefix perf --output json > /dev/null &
+  LOAD=$!
+  perf record -F 999 ${PERF_CALL_GRAPH:--g} -p "$LP" -o /tmp/single-perf.data -- sleep 8 2>/dev/null
+  wait "$LOAD"
 fi
 python3 - "$WORK" "$L" <<'PY'
-import json, re, sys
+import json, os, re, sys
 work, L = sys.argv[1], int(sys.argv[2])
 run = json.load(open(f"{work}/run.json"))
 print("client: ops/s %.0f p50 %d us p99 %d us cpu/write (3 nodes) %.1f us" % (run["ops_per_sec"], run["p50_us"], run["p99_us"], run["server_cpu_us_per_op"] or 0))
@@ -51,5 +64,7 @@ for i in (1, 2, 3):
     bt_n, bt_s = d("idreg_raft_batch_seconds_count"), d("idreg_raft_batch_seconds_sum")
     g_n = d("idreg_grpc_request_seconds_count", 'method="CreateDevice"'); g_s = d("idreg_grpc_request_seconds_sum", 'method="CreateDevice"')
     role = "leader" if i == L else "follower"
-    print(f"node {i} ({role}): fsyncs {fs_n:.0f} mean {1e6*fs_s/max(fs_n,1):.0f} us; batches {bt_n:.0f} mean {1e6*bt_s/max(bt_n,1):.0f} us; CreateDevice {g_n:.0f} mean {1e6*g_s/max(g_n,1):.0f} us")
+    writes = run["ops"] if "ops" in run else run["ops_per_sec"] * run.get("seconds", 1)
+    cpu_us = d("cpu_ticks") * 1e6 / os.sysconf("SC_CLK_TCK") / max(writes, 1)
+    print(f"node {i} ({role}): cpu/write {cpu_us:.0f} us; peak RSS {val(b, 'peak_rss_kib') / 1024:.0f} MiB; fsyncs {fs_n:.0f} mean {1e6*fs_s/max(fs_n,1):.0f} us; batches {bt_n:.0f} mean {1e6*bt_s/max(bt_n,1):.0f} us; CreateDevice {g_n:.0f} mean {1e6*g_s/max(g_n,1):.0f} us")
 PY
