@@ -1,6 +1,23 @@
 # Shared by the cluster benchmark scripts (sourced). Expects BIN (the idreg
 # binary), WORK (a scratch dir), OUT (the JSON lines file) and the PIDS array.
 
+# find_bins: BIN (idreg) and BENCH (idreg-bench) from IDREG_BIN and
+# IDREG_BENCH_BIN, else the release build; exits if either is missing.
+find_bins() {
+  BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
+  BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
+  [ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+}
+
+# three_nodes: a fresh PKI and KEK and a 3-node cluster (client ports
+# 5415i); sets L to the leader's number and F to a follower's.
+three_nodes() {
+  make_pki 3; make_kek
+  start_cluster 3 5415 5416 5784
+  L=$(wait_leader 127.0.0.1:54151)
+  F=$(( L % 3 + 1 ))
+}
+
 # make_pki N: a PKI for nodes 1..N on 127.0.0.N in $WORK/pki. The CLI and
 # the bench client then act as its admin (IDREG_CACERT, IDREG_CERT, IDREG_KEY).
 make_pki() {

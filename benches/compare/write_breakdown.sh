@@ -13,18 +13,13 @@
 #   CLIENTS=100 PERF=1 benches/compare/write_breakdown.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+source benches/lib.sh
+find_bins
 command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
 WORK=$(mktemp -d); PIDS=(); OUT=/dev/null
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-source benches/lib.sh
-make_pki 3; make_kek
-start_cluster 3 5415 5416 5784
-L=$(wait_leader 127.0.0.1:54151)
-F=$(( L % 3 + 1 ))
+three_nodes
 # /metrics, and each node's CPU ticks (utime + stime from /proc) as a last line.
 scrape() {
   for i in 1 2 3; do
