@@ -4,9 +4,10 @@
 use idreg_core::firmware_release::{bucket, AttemptState};
 use idreg_core::firmware_version::{FirmwareVersion, VersionSelector};
 use idreg_core::labels::CLASS_LABEL;
+use idreg_core::DeviceFilter;
 use idreg_core::Rollout;
 use idreg_proto::v1 as pb;
-use idreg_store::{ListFilter, RegistryReader, VersionCount};
+use idreg_store::{RegistryReader, VersionCount};
 use tonic::Status;
 
 use crate::convert;
@@ -129,7 +130,7 @@ pub fn rollout_status(
     let version = rollout.release.version.to_string();
     let mut labels = vec![(CLASS_LABEL.to_owned(), class.to_owned())];
     labels.extend(rollout.labels.iter().cloned());
-    let filter = ListFilter {
+    let filter = DeviceFilter {
         labels,
         ..Default::default()
     };

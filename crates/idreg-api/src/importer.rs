@@ -4,10 +4,10 @@
 
 use idreg_core::{Command, NewDevice};
 use idreg_proto::v1 as pb;
-use idreg_raft::RegistryNode;
 use tokio::task::JoinSet;
 use tonic::Status;
 
+use crate::registry_backend::RegistryBackend;
 use crate::status::{rejection, write};
 
 /// Most devices in one ImportDevicesRequest.
@@ -17,16 +17,16 @@ const IN_FLIGHT: usize = 4096;
 /// Failures reported in detail.
 const MAX_ERRORS: usize = 1000;
 
-pub struct Importer {
-    node: RegistryNode,
+pub struct Importer<B> {
+    node: B,
     by: idreg_core::Principal,
     in_flight: JoinSet<(u64, String, Result<(), Status>)>,
     next_index: u64,
     response: pb::ImportDevicesResponse,
 }
 
-impl Importer {
-    pub fn new(node: RegistryNode, by: idreg_core::Principal) -> Self {
+impl<B: RegistryBackend> Importer<B> {
+    pub fn new(node: B, by: idreg_core::Principal) -> Self {
         Self {
             node,
             by,

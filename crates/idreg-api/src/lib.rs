@@ -16,8 +16,11 @@ pub mod firmware_report;
 pub mod firmware_service;
 pub mod firmware_upload;
 pub mod importer;
+#[cfg(test)]
+mod mem_backend;
 pub mod oversize_status;
 pub mod page_token;
+pub mod registry_backend;
 pub mod registry_service;
 pub mod request_metrics;
 pub mod sessions_service;

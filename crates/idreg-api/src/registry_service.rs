@@ -2,14 +2,14 @@
 
 use idreg_core::credential::{check_psk_identity, check_psk_secret};
 use idreg_core::labels::parse_selector;
+use idreg_core::DeviceFilter;
 use idreg_core::{
     ClonePolicy, Command, CredentialRef, Fingerprint, Kek, NewDevice, Rejection, StatusChange,
     TenantId,
 };
-use idreg_core::{DeviceStatus, Principal, ValidationError};
+use idreg_core::{DeviceDirectory, DeviceStatus, Principal, RegistryView, ValidationError};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
-use idreg_store::ListFilter;
 use pb::device_registry_server::DeviceRegistry;
 use tonic::{Request, Response, Status};
 
@@ -17,6 +17,7 @@ use crate::api_limits::{too_many, ApiLimits, Slots};
 use crate::caller_auth::author;
 use crate::convert;
 use crate::page_token;
+use crate::registry_backend::RegistryBackend;
 use crate::status::{invalid, rejection, storage, write};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -33,9 +34,11 @@ pub fn page_size(requested: u32) -> Result<usize, Status> {
     }
 }
 
+/// The device registry's gRPC service over a registry backend: the
+/// replicated [`RegistryNode`] in the server, an in-memory one in unit tests.
 #[derive(Clone)]
-pub struct RegistryService {
-    node: RegistryNode,
+pub struct RegistryService<B = RegistryNode> {
+    node: B,
     kek: Kek,
     /// Live WatchDevices streams.
     watchers: Slots,
@@ -43,8 +46,8 @@ pub struct RegistryService {
     max_message_bytes: usize,
 }
 
-impl RegistryService {
-    pub fn new(node: RegistryNode, kek: Kek, limits: &ApiLimits) -> Self {
+impl<B: RegistryBackend> RegistryService<B> {
+    pub fn new(node: B, kek: Kek, limits: &ApiLimits) -> Self {
         Self {
             node,
             kek,
@@ -114,7 +117,7 @@ impl RegistryService {
     }
 }
 
-fn filter_of(req: &pb::ListDevicesRequest) -> Result<(ListFilter, [u8; 8]), ValidationError> {
+fn filter_of(req: &pb::ListDevicesRequest) -> Result<(DeviceFilter, [u8; 8]), ValidationError> {
     let status = convert::status("status", req.status)?;
     let mut labels = req
         .labels
@@ -136,7 +139,7 @@ fn filter_of(req: &pb::ListDevicesRequest) -> Result<(ListFilter, [u8; 8]), Vali
     digest_fields.extend(label_text.iter().map(String::as_str));
     let digest = page_token::filter_digest(&digest_fields);
     Ok((
-        ListFilter {
+        DeviceFilter {
             status,
             labels,
             tenant,
@@ -147,7 +150,7 @@ fn filter_of(req: &pb::ListDevicesRequest) -> Result<(ListFilter, [u8; 8]), Vali
 }
 
 #[tonic::async_trait]
-impl DeviceRegistry for RegistryService {
+impl<B: RegistryBackend> DeviceRegistry for RegistryService<B> {
     async fn create_device(
         &self,
         request: Request<pb::CreateDeviceRequest>,
@@ -164,7 +167,7 @@ impl DeviceRegistry for RegistryService {
     ) -> Result<Response<pb::Device>, Status> {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
         self.read_barrier(request.get_ref().consistency).await?;
-        match self.node.reader().get(id.as_str()).map_err(storage)? {
+        match self.node.directory().device(&id).map_err(storage)? {
             Some(d) => Ok(Response::new(convert::device_to_proto(&d))),
             None => Err(rejection(Rejection::DeviceNotFound(id.to_string()))),
         }
@@ -176,7 +179,7 @@ impl DeviceRegistry for RegistryService {
     ) -> Result<Response<pb::DeviceHistory>, Status> {
         let id = convert::device_id("id", &request.get_ref().id).map_err(invalid)?;
         self.read_barrier(request.get_ref().consistency).await?;
-        let records = self.node.reader().audit(id.as_str()).map_err(storage)?;
+        let records = self.node.directory().audit(&id).map_err(storage)?;
         Ok(Response::new(pb::DeviceHistory {
             entries: records
                 .iter()
@@ -213,14 +216,11 @@ impl DeviceRegistry for RegistryService {
             Some(page_token::decode(digest, &req.page_token).map_err(Status::invalid_argument)?)
         };
         self.read_barrier(req.consistency).await?;
-        let reader = self.node.reader();
+        let reader = self.node.directory();
         let (revision, page) = tokio::task::spawn_blocking(move || {
             // The revision first: the page reflects at least that much.
             let revision = reader.applied_index()?;
-            Ok::<_, idreg_store::StoreError>((
-                revision,
-                reader.list(&filter, after.as_deref(), page_size)?,
-            ))
+            Ok::<_, B::ReadError>((revision, reader.list(&filter, after.as_deref(), page_size)?))
         })
         .await
         .map_err(storage)?
@@ -380,8 +380,8 @@ impl DeviceRegistry for RegistryService {
         self.read_barrier(request.get_ref().consistency).await?;
         let policy = self
             .node
-            .reader()
-            .tenant_clone_policy(tenant.as_str())
+            .directory()
+            .clone_policy(&tenant)
             .map_err(storage)?;
         Ok(Response::new(pb::TenantPolicy {
             tenant: tenant.to_string(),
@@ -432,15 +432,333 @@ impl DeviceRegistry for RegistryService {
         request: Request<pb::WatchDevicesRequest>,
     ) -> Result<Response<Self::WatchDevicesStream>, Status> {
         let slot = self.watchers.take()?;
-        let store = self.node.store();
-        let rx = crate::watch_stream::start(
-            store.history(),
-            store.applied_watch(),
-            request.get_ref().from_revision,
-            slot,
-        )?;
+        let rx = self.node.watch(request.get_ref().from_revision, slot)?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The service over an in-memory registry: requests in, verdicts and
+    //! pages out, with no RocksDB and no raft.
+
+    use super::*;
+    use crate::mem_backend::MemBackend;
+    use idreg_core::{Caller, Role};
+    use pb::credential_input::Kind;
+    use tonic::Code;
+
+    fn service() -> (RegistryService<MemBackend>, MemBackend) {
+        let backend = MemBackend::default();
+        let kek = Kek::from_bytes(&[7; 32]);
+        let svc = RegistryService::new(backend.clone(), kek, &crate::ApiLimits::default());
+        (svc, backend)
+    }
+
+    fn as_admin<T>(message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        req.extensions_mut().insert(Caller::Client(Principal {
+            name: "ops".into(),
+            role: Role::Admin,
+        }));
+        req
+    }
+
+    fn psk(identity: &str) -> pb::CredentialInput {
+        pb::CredentialInput {
+            kind: Some(Kind::Psk(pb::PskInput {
+                identity: identity.as_bytes().to_vec(),
+                secret: vec![9; 16],
+            })),
+        }
+    }
+
+    fn create(id: &str, tenant: &str, labels: &[(&str, &str)]) -> pb::CreateDeviceRequest {
+        pb::CreateDeviceRequest {
+            id: id.into(),
+            tenant: tenant.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            gateway: String::new(),
+            credentials: vec![psk(&format!("psk-{id}"))],
+        }
+    }
+
+    fn get(id: &str) -> Request<pb::GetDeviceRequest> {
+        Request::new(pb::GetDeviceRequest {
+            id: id.into(),
+            consistency: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn create_then_get_and_history_name_the_caller() {
+        let (svc, _) = service();
+        let made = svc
+            .create_device(as_admin(create("s-1", "", &[("site", "north")])))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(made.id, "s-1");
+        assert_eq!(made.status, pb::DeviceStatus::Active as i32);
+        let got = svc.get_device(get("s-1")).await.unwrap().into_inner();
+        assert_eq!(got, made);
+        let history = svc
+            .get_device_history(Request::new(pb::GetDeviceHistoryRequest {
+                id: "s-1".into(),
+                consistency: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let actions: Vec<_> = history.entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["create"]);
+        assert_eq!(history.entries[0].principal, "ops");
+        assert_eq!(history.entries[0].role, "admin");
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_and_changes_nothing() {
+        let (svc, backend) = service();
+        let err = svc
+            .create_device(as_admin(create("not a valid id!", "", &[])))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with("id:"), "{}", err.message());
+        let mut short = create("s-2", "", &[]);
+        short.credentials = vec![pb::CredentialInput {
+            kind: Some(Kind::Psk(pb::PskInput {
+                identity: b"psk-s-2".to_vec(),
+                secret: vec![1; 4],
+            })),
+        }];
+        let err = svc.create_device(as_admin(short)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(backend.registry().devices().count(), 0);
+        assert_eq!(
+            svc.get_device(get("s-2")).await.unwrap_err().code(),
+            Code::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn verdicts_map_to_codes_a_caller_can_act_on() {
+        let (svc, _) = service();
+        svc.create_device(as_admin(create("s-1", "", &[])))
+            .await
+            .unwrap();
+        let dup = svc
+            .create_device(as_admin(create("s-1", "", &[])))
+            .await
+            .unwrap_err();
+        assert_eq!(dup.code(), Code::AlreadyExists, "{dup:?}");
+        // Another device may not take s-1's PSK identity.
+        let mut taken = create("s-2", "", &[]);
+        taken.credentials = vec![psk("psk-s-1")];
+        let err = svc.create_device(as_admin(taken)).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+        // Revocation is final, and so is the identity it retires.
+        let revoked = svc
+            .revoke_device(as_admin(pb::RevokeDeviceRequest {
+                id: "s-1".into(),
+                reason: "stolen".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(revoked.status, pb::DeviceStatus::Revoked as i32);
+        let mut reuse = create("s-3", "", &[]);
+        reuse.credentials = vec![psk("psk-s-1")];
+        let err = svc.create_device(as_admin(reuse)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        let err = svc
+            .update_device(as_admin(pb::UpdateDeviceRequest {
+                id: "s-1".into(),
+                status: pb::DeviceStatus::Revoked as i32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let err = svc
+            .update_device(as_admin(pb::UpdateDeviceRequest {
+                id: "s-9".into(),
+                status: pb::DeviceStatus::Disabled as i32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    }
+
+    async fn list_all(
+        svc: &RegistryService<MemBackend>,
+        mut req: pb::ListDevicesRequest,
+    ) -> Result<Vec<String>, Status> {
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            let page = svc
+                .list_devices(Request::new(req.clone()))
+                .await?
+                .into_inner();
+            assert!(page.devices.len() <= req.page_size as usize);
+            ids.extend(page.devices.into_iter().map(|d| d.id));
+            if page.next_page_token.is_empty() {
+                return Ok(ids);
+            }
+            req.page_token = page.next_page_token;
+        }
+        panic!("listing did not end in 100 pages");
+    }
+
+    #[tokio::test]
+    async fn listing_pages_through_filters_in_id_order() {
+        let (svc, _) = service();
+        for (id, tenant, site) in [
+            ("d-5", "acme", "north"),
+            ("d-1", "acme", "south"),
+            ("d-3", "zeta", "north"),
+            ("d-2", "acme", "north"),
+            ("d-4", "zeta", "south"),
+        ] {
+            svc.create_device(as_admin(create(id, tenant, &[("site", site)])))
+                .await
+                .unwrap();
+        }
+        let every = pb::ListDevicesRequest {
+            page_size: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            list_all(&svc, every.clone()).await.unwrap(),
+            ["d-1", "d-2", "d-3", "d-4", "d-5"]
+        );
+        let north = pb::ListDevicesRequest {
+            labels: vec!["site=north".into()],
+            ..every.clone()
+        };
+        assert_eq!(
+            list_all(&svc, north.clone()).await.unwrap(),
+            ["d-2", "d-3", "d-5"]
+        );
+        let acme_north = pb::ListDevicesRequest {
+            tenant: "acme".into(),
+            ..north.clone()
+        };
+        assert_eq!(list_all(&svc, acme_north).await.unwrap(), ["d-2", "d-5"]);
+        // A token belongs to its filter: reusing it under another is refused.
+        let first = svc
+            .list_devices(Request::new(north))
+            .await
+            .unwrap()
+            .into_inner();
+        let err = svc
+            .list_devices(Request::new(pb::ListDevicesRequest {
+                page_token: first.next_page_token,
+                ..every
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(
+            first.revision, 5,
+            "the listing's revision is the applied one"
+        );
+    }
+
+    #[tokio::test]
+    async fn listing_bounds_are_errors_not_truncations() {
+        let (svc, _) = service();
+        let err = svc
+            .list_devices(Request::new(pb::ListDevicesRequest {
+                page_size: MAX_PAGE_SIZE + 1,
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        let err = svc
+            .list_devices(Request::new(pb::ListDevicesRequest {
+                labels: (0..17).map(|i| format!("k{i}=v")).collect(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+        assert!(
+            err.message().contains("--max-label-selectors"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_policy_reads_back_as_set() {
+        let (svc, _) = service();
+        let set = pb::TenantPolicy {
+            tenant: "acme".into(),
+            on_clone: "end-both".into(),
+        };
+        svc.set_tenant_policy(as_admin(set.clone())).await.unwrap();
+        let got = svc
+            .get_tenant_policy(Request::new(pb::GetTenantPolicyRequest {
+                tenant: "acme".into(),
+                consistency: 0,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got, set);
+        let err = svc
+            .set_tenant_policy(as_admin(pb::TenantPolicy {
+                tenant: "acme".into(),
+                on_clone: "explode".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn an_import_reports_each_failure_at_its_line_and_the_first_of_two_wins() {
+        let (svc, backend) = service();
+        let by = Principal {
+            name: "ops".into(),
+            role: Role::Admin,
+        };
+        let mut importer = crate::importer::Importer::new(backend.clone(), by);
+        let mut second = create("i-2", "", &[]);
+        second.credentials = vec![psk("psk-i-1")];
+        for req in [
+            create("i-1", "", &[]),
+            second,
+            create("bad id", "", &[]),
+            create("i-3", "", &[]),
+        ] {
+            let new = svc
+                .new_device(&req)
+                .map_err(|e| (req.id.clone(), invalid(e)));
+            importer.submit(new).await;
+        }
+        let report = importer.finish().await;
+        assert_eq!((report.created, report.failed), (2, 2));
+        let at: Vec<(u64, &str)> = report
+            .errors
+            .iter()
+            .map(|e| (e.index, e.id.as_str()))
+            .collect();
+        assert_eq!(at, [(1, "i-2"), (2, "bad id")]);
+        assert_eq!(report.errors[0].code, Code::AlreadyExists as i32);
+        let ids: Vec<String> = backend
+            .registry()
+            .devices()
+            .map(|d| d.id.to_string())
+            .collect();
+        assert_eq!(ids, ["i-1", "i-3"]);
     }
 }

@@ -342,7 +342,7 @@ impl ResourceContext for Context<'_> {
             Reply::error(ResponseType::ServiceUnavailable, e.to_string())
         };
         let gateway = self.my_gateway()?;
-        let filter = idreg_store::ListFilter {
+        let filter = idreg_core::DeviceFilter {
             gateway: Some(gateway.id.to_string()),
             ..Default::default()
         };

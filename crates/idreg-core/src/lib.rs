@@ -18,6 +18,7 @@ pub mod credential;
 pub mod credential_lookup;
 pub mod device;
 pub mod device_ca;
+pub mod device_directory;
 pub mod enrollment_group;
 pub mod error;
 pub mod firmware_manifest;
@@ -48,6 +49,7 @@ pub use credential::{
 pub use credential_lookup::CredentialLookup;
 pub use device::{Device, DeviceStatus, RevocationRecord};
 pub use device_ca::{CaOrigin, DeviceCa};
+pub use device_directory::{DeviceDirectory, DeviceFilter, DevicePage};
 pub use enrollment_group::{Attestation, EnrollmentGroup, GroupName, IdTemplate};
 pub use error::{Rejection, ValidationError};
 pub use firmware_release::{FirmwareRelease, FirmwareReport, ReleaseId, Rollout};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 
 use crate::apply::{apply, Change, Effect};
+use crate::audit::{AuditRecord, MAX_AUDIT_PER_DEVICE};
 use crate::command::Proposal;
 use crate::credential::Fingerprint;
 use crate::device::{Device, RevocationRecord};
@@ -31,6 +32,8 @@ pub struct MemRegistry {
     chunks: BTreeMap<(crate::ReleaseId, u64, u32), Vec<u8>>,
     rollouts: BTreeMap<crate::ReleaseId, crate::Rollout>,
     reports: BTreeMap<DeviceId, crate::FirmwareReport>,
+    /// Each device's audit trail, oldest first; kept after delete.
+    audit: BTreeMap<DeviceId, Vec<AuditRecord>>,
     revision: u64,
 }
 
@@ -115,6 +118,12 @@ impl MemRegistry {
                 }
             },
         }
+        if let Effect::Device(change) | Effect::Enrolled { change, .. } = &effect {
+            let trail = self.audit.entry(change.id.clone()).or_default();
+            trail.push(AuditRecord::of(proposal, self.revision));
+            let excess = trail.len().saturating_sub(MAX_AUDIT_PER_DEVICE);
+            trail.drain(..excess);
+        }
         Ok(effect)
     }
 
@@ -193,6 +202,43 @@ impl MemRegistry {
 
     pub fn revoked_count(&self) -> usize {
         self.revoked.len()
+    }
+}
+
+impl crate::DeviceDirectory for MemRegistry {
+    fn list(
+        &self,
+        filter: &crate::DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::DevicePage, Infallible> {
+        let mut page = crate::DevicePage::default();
+        // A String's order is its bytes' order, as RocksDB's keys are.
+        let later = self
+            .devices
+            .values()
+            .filter(|d| after.is_none_or(|a| d.id.as_str() > a));
+        for d in later {
+            if !page.offer(filter, limit, d.clone()) {
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    fn audit(&self, id: &DeviceId) -> Result<Vec<AuditRecord>, Infallible> {
+        Ok(self.audit.get(id).cloned().unwrap_or_default())
+    }
+
+    fn clone_policy(
+        &self,
+        tenant: &crate::TenantId,
+    ) -> Result<Option<crate::ClonePolicy>, Infallible> {
+        Ok(self.tenant_clone_policy(tenant))
+    }
+
+    fn applied_index(&self) -> Result<u64, Infallible> {
+        Ok(self.revision)
     }
 }
 

@@ -22,4 +22,5 @@ pub mod write_metrics;
 
 pub use error::WriteError;
 pub use node::{NodeConfig, RegistryNode};
+pub use proposer::Verdict;
 pub use status::{ClusterView, MemberView};

@@ -6,48 +6,13 @@ use std::sync::Arc;
 
 use idreg_core::revocation_list::{ListedRevocation, RlSigningKey};
 use idreg_core::{
-    Device, DeviceCa, DeviceId, DeviceStatus, EnrollmentGroup, Fingerprint, GroupName,
+    Device, DeviceCa, DeviceFilter, DeviceId, DevicePage, EnrollmentGroup, Fingerprint, GroupName,
     RegistryView, RevocationRecord,
 };
 use rocksdb::{Direction, IteratorMode, DB};
 
 use crate::db::{decode_as, StoreError};
 use crate::keys::*;
-
-/// Which devices a listing returns; empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub status: Option<DeviceStatus>,
-    /// `(key, value)` pairs that must all match.
-    pub labels: Vec<(String, String)>,
-    pub tenant: Option<String>,
-    pub gateway: Option<String>,
-}
-
-impl ListFilter {
-    fn matches(&self, d: &Device) -> bool {
-        self.status.is_none_or(|s| d.status == s)
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| d.labels.get(k) == Some(v.as_str()))
-            && self
-                .tenant
-                .as_deref()
-                .is_none_or(|t| d.tenant.as_str() == t)
-            && self
-                .gateway
-                .as_deref()
-                .is_none_or(|g| d.gateway.as_ref().is_some_and(|x| x.as_str() == g))
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ListPage {
-    pub devices: Vec<Device>,
-    /// Whether devices after the last one returned may match.
-    pub more: bool,
-}
 
 /// Why a signed revocation list could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -324,22 +289,11 @@ impl RegistryReader {
     /// Up to `limit` matching devices with ids greater than `after`, in id order.
     pub fn list(
         &self,
-        filter: &ListFilter,
+        filter: &DeviceFilter,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<ListPage, StoreError> {
-        let mut page = ListPage::default();
-        let take = |d: Device, page: &mut ListPage| -> bool {
-            if !filter.matches(&d) {
-                return true;
-            }
-            if page.devices.len() == limit {
-                page.more = true;
-                return false;
-            }
-            page.devices.push(d);
-            true
-        };
+    ) -> Result<DevicePage, StoreError> {
+        let mut page = DevicePage::default();
         // Walk the most selective index available; check the rest per device.
         let index = if let Some((k, v)) = filter.labels.first() {
             Some((CF_IDX_LABEL, label_prefix(k, v)))
@@ -365,7 +319,7 @@ impl RegistryReader {
                         continue;
                     }
                     let Some(d) = self.get(id)? else { continue };
-                    if !take(d, &mut page) {
+                    if !page.offer(filter, limit, d) {
                         break;
                     }
                 }
@@ -381,7 +335,7 @@ impl RegistryReader {
                     if after.is_some_and(|a| a.as_bytes() == &*k) {
                         continue;
                     }
-                    if !take(decode_as("device", &v)?, &mut page) {
+                    if !page.offer(filter, limit, decode_as("device", &v)?) {
                         break;
                     }
                 }
@@ -405,6 +359,32 @@ impl idreg_core::CredentialLookup for RegistryReader {
 
     fn by_fingerprint(&self, fingerprint: &Fingerprint) -> Result<Option<Device>, StoreError> {
         RegistryReader::by_fingerprint(self, fingerprint)
+    }
+}
+
+impl idreg_core::DeviceDirectory for RegistryReader {
+    fn list(
+        &self,
+        filter: &DeviceFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<DevicePage, StoreError> {
+        RegistryReader::list(self, filter, after, limit)
+    }
+
+    fn audit(&self, id: &DeviceId) -> Result<Vec<idreg_core::AuditRecord>, StoreError> {
+        RegistryReader::audit(self, id.as_str())
+    }
+
+    fn clone_policy(
+        &self,
+        tenant: &idreg_core::TenantId,
+    ) -> Result<Option<idreg_core::ClonePolicy>, StoreError> {
+        self.tenant_clone_policy(tenant.as_str())
+    }
+
+    fn applied_index(&self) -> Result<u64, StoreError> {
+        RegistryReader::applied_index(self)
     }
 }
 
