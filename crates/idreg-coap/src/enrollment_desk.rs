@@ -19,7 +19,7 @@ use idreg_core::certificate_issuer::{check_csr, issue, CheckedCsr};
 use idreg_core::device_ca::DEVICE_CA_KEY_AAD;
 use idreg_core::{
     Command, Credential, CredentialRef, Device, DeviceId, EnrollVia, Enrollment, Fingerprint,
-    IssuedKey, Kek, KeySource, Principal, PublicKeyCredential, Rejection, Role,
+    IssuedKey, Kek, KeySource, Principal, PublicKeyCredential, RegistryView, Rejection, Role,
 };
 use idreg_dtls::AuthCredential;
 use idreg_store::RegistryReader;
@@ -36,9 +36,11 @@ pub type RegistryWriter = Arc<dyn Fn(Command, Principal) -> WriteFuture + Send +
 /// Where an enrollment's answer goes: the shard's queue, with the session.
 pub type AnswerSink = Box<dyn FnOnce(Reply) + Send>;
 
+/// The desk over the registry's reads: the RocksDB reader on a node,
+/// `MemRegistry` in its unit tests.
 #[derive(Clone)]
-pub struct EnrollmentDesk {
-    reader: RegistryReader,
+pub struct EnrollmentDesk<R = RegistryReader> {
+    reader: R,
     kek: Kek,
     writer: RegistryWriter,
     certificate_days: u32,
@@ -49,9 +51,13 @@ fn refuse(code: ResponseType, why: impl Into<String>) -> Reply {
     Reply::error(code, why)
 }
 
-impl EnrollmentDesk {
+impl<R> EnrollmentDesk<R>
+where
+    R: RegistryView + Clone + Send + Sync + 'static,
+    R::Error: std::fmt::Display,
+{
     pub fn new(
-        reader: RegistryReader,
+        reader: R,
         kek: Kek,
         writer: RegistryWriter,
         certificate_days: u32,
@@ -82,7 +88,6 @@ impl EnrollmentDesk {
         let via = self.attestation(session, credential, request, &csr)?;
         if let EnrollVia::ManufacturerCertificate { group } = &via {
             // A quick answer for a closed group; apply decides for good.
-            use idreg_core::RegistryView;
             match self.reader.enrollment_group(group) {
                 Ok(Some(g)) => {
                     if let Some(why) = g.closed_reason(crate::unix_ms()) {
@@ -223,7 +228,6 @@ impl EnrollmentDesk {
     }
 
     fn issue(&self, id: &DeviceId, csr: &CheckedCsr) -> Result<IssuedKey, Reply> {
-        use idreg_core::RegistryView;
         let ca = match self.reader.device_ca() {
             Ok(Some(ca)) => ca,
             Ok(None) => {
@@ -280,5 +284,274 @@ fn rejection_code(r: &Rejection) -> ResponseType {
         Rejection::Malformed(_) => ResponseType::BadRequest,
         Rejection::TooManyCredentials(..) => ResponseType::Conflict,
         _ => ResponseType::Forbidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The desk over an in-memory registry: which session may enroll how,
+    //! and the certificate it is answered with, with no RocksDB or raft.
+
+    use std::sync::Mutex;
+
+    use idreg_core::mem::MemRegistry;
+    use idreg_core::{
+        Attestation, Author, CaOrigin, DeviceCa, Effect, EnrollmentGroup, GroupName, Labels,
+        NewDevice, Proposal, TenantId,
+    };
+
+    use super::*;
+
+    const KEK: [u8; 32] = [1; 32];
+
+    fn run(reg: &mut MemRegistry, command: Command) {
+        let proposal = Proposal {
+            at_ms: 1,
+            by: Author::new("ops", Role::Admin, 1),
+            command,
+        };
+        reg.execute_effect(&proposal).unwrap();
+    }
+
+    /// A device `d` on bootstrap PSK `boot-1` of group `boot`; with a device
+    /// CA when `with_ca`.
+    fn registry(with_ca: bool) -> Arc<Mutex<MemRegistry>> {
+        let mut reg = MemRegistry::default();
+        if with_ca {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            let ca = DeviceCa {
+                certificate: cert.der().to_vec(),
+                sealed_key: Kek::from_bytes(&KEK).seal(&key.serialize_der(), DEVICE_CA_KEY_AAD),
+                origin: CaOrigin::Generated,
+                installed_ms: 1,
+            };
+            run(&mut reg, Command::SetDeviceCa { ca, replace: false });
+        }
+        let group = GroupName::parse("name", "boot").unwrap();
+        run(
+            &mut reg,
+            Command::AddEnrollmentGroup(EnrollmentGroup {
+                name: group.clone(),
+                attestation: Attestation::BootstrapPsk,
+                tenant: TenantId::default_tenant(),
+                labels: Labels::default(),
+                gateway: None,
+                id_template: None,
+                max_devices: None,
+                expires_ms: None,
+                enabled: true,
+                enrolled: 0,
+                created_ms: 0,
+                updated_ms: 0,
+            }),
+        );
+        run(
+            &mut reg,
+            Command::Create(NewDevice {
+                id: DeviceId::parse("id", "d").unwrap(),
+                tenant: TenantId::default_tenant(),
+                labels: Labels::default(),
+                gateway: None,
+                credentials: vec![Credential::BootstrapPsk {
+                    identity: b"boot-1".to_vec(),
+                    secret: Kek::from_bytes(&KEK).seal(b"0123456789abcdef", b"d"),
+                    group,
+                }],
+            }),
+        );
+        Arc::new(Mutex::new(reg))
+    }
+
+    /// A desk reading a copy of `reg` as it stands and writing into `reg`.
+    fn desk(reg: &Arc<Mutex<MemRegistry>>) -> EnrollmentDesk<MemRegistry> {
+        let target = reg.clone();
+        let writer: RegistryWriter = Arc::new(move |command, by| {
+            let proposal = Proposal {
+                at_ms: 2,
+                by: Author {
+                    principal: by,
+                    node: 1,
+                },
+                command,
+            };
+            let verdict = target
+                .lock()
+                .unwrap()
+                .execute_effect(&proposal)
+                .map(|e| match e {
+                    Effect::Device(c) | Effect::Enrolled { change: c, .. } => c.after,
+                    _ => None,
+                });
+            Box::pin(async move { Ok(verdict) })
+        });
+        let snapshot = reg.lock().unwrap().clone();
+        EnrollmentDesk::new(
+            snapshot,
+            Kek::from_bytes(&KEK),
+            writer,
+            30,
+            Duration::from_secs(60),
+        )
+    }
+
+    fn csr(cn: &str) -> (Vec<u8>, [u8; 32]) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        let der = params.serialize_request(&key).unwrap().der().to_vec();
+        let fp = Fingerprint::of_spki_der(&rcgen::PublicKeyData::subject_public_key_info(&key));
+        (der, fp.0)
+    }
+
+    fn revision(reg: &Arc<Mutex<MemRegistry>>) -> u64 {
+        use idreg_core::DeviceDirectory;
+        reg.lock().unwrap().applied_index().unwrap()
+    }
+
+    fn session(role: SessionRole) -> SessionDevice {
+        SessionDevice {
+            id: Arc::from("d"),
+            audit_id: 0,
+            started_ms: 0,
+            role,
+        }
+    }
+
+    fn bootstrap() -> (SessionDevice, AuthCredential) {
+        (
+            session(SessionRole::Bootstrap {
+                identity: Arc::from(&b"boot-1"[..]),
+            }),
+            AuthCredential::Psk {
+                identity: b"boot-1".to_vec().into_boxed_slice(),
+            },
+        )
+    }
+
+    /// The reply: at once when the desk refuses, else once the write is decided.
+    async fn answer(
+        desk: &EnrollmentDesk<MemRegistry>,
+        (session, credential): &(SessionDevice, AuthCredential),
+        csr: &[u8],
+        reenroll: bool,
+    ) -> Reply {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let request = EnrollRequest {
+            reenroll,
+            csr,
+            format: CertificateFormat::Der,
+        };
+        let sink: AnswerSink = Box::new(move |r| {
+            let _ = tx.send(r);
+        });
+        match desk.start(session, credential, &request, sink) {
+            Err(now) => now,
+            Ok(()) => tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .expect("answered in time")
+                .expect("answered"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bootstrap_psk_enrolls_once_for_a_certificate_of_its_key() {
+        let reg = registry(true);
+        let desk = desk(&reg);
+        let (der, fingerprint) = csr("d");
+        let reply = answer(&desk, &bootstrap(), &der, false).await;
+        assert_eq!(
+            reply.code,
+            ResponseType::Changed,
+            "{:?}",
+            String::from_utf8_lossy(&reply.payload)
+        );
+        let (_, cert) = x509_parser::parse_x509_certificate(&reply.payload).unwrap();
+        let spki = cert.tbs_certificate.subject_pki.raw;
+        assert_eq!(
+            Fingerprint::of_spki_der(spki).0,
+            fingerprint,
+            "issued for the CSR's key"
+        );
+        let device = reg
+            .lock()
+            .unwrap()
+            .device(&DeviceId::parse("id", "d").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            device.fingerprints().collect::<Vec<_>>(),
+            [&Fingerprint(fingerprint)]
+        );
+        assert_eq!(
+            reg.lock().unwrap().psk_owner(b"boot-1").unwrap(),
+            None,
+            "the PSK is retired"
+        );
+        // Used once: another key on the same PSK is refused by the registry.
+        let desk = self::desk(&reg);
+        let (other, _) = csr("d");
+        let reply = answer(&desk, &bootstrap(), &other, false).await;
+        assert_eq!(
+            reply.code,
+            ResponseType::Forbidden,
+            "{:?}",
+            String::from_utf8_lossy(&reply.payload)
+        );
+    }
+
+    #[tokio::test]
+    async fn sessions_that_may_not_enroll_are_refused_before_anything_is_written() {
+        let reg = registry(true);
+        let desk = desk(&reg);
+        let before = revision(&reg);
+        let (der, _) = csr("d");
+        // A bootstrap PSK cannot re-enroll (sren needs an operational key).
+        let reply = answer(&desk, &bootstrap(), &der, true).await;
+        assert_eq!(reply.code, ResponseType::Forbidden);
+        // A device on a PSK cannot enroll at all.
+        let psk_device = (
+            session(SessionRole::Device {
+                finishes_rotation: false,
+            }),
+            AuthCredential::Psk {
+                identity: b"p".to_vec().into_boxed_slice(),
+            },
+        );
+        let reply = answer(&desk, &psk_device, &der, false).await;
+        assert_eq!(reply.code, ResponseType::Forbidden);
+        assert!(String::from_utf8_lossy(&reply.payload).contains("PSK session cannot enroll"));
+        // A device on its key enrolls only itself.
+        let keyed = (
+            session(SessionRole::Device {
+                finishes_rotation: false,
+            }),
+            AuthCredential::PublicKey {
+                fingerprint: [3; 32],
+                raw: false,
+            },
+        );
+        let (someone_else, _) = csr("not-d");
+        let reply = answer(&desk, &keyed, &someone_else, true).await;
+        assert_eq!(reply.code, ResponseType::Forbidden);
+        // Not a CSR at all.
+        let reply = answer(&desk, &bootstrap(), b"junk", false).await;
+        assert_eq!(reply.code, ResponseType::BadRequest);
+        assert_eq!(revision(&reg), before, "nothing written");
+    }
+
+    #[tokio::test]
+    async fn without_a_device_ca_the_answer_is_retry_later() {
+        let reg = registry(false);
+        let desk = desk(&reg);
+        let (der, _) = csr("d");
+        let reply = answer(&desk, &bootstrap(), &der, false).await;
+        assert_eq!(reply.code, ResponseType::ServiceUnavailable);
+        assert!(String::from_utf8_lossy(&reply.payload).contains("no device CA"));
+        assert!(reg.lock().unwrap().psk_owner(b"boot-1").unwrap().is_some());
     }
 }
