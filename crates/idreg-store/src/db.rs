@@ -35,6 +35,51 @@ pub enum StoreError {
          start with the original --kek-file, or use a fresh --data-dir"
     )]
     WrongKek { given: String },
+    #[error(
+        "this data directory holds data format {found}, written by a newer idreg; this build \
+         reads format {supported} and older. Run the newer idreg on it (nothing was changed), \
+         or give this one a fresh --data-dir to join the cluster from a snapshot"
+    )]
+    NewerFormat { found: u32, supported: u32 },
+    #[error("the data directory's format marker is unreadable ({len} bytes, 4 expected)")]
+    BadFormatMarker { len: usize },
+}
+
+/// The on-disk format this build writes and reads: the layout of the column
+/// families and the encoding of every stored value. Data directories from
+/// before the marker existed hold format 1. A build that changes either
+/// raises it and migrates older directories on open; an older build refuses
+/// a newer directory instead of misreading it.
+pub const DATA_FORMAT: u32 = 1;
+
+/// Refuses a directory of a newer format before anything in it is decoded;
+/// records the format in one that has no marker (new, or from before it),
+/// unless `read_only`.
+fn check_format(db: &DB, read_only: bool) -> Result<(), StoreError> {
+    let cf = db.cf_handle(CF_SM_META).expect("cf exists");
+    match db.get_cf(&cf, crate::keys::SM_FORMAT)? {
+        Some(bytes) => {
+            let raw: [u8; 4] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::BadFormatMarker { len: bytes.len() })?;
+            let found = u32::from_be_bytes(raw);
+            if found > DATA_FORMAT {
+                return Err(StoreError::NewerFormat {
+                    found,
+                    supported: DATA_FORMAT,
+                });
+            }
+            Ok(())
+        }
+        None if read_only => Ok(()),
+        None => {
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.put_cf_opt(&cf, crate::keys::SM_FORMAT, DATA_FORMAT.to_be_bytes(), &wo)?;
+            Ok(())
+        }
+    }
 }
 
 pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(
@@ -128,6 +173,7 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
+        check_format(&db, false)?;
         crate::state_machine::recover_interrupted_install(&db)?;
         Self::around(db, dir, opts)
     }
@@ -155,6 +201,7 @@ impl Store {
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         let opts = read_options(false);
         let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
+        check_format(&db, true)?;
         Self::around(db, dir, opts)
     }
 

@@ -101,6 +101,9 @@ pub const SM_KEK_CHECK: &[u8] = b"kek_check";
 pub const SM_RESTORED: &[u8] = b"restored";
 /// The oldest revision the change history still holds.
 pub const SM_HISTORY_FROM: &[u8] = b"history_from";
+/// The data directory's on-disk format, a big-endian u32 (raw bytes, not the
+/// stored-value codec, so any build can read it); see `db::DATA_FORMAT`.
+pub const SM_FORMAT: &[u8] = b"format";
 
 /// In [`CF_CLUSTER`]: the device CA (`idreg_core::DeviceCa`).
 pub const CLUSTER_DEVICE_CA: &[u8] = b"device_ca";
