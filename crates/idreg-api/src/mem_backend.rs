@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use idreg_core::mem::MemRegistry;
-use idreg_core::{Author, Command, Effect, Principal, Proposal};
+use idreg_core::{Author, Command, Principal, Proposal};
 use idreg_raft::{Verdict, WriteError};
 use tokio::sync::OwnedSemaphorePermit;
 use tonic::Status;
@@ -49,16 +49,11 @@ impl RegistryBackend for MemBackend {
             },
             command,
         };
-        // As the store answers: the device after a device command, else none.
         let verdict = self
             .registry
             .lock()
             .expect("not poisoned")
-            .execute_effect(&proposal)
-            .map(|effect| match effect {
-                Effect::Device(change) | Effect::Enrolled { change, .. } => change.after,
-                _ => None,
-            });
+            .verdict(&proposal);
         async move { Ok(async move { Ok(verdict) }) }
     }
 

@@ -296,8 +296,8 @@ mod tests {
 
     use idreg_core::mem::MemRegistry;
     use idreg_core::{
-        Attestation, Author, CaOrigin, DeviceCa, Effect, EnrollmentGroup, GroupName, Labels,
-        NewDevice, Proposal, TenantId,
+        Attestation, Author, CaOrigin, DeviceCa, EnrollmentGroup, GroupName, Labels, NewDevice,
+        Proposal, TenantId,
     };
 
     use super::*;
@@ -377,14 +377,7 @@ mod tests {
                 },
                 command,
             };
-            let verdict = target
-                .lock()
-                .unwrap()
-                .execute_effect(&proposal)
-                .map(|e| match e {
-                    Effect::Device(c) | Effect::Enrolled { change: c, .. } => c.after,
-                    _ => None,
-                });
+            let verdict = target.lock().unwrap().verdict(&proposal);
             Box::pin(async move { Ok(verdict) })
         });
         let snapshot = reg.lock().unwrap().clone();

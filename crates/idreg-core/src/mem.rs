@@ -132,6 +132,15 @@ impl MemRegistry {
         self.tenant_clone.get(tenant).copied()
     }
 
+    /// [`Self::execute_effect`] answered as the replicated store answers a
+    /// proposer: the device after a device command, none after any other.
+    pub fn verdict(&mut self, proposal: &Proposal) -> Result<Option<Device>, Rejection> {
+        Ok(match self.execute_effect(proposal)? {
+            Effect::Device(change) | Effect::Enrolled { change, .. } => change.after,
+            _ => None,
+        })
+    }
+
     /// [`Self::execute_effect`] for a device command, returning its change.
     pub fn execute(&mut self, proposal: &Proposal) -> Result<Change, Rejection> {
         match self.execute_effect(proposal)? {
