@@ -120,7 +120,9 @@ async fn a_wrong_kek_is_a_clear_start_up_error() {
             "--kek-file",
             kek_b.to_str().unwrap(),
         ])
-        .args(["--grpc-addr", &format!("127.0.0.1:{}", free_port())])
+        // Refused before it listens; were it not, ports bound as 0 collide with nothing.
+        .args(["--grpc-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0"])
+        .args(["--coap-addr", "127.0.0.1:0", "--metrics-addr", "off"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -11,12 +11,12 @@ use tonic::transport::Channel;
 
 use super::fault_proxy::FaultProxy;
 use super::linearizability::{Event, Op};
-use super::{free_port_on, Server};
+use super::Server;
 
-/// An address on 127.0.0.`id` whose port was free a moment ago.
-fn free_addr(id: u64) -> String {
-    let host = format!("127.0.0.{id}");
-    format!("{host}:{}", free_port_on(&host))
+/// Where node `id` listens before it has bound: its own 127.0.0.`id`, the
+/// port picked by the kernel and read back from the node's log.
+fn unbound(id: u64) -> String {
+    format!("127.0.0.{id}:0")
 }
 
 pub struct TestCluster {
@@ -37,51 +37,92 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Starts `n` nodes founded with `--initial-cluster`.
+    /// Starts `n` nodes: node 1 founds the cluster, the others are added
+    /// with `cluster add-node` (how an operator grows a cluster).
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
         Self::start_inner(n, extra, false).await
     }
 
-    /// Starts `n` nodes whose node-to-node traffic passes fault proxies the
-    /// test can cut (see [`TestCluster::isolate`]).
+    /// Starts `n` nodes founded together with `--initial-cluster`, whose
+    /// node-to-node traffic passes fault proxies the test can cut (see
+    /// [`TestCluster::isolate`]).
     pub async fn start_with_proxies(n: u64, extra: &[&str]) -> TestCluster {
         Self::start_inner(n, extra, true).await
     }
 
+    /// Without proxies, node 1 founds the cluster alone and each other node
+    /// starts empty and is added with `cluster add-node`. With proxies, the
+    /// proxies' addresses are known first, so every node is founded with
+    /// `--initial-cluster` naming them. Either way every port is bound as 0
+    /// by whoever listens on it (node or proxy) and read back: no port is
+    /// probed and released for someone else to take.
     async fn start_inner(n: u64, extra: &[&str], proxied: bool) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let kek = dir.path().join("kek.hex");
         super::write_kek(&kek);
         let pki = dir.path().join("pki");
         super::make_pki(&pki, 7);
-        let addrs: BTreeMap<u64, String> = (1..=n).map(|id| (id, free_addr(id))).collect();
-        let listen: BTreeMap<u64, String> = (1..=n).map(|id| (id, free_addr(id))).collect();
         let mut proxies = BTreeMap::new();
-        let mut peer_addrs = listen.clone();
-        if proxied {
-            for (id, addr) in &listen {
-                let p = FaultProxy::start(&format!("127.0.0.{id}:0"), addr).await;
-                peer_addrs.insert(*id, p.addr.clone());
-                proxies.insert(*id, p);
+        let mut peer_addrs = BTreeMap::new();
+        for id in 1..=n {
+            peer_addrs.insert(id, unbound(id));
+            if proxied {
+                // Bound now; pointed at the node once the node has bound.
+                let p = FaultProxy::start(&unbound(id), "127.0.0.1:1").await;
+                peer_addrs.insert(id, p.addr.clone());
+                proxies.insert(id, p);
             }
         }
         let mut c = TestCluster {
             dir,
             nodes: BTreeMap::new(),
-            addrs,
+            addrs: (1..=n).map(|id| (id, unbound(id))).collect(),
             peer_addrs,
-            peer_listen: listen,
+            peer_listen: (1..=n).map(|id| (id, unbound(id))).collect(),
             proxies,
             kek,
             pki,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n {
-            let s = c.spawn(id, "new").await;
+            let s = if proxied {
+                c.spawn(id, "new").await
+            } else {
+                let mut args = c.node_args(id);
+                if id > 1 {
+                    args.extend(["--initial-cluster-state".into(), "existing".into()]);
+                }
+                args.extend(c.extra.iter().cloned());
+                Server::start_at(&c.data_dir(id), &c.addrs[&id], &args).await
+            };
+            c.learn_bound(id, &s);
             c.nodes.insert(id, Some(s));
+            if id > 1 && !proxied {
+                let out =
+                    c.node(1)
+                        .cli(&["cluster", "add-node", &id.to_string(), &c.peer_addrs[&id]]);
+                assert!(
+                    out.status.success(),
+                    "adding node {id}: {}",
+                    super::output_text(&out)
+                );
+            }
         }
         c.wait_for_leader().await;
         c
+    }
+
+    /// Records the addresses node `id` bound (restarts reuse them: the
+    /// cluster's membership holds its peer address).
+    fn learn_bound(&mut self, id: u64, s: &Server) {
+        self.addrs.insert(id, s.grpc_addr.clone());
+        self.peer_listen.insert(id, s.peer_addr.clone());
+        match self.proxies.get(&id) {
+            Some(p) => p.retarget(&s.peer_addr),
+            None => {
+                self.peer_addrs.insert(id, s.peer_addr.clone());
+            }
+        }
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -95,18 +136,21 @@ impl TestCluster {
     /// What every start of node `id` passes: its id, the cluster's KEK and
     /// PKI, its peer port and the address the others reach it at.
     fn node_args(&self, id: u64) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--node-id".to_string(),
             id.to_string(),
             "--kek-file".into(),
             self.kek.display().to_string(),
             "--peer-addr".into(),
             self.peer_listen[&id].clone(),
-            "--advertise-addr".into(),
-            self.peer_addrs[&id].clone(),
             "--pki-dir".into(),
             self.pki.display().to_string(),
-        ]
+        ];
+        // Not yet bound: the node advertises the port it binds.
+        if !self.peer_addrs[&id].ends_with(":0") {
+            args.extend(["--advertise-addr".into(), self.peer_addrs[&id].clone()]);
+        }
+        args
     }
 
     fn data_dir(&self, id: u64) -> PathBuf {
@@ -127,15 +171,14 @@ impl TestCluster {
 
     /// Starts node `id` (not a founder) empty, waiting to be added.
     pub async fn start_joiner(&mut self, id: u64) {
-        let addr = free_addr(id);
-        let peer = free_addr(id);
-        self.addrs.insert(id, addr.clone());
-        self.peer_addrs.insert(id, peer.clone());
-        self.peer_listen.insert(id, peer.clone());
+        self.addrs.insert(id, unbound(id));
+        self.peer_addrs.insert(id, unbound(id));
+        self.peer_listen.insert(id, unbound(id));
         let mut args = self.node_args(id);
         args.extend(["--initial-cluster-state".into(), "existing".into()]);
         args.extend(self.extra.iter().cloned());
-        let s = Server::start_at(&self.data_dir(id), &addr, &args).await;
+        let s = Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await;
+        self.learn_bound(id, &s);
         self.nodes.insert(id, Some(s));
     }
 

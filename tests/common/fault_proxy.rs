@@ -18,6 +18,8 @@ struct Rules {
     blocked: HashSet<IpAddr>,
     /// Live connections: (source, the task copying its bytes).
     conns: Vec<(IpAddr, AbortHandle)>,
+    /// Where new connections go (host:port).
+    target: String,
 }
 
 impl Rules {
@@ -47,8 +49,10 @@ impl FaultProxy {
     pub async fn start(listen: &str, target: &str) -> FaultProxy {
         let listener = TcpListener::bind(listen).await.expect("proxy bind");
         let addr = listener.local_addr().unwrap().to_string();
-        let rules = Arc::new(Mutex::new(Rules::default()));
-        let target = target.to_owned();
+        let rules = Arc::new(Mutex::new(Rules {
+            target: target.to_owned(),
+            ..Rules::default()
+        }));
         let r = rules.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, peer)) = listener.accept().await {
@@ -56,7 +60,7 @@ impl FaultProxy {
                     drop(inbound);
                     continue;
                 }
-                let target = target.clone();
+                let target = r.lock().unwrap().target.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
@@ -72,6 +76,12 @@ impl FaultProxy {
             rules,
             accept,
         }
+    }
+
+    /// Sends new connections to `target` from now on: the node behind the
+    /// proxy is started after it, on a port the kernel picks.
+    pub fn retarget(&self, target: &str) {
+        self.rules.lock().unwrap().target = target.to_owned();
     }
 
     /// Cuts everyone off from the node behind this proxy.

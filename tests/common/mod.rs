@@ -200,8 +200,7 @@ impl Server {
             child: None,
             data_dir: data_dir.to_path_buf(),
             grpc_addr: grpc_addr.to_owned(),
-            peer_addr: arg("--peer-addr")
-                .unwrap_or_else(|| format!("{host}:{}", free_port_on(&host))),
+            peer_addr: arg("--peer-addr").unwrap_or_else(|| format!("{host}:0")),
             pki: arg("--pki-dir").map(PathBuf::from),
             log: data_dir.with_extension("log"),
             extra_args: extra.to_vec(),
