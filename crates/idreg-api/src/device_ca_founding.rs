@@ -6,16 +6,10 @@
 
 use std::time::Duration;
 
-use idreg_core::device_ca::DEVICE_CA_KEY_AAD;
-use idreg_core::{CaOrigin, Command, DeviceCa, Kek, Principal, RegistryView, Rejection, Role};
+use idreg_core::{Command, DeviceCa, Kek, Principal, RegistryView, Rejection, Role};
 use idreg_raft::RegistryNode;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 
 use crate::convert::now_ms;
-
-/// The generated CA's lifetime. Device certificates under it live for days
-/// (`--device-cert-days`); the CA outlives many fleets' hardware.
-const CA_YEARS: i32 = 20;
 
 /// Runs for the node's life: whenever this node leads and the registry holds
 /// no device CA (a new cluster, the first start of a version with
@@ -59,7 +53,7 @@ pub async fn ensure_device_ca(node: RegistryNode, kek: Kek) {
 const WATCH_PERIOD: Duration = Duration::from_secs(5);
 
 async fn propose_new_ca(node: &RegistryNode, kek: &Kek) -> anyhow::Result<()> {
-    let ca = generate(kek)?;
+    let ca = DeviceCa::generate(kek, now_ms())?;
     let by = Principal {
         name: format!("node-{}", node.id()),
         role: Role::Admin,
@@ -97,53 +91,5 @@ async fn propose_new_rl_key(node: &RegistryNode, kek: &Kek) -> anyhow::Result<()
         }
         Err(Rejection::RlKeyExists) => Ok(()),
         Err(r) => Err(r.into()),
-    }
-}
-
-/// A new P-256 device CA, its key sealed with `kek`.
-pub fn generate(kek: &Kek) -> anyhow::Result<DeviceCa> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "idreg device CA");
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, "idreg");
-    // Issues device certificates only, never another CA.
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let now_ms = now_ms();
-    let year = 1970 + (now_ms / 1000 / 31_556_952) as i32;
-    // From the start of last year: clocks in a fleet disagree.
-    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
-    params.not_after = rcgen::date_time_ymd(year + CA_YEARS, 1, 1);
-    let cert = params.self_signed(&key)?;
-    let pkcs8 = zeroize::Zeroizing::new(key.serialize_der());
-    Ok(DeviceCa {
-        certificate: cert.der().to_vec(),
-        sealed_key: kek.seal(&pkcs8, DEVICE_CA_KEY_AAD),
-        origin: CaOrigin::Generated,
-        installed_ms: now_ms,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_generated_ca_passes_the_checks_apply_makes_and_its_key_opens() {
-        let kek = Kek::from_bytes(&[7; 32]);
-        let ca = generate(&kek).unwrap();
-        let spki =
-            idreg_core::device_ca::check_ca_certificate("certificate", &ca.certificate).unwrap();
-        let key = kek.open(&ca.sealed_key, DEVICE_CA_KEY_AAD).unwrap();
-        idreg_core::device_ca::check_ca_key("key", &key, &spki).unwrap();
-        assert!(kek.open(&ca.sealed_key, b"sensor-1").is_err());
     }
 }

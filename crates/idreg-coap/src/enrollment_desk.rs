@@ -296,8 +296,8 @@ mod tests {
 
     use idreg_core::mem::MemRegistry;
     use idreg_core::{
-        Attestation, Author, CaOrigin, DeviceCa, EnrollmentGroup, GroupName, Labels, NewDevice,
-        Proposal, TenantId,
+        Attestation, Author, DeviceCa, EnrollmentGroup, GroupName, Labels, NewDevice, Proposal,
+        TenantId,
     };
 
     use super::*;
@@ -318,16 +318,7 @@ mod tests {
     fn registry(with_ca: bool) -> Arc<Mutex<MemRegistry>> {
         let mut reg = MemRegistry::default();
         if with_ca {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            let cert = params.self_signed(&key).unwrap();
-            let ca = DeviceCa {
-                certificate: cert.der().to_vec(),
-                sealed_key: Kek::from_bytes(&KEK).seal(&key.serialize_der(), DEVICE_CA_KEY_AAD),
-                origin: CaOrigin::Generated,
-                installed_ms: 1,
-            };
+            let ca = DeviceCa::generate(&Kek::from_bytes(&KEK), crate::unix_ms()).unwrap();
             run(&mut reg, Command::SetDeviceCa { ca, replace: false });
         }
         let group = GroupName::parse("name", "boot").unwrap();

@@ -9,11 +9,15 @@ use sha2::{Digest, Sha256};
 
 use crate::credential::{canonical_p256_spki, parse_certificate};
 use crate::error::ValidationError;
-use crate::secret::SealedSecret;
+use crate::secret::{Kek, SealedSecret};
 
 /// Associated data the CA key is sealed under, so a sealed PSK can never be
 /// passed off as the CA key or the other way round.
 pub const DEVICE_CA_KEY_AAD: &[u8] = b"idreg:device-ca-key";
+
+/// A generated CA's lifetime. Device certificates under it live for days
+/// (`--device-cert-days`); the CA outlives many fleets' hardware.
+pub const GENERATED_CA_YEARS: i32 = 20;
 
 /// Largest CA certificate taken (a P-256 CA is well under 1 KB).
 pub const MAX_CA_CERTIFICATE: usize = 8 * 1024;
@@ -47,6 +51,38 @@ pub struct DeviceCa {
 }
 
 impl DeviceCa {
+    /// A new P-256 device CA valid from the start of last year (clocks in a
+    /// fleet disagree) for [`GENERATED_CA_YEARS`], its key sealed with `kek`.
+    pub fn generate(kek: &Kek, now_ms: u64) -> Result<Self, rcgen::Error> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "idreg device CA");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "idreg");
+        // Issues device certificates only, never another CA.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let year = 1970 + (now_ms / 1000 / 31_556_952) as i32;
+        params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year + GENERATED_CA_YEARS, 1, 1);
+        let cert = params.self_signed(&key)?;
+        let pkcs8 = zeroize::Zeroizing::new(key.serialize_der());
+        Ok(DeviceCa {
+            certificate: cert.der().to_vec(),
+            sealed_key: kek.seal(&pkcs8, DEVICE_CA_KEY_AAD),
+            origin: CaOrigin::Generated,
+            installed_ms: now_ms,
+        })
+    }
+
     /// SHA-256 of the certificate DER, as `openssl x509 -fingerprint -sha256`
     /// prints it (without the colons).
     pub fn certificate_sha256(&self) -> [u8; 32] {
@@ -157,6 +193,16 @@ pub fn describe_certificate(der: &[u8]) -> Option<(String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_generated_ca_passes_the_checks_apply_makes_and_its_key_opens() {
+        let kek = Kek::from_bytes(&[7; 32]);
+        let ca = DeviceCa::generate(&kek, 1_780_000_000_000).unwrap();
+        let spki = check_ca_certificate("certificate", &ca.certificate).unwrap();
+        let key = kek.open(&ca.sealed_key, DEVICE_CA_KEY_AAD).unwrap();
+        check_ca_key("key", &key, &spki).unwrap();
+        assert!(kek.open(&ca.sealed_key, b"sensor-1").is_err());
+    }
 
     fn ca(is_ca: bool) -> (Vec<u8>, Vec<u8>) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

@@ -7,6 +7,8 @@ use idreg_core::Kek;
 use idreg_store::db::DATA_FORMAT;
 use idreg_store::{Store, StoreError};
 
+// Spelled out rather than `keys::SM_FORMAT`: where the marker lives is part
+// of the on-disk format, which every build, old or new, must agree on.
 const FORMAT_KEY: &[u8] = b"format";
 
 fn kek() -> Kek {
