@@ -699,11 +699,7 @@ async fn scaling_three_to_five_to_three_under_load_loses_nothing() {
         stop.clone(),
     ));
     for id in [4, 5] {
-        c.start_joiner(id).await;
-        let out = c
-            .node(1)
-            .cli(&["cluster", "add-node", &id.to_string(), &c.peer_addrs[&id]]);
-        assert!(out.status.success(), "{out:?}");
+        c.join(id).await;
         endpoints.lock().unwrap().push(c.addrs[&id].clone());
     }
     let status = c.status(c.wait_for_leader().await).await;

@@ -85,28 +85,19 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n {
+            if id > 1 && !proxied {
+                c.join(id).await;
+                continue;
+            }
             let s = if proxied {
                 c.spawn(id, "new").await
             } else {
                 let mut args = c.node_args(id);
-                if id > 1 {
-                    args.extend(["--initial-cluster-state".into(), "existing".into()]);
-                }
                 args.extend(c.extra.iter().cloned());
                 Server::start_at(&c.data_dir(id), &c.addrs[&id], &args).await
             };
             c.learn_bound(id, &s);
             c.nodes.insert(id, Some(s));
-            if id > 1 && !proxied {
-                let out =
-                    c.node(1)
-                        .cli(&["cluster", "add-node", &id.to_string(), &c.peer_addrs[&id]]);
-                assert!(
-                    out.status.success(),
-                    "adding node {id}: {}",
-                    super::output_text(&out)
-                );
-            }
         }
         c.wait_for_leader().await;
         c
@@ -180,6 +171,23 @@ impl TestCluster {
         let s = Server::start_at(&self.data_dir(id), &self.addrs[&id], &args).await;
         self.learn_bound(id, &s);
         self.nodes.insert(id, Some(s));
+    }
+
+    /// Starts node `id` empty and adds it through node 1 (`cluster
+    /// add-node`): a learner that catches up, then a voter.
+    pub async fn join(&mut self, id: u64) {
+        self.start_joiner(id).await;
+        let out = self.node(1).cli(&[
+            "cluster",
+            "add-node",
+            &id.to_string(),
+            &self.peer_addrs[&id],
+        ]);
+        assert!(
+            out.status.success(),
+            "adding node {id}: {}",
+            super::output_text(&out)
+        );
     }
 
     /// Cuts node `id` off from every other node (both directions).
