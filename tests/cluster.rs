@@ -120,7 +120,7 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
         crate::common::channel(&c.addrs[&follower]).await.unwrap(),
     );
     let e = on_client_port
-        .vote(pb::RaftPayload { data: vec![] })
+        .vote(idreg_raft::wire::payload(vec![]))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented, "{e}");
@@ -132,7 +132,7 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
     let mut stranger =
         idreg_proto::v1::raft_client::RaftClient::new(peer("node-7").channel().await.unwrap());
     let e = stranger
-        .vote(pb::RaftPayload { data: vec![] })
+        .vote(idreg_raft::wire::payload(vec![]))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
@@ -140,7 +140,7 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
     // A client certificate (even admin's) does not pass the peer port's TLS.
     let refused = match peer("admin").channel().await {
         Ok(ch) => idreg_proto::v1::raft_client::RaftClient::new(ch)
-            .vote(pb::RaftPayload { data: vec![] })
+            .vote(idreg_raft::wire::payload(vec![]))
             .await
             .is_err_and(|e| e.code() != tonic::Code::InvalidArgument),
         Err(_) => true,
@@ -152,25 +152,31 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
     );
     for garbage in [vec![], vec![0xff; 64], b"not a raft message".to_vec()] {
         let e = raw
-            .append_entries(pb::RaftPayload {
-                data: garbage.clone(),
-            })
+            .append_entries(idreg_raft::wire::payload(garbage.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
         let e = raw
-            .forward(pb::RaftPayload {
-                data: garbage.clone(),
-            })
+            .forward(idreg_raft::wire::payload(garbage.clone()))
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
         let e = raw
-            .session_starts(pb::RaftPayload { data: garbage })
+            .session_starts(idreg_raft::wire::payload(garbage))
             .await
             .unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
     }
+    // A node not yet upgraded (data format 1) is told so, not misread.
+    let e = raw
+        .append_entries(pb::RaftPayload {
+            format_1_data: vec![1, 0, 0, 0],
+            data: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("Upgrade the sender"), "{e}");
     // A node announces only its own device sessions.
     let forged = vec![idreg_core::SessionStart {
         device: "sensor".into(),
@@ -180,9 +186,9 @@ async fn three_nodes_form_and_serve_writes_through_a_follower() {
         started_ms: 1,
     }];
     let e = raw
-        .session_starts(pb::RaftPayload {
-            data: idreg_raft::wire::encode(&forged).unwrap(),
-        })
+        .session_starts(idreg_raft::wire::payload(
+            idreg_raft::wire::encode(&forged).unwrap(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e}");
@@ -857,9 +863,7 @@ async fn raft_as(
 }
 
 fn payload<T: serde::Serialize>(v: &T) -> pb::RaftPayload {
-    pb::RaftPayload {
-        data: idreg_raft::wire::encode(v).unwrap(),
-    }
+    idreg_raft::wire::payload(idreg_raft::wire::encode(v).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

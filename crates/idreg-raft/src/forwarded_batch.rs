@@ -21,7 +21,7 @@ pub struct Malformed {
 }
 
 impl ForwardedBatch {
-    pub fn encode(batch: &ProposalBatch) -> Result<Self, bincode::Error> {
+    pub fn encode(batch: &ProposalBatch) -> Result<Self, idreg_store::codec::CodecError> {
         batch
             .0
             .iter()
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(merged.len(), 4);
         assert!(merged[0].is_ok() && merged[2].is_ok());
         assert!(
-            matches!(&merged[1], Err(Rejection::Malformed(m)) if m.contains("id")),
+            matches!(&merged[1], Err(Rejection::Malformed(m)) if m.contains("validity check")),
             "{merged:?}"
         );
         assert!(matches!(&merged[3], Err(Rejection::Malformed(_))));

@@ -76,7 +76,7 @@ pub(crate) fn forward_verdict(
             )))
         }
     };
-    let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode(&reply.data)
+    let result: Result<(u64, BatchOutcome), ForwardRefusal> = wire::decode_payload(&reply)
         .map_err(|e| WriteError::OutcomeUnknown(format!("undecodable reply from {addr}: {e}")))?;
     match result {
         Ok(written) => Ok(Some(written)),
@@ -214,7 +214,7 @@ impl Forwarder {
         let data = ForwardedBatch::encode(batch)
             .and_then(|b| wire::encode(&b))
             .map_err(|e| WriteError::Raft(format!("encode batch: {e}")))?;
-        let mut req = tonic::Request::new(RaftPayload { data });
+        let mut req = tonic::Request::new(wire::payload(data));
         req.set_timeout(FORWARD_TIMEOUT);
         let reply = self.client(addr)?.forward(req).await;
         match forward_verdict(addr, reply.map(|r| r.into_inner()))? {
@@ -271,9 +271,7 @@ mod tests {
     fn payload(
         reply: &Result<(u64, BatchOutcome), ForwardRefusal>,
     ) -> Result<RaftPayload, tonic::Status> {
-        Ok(RaftPayload {
-            data: wire::encode(reply).unwrap(),
-        })
+        Ok(wire::payload(wire::encode(reply).unwrap()))
     }
 
     #[test]
@@ -297,9 +295,7 @@ mod tests {
         for reply in [
             Err(reset),
             Err(tonic::Status::deadline_exceeded("timeout")),
-            Ok(RaftPayload {
-                data: vec![0xff; 3],
-            }),
+            Ok(wire::payload(vec![0xff; 3])),
         ] {
             assert!(
                 matches!(

@@ -183,7 +183,7 @@ impl PeerClient {
             Err(e) => return Err(self.fail(format!("bad address: {e}"), false)),
         };
         let data = wire::encode(req).map_err(|e| self.fail(format!("encode: {e}"), false))?;
-        let mut request = tonic::Request::new(RaftPayload { data });
+        let mut request = tonic::Request::new(wire::payload(data));
         request.set_timeout(option.hard_ttl());
         let reply = match call(client, request).await {
             Ok(r) => r.into_inner(),
@@ -197,7 +197,7 @@ impl PeerClient {
                 return Err(self.fail(format!("{status}"), reached));
             }
         };
-        let result: Result<Resp, E> = wire::decode(&reply.data)
+        let result: Result<Resp, E> = wire::decode_payload(&reply)
             .map_err(|e| self.fail(format!("undecodable reply: {e}"), true))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }

@@ -44,13 +44,17 @@ fn sender<T>(req: &Request<T>) -> Result<Option<u64>, Status> {
 }
 
 fn decode<T: DeserializeOwned>(req: Request<pb::RaftPayload>, what: &str) -> Result<T, Status> {
-    wire::decode(&req.into_inner().data)
-        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+    wire::decode_payload(&req.into_inner()).map_err(|e| match e {
+        wire::PayloadError::Format1 => Status::failed_precondition(e.to_string()),
+        wire::PayloadError::Malformed(e) => {
+            Status::invalid_argument(format!("malformed {what}: {e}"))
+        }
+    })
 }
 
 fn reply<T: Serialize>(value: &T) -> Result<Response<pb::RaftPayload>, Status> {
     let data = wire::encode(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
-    Ok(Response::new(pb::RaftPayload { data }))
+    Ok(Response::new(wire::payload(data)))
 }
 
 impl RaftService {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use idreg_core::session_news::MAX_STARTS_PER_ANNOUNCEMENT;
 use idreg_core::{CloneAnswer, PeerSessions, SessionAnnouncer, SessionStart};
 use idreg_proto::v1::raft_client::RaftClient;
-use idreg_proto::v1::RaftPayload;
 use idreg_store::{NodeId, TypeConfig};
 use openraft::Raft;
 use tokio::sync::mpsc;
@@ -192,26 +191,28 @@ async fn tell(
     announcement: Arc<Vec<SessionStart>>,
     listener: PeerSessionsSlot,
 ) {
-    let answers: Vec<CloneAnswer> =
-        match tokio::time::timeout(ANSWER_TIMEOUT, client.session_starts(RaftPayload { data }))
-            .await
-        {
-            Ok(Ok(reply)) => match wire::decode(&reply.into_inner().data) {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(peer, error = %e, "malformed answer to a session announcement");
-                    return;
-                }
-            },
-            Ok(Err(status)) => {
-                debug!(peer, %status, "a peer refused a session announcement");
+    let answers: Vec<CloneAnswer> = match tokio::time::timeout(
+        ANSWER_TIMEOUT,
+        client.session_starts(wire::payload(data)),
+    )
+    .await
+    {
+        Ok(Ok(reply)) => match wire::decode_payload(&reply.into_inner()) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(peer, error = %e, "malformed answer to a session announcement");
                 return;
             }
-            Err(_) => {
-                debug!(peer, "a peer did not answer a session announcement in time");
-                return;
-            }
-        };
+        },
+        Ok(Err(status)) => {
+            debug!(peer, %status, "a peer refused a session announcement");
+            return;
+        }
+        Err(_) => {
+            debug!(peer, "a peer did not answer a session announcement in time");
+            return;
+        }
+    };
     // Until the front starts, peers still hear of our sessions; their
     // answers have no one to go to.
     let Some(front) = listening(&listener) else {

@@ -23,7 +23,7 @@ pub enum StoreError {
     #[error("cannot decode stored {what}: {source}")]
     Decode {
         what: &'static str,
-        source: bincode::Error,
+        source: crate::codec::CodecError,
     },
     #[error("I/O on {path}: {source}")]
     Io {
@@ -43,44 +43,32 @@ pub enum StoreError {
     NewerFormat { found: u32, supported: u32 },
     #[error("the data directory's format marker is unreadable ({len} bytes, 4 expected)")]
     BadFormatMarker { len: usize },
+    #[error(
+        "this data directory holds data format {found}; this build writes format {current}. \
+         Start a node on it (`idreg serve`) once to migrate it, then open it here"
+    )]
+    OlderFormat { found: u32, current: u32 },
+    #[error(
+        "cannot migrate the data directory: the value under {key:?} in {column_family} does not \
+         decode ({source}). Nothing was lost: migrated values are kept and the rest is \
+         untouched; this build cannot go on with it"
+    )]
+    Migration {
+        column_family: &'static str,
+        key: String,
+        source: crate::codec::CodecError,
+    },
 }
 
 /// The on-disk format this build writes and reads: the layout of the column
 /// families and the encoding of every stored value. Data directories from
 /// before the marker existed hold format 1. A build that changes either
-/// raises it and migrates older directories on open; an older build refuses
-/// a newer directory instead of misreading it.
-pub const DATA_FORMAT: u32 = 1;
-
-/// Refuses a directory of a newer format before anything in it is decoded;
-/// records the format in one that has no marker (new, or from before it),
-/// unless `read_only`.
-fn check_format(db: &DB, read_only: bool) -> Result<(), StoreError> {
-    let cf = db.cf_handle(CF_SM_META).expect("cf exists");
-    match db.get_cf(&cf, crate::keys::SM_FORMAT)? {
-        Some(bytes) => {
-            let raw: [u8; 4] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::BadFormatMarker { len: bytes.len() })?;
-            let found = u32::from_be_bytes(raw);
-            if found > DATA_FORMAT {
-                return Err(StoreError::NewerFormat {
-                    found,
-                    supported: DATA_FORMAT,
-                });
-            }
-            Ok(())
-        }
-        None if read_only => Ok(()),
-        None => {
-            let mut wo = rocksdb::WriteOptions::default();
-            wo.set_sync(true);
-            db.put_cf_opt(&cf, crate::keys::SM_FORMAT, DATA_FORMAT.to_be_bytes(), &wo)?;
-            Ok(())
-        }
-    }
-}
+/// raises it and migrates older directories on open
+/// (`format_migration`); an older build refuses a newer directory instead
+/// of misreading it.
+///
+/// 1: bincode 1 values. 2: postcard values (bincode is unmaintained).
+pub const DATA_FORMAT: u32 = 2;
 
 pub(crate) fn decode_as<T: serde::de::DeserializeOwned>(
     what: &'static str,
@@ -173,7 +161,7 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));
         let db = DB::open_cf_descriptors(&opts, &db_dir, cfs)?;
-        check_format(&db, false)?;
+        crate::format_migration::bring_up_to_date(&db)?;
         crate::state_machine::recover_interrupted_install(&db)?;
         Self::around(db, dir, opts)
     }
@@ -201,7 +189,7 @@ impl Store {
     pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
         let opts = read_options(false);
         let db = DB::open_cf_for_read_only(&opts, dir.join("db"), ALL_CFS, false)?;
-        check_format(&db, true)?;
+        crate::format_migration::check_current(&db)?;
         Self::around(db, dir, opts)
     }
 

@@ -102,9 +102,9 @@ impl RegistryReader {
                 .get_pinned_cf(&cf, &key)?
                 .ok_or_else(|| StoreError::Decode {
                     what: "firmware chunk",
-                    source: Box::new(bincode::ErrorKind::Custom(format!(
+                    source: crate::codec::CodecError::custom(format!(
                         "chunk {index} of {id} is missing"
-                    ))),
+                    )),
                 })?;
             let from = (at - index as u64 * CHUNK_SIZE as u64) as usize;
             let to = (end - index as u64 * CHUNK_SIZE as u64).min(chunk.len() as u64) as usize;

@@ -56,12 +56,12 @@ impl RegistryReader {
             Some(bytes) => {
                 let text = String::from_utf8(bytes).map_err(|_| StoreError::Decode {
                     what: "index entry",
-                    source: Box::new(bincode::ErrorKind::Custom("device id is not UTF-8".into())),
+                    source: crate::codec::CodecError::custom("device id is not UTF-8"),
                 })?;
                 Ok(Some(DeviceId::parse("id", &text).map_err(|e| {
                     StoreError::Decode {
                         what: "index entry",
-                        source: Box::new(bincode::ErrorKind::Custom(e.to_string())),
+                        source: crate::codec::CodecError::custom(e),
                     }
                 })?))
             }

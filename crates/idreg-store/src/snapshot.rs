@@ -1,11 +1,15 @@
 //! The snapshot file: every key and value of the registry column families, read
 //! from one RocksDB snapshot (a consistent point), with a keyed MAC trailer.
 //!
-//! Layout: `IDREGSNAP2`, then records `[cf: u8 (1-based into REGISTRY_CFS)]
+//! Layout: `IDREGSNAP3`, then records `[cf: u8 (1-based into REGISTRY_CFS)]
 //! [key len: u32 BE][key][value len: u32 BE][value]`, a `0` byte, and the
 //! HMAC-SHA256 of everything before it under [`SnapshotKey`] (derived from the
 //! cluster's KEK). Only a holder of the KEK can make a file that a node will
 //! install or restore. Secrets in it are sealed, as everywhere.
+//!
+//! `IDREGSNAP2` files (data format 1: bincode values) are still read — a
+//! backup, or a leader not yet upgraded — with each value migrated as it is
+//! loaded; they are never written.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -18,7 +22,9 @@ use sha2::Sha256;
 use crate::db::StoreError;
 use crate::keys::REGISTRY_CFS;
 
-const MAGIC: &[u8] = b"IDREGSNAP2";
+const MAGIC: &[u8] = b"IDREGSNAP3";
+/// Snapshots whose values are in data format 1.
+const MAGIC_FORMAT_1: &[u8] = b"IDREGSNAP2";
 
 type Hmac = hmac::Hmac<Sha256>;
 
@@ -122,7 +128,8 @@ pub fn rename_durably(from: &Path, to: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Reads records from a snapshot file, calling `each(cf_index, key, value)`.
+/// Reads records from a snapshot file, calling `each(cf_index, key, value)`
+/// with values in the current encoding (migrated from an older file's).
 fn read_records<F>(path: &Path, key: &SnapshotKey, mut each: F) -> Result<(), StoreError>
 where
     F: FnMut(usize, Vec<u8>, Vec<u8>) -> Result<(), StoreError>,
@@ -136,12 +143,16 @@ where
         hash.update(&buf);
         Ok(buf)
     };
-    if read(MAGIC.len(), &mut hash)? != MAGIC {
-        return Err(corrupt(
-            path,
-            "not an idreg snapshot file (or one from an older version)",
-        ));
-    }
+    let format_1 = match read(MAGIC.len(), &mut hash)? {
+        m if m == MAGIC => false,
+        m if m == MAGIC_FORMAT_1 => true,
+        _ => {
+            return Err(corrupt(
+                path,
+                "not an idreg snapshot file (or one from a newer version)",
+            ))
+        }
+    };
     loop {
         let cf = read(1, &mut hash)?[0] as usize;
         if cf == 0 {
@@ -158,7 +169,20 @@ where
             read(len, hash)
         };
         let k = field(&mut hash)?;
-        let v = field(&mut hash)?;
+        let mut v = field(&mut hash)?;
+        if format_1 {
+            let name = REGISTRY_CFS[cf - 1];
+            match crate::format_migration::value_from_format_1(name, &k, &v) {
+                Ok(Some(current)) => v = current,
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(corrupt(
+                        path,
+                        &format!("a format-1 value in {name} does not decode: {e}"),
+                    ))
+                }
+            }
+        }
         each(cf - 1, k, v)?;
     }
     let mut trailer = [0u8; 32];

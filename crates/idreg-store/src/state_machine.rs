@@ -63,7 +63,7 @@ fn snap_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageErro
 
 /// The snapshot this node serves: its meta and the file holding it.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct CurrentSnapshot {
+pub(crate) struct CurrentSnapshot {
     meta: SnapshotMeta,
     file: String,
 }

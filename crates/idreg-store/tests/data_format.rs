@@ -1,7 +1,9 @@
 //! The data directory's format marker: a new directory records this build's
-//! format, one from before the marker is taken as format 1 and marked, and
-//! a directory of a newer format is refused, unchanged, with a message that
-//! says what to do — by a normal open and by a read-only one.
+//! format, and a directory of a newer format is refused, unchanged, with a
+//! message that says what to do — by a normal open and by a read-only one,
+//! which also refuses an older format it cannot migrate. (Migrating format 1,
+//! and an unmarked directory with data being format 1, are tested on a real
+//! format-1 directory in `format_migration` and tests/data_upgrade.rs.)
 
 use idreg_core::Kek;
 use idreg_store::db::DATA_FORMAT;
@@ -44,15 +46,31 @@ fn set_marker(dir: &std::path::Path, value: Option<&[u8]>) {
 }
 
 #[test]
-fn a_new_directory_records_the_format_and_an_unmarked_one_is_format_1() {
+fn a_new_directory_records_the_format() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path(), &kek()).unwrap());
     assert_eq!(marker(dir.path()), Some(DATA_FORMAT.to_be_bytes().to_vec()));
-    // A directory written before the marker existed opens and is marked.
-    set_marker(dir.path(), None);
-    assert_eq!(marker(dir.path()), None);
+    assert_eq!(DATA_FORMAT, 2);
     drop(Store::open(dir.path(), &kek()).unwrap());
-    assert_eq!(marker(dir.path()), Some(1u32.to_be_bytes().to_vec()));
+    assert_eq!(marker(dir.path()), Some(DATA_FORMAT.to_be_bytes().to_vec()));
+}
+
+#[test]
+fn a_read_only_open_refuses_an_older_format() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), &kek()).unwrap());
+    set_marker(dir.path(), Some(&1u32.to_be_bytes()));
+    let err = Store::open_read_only(dir.path()).err().expect("refused");
+    assert!(
+        matches!(err, StoreError::OlderFormat { found: 1, current } if current == DATA_FORMAT),
+        "{err}"
+    );
+    assert!(err.to_string().contains("idreg serve"), "{err}");
+    assert_eq!(
+        marker(dir.path()),
+        Some(1u32.to_be_bytes().to_vec()),
+        "left as found"
+    );
 }
 
 #[test]
