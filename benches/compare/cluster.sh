@@ -15,9 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source benches/lib.sh
 POP=${1:-1000000}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+find_bins
 command -v etcd >/dev/null || { echo "apt-get install etcd-server"; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 20000
 

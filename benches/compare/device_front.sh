@@ -11,9 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 BIG=${2:-100000}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+source benches/lib.sh
+find_bins
 command -v coap-server-openssl >/dev/null || { echo "apt-get install libcoap3-bin"; exit 1; }
 # One UDP socket per client session.
 ulimit -n 400000 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -15,9 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source benches/lib.sh
 COUNT=${1:-3000}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+find_bins
 ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-enroll-bench.XXXXXX")

@@ -17,9 +17,7 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 DEVICES=${1:-1000}
 IMAGE_KIB=${2:-256}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+find_bins
 command -v coap-server-openssl >/dev/null || { echo "apt-get install libcoap3-bin"; exit 1; }
 ulimit -n 65536 2>/dev/null || true
 

@@ -14,9 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 ROUNDS=${2:-3}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+source benches/lib.sh
+find_bins
 command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
 
 WORK=$(mktemp -d)

@@ -20,9 +20,7 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 OBSERVERS=${1:-10000}
 ROUNDS=${2:-5}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+find_bins
 ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-observe-bench.XXXXXX")

@@ -13,9 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 POP=${1:-1000000}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+source benches/lib.sh
+find_bins
 command -v etcd >/dev/null || { echo "apt-get install etcd-server"; exit 1; }
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-bench.XXXXXX")

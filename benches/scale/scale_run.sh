@@ -14,9 +14,7 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 N=${1:-10000000}
 MAX=${2:-3000}
-BIN=${IDREG_BIN:-${CARGO_TARGET_DIR:-target}/release/idreg}
-BENCH=${IDREG_BENCH_BIN:-$(dirname "$BIN")/idreg-bench}
-[ -x "$BIN" ] && [ -x "$BENCH" ] || { echo "build first: cargo build --release (looked for $BIN and $BENCH)"; exit 1; }
+find_bins
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-scale.XXXXXX")
 PIDS=()
