@@ -331,3 +331,34 @@ impl RegistryView for MemRegistry {
             .collect())
     }
 }
+
+impl crate::FirmwareCatalog for MemRegistry {
+    fn rollouts_of_class(
+        &self,
+        class: &crate::DeviceClass,
+    ) -> Result<Vec<(crate::Rollout, crate::FirmwareRelease)>, Infallible> {
+        Ok(self
+            .rollouts
+            .iter()
+            .filter(|(id, _)| &id.class == class)
+            .filter_map(|(id, r)| Some((r.clone(), self.releases.get(id)?.clone())))
+            .collect())
+    }
+
+    /// A chunk that is not held ends the window early (the store, which
+    /// can be damaged, fails instead).
+    fn firmware_image_range(
+        &self,
+        release: &crate::FirmwareRelease,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, Infallible> {
+        let id = release.id();
+        crate::firmware_catalog::read_image_range(release, offset, len, |index| {
+            Ok(self
+                .chunks
+                .get(&(id.clone(), release.upload, index))
+                .map_or(&[][..], |c| c.as_slice()))
+        })
+    }
+}

@@ -2,7 +2,7 @@
 //! rollouts, and the reports index — all point reads or seeks into a
 //! prefix, never a scan of devices.
 
-use idreg_core::firmware_release::{AttemptState, CHUNK_SIZE};
+use idreg_core::firmware_release::AttemptState;
 use idreg_core::{DeviceId, FirmwareRelease, FirmwareReport, ReleaseId, Rollout};
 use rocksdb::{Direction, IteratorMode};
 
@@ -90,31 +90,17 @@ impl RegistryReader {
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
         let cf = self.db.cf_handle(CF_FIRMWARE).expect("cf exists");
-        let end = (offset + len as u64).min(release.manifest.image_size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut at = offset;
         let id = release.id();
-        while at < end {
-            let index = (at / CHUNK_SIZE as u64) as u32;
-            let key = firmware_chunk_key(&id, release.upload, index);
-            let chunk = self
-                .db
-                .get_pinned_cf(&cf, &key)?
+        idreg_core::firmware_catalog::read_image_range(release, offset, len, |index| {
+            self.db
+                .get_pinned_cf(&cf, firmware_chunk_key(&id, release.upload, index))?
                 .ok_or_else(|| StoreError::Decode {
                     what: "firmware chunk",
                     source: crate::codec::CodecError::custom(format!(
                         "chunk {index} of {id} is missing"
                     )),
-                })?;
-            let from = (at - index as u64 * CHUNK_SIZE as u64) as usize;
-            let to = (end - index as u64 * CHUNK_SIZE as u64).min(chunk.len() as u64) as usize;
-            if from >= to {
-                break;
-            }
-            out.extend_from_slice(&chunk[from..to]);
-            at += (to - from) as u64;
-        }
-        Ok(out)
+                })
+        })
     }
 
     pub fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
@@ -236,4 +222,22 @@ pub(crate) fn attempt_key(class: &str, version: &str, state: AttemptState) -> Ve
     k.push(0);
     k.push(attempt_byte(state));
     k
+}
+
+impl idreg_core::FirmwareCatalog for RegistryReader {
+    fn rollouts_of_class(
+        &self,
+        class: &idreg_core::DeviceClass,
+    ) -> Result<Vec<(Rollout, FirmwareRelease)>, StoreError> {
+        RegistryReader::rollouts_of_class(self, class.as_str())
+    }
+
+    fn firmware_image_range(
+        &self,
+        release: &FirmwareRelease,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        RegistryReader::firmware_image_range(self, release, offset, len)
+    }
 }

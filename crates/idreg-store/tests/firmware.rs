@@ -178,3 +178,137 @@ async fn releases_reports_and_counts_survive_a_snapshot() {
     assert_eq!(attempts(&theirs), 1);
     assert_eq!(on(&theirs, "1.3.0"), ["d2"]);
 }
+
+/// The commands that stage and finish `version` of `class` (an image of
+/// `size` bytes, upload `upload`) signed by `key`, and roll it out.
+fn release_commands(
+    key: &p256::SecretKey,
+    (class, version, size, upload): (&str, &str, usize, u64),
+) -> (Vec<Command>, Vec<u8>) {
+    use p256::pkcs8::EncodePrivateKey;
+    let image: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+    let manifest = Manifest {
+        vendor: "acme".into(),
+        class: DeviceClass::parse("c", class).unwrap(),
+        version: v(version),
+        image_size: image.len() as u64,
+        image_sha256: Sha256::digest(&image).into(),
+        min_version: None,
+        image_uri: None,
+    };
+    let cose =
+        idreg_core::cose_sign1::sign(&manifest.encode(), key.to_pkcs8_der().unwrap().as_bytes())
+            .unwrap();
+    let release = ReleaseId {
+        class: manifest.class.clone(),
+        version: manifest.version.clone(),
+    };
+    let mut commands = vec![Command::BeginFirmwareUpload {
+        signer: SignerName::parse("n", "acme").unwrap(),
+        cose,
+        upload,
+    }];
+    for (index, bytes) in image.chunks(CHUNK_SIZE).enumerate() {
+        commands.push(Command::PutFirmwareChunk {
+            release: release.clone(),
+            upload,
+            index: index as u32,
+            bytes: bytes.to_vec(),
+        });
+    }
+    commands.push(Command::FinishFirmwareUpload {
+        release: release.clone(),
+        upload,
+    });
+    commands.push(Command::SetRollout(idreg_core::Rollout {
+        release,
+        labels: vec![("site".into(), "north".into())],
+        percent: 40,
+        paused: false,
+        created_ms: 0,
+        updated_ms: 0,
+    }));
+    (commands, image)
+}
+
+/// `FirmwareCatalog` (what the device front's firmware desk reads) answers
+/// the same from RocksDB and from `MemRegistry`, fed the same commands.
+#[tokio::test]
+async fn the_in_memory_catalog_answers_as_the_store_does() {
+    use idreg_core::mem::MemRegistry;
+    use idreg_core::{Author, FirmwareCatalog, Proposal, Role};
+    use p256::pkcs8::EncodePublicKey;
+
+    let kek = Kek::from_bytes(&[9; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &kek).unwrap();
+    let mut sm = store.state_machine().unwrap();
+    let key = p256::SecretKey::from_slice(&[5; 32]).unwrap();
+    let mut commands = vec![Command::AddFirmwareSigner(FirmwareSigner {
+        name: SignerName::parse("n", "acme").unwrap(),
+        public_spki: key.public_key().to_public_key_der().unwrap().to_vec(),
+        added_ms: 0,
+    })];
+    let (thermo_1, image_1) = release_commands(&key, ("thermo", "1.0.0", CHUNK_SIZE * 3, 1));
+    let (thermo_2, image_2) = release_commands(&key, ("thermo", "2.0.0", CHUNK_SIZE + 1, 2));
+    let (pump, _) = release_commands(&key, ("pump", "1.0.0", 10, 3));
+    commands.extend(thermo_1);
+    commands.extend(thermo_2);
+    commands.extend(pump);
+    // Refused (the release has a rollout) in both: nothing changes.
+    commands.push(Command::RemoveFirmwareRelease {
+        release: ReleaseId {
+            class: DeviceClass::parse("c", "pump").unwrap(),
+            version: v("1.0.0"),
+        },
+    });
+    let mut mem = MemRegistry::default();
+    for (i, command) in commands.iter().enumerate() {
+        sm.apply([entry(i as u64 + 1, vec![command.clone()])])
+            .await
+            .unwrap();
+        let proposal = Proposal {
+            at_ms: i as u64 + 1,
+            by: Author::new("t", Role::Admin, 1),
+            command: command.clone(),
+        };
+        let _ = mem.execute_effect(&proposal);
+    }
+    let reader = store.reader();
+    let sorted = |mut v: Vec<(idreg_core::Rollout, idreg_core::FirmwareRelease)>| {
+        v.sort_by(|a, b| a.0.release.cmp(&b.0.release));
+        v
+    };
+    for class in ["thermo", "pump", "none"] {
+        let class = DeviceClass::parse("c", class).unwrap();
+        let ours = sorted(FirmwareCatalog::rollouts_of_class(&reader, &class).unwrap());
+        let theirs = sorted(mem.rollouts_of_class(&class).unwrap());
+        assert_eq!(ours, theirs, "{class}");
+    }
+    let thermo = DeviceClass::parse("c", "thermo").unwrap();
+    let rollouts = sorted(mem.rollouts_of_class(&thermo).unwrap());
+    let versions: Vec<String> = rollouts
+        .iter()
+        .map(|(r, _)| r.release.version.to_string())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "2.0.0"]);
+
+    let c = CHUNK_SIZE as u64;
+    for ((_, release), image) in rollouts.iter().zip([&image_1, &image_2]) {
+        for (offset, len) in [
+            (0, 10),
+            (c - 3, 7),
+            (c, CHUNK_SIZE),
+            (2 * c + 5, 99),
+            (c, 1 << 20),
+        ] {
+            let ours =
+                FirmwareCatalog::firmware_image_range(&reader, release, offset, len).unwrap();
+            let theirs = mem.firmware_image_range(release, offset, len).unwrap();
+            assert_eq!(ours, theirs, "{offset}+{len}");
+            let start = (offset as usize).min(image.len());
+            let end = (offset as usize + len).min(image.len());
+            assert_eq!(ours, image[start..end], "{offset}+{len}");
+        }
+    }
+}
