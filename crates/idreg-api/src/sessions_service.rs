@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use idreg_core::{CloneSighting, SessionRecord};
+use idreg_core::{AuditCursor, CloneSighting, SessionAudit, SessionQuery, SessionRecord};
 use idreg_proto::v1 as pb;
-use idreg_store::{SessionLog, SessionQuery};
+use idreg_store::SessionLog;
 use pb::sessions_server::Sessions;
 use tonic::{Request, Response, Status};
 
@@ -17,14 +17,20 @@ use crate::status::storage;
 /// Produces the device front's counters on demand.
 pub type FrontStatsSource = Arc<dyn Fn() -> pb::FrontStats + Send + Sync>;
 
+/// The service over this node's audit: the RocksDB session log on a node,
+/// `MemSessionAudit` in its unit tests.
 #[derive(Clone)]
-pub struct SessionsService {
-    log: SessionLog,
+pub struct SessionsService<L = SessionLog> {
+    log: L,
     stats: Option<FrontStatsSource>,
 }
 
-impl SessionsService {
-    pub fn new(log: SessionLog, stats: Option<FrontStatsSource>) -> Self {
+impl<L> SessionsService<L>
+where
+    L: SessionAudit + Clone + Send + Sync + 'static,
+    L::Error: std::fmt::Display + Send,
+{
+    pub fn new(log: L, stats: Option<FrontStatsSource>) -> Self {
         Self { log, stats }
     }
 
@@ -74,15 +80,15 @@ pub fn session_to_proto(r: &SessionRecord, now_ms: u64) -> pb::Session {
     }
 }
 
-/// The audit key a page token resumes after (`None`: the first page).
-fn resume_key(digest: [u8; 8], token: &str) -> Result<Option<Vec<u8>>, Status> {
+/// The entry a page token resumes after (`None`: the first page).
+fn resume_after(digest: [u8; 8], token: &str) -> Result<Option<AuditCursor>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
     let text = page_token::decode(digest, token).map_err(Status::invalid_argument)?;
-    hex::decode(text)
+    AuditCursor::parse(&text)
         .map(Some)
-        .map_err(|_| Status::invalid_argument("page_token: not a token this server issued"))
+        .ok_or_else(|| Status::invalid_argument("page_token: not a token this server issued"))
 }
 
 fn sighting_to_proto(c: &CloneSighting) -> pb::CloneSighting {
@@ -102,7 +108,11 @@ fn sighting_to_proto(c: &CloneSighting) -> pb::CloneSighting {
 }
 
 #[tonic::async_trait]
-impl Sessions for SessionsService {
+impl<L> Sessions for SessionsService<L>
+where
+    L: SessionAudit + Clone + Send + Sync + 'static,
+    L::Error: std::fmt::Display + Send,
+{
     async fn list_sessions(
         &self,
         request: Request<pb::ListSessionsRequest>,
@@ -125,13 +135,12 @@ impl Sessions for SessionsService {
             &since,
             &until,
         ]);
-        let after = resume_key(digest, &req.page_token)?;
+        let after = resume_after(digest, &req.page_token)?;
         let log = self.log.clone();
-        let page =
-            tokio::task::spawn_blocking(move || log.list(&query, after.as_deref(), page_size))
-                .await
-                .map_err(storage)?
-                .map_err(storage)?;
+        let page = tokio::task::spawn_blocking(move || log.sessions(&query, after, page_size))
+            .await
+            .map_err(storage)?
+            .map_err(storage)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -144,7 +153,7 @@ impl Sessions for SessionsService {
                 .collect(),
             next_page_token: page
                 .next
-                .map(|k| page_token::encode(digest, &hex::encode(k)))
+                .map(|c| page_token::encode(digest, &c.to_text()))
                 .unwrap_or_default(),
         }))
     }
@@ -159,18 +168,18 @@ impl Sessions for SessionsService {
             .map(|d| d.to_string());
         let page_size = page_size(req.page_size)?;
         let digest = page_token::filter_digest(&["clones", device.as_deref().unwrap_or("")]);
-        let after = resume_key(digest, &req.page_token)?;
+        let after = resume_after(digest, &req.page_token)?;
         let log = self.log.clone();
-        let (clones, next) = tokio::task::spawn_blocking(move || {
-            log.list_clones(device.as_deref(), after.as_deref(), page_size)
-        })
-        .await
-        .map_err(storage)?
-        .map_err(storage)?;
+        let page =
+            tokio::task::spawn_blocking(move || log.clones(device.as_deref(), after, page_size))
+                .await
+                .map_err(storage)?
+                .map_err(storage)?;
         Ok(Response::new(pb::ListClonesResponse {
-            clones: clones.iter().map(sighting_to_proto).collect(),
-            next_page_token: next
-                .map(|k| page_token::encode(digest, &hex::encode(k)))
+            clones: page.clones.iter().map(sighting_to_proto).collect(),
+            next_page_token: page
+                .next
+                .map(|c| page_token::encode(digest, &c.to_text()))
                 .unwrap_or_default(),
         }))
     }
@@ -186,5 +195,236 @@ impl Sessions for SessionsService {
             },
             None => pb::FrontStats::default(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The service over an in-memory audit: filters, pages and their
+    //! tokens, and refusals, with no RocksDB.
+
+    use idreg_core::mem_session_audit::MemSessionAudit;
+    use idreg_core::{ClonePolicy, SessionCredential, SessionEnd, SessionStart};
+    use prost_types::Timestamp;
+
+    use super::*;
+
+    fn rec(id: u64, device: &str, started_ms: u64) -> SessionRecord {
+        SessionRecord {
+            id,
+            device: device.into(),
+            peer: "127.0.0.1:5000".into(),
+            credential: SessionCredential::Psk,
+            started_ms,
+            ended_ms: Some(started_ms + 5),
+            bytes_in: 1,
+            bytes_out: 2,
+            end: Some(SessionEnd::Idle),
+            suite: "TLS_PSK_WITH_AES_128_CCM_8".into(),
+            connection_id: false,
+            address_changes: Vec::new(),
+            restored: false,
+        }
+    }
+
+    fn sighting(id: u64, device: &str, at_ms: u64) -> CloneSighting {
+        let start = |node: u64| SessionStart {
+            device: device.into(),
+            ip: [127, 0, 0, node as u8].into(),
+            node,
+            session: id,
+            started_ms: at_ms,
+        };
+        CloneSighting {
+            first: start(1),
+            second: start(2),
+            at_ms,
+            policy: ClonePolicy::Alert,
+            id,
+        }
+    }
+
+    /// 30 sessions of devices a, b, c, three to a millisecond (so pages
+    /// end inside one), and clone sightings of a and b.
+    fn service() -> SessionsService<MemSessionAudit> {
+        let audit = MemSessionAudit::default();
+        let records: Vec<_> = (0..30u64)
+            .map(|i| rec(i, ["a", "b", "c"][i as usize % 3], 1_000 + i / 3))
+            .collect();
+        audit.record_sessions(&records).unwrap();
+        audit
+            .record_clones(&[
+                sighting(1, "a", 2_000),
+                sighting(2, "b", 2_000),
+                sighting(3, "a", 2_001),
+            ])
+            .unwrap();
+        SessionsService::new(audit, None)
+    }
+
+    fn ts(ms: u64) -> Option<Timestamp> {
+        Some(Timestamp {
+            seconds: (ms / 1000) as i64,
+            nanos: (ms % 1000) as i32 * 1_000_000,
+        })
+    }
+
+    /// Every page of a listing: the ids, in order.
+    async fn all_sessions(
+        s: &SessionsService<MemSessionAudit>,
+        req: pb::ListSessionsRequest,
+    ) -> Vec<u64> {
+        let mut ids = Vec::new();
+        let mut req = req;
+        for _ in 0..100 {
+            let page = s
+                .list_sessions(Request::new(req.clone()))
+                .await
+                .unwrap()
+                .into_inner();
+            ids.extend(page.sessions.iter().map(|x| x.id));
+            if page.next_page_token.is_empty() {
+                return ids;
+            }
+            req.page_token = page.next_page_token;
+        }
+        panic!("listing did not end in 100 pages");
+    }
+
+    #[tokio::test]
+    async fn sessions_are_listed_by_device_and_time_a_page_at_a_time() {
+        let s = service();
+        let every = |size| pb::ListSessionsRequest {
+            page_size: size,
+            ..Default::default()
+        };
+        for size in [1, 4, 7, 100] {
+            assert_eq!(
+                all_sessions(&s, every(size)).await,
+                (0..30).collect::<Vec<_>>(),
+                "{size}"
+            );
+        }
+        let of_b = pb::ListSessionsRequest {
+            device_id: "b".into(),
+            page_size: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            all_sessions(&s, of_b).await,
+            (1..30).step_by(3).collect::<Vec<_>>()
+        );
+        // since is inclusive, until exclusive: milliseconds 1003 and 1004.
+        let window = pb::ListSessionsRequest {
+            since: ts(1_003),
+            until: ts(1_005),
+            page_size: 2,
+            ..Default::default()
+        };
+        assert_eq!(all_sessions(&s, window).await, (9..15).collect::<Vec<_>>());
+        let first = s
+            .list_sessions(Request::new(every(0)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first.sessions[4].device_id, "b");
+        assert_eq!(first.sessions[4].end_reason, "idle");
+        assert!(first.next_page_token.is_empty(), "30 fit the default page");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_refused_with_the_field_named() {
+        let s = service();
+        let page = s
+            .list_sessions(Request::new(pb::ListSessionsRequest {
+                device_id: "a".into(),
+                page_size: 2,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        // A token of another filter, a forged one, a bad time, a vast page.
+        let refused = [
+            pb::ListSessionsRequest {
+                device_id: "b".into(),
+                page_token: page.next_page_token.clone(),
+                ..Default::default()
+            },
+            pb::ListSessionsRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            pb::ListSessionsRequest {
+                since: Some(Timestamp {
+                    seconds: -5,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            pb::ListSessionsRequest {
+                page_size: 5_000,
+                ..Default::default()
+            },
+            pb::ListSessionsRequest {
+                device_id: "not an id".into(),
+                ..Default::default()
+            },
+        ];
+        for req in refused {
+            let e = s
+                .list_sessions(Request::new(req.clone()))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{req:?}: {e}");
+        }
+        let e = s
+            .list_sessions(Request::new(pb::ListSessionsRequest {
+                since: Some(Timestamp {
+                    seconds: -5,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert!(e.message().contains("since"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn clone_sightings_are_listed_by_device_a_page_at_a_time() {
+        let s = service();
+        let list = |device: &str, token: String| pb::ListClonesRequest {
+            device_id: device.into(),
+            page_size: 1,
+            page_token: token,
+        };
+        let p1 = s
+            .list_clones(Request::new(list("a", String::new())))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(p1.clones.len(), 1);
+        assert_eq!(p1.clones[0].first_session, 1);
+        assert_eq!(p1.clones[0].second_address, "127.0.0.2");
+        let p2 = s
+            .list_clones(Request::new(list("a", p1.next_page_token.clone())))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(p2.clones[0].first_session, 3);
+        assert!(p2.next_page_token.is_empty());
+        // The token belongs to a's listing.
+        let e = s
+            .list_clones(Request::new(list("b", p1.next_page_token)))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let all = s
+            .list_clones(Request::new(pb::ListClonesRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(all.clones.len(), 3);
     }
 }

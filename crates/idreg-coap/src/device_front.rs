@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idreg_core::Kek;
+use idreg_core::{Kek, SessionAudit};
 use idreg_dtls::{Endpoint, EndpointConfig};
 use idreg_store::{SessionLog, Store};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -180,7 +180,7 @@ impl DeviceFront {
             tokio::spawn(write_audit(
                 store.session_log(),
                 audit_rx,
-                SessionLog::record_all,
+                SessionLog::record_sessions,
             )),
             tokio::spawn(write_audit(
                 store.session_log(),
@@ -366,11 +366,15 @@ fn clone_policy_lookup(reader: idreg_store::RegistryReader) -> crate::clone_watc
 /// first of a burst it gathers for [`AUDIT_GATHER`], so a busy front pays one
 /// blocking-pool hand-off and one WAL append per interval rather than per
 /// handshake.
-async fn write_audit<T: Send + 'static>(
-    log: SessionLog,
+async fn write_audit<L, T>(
+    log: L,
     mut records: mpsc::Receiver<T>,
-    write: fn(&SessionLog, &[T]) -> Result<(), idreg_store::StoreError>,
-) {
+    write: fn(&L, &[T]) -> Result<(), L::Error>,
+) where
+    L: SessionAudit + Clone + Send + 'static,
+    L::Error: std::fmt::Display + Send,
+    T: Send + 'static,
+{
     let mut batch = Vec::new();
     while records.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
         let gathering = tokio::time::sleep(AUDIT_GATHER);
@@ -397,7 +401,11 @@ const AUDIT_GATHER: Duration = Duration::from_millis(10);
 const AUDIT_BATCH: usize = 1024;
 
 /// Deletes audit records older than the retention, hourly.
-async fn purge_audit(log: SessionLog, retention: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn purge_audit<L>(log: L, retention: Duration, mut shutdown: watch::Receiver<bool>)
+where
+    L: SessionAudit + Clone + Send + 'static,
+    L::Error: std::fmt::Display + Send,
+{
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {

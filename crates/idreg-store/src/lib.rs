@@ -29,7 +29,7 @@ pub use firmware_reads::{ReportedDevice, VersionCount};
 pub use history::History;
 pub use log_store::LogStore;
 pub use reader::{RegistryReader, SignedListError};
-pub use session_log::{SessionLog, SessionPage, SessionQuery};
+pub use session_log::SessionLog;
 pub use state_machine::{is_plain_snapshot_id, StateMachine};
 pub use store_metrics::{RocksCounters, StoreMeasures};
 pub use types::{BatchOutcome, NodeId, TypeConfig};

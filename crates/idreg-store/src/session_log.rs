@@ -9,29 +9,14 @@
 
 use std::sync::Arc;
 
-use idreg_core::{CloneSighting, SessionRecord};
+use idreg_core::{
+    AuditCursor, ClonePage, CloneSighting, SessionAudit, SessionPage, SessionQuery, SessionRecord,
+};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 
 use crate::codec::encode;
 use crate::db::{decode_as, StoreError};
 use crate::keys::CF_SESSIONS;
-
-/// Which sessions a listing returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionQuery {
-    pub device: Option<String>,
-    /// Sessions that started at or after this time.
-    pub since_ms: Option<u64>,
-    /// Sessions that started before this time.
-    pub until_ms: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SessionPage {
-    pub sessions: Vec<SessionRecord>,
-    /// Resume key for the next page, if there may be more.
-    pub next: Option<Vec<u8>>,
-}
 
 #[derive(Clone)]
 pub struct SessionLog {
@@ -72,16 +57,49 @@ impl SessionLog {
         Self { db }
     }
 
-    /// Writes (or overwrites) a record. Audit writes go through the WAL but do
-    /// not wait for fsync: a crash may lose the last moments of audit, never
-    /// registry state.
+    /// Writes (or overwrites) a record.
     pub fn record(&self, r: &SessionRecord) -> Result<(), StoreError> {
-        self.record_all(std::slice::from_ref(r))
+        self.record_sessions(std::slice::from_ref(r))
     }
 
+    fn load(&self, started_ms: u64, id: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
+        match self.db.get_pinned_cf(&cf, time_key(started_ms, id))? {
+            Some(v) => Ok(Some(decode_as("session record", &v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The key a listing under `prefix` starts at: the first at or after
+/// `since_ms`, and strictly after `after`.
+fn start_key(prefix: &[u8], since_ms: u64, after: Option<AuditCursor>) -> Vec<u8> {
+    let at = |ms: u64, id: u64| {
+        let mut k = prefix.to_vec();
+        k.extend_from_slice(&ms.to_be_bytes());
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    };
+    let since = at(since_ms, 0);
+    match after {
+        Some(a) => {
+            // Just past the cursor's key.
+            let mut past = at(a.at_ms, a.id);
+            past.push(0);
+            past.max(since)
+        }
+        None => since,
+    }
+}
+
+impl SessionAudit for SessionLog {
+    type Error = StoreError;
+
     /// Writes (or overwrites) records in one RocksDB write: one WAL append
-    /// for a burst of handshakes rather than one each.
-    pub fn record_all(&self, records: &[SessionRecord]) -> Result<(), StoreError> {
+    /// for a burst of handshakes rather than one each. Audit writes go
+    /// through the WAL but do not wait for fsync: a crash may lose the last
+    /// moments of audit, never registry state.
+    fn record_sessions(&self, records: &[SessionRecord]) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
         for r in records {
@@ -92,43 +110,20 @@ impl SessionLog {
         Ok(())
     }
 
-    fn load(&self, started_ms: u64, id: u64) -> Result<Option<SessionRecord>, StoreError> {
-        let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
-        match self.db.get_pinned_cf(&cf, time_key(started_ms, id))? {
-            Some(v) => Ok(Some(decode_as("session record", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Up to `limit` sessions matching `q`, oldest first, starting after the
-    /// resume key `after` from a previous page.
-    pub fn list(
+    fn sessions(
         &self,
         q: &SessionQuery,
-        after: Option<&[u8]>,
+        after: Option<AuditCursor>,
         limit: usize,
     ) -> Result<SessionPage, StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let since = q.since_ms.unwrap_or(0);
         let until = q.until_ms.unwrap_or(u64::MAX);
-        let (prefix, start) = match &q.device {
-            Some(d) => {
-                let p = device_prefix(d);
-                let mut s = p.clone();
-                s.extend_from_slice(&since.to_be_bytes());
-                (p, s)
-            }
-            None => (vec![b't'], time_key(since, 0)),
+        let prefix = match &q.device {
+            Some(d) => device_prefix(d),
+            None => vec![b't'],
         };
-        let start = match after {
-            // Resume strictly after the last key returned.
-            Some(a) if a.starts_with(&prefix) && a > start.as_slice() => {
-                let mut k = a.to_vec();
-                k.push(0);
-                k
-            }
-            _ => start,
-        };
+        let start = start_key(&prefix, since, after);
         let mut page = SessionPage::default();
         let iter = self
             .db
@@ -145,7 +140,7 @@ impl SessionLog {
                 break;
             }
             if page.sessions.len() == limit {
-                page.next = page_last_key(&prefix, &page.sessions);
+                page.next = page.sessions.last().map(AuditCursor::of_session);
                 break;
             }
             let record = if q.device.is_some() {
@@ -162,7 +157,7 @@ impl SessionLog {
     }
 
     /// Records clone sightings (audit entries beside the sessions).
-    pub fn record_clones(&self, sightings: &[CloneSighting]) -> Result<(), StoreError> {
+    fn record_clones(&self, sightings: &[CloneSighting]) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
         for c in sightings {
@@ -172,20 +167,15 @@ impl SessionLog {
         Ok(())
     }
 
-    /// Up to `limit` clone sightings (of `device`, or all), oldest first,
-    /// after the resume key `after`; and the resume key of the next page.
-    /// Sightings are rare, so a device is found by scanning them.
-    pub fn list_clones(
+    /// Sightings are rare, so a device's are found by scanning them all.
+    fn clones(
         &self,
         device: Option<&str>,
-        after: Option<&[u8]>,
+        after: Option<AuditCursor>,
         limit: usize,
-    ) -> Result<(Vec<CloneSighting>, Option<Vec<u8>>), StoreError> {
+    ) -> Result<ClonePage, StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
-        let start = match after {
-            Some(a) if a.first() == Some(&b'c') => [a, &[0]].concat(),
-            _ => vec![b'c'],
-        };
+        let start = start_key(b"c", 0, after);
         let mut found = Vec::new();
         for item in self
             .db
@@ -200,19 +190,24 @@ impl SessionLog {
                 continue;
             }
             if found.len() == limit {
-                let last: &CloneSighting = found.last().expect("limit > 0");
-                let next = clone_key(last.at_ms, last.id);
-                return Ok((found, Some(next)));
+                let next = found.last().map(AuditCursor::of_sighting);
+                return Ok(ClonePage {
+                    clones: found,
+                    next,
+                });
             }
             found.push(c);
         }
-        Ok((found, None))
+        Ok(ClonePage {
+            clones: found,
+            next: None,
+        })
     }
 
     /// Deletes every record of a session that started before `cutoff_ms`,
     /// and every clone sighting from before it. Returns how many sessions
     /// were deleted.
-    pub fn purge_before(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+    fn purge_before(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&cf, vec![b'c'], clone_key(cutoff_ms, 0));
@@ -241,14 +236,6 @@ impl SessionLog {
         self.db.write(batch)?;
         Ok(n)
     }
-}
-
-fn page_last_key(prefix: &[u8], sessions: &[SessionRecord]) -> Option<Vec<u8>> {
-    let last = sessions.last()?;
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(&last.started_ms.to_be_bytes());
-    k.extend_from_slice(&last.id.to_be_bytes());
-    Some(k)
 }
 
 #[cfg(test)]
@@ -288,12 +275,12 @@ mod tests {
             device: Some("a".into()),
             ..Default::default()
         };
-        let p1 = log.list(&q, None, 3).unwrap();
+        let p1 = log.sessions(&q, None, 3).unwrap();
         assert_eq!(
             p1.sessions.iter().map(|r| r.id).collect::<Vec<_>>(),
             [0, 2, 4]
         );
-        let p2 = log.list(&q, p1.next.as_deref(), 3).unwrap();
+        let p2 = log.sessions(&q, p1.next, 3).unwrap();
         assert_eq!(p2.sessions.iter().map(|r| r.id).collect::<Vec<_>>(), [6, 8]);
         assert!(p2.next.is_none());
 
@@ -302,7 +289,7 @@ mod tests {
             until_ms: Some(1006),
             ..Default::default()
         };
-        let p = log.list(&q, None, 100).unwrap();
+        let p = log.sessions(&q, None, 100).unwrap();
         assert_eq!(
             p.sessions.iter().map(|r| r.id).collect::<Vec<_>>(),
             [3, 4, 5]
@@ -328,30 +315,30 @@ mod tests {
         log.record_clones(&[sighting(1, "a", 1001), sighting(2, "ab", 1002)])
             .unwrap();
         log.record_clones(&[sighting(3, "a", 1009)]).unwrap();
-        let (page, next) = log.list_clones(Some("a"), None, 1).unwrap();
-        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
-        let (page, next) = log.list_clones(Some("a"), next.as_deref(), 1).unwrap();
-        assert_eq!(page.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
-        assert_eq!(next, None);
-        assert_eq!(log.list_clones(None, None, 10).unwrap().0.len(), 3);
+        let page = log.clones(Some("a"), None, 1).unwrap();
+        assert_eq!(page.clones.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
+        let page = log.clones(Some("a"), page.next, 1).unwrap();
+        assert_eq!(page.clones.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
+        assert_eq!(page.next, None);
+        assert_eq!(log.clones(None, None, 10).unwrap().clones.len(), 3);
 
         // Overwriting a record (session end) keeps one entry.
         let mut r = rec(3, "ab", 1003);
         r.end = Some(SessionEnd::Revoked);
         log.record(&r).unwrap();
-        assert_eq!(log.list(&q, None, 100).unwrap().sessions.len(), 3);
+        assert_eq!(log.sessions(&q, None, 100).unwrap().sessions.len(), 3);
 
         assert_eq!(log.purge_before(1005).unwrap(), 5);
-        let kept = log.list_clones(None, None, 10).unwrap().0;
+        let kept = log.clones(None, None, 10).unwrap().clones;
         assert_eq!(kept.iter().map(|c| c.id).collect::<Vec<_>>(), [3]);
-        let all = log.list(&SessionQuery::default(), None, 100).unwrap();
+        let all = log.sessions(&SessionQuery::default(), None, 100).unwrap();
         assert_eq!(all.sessions.first().unwrap().id, 5);
         let q = SessionQuery {
             device: Some("a".into()),
             ..Default::default()
         };
         assert_eq!(
-            log.list(&q, None, 100)
+            log.sessions(&q, None, 100)
                 .unwrap()
                 .sessions
                 .iter()
