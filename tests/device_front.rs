@@ -108,7 +108,10 @@ async fn libcoap_psk_with_openssl_and_gnutls() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("node")).await;
+    // On one runtime thread: the node and its front need no more.
+    let server = Server::start_with(&tmp.path().join("node"), &["--runtime-threads", "1"]).await;
+    let log = strip_ansi(&server.log_text());
+    assert!(log.contains("runtime threads=1"), "{log}");
     let psk_addr = server.front_addr().await;
     add_psk_device(&server, "sensor-psk", "sensor-psk-id", KEY).await;
     add_psk_device(&server, "sensor-gone", "sensor-gone-id", KEY).await;

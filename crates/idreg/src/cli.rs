@@ -632,6 +632,12 @@ pub struct ServeArgs {
     /// RESOURCE_EXHAUSTED [default: 1].
     #[arg(long, env = "IDREG_MAX_SNAPSHOT_BUILDS")]
     pub max_snapshot_builds: Option<usize>,
+    /// Worker threads of the node's async runtime (gRPC, raft, the device
+    /// front's shards). Fewer than the CPUs suits a machine shared with
+    /// other nodes or their clients: fewer threads hand each other less
+    /// work [default: the CPUs this process may use].
+    #[arg(long, env = "IDREG_RUNTIME_THREADS")]
+    pub runtime_threads: Option<usize>,
 }
 
 #[derive(Args, Debug, Default)]

@@ -34,9 +34,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Commands::Serve(args) = cli.command {
+        // The node's settings choose its runtime's size: resolved first.
+        return serve::main(*args);
+    }
     idreg::run_command(async move {
         match cli.command {
-            cli::Commands::Serve(args) => serve::run(*args).await,
+            cli::Commands::Serve(_) => unreachable!("served above"),
             cli::Commands::Device { client, command } => {
                 device_cmd::run(&client.target()?, client.output, command).await
             }

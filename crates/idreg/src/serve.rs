@@ -70,9 +70,22 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `idreg serve`: its settings resolved, then the node on a runtime of
+/// `--runtime-threads` workers.
+pub fn main(args: ServeArgs) -> std::process::ExitCode {
     init_tracing(args.log_format == crate::cli::LogFormat::Json);
-    let config = ServeConfig::resolve(args)?;
+    let config = match ServeConfig::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    idreg::run_command_on(Some(config.runtime_threads), run(config))
+}
+
+async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    info!(threads = config.runtime_threads, "runtime");
     for d in &config.deprecations {
         warn!("{d}");
     }

@@ -56,6 +56,7 @@ struct FileConfig {
     max_watchers: Option<usize>,
     max_label_selectors: Option<usize>,
     max_snapshot_builds: Option<usize>,
+    runtime_threads: Option<usize>,
 }
 
 /// The device front's settings; `None` in [`ServeConfig::front`] when
@@ -151,9 +152,14 @@ pub struct ServeConfig {
     /// Set with --k8s: the pod this node runs as.
     pub pod: Option<crate::k8s::PodIdentity>,
     pub api_limits: idreg_api::ApiLimits,
+    /// Worker threads of the async runtime.
+    pub runtime_threads: usize,
     /// Settings that still work but will go: warned about at start.
     pub deprecations: Vec<String>,
 }
+
+/// More runtime threads than this is a typo, not a machine.
+const MAX_RUNTIME_THREADS: usize = 1024;
 
 fn addr(name: &str, text: &str) -> anyhow::Result<SocketAddr> {
     text.parse()
@@ -394,6 +400,15 @@ impl ServeConfig {
             ));
         }
         let api_limits = api_limits(&args, &file)?;
+        let runtime_threads = positive(
+            "runtime-threads",
+            args.runtime_threads
+                .or(file.runtime_threads)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        )?;
+        if runtime_threads > MAX_RUNTIME_THREADS {
+            bail!("--runtime-threads must be at most {MAX_RUNTIME_THREADS}");
+        }
         let initial_members = match args
             .initial_cluster
             .clone()
@@ -545,6 +560,7 @@ impl ServeConfig {
             watch_history,
             pod,
             api_limits,
+            runtime_threads,
             deprecations,
         })
     }
@@ -558,7 +574,11 @@ mod tests {
     fn flags_beat_the_file_which_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("idreg.toml");
-        std::fs::write(&path, "grpc_addr = \"127.0.0.1:6000\"\nnode_id = 3\n").unwrap();
+        std::fs::write(
+            &path,
+            "grpc_addr = \"127.0.0.1:6000\"\nnode_id = 3\nruntime_threads = 3\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(path.clone()),
             node_id: Some(5),
@@ -567,6 +587,22 @@ mod tests {
         let c = ServeConfig::resolve(args).unwrap();
         assert_eq!(c.grpc_addr.port(), 6000);
         assert_eq!(c.node_id, 5);
+        assert_eq!(c.runtime_threads, 3);
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(
+            ServeConfig::resolve(ServeArgs::default())
+                .unwrap()
+                .runtime_threads,
+            cpus
+        );
+        for bad in [0, 5000] {
+            let e = ServeConfig::resolve(ServeArgs {
+                runtime_threads: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.to_string().contains("--runtime-threads"), "{e}");
+        }
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         let front = c.front.unwrap();
         assert_eq!(front.addr.port(), 5684);
