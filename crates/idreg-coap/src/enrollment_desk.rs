@@ -36,6 +36,28 @@ pub type RegistryWriter = Arc<dyn Fn(Command, Principal) -> WriteFuture + Send +
 /// Where an enrollment's answer goes: the shard's queue, with the session.
 pub type AnswerSink = Box<dyn FnOnce(Reply) + Send>;
 
+/// For the desks' unit tests: a writer that decides each command on
+/// `target` as the store would, counting the writes in `writes`.
+#[cfg(test)]
+pub(crate) fn mem_writer(
+    target: Arc<std::sync::Mutex<idreg_core::mem::MemRegistry>>,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+) -> RegistryWriter {
+    Arc::new(move |command, by| {
+        writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let proposal = idreg_core::Proposal {
+            at_ms: 2,
+            by: idreg_core::Author {
+                principal: by,
+                node: 1,
+            },
+            command,
+        };
+        let verdict = target.lock().unwrap().verdict(&proposal);
+        Box::pin(async move { Ok(verdict) })
+    })
+}
+
 /// The desk over the registry's reads: the RocksDB reader on a node,
 /// `MemRegistry` in its unit tests.
 #[derive(Clone)]
@@ -358,19 +380,7 @@ mod tests {
 
     /// A desk reading a copy of `reg` as it stands and writing into `reg`.
     fn desk(reg: &Arc<Mutex<MemRegistry>>) -> EnrollmentDesk<MemRegistry> {
-        let target = reg.clone();
-        let writer: RegistryWriter = Arc::new(move |command, by| {
-            let proposal = Proposal {
-                at_ms: 2,
-                by: Author {
-                    principal: by,
-                    node: 1,
-                },
-                command,
-            };
-            let verdict = target.lock().unwrap().verdict(&proposal);
-            Box::pin(async move { Ok(verdict) })
-        });
+        let writer = mem_writer(reg.clone(), Arc::default());
         let snapshot = reg.lock().unwrap().clone();
         EnrollmentDesk::new(
             snapshot,

@@ -280,19 +280,7 @@ mod tests {
         target: Arc<Mutex<MemRegistry>>,
         writes: Arc<AtomicUsize>,
     ) -> FirmwareDesk<MemRegistry> {
-        let writer: RegistryWriter = Arc::new(move |command, by| {
-            writes.fetch_add(1, Ordering::SeqCst);
-            let proposal = Proposal {
-                at_ms: 2,
-                by: Author {
-                    principal: by,
-                    node: 1,
-                },
-                command,
-            };
-            let verdict = target.lock().unwrap().verdict(&proposal);
-            Box::pin(async move { Ok(verdict) })
-        });
+        let writer = crate::enrollment_desk::mem_writer(target, writes);
         FirmwareDesk::new(reg.clone(), Some(writer))
     }
 

@@ -47,66 +47,24 @@ fn counts(reader: &RegistryReader) -> Vec<(String, u64)> {
 
 #[tokio::test]
 async fn releases_reports_and_counts_survive_a_snapshot() {
-    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
     let kek = Kek::from_bytes(&[9; 32]);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a"), &kek).unwrap();
     let mut sm = store.state_machine().unwrap();
 
     let key = p256::SecretKey::from_slice(&[5; 32]).unwrap();
-    let signer = FirmwareSigner {
-        name: SignerName::parse("n", "acme").unwrap(),
-        public_spki: key.public_key().to_public_key_der().unwrap().to_vec(),
-        added_ms: 0,
-    };
-    let image: Vec<u8> = (0..CHUNK_SIZE * 2 + 100).map(|i| (i % 241) as u8).collect();
-    let manifest = Manifest {
-        vendor: "acme".into(),
-        class: DeviceClass::parse("c", "thermo").unwrap(),
-        version: v("1.4.2"),
-        image_size: image.len() as u64,
-        image_sha256: Sha256::digest(&image).into(),
-        min_version: None,
-        image_uri: None,
-    };
-    let cose =
-        idreg_core::cose_sign1::sign(&manifest.encode(), key.to_pkcs8_der().unwrap().as_bytes())
-            .unwrap();
-    let release = ReleaseId {
-        class: manifest.class.clone(),
-        version: manifest.version.clone(),
-    };
-    let mut commands = vec![
-        Command::AddFirmwareSigner(signer.clone()),
-        Command::BeginFirmwareUpload {
-            signer: signer.name.clone(),
-            cose,
-            upload: 77,
-        },
-    ];
-    for (index, bytes) in image.chunks(CHUNK_SIZE).enumerate() {
-        commands.push(Command::PutFirmwareChunk {
-            release: release.clone(),
-            upload: 77,
-            index: index as u32,
-            bytes: bytes.to_vec(),
-        });
-    }
+    let (mut upload, image) = release_commands(&key, ("thermo", "1.4.2", CHUNK_SIZE * 2 + 100, 77));
+    // Staged in the first entry; finished (and rolled out) in the next.
+    let finish = upload.split_off(upload.len() - 2);
+    let mut commands = vec![Command::AddFirmwareSigner(signer(&key))];
+    commands.extend(upload);
     sm.apply([entry(1, commands)]).await.unwrap();
     let reader = store.reader();
     assert!(
         reader.firmware_releases(false).unwrap().is_empty(),
         "staged"
     );
-    sm.apply([entry(
-        2,
-        vec![Command::FinishFirmwareUpload {
-            release: release.clone(),
-            upload: 77,
-        }],
-    )])
-    .await
-    .unwrap();
+    sm.apply([entry(2, finish)]).await.unwrap();
     let stored = reader.firmware_releases(false).unwrap();
     assert_eq!(stored.len(), 1);
     // A range across a chunk boundary, and the short tail.
@@ -179,6 +137,16 @@ async fn releases_reports_and_counts_survive_a_snapshot() {
     assert_eq!(on(&theirs, "1.3.0"), ["d2"]);
 }
 
+/// The vendor `acme` with `key`.
+fn signer(key: &p256::SecretKey) -> FirmwareSigner {
+    use p256::pkcs8::EncodePublicKey;
+    FirmwareSigner {
+        name: SignerName::parse("n", "acme").unwrap(),
+        public_spki: key.public_key().to_public_key_der().unwrap().to_vec(),
+        added_ms: 0,
+    }
+}
+
 /// The commands that stage and finish `version` of `class` (an image of
 /// `size` bytes, upload `upload`) signed by `key`, and roll it out.
 fn release_commands(
@@ -237,18 +205,13 @@ fn release_commands(
 async fn the_in_memory_catalog_answers_as_the_store_does() {
     use idreg_core::mem::MemRegistry;
     use idreg_core::{Author, FirmwareCatalog, Proposal, Role};
-    use p256::pkcs8::EncodePublicKey;
 
     let kek = Kek::from_bytes(&[9; 32]);
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &kek).unwrap();
     let mut sm = store.state_machine().unwrap();
     let key = p256::SecretKey::from_slice(&[5; 32]).unwrap();
-    let mut commands = vec![Command::AddFirmwareSigner(FirmwareSigner {
-        name: SignerName::parse("n", "acme").unwrap(),
-        public_spki: key.public_key().to_public_key_der().unwrap().to_vec(),
-        added_ms: 0,
-    })];
+    let mut commands = vec![Command::AddFirmwareSigner(signer(&key))];
     let (thermo_1, image_1) = release_commands(&key, ("thermo", "1.0.0", CHUNK_SIZE * 3, 1));
     let (thermo_2, image_2) = release_commands(&key, ("thermo", "2.0.0", CHUNK_SIZE + 1, 2));
     let (pump, _) = release_commands(&key, ("pump", "1.0.0", 10, 3));
