@@ -36,6 +36,23 @@ pub type RegistryWriter = Arc<dyn Fn(Command, Principal) -> WriteFuture + Send +
 /// Where an enrollment's answer goes: the shard's queue, with the session.
 pub type AnswerSink = Box<dyn FnOnce(Reply) + Send>;
 
+/// For the desks' unit tests: the reply to a request `start` makes with a
+/// sink, at once when refused, else once the sink is called (bounded).
+#[cfg(test)]
+pub(crate) async fn answer_of(start: impl FnOnce(AnswerSink) -> Result<(), Reply>) -> Reply {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sink: AnswerSink = Box::new(move |r| {
+        let _ = tx.send(r);
+    });
+    match start(sink) {
+        Err(now) => now,
+        Ok(()) => tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("answered in time")
+            .expect("answered"),
+    }
+}
+
 /// For the desks' unit tests: a writer that decides each command on
 /// `target` as the store would, counting the writes in `writes`.
 #[cfg(test)]
@@ -434,22 +451,12 @@ mod tests {
         csr: &[u8],
         reenroll: bool,
     ) -> Reply {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let request = EnrollRequest {
             reenroll,
             csr,
             format: CertificateFormat::Der,
         };
-        let sink: AnswerSink = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        match desk.start(session, credential, &request, sink) {
-            Err(now) => now,
-            Ok(()) => tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .expect("answered in time")
-                .expect("answered"),
-        }
+        answer_of(|sink| desk.start(session, credential, &request, sink)).await
     }
 
     #[tokio::test]

@@ -162,7 +162,6 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     use idreg_core::firmware_manifest::Manifest;
     use idreg_core::firmware_release::{ReleaseId, Rollout, CHUNK_SIZE};
@@ -350,21 +349,11 @@ mod tests {
     }
 
     async fn report(d: &FirmwareDesk<MemRegistry>, running: &str) -> Reply {
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let state = FirmwareState {
             running: running.into(),
             attempt: None,
         };
-        let sink: AnswerSink = Box::new(move |r| {
-            let _ = tx.send(r);
-        });
-        match d.report("t1", &state, Some(sink)) {
-            Err(now) => now,
-            Ok(()) => tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .expect("answered in time")
-                .expect("answered"),
-        }
+        crate::enrollment_desk::answer_of(|sink| d.report("t1", &state, Some(sink))).await
     }
 
     #[tokio::test]
