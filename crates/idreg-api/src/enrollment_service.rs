@@ -7,7 +7,7 @@ use idreg_core::device_ca::{
     check_ca_certificate, check_ca_key, describe_certificate, private_key_pkcs8_from_pem,
     DEVICE_CA_KEY_AAD,
 };
-use idreg_core::{CaOrigin, Command, DeviceCa, GroupName, Kek};
+use idreg_core::{CaOrigin, Command, DeviceCa, DeviceDirectory, GroupName, Kek, RegistryView};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use pb::enrollment_server::Enrollment;
@@ -15,16 +15,19 @@ use tonic::{Request, Response, Status};
 
 use crate::caller_auth::author;
 use crate::convert::{self, now_ms};
+use crate::registry_backend::RegistryBackend;
 use crate::status::{invalid, rejection, storage, write};
 
+/// The service over a registry backend: the replicated [`RegistryNode`] in
+/// the server, the in-memory one in its unit tests.
 #[derive(Clone)]
-pub struct EnrollmentService {
-    node: RegistryNode,
+pub struct EnrollmentService<B = RegistryNode> {
+    node: B,
     kek: Kek,
 }
 
-impl EnrollmentService {
-    pub fn new(node: RegistryNode, kek: Kek) -> Self {
+impl<B: RegistryBackend> EnrollmentService<B> {
+    pub fn new(node: B, kek: Kek) -> Self {
         Self { node, kek }
     }
 
@@ -47,7 +50,7 @@ pub fn device_ca_info(ca: &DeviceCa) -> pb::DeviceCaInfo {
 }
 
 #[tonic::async_trait]
-impl Enrollment for EnrollmentService {
+impl<B: RegistryBackend> Enrollment for EnrollmentService<B> {
     async fn get_device_ca(
         &self,
         request: Request<pb::GetDeviceCaRequest>,
@@ -55,8 +58,7 @@ impl Enrollment for EnrollmentService {
         if request.get_ref().linearizable {
             self.node.linearize().await.map_err(write)?;
         }
-        use idreg_core::RegistryView;
-        match self.node.reader().device_ca().map_err(storage)? {
+        match self.node.directory().device_ca().map_err(storage)? {
             Some(ca) => Ok(Response::new(device_ca_info(&ca))),
             None => Err(Status::not_found(
                 "the cluster has no device CA yet (its leader makes one at founding)",
@@ -124,7 +126,7 @@ impl Enrollment for EnrollmentService {
         &self,
         _: Request<pb::ListEnrollmentGroupsRequest>,
     ) -> Result<Response<pb::ListEnrollmentGroupsResponse>, Status> {
-        let groups = self.node.reader().enrollment_groups().map_err(storage)?;
+        let groups = self.node.directory().enrollment_groups().map_err(storage)?;
         Ok(Response::new(pb::ListEnrollmentGroupsResponse {
             groups: groups
                 .iter()
@@ -169,16 +171,209 @@ impl Enrollment for EnrollmentService {
     }
 }
 
-impl EnrollmentService {
+impl<B: RegistryBackend> EnrollmentService<B> {
     /// The group as this node has it (after a write here, applied here).
     fn group(&self, name: &GroupName) -> Result<pb::EnrollmentGroup, Status> {
-        use idreg_core::RegistryView;
-        match self.node.reader().enrollment_group(name).map_err(storage)? {
+        match self
+            .node
+            .directory()
+            .enrollment_group(name)
+            .map_err(storage)?
+        {
             Some(g) => Ok(convert::enrollment_group_to_proto(&g)),
             None => Err(Status::not_found(format!(
                 "enrollment group {:?} not found",
                 name.as_str()
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The service over an in-memory registry: the device CA shown and
+    //! imported (and bad imports refused), enrollment groups made, read,
+    //! listed, disabled and deleted — with no RocksDB and no raft.
+
+    use idreg_core::{Caller, Principal, Role};
+    use tonic::Code;
+
+    use super::*;
+    use crate::mem_backend::MemBackend;
+
+    const KEK: [u8; 32] = [4; 32];
+
+    fn service() -> EnrollmentService<MemBackend> {
+        EnrollmentService::new(MemBackend::default(), Kek::from_bytes(&KEK))
+    }
+
+    fn as_admin<T>(message: T) -> Request<T> {
+        let mut req = Request::new(message);
+        req.extensions_mut().insert(Caller::Client(Principal {
+            name: "ops".into(),
+            role: Role::Admin,
+        }));
+        req
+    }
+
+    /// A CA made the way a founding leader makes one: its certificate and
+    /// key as PEM.
+    fn ca_pem() -> (String, String) {
+        let kek = Kek::from_bytes(&KEK);
+        let ca = DeviceCa::generate(&kek, 1).unwrap();
+        let key = kek.open(&ca.sealed_key, DEVICE_CA_KEY_AAD).unwrap();
+        (
+            pem_armour("CERTIFICATE", &ca.certificate),
+            pem_armour("PRIVATE KEY", &key),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_device_ca_is_shown_once_imported_and_a_bad_one_refused() {
+        let s = service();
+        let e = s
+            .get_device_ca(Request::new(pb::GetDeviceCaRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e}");
+
+        let (cert, key) = ca_pem();
+        let (_, other_key) = ca_pem();
+        let refused = [
+            (
+                "not a certificate".to_owned(),
+                key.clone(),
+                "certificate_pem",
+            ),
+            (cert.clone(), "not a key".to_owned(), "private_key_pem"),
+            // A key that is not the certificate's.
+            (cert.clone(), other_key, "private_key_pem"),
+        ];
+        for (certificate_pem, private_key_pem, field) in refused {
+            let e = s
+                .import_device_ca(as_admin(pb::ImportDeviceCaRequest {
+                    certificate_pem,
+                    private_key_pem,
+                }))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+            assert!(e.message().contains(field), "{field}: {e}");
+        }
+        assert_eq!(
+            s.get_device_ca(Request::new(pb::GetDeviceCaRequest::default()))
+                .await
+                .unwrap_err()
+                .code(),
+            Code::NotFound,
+            "nothing stored by a refused import"
+        );
+
+        let imported = s
+            .import_device_ca(as_admin(pb::ImportDeviceCaRequest {
+                certificate_pem: cert.clone(),
+                private_key_pem: key,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(imported.origin, "imported");
+        assert_eq!(imported.certificate_pem, cert);
+        let shown = s
+            .get_device_ca(Request::new(pb::GetDeviceCaRequest { linearizable: true }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(shown, imported);
+        // The key is stored sealed with the cluster's KEK: it opens with
+        // that key and no other.
+        let stored = s.node.registry().device_ca().unwrap().unwrap();
+        let kek = Kek::from_bytes(&KEK);
+        assert!(kek.open(&stored.sealed_key, DEVICE_CA_KEY_AAD).is_ok());
+        let other = Kek::from_bytes(&[5; 32]);
+        assert!(other.open(&stored.sealed_key, DEVICE_CA_KEY_AAD).is_err());
+    }
+
+    fn group(name: &str) -> pb::CreateEnrollmentGroupRequest {
+        pb::CreateEnrollmentGroupRequest {
+            group: Some(pb::EnrollmentGroup {
+                name: name.into(),
+                attestation: Some(pb::enrollment_group::Attestation::BootstrapPsk(true)),
+                max_devices: 5,
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn enrollment_groups_are_made_read_listed_disabled_and_deleted() {
+        let s = service();
+        let made = s
+            .create_enrollment_group(as_admin(group("line-b")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(made.enabled);
+        assert_eq!(made.tenant, "default");
+        assert_eq!(made.max_devices, 5);
+        s.create_enrollment_group(as_admin(group("line-a")))
+            .await
+            .unwrap();
+        let again = s
+            .create_enrollment_group(as_admin(group("line-a")))
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), Code::AlreadyExists, "{again}");
+        let bad = s
+            .create_enrollment_group(as_admin(group("no spaces")))
+            .await
+            .unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
+
+        let list = s
+            .list_enrollment_groups(Request::new(pb::ListEnrollmentGroupsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<&str> = list.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["line-a", "line-b"]);
+
+        let off = s
+            .set_enrollment_group_enabled(as_admin(pb::SetEnrollmentGroupEnabledRequest {
+                name: "line-a".into(),
+                enabled: false,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!off.enabled);
+        let read = s
+            .get_enrollment_group(Request::new(pb::GetEnrollmentGroupRequest {
+                name: "line-a".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read, off);
+
+        s.delete_enrollment_group(as_admin(pb::DeleteEnrollmentGroupRequest {
+            name: "line-a".into(),
+        }))
+        .await
+        .unwrap();
+        for e in [
+            s.get_enrollment_group(Request::new(pb::GetEnrollmentGroupRequest {
+                name: "line-a".into(),
+            }))
+            .await
+            .unwrap_err(),
+            s.delete_enrollment_group(as_admin(pb::DeleteEnrollmentGroupRequest {
+                name: "line-a".into(),
+            }))
+            .await
+            .unwrap_err(),
+        ] {
+            assert_eq!(e.code(), Code::NotFound, "{e}");
         }
     }
 }

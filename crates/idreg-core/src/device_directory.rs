@@ -82,4 +82,7 @@ pub trait DeviceDirectory: RegistryView {
 
     /// The last revision applied: a listing reflects at least this much.
     fn applied_index(&self) -> Result<u64, Self::Error>;
+
+    /// Every enrollment group, in name order.
+    fn enrollment_groups(&self) -> Result<Vec<crate::EnrollmentGroup>, Self::Error>;
 }

@@ -249,6 +249,10 @@ impl crate::DeviceDirectory for MemRegistry {
     fn applied_index(&self) -> Result<u64, Infallible> {
         Ok(self.revision)
     }
+
+    fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, Infallible> {
+        Ok(self.groups.values().cloned().collect())
+    }
 }
 
 impl crate::CredentialLookup for MemRegistry {

@@ -386,6 +386,10 @@ impl idreg_core::DeviceDirectory for RegistryReader {
     fn applied_index(&self) -> Result<u64, StoreError> {
         RegistryReader::applied_index(self)
     }
+
+    fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, StoreError> {
+        RegistryReader::enrollment_groups(self)
+    }
 }
 
 impl RegistryView for RegistryReader {

@@ -1,12 +1,14 @@
 //! The reads behind the API's device queries (`DeviceDirectory`) give the
 //! same answers from RocksDB as from the in-memory registry the services'
 //! unit tests run on: the same commands go into both, and every listing,
-//! audit trail, clone policy and applied revision is compared.
+//! audit trail, clone policy, enrollment group and applied revision is
+//! compared.
 
 use idreg_core::mem::MemRegistry;
 use idreg_core::{
-    Author, ClonePolicy, Command, DeviceDirectory, DeviceFilter, DeviceId, DeviceStatus, Labels,
-    NewDevice, Proposal, ProposalBatch, Role, StatusChange, TenantId,
+    Attestation, Author, ClonePolicy, Command, DeviceDirectory, DeviceFilter, DeviceId,
+    DeviceStatus, EnrollmentGroup, GroupName, Labels, NewDevice, Proposal, ProposalBatch, Role,
+    StatusChange, TenantId,
 };
 use idreg_store::{RegistryReader, Store, TypeConfig};
 use openraft::storage::RaftStateMachine;
@@ -63,6 +65,30 @@ fn commands() -> Vec<Command> {
     out.push(Command::SetTenantClonePolicy {
         tenant: TenantId::parse("tenant", "acme").unwrap(),
         policy: Some(ClonePolicy::EndBoth),
+    });
+    // Enrollment groups: three made, one disabled, one deleted.
+    for name in ["line-b", "line-a", "z-line"] {
+        out.push(Command::AddEnrollmentGroup(EnrollmentGroup {
+            name: GroupName::parse("name", name).unwrap(),
+            attestation: Attestation::BootstrapPsk,
+            tenant: TenantId::default_tenant(),
+            labels: Labels::default(),
+            gateway: None,
+            id_template: None,
+            max_devices: Some(10),
+            expires_ms: None,
+            enabled: true,
+            enrolled: 0,
+            created_ms: 0,
+            updated_ms: 0,
+        }));
+    }
+    out.push(Command::SetEnrollmentGroupEnabled {
+        name: GroupName::parse("name", "line-a").unwrap(),
+        enabled: false,
+    });
+    out.push(Command::DeleteEnrollmentGroup {
+        name: GroupName::parse("name", "z-line").unwrap(),
     });
     out
 }
@@ -150,6 +176,13 @@ async fn rocksdb_and_memory_answer_alike() {
         DeviceDirectory::applied_index(&rocks).unwrap(),
         DeviceDirectory::applied_index(&mem).unwrap()
     );
+    let groups = mem.enrollment_groups().unwrap();
+    assert_eq!(DeviceDirectory::enrollment_groups(&rocks).unwrap(), groups);
+    let names: Vec<(&str, bool)> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.enabled))
+        .collect();
+    assert_eq!(names, [("line-a", false), ("line-b", true)]);
     for filter in filters() {
         for limit in [1, 3, 7, 100] {
             assert_eq!(
