@@ -37,7 +37,33 @@ impl From<postcard::Error> for CodecError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    postcard::to_stdvec(value).expect("in-memory serialisation of registry types cannot fail")
+    postcard::serialize_with_flavor(value, Presized(Vec::with_capacity(ENCODE_CAPACITY)))
+        .expect("in-memory serialisation of registry types cannot fail")
+}
+
+/// Room a value is encoded into first: a device record fits, so encoding
+/// one reallocates never, where growing from empty did half a dozen times.
+const ENCODE_CAPACITY: usize = 256;
+
+/// postcard's output into a vector given its first capacity.
+struct Presized(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Presized {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Decodes a whole value: bytes left over after it are an error, since they
