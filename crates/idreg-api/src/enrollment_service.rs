@@ -195,25 +195,15 @@ mod tests {
     //! imported (and bad imports refused), enrollment groups made, read,
     //! listed, disabled and deleted — with no RocksDB and no raft.
 
-    use idreg_core::{Caller, Principal, Role};
     use tonic::Code;
 
     use super::*;
-    use crate::mem_backend::MemBackend;
+    use crate::mem_backend::{as_admin, MemBackend};
 
     const KEK: [u8; 32] = [4; 32];
 
     fn service() -> EnrollmentService<MemBackend> {
         EnrollmentService::new(MemBackend::default(), Kek::from_bytes(&KEK))
-    }
-
-    fn as_admin<T>(message: T) -> Request<T> {
-        let mut req = Request::new(message);
-        req.extensions_mut().insert(Caller::Client(Principal {
-            name: "ops".into(),
-            role: Role::Admin,
-        }));
-        req
     }
 
     /// A CA made the way a founding leader makes one: its certificate and

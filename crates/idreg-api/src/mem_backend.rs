@@ -71,3 +71,14 @@ impl RegistryBackend for MemBackend {
         ))
     }
 }
+
+/// A request as the admin `ops` makes it, for the services' unit tests.
+pub fn as_admin<T>(message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.extensions_mut()
+        .insert(idreg_core::Caller::Client(Principal {
+            name: "ops".into(),
+            role: idreg_core::Role::Admin,
+        }));
+    req
+}

@@ -445,8 +445,8 @@ mod tests {
     //! pages out, with no RocksDB and no raft.
 
     use super::*;
-    use crate::mem_backend::MemBackend;
-    use idreg_core::{Caller, Role};
+    use crate::mem_backend::{as_admin, MemBackend};
+    use idreg_core::Role;
     use pb::credential_input::Kind;
     use tonic::Code;
 
@@ -455,15 +455,6 @@ mod tests {
         let kek = Kek::from_bytes(&[7; 32]);
         let svc = RegistryService::new(backend.clone(), kek, &crate::ApiLimits::default());
         (svc, backend)
-    }
-
-    fn as_admin<T>(message: T) -> Request<T> {
-        let mut req = Request::new(message);
-        req.extensions_mut().insert(Caller::Client(Principal {
-            name: "ops".into(),
-            role: Role::Admin,
-        }));
-        req
     }
 
     fn psk(identity: &str) -> pb::CredentialInput {

@@ -53,6 +53,18 @@ pub(crate) async fn answer_of(start: impl FnOnce(AnswerSink) -> Result<(), Reply
     }
 }
 
+/// For the desks' unit tests: applies `command` to `reg` as the admin
+/// `ops` would (it must be accepted).
+#[cfg(test)]
+pub(crate) fn run(reg: &mut idreg_core::mem::MemRegistry, command: Command) {
+    let proposal = idreg_core::Proposal {
+        at_ms: 1,
+        by: idreg_core::Author::new("ops", Role::Admin, 1),
+        command,
+    };
+    reg.execute_effect(&proposal).unwrap();
+}
+
 /// For the desks' unit tests: a writer that decides each command on
 /// `target` as the store would, counting the writes in `writes`.
 #[cfg(test)]
@@ -335,22 +347,12 @@ mod tests {
 
     use idreg_core::mem::MemRegistry;
     use idreg_core::{
-        Attestation, Author, DeviceCa, EnrollmentGroup, GroupName, Labels, NewDevice, Proposal,
-        TenantId,
+        Attestation, DeviceCa, EnrollmentGroup, GroupName, Labels, NewDevice, TenantId,
     };
 
     use super::*;
 
     const KEK: [u8; 32] = [1; 32];
-
-    fn run(reg: &mut MemRegistry, command: Command) {
-        let proposal = Proposal {
-            at_ms: 1,
-            by: Author::new("ops", Role::Admin, 1),
-            command,
-        };
-        reg.execute_effect(&proposal).unwrap();
-    }
 
     /// A device `d` on bootstrap PSK `boot-1` of group `boot`; with a device
     /// CA when `with_ca`.

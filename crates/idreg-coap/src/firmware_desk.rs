@@ -167,22 +167,12 @@ mod tests {
     use idreg_core::firmware_release::{ReleaseId, Rollout, CHUNK_SIZE};
     use idreg_core::labels::CLASS_LABEL;
     use idreg_core::mem::MemRegistry;
-    use idreg_core::{
-        Author, DeviceClass, FirmwareSigner, Labels, NewDevice, Proposal, SignerName, TenantId,
-    };
+    use idreg_core::{DeviceClass, FirmwareSigner, Labels, NewDevice, SignerName, TenantId};
     use p256::pkcs8::{EncodePrivateKey, EncodePublicKey};
     use sha2::{Digest, Sha256};
 
     use super::*;
-
-    fn run(reg: &mut MemRegistry, command: Command) {
-        let proposal = Proposal {
-            at_ms: 1,
-            by: Author::new("ops", Role::Admin, 1),
-            command,
-        };
-        reg.execute_effect(&proposal).unwrap();
-    }
+    use crate::enrollment_desk::run;
 
     fn device(reg: &mut MemRegistry, id: &str, class: Option<&str>) {
         let labels = Labels::new("labels", class.map(|c| (CLASS_LABEL, c))).unwrap();

@@ -45,7 +45,25 @@ fn sighting(id: u64, device: &str, at_ms: u64) -> CloneSighting {
     }
 }
 
-/// Every page of `query` at `size`, and the cursors between them.
+/// Every page `page(after)` returns, from the first until one has no
+/// next cursor, with the cursors between them.
+fn all_pages<T>(
+    mut page: impl FnMut(Option<AuditCursor>) -> (Vec<T>, Option<AuditCursor>),
+) -> Vec<(Vec<T>, Option<AuditCursor>)> {
+    let mut pages = Vec::new();
+    let mut after = None;
+    for _ in 0..1000 {
+        let (items, next) = page(after);
+        after = next;
+        pages.push((items, next));
+        if after.is_none() {
+            return pages;
+        }
+    }
+    panic!("listing did not end in 1000 pages");
+}
+
+/// Every page of `query` at `size`.
 fn sessions_paged<A: SessionAudit>(
     audit: &A,
     query: &SessionQuery,
@@ -54,19 +72,13 @@ fn sessions_paged<A: SessionAudit>(
 where
     A::Error: std::fmt::Debug,
 {
-    let mut pages = Vec::new();
-    let mut after = None;
-    for _ in 0..1000 {
+    all_pages(|after| {
         let page = audit.sessions(query, after, size).unwrap();
-        after = page.next;
-        pages.push((page.sessions, page.next));
-        if after.is_none() {
-            return pages;
-        }
-    }
-    panic!("listing did not end in 1000 pages");
+        (page.sessions, page.next)
+    })
 }
 
+/// Every page of `device`'s clone sightings (or all) at `size`.
 fn clones_paged<A: SessionAudit>(
     audit: &A,
     device: Option<&str>,
@@ -75,17 +87,10 @@ fn clones_paged<A: SessionAudit>(
 where
     A::Error: std::fmt::Debug,
 {
-    let mut pages = Vec::new();
-    let mut after = None;
-    for _ in 0..1000 {
+    all_pages(|after| {
         let page = audit.clones(device, after, size).unwrap();
-        after = page.next;
-        pages.push((page.clones, page.next));
-        if after.is_none() {
-            return pages;
-        }
-    }
-    panic!("listing did not end in 1000 pages");
+        (page.clones, page.next)
+    })
 }
 
 fn queries() -> Vec<SessionQuery> {
