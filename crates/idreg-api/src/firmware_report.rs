@@ -1,13 +1,12 @@
 //! Which devices run which firmware: `Firmware/Report` from the
 //! per-version index, and a rollout's status counts.
 
+use idreg_core::firmware_catalog::VersionCount;
 use idreg_core::firmware_release::{bucket, AttemptState};
 use idreg_core::firmware_version::{FirmwareVersion, VersionSelector};
 use idreg_core::labels::CLASS_LABEL;
-use idreg_core::DeviceFilter;
-use idreg_core::Rollout;
+use idreg_core::{DeviceDirectory, DeviceFilter, FirmwareCatalog, Rollout};
 use idreg_proto::v1 as pb;
-use idreg_store::{RegistryReader, VersionCount};
 use tonic::Status;
 
 use crate::convert;
@@ -20,10 +19,13 @@ const MAX_PAGE: usize = 1000;
 
 /// Counts per matching version and a page of the devices running them, in
 /// (class, version, id) order.
-pub fn report(
-    reader: &RegistryReader,
+pub fn report<R: FirmwareCatalog>(
+    reader: &R,
     req: &pb::FirmwareReportRequest,
-) -> Result<pb::FirmwareReportResponse, Status> {
+) -> Result<pb::FirmwareReportResponse, Status>
+where
+    R::Error: std::fmt::Display,
+{
     let selector = match req.version.trim() {
         "" => None,
         v => Some(VersionSelector::parse("version", v).map_err(invalid)?),
@@ -122,10 +124,13 @@ pub fn report(
 
 /// A rollout's counts. Targeted walks the devices of its class (through
 /// the label index); the others are counts the reports keep.
-pub fn rollout_status(
-    reader: &RegistryReader,
+pub fn rollout_status<R: FirmwareCatalog + DeviceDirectory>(
+    reader: &R,
     rollout: &Rollout,
-) -> Result<pb::RolloutStatus, Status> {
+) -> Result<pb::RolloutStatus, Status>
+where
+    R::Error: std::fmt::Display,
+{
     let class = rollout.release.class.as_str();
     let version = rollout.release.version.to_string();
     let mut labels = vec![(CLASS_LABEL.to_owned(), class.to_owned())];

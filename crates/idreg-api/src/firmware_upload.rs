@@ -7,13 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idreg_core::firmware_release::CHUNK_SIZE;
-use idreg_core::{Command, FirmwareRelease, Principal, RegistryView, Role, SignerName};
+use idreg_core::{
+    Command, FirmwareCatalog, FirmwareRelease, Principal, RegistryView, Role, SignerName,
+};
 use idreg_proto::v1 as pb;
 use idreg_raft::RegistryNode;
 use tokio::sync::Semaphore;
-use tonic::{Status, Streaming};
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 
 use crate::convert::now_ms;
+use crate::registry_backend::RegistryBackend;
 use crate::status::{rejection, storage};
 
 /// Uploads a node takes at once: each holds its image (up to
@@ -21,24 +25,29 @@ use crate::status::{rejection, storage};
 pub const MAX_CONCURRENT_UPLOADS: usize = 2;
 
 #[derive(Clone)]
-pub struct FirmwareUploads {
-    node: RegistryNode,
+pub struct FirmwareUploads<B = RegistryNode> {
+    backend: B,
     slots: Arc<Semaphore>,
 }
 
-impl FirmwareUploads {
-    pub fn new(node: RegistryNode) -> Self {
+impl<B> FirmwareUploads<B>
+where
+    B: RegistryBackend,
+    B::Directory: FirmwareCatalog,
+{
+    pub fn new(backend: B) -> Self {
         Self {
-            node,
+            backend,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_UPLOADS)),
         }
     }
 
-    /// Receives, checks and stores one release; the stored release.
+    /// Receives (from a `tonic::Streaming`, or any stream of messages),
+    /// checks and stores one release; the stored release.
     pub async fn upload(
         &self,
         by: Principal,
-        mut stream: Streaming<pb::UploadRequest>,
+        mut stream: impl Stream<Item = Result<pb::UploadRequest, Status>> + Unpin + Send,
     ) -> Result<FirmwareRelease, Status> {
         let _slot = self.slots.try_acquire().map_err(|_| {
             Status::resource_exhausted(format!(
@@ -46,15 +55,16 @@ impl FirmwareUploads {
             ))
         })?;
         let first = stream
-            .message()
-            .await?
+            .next()
+            .await
+            .transpose()?
             .ok_or_else(|| Status::invalid_argument("empty upload: send the manifest first"))?;
         if first.manifest.is_empty() {
             return Err(Status::invalid_argument(
                 "the first message carries the manifest",
             ));
         }
-        let reader = self.node.reader();
+        let reader = self.backend.directory();
         let (signer, manifest) =
             crate::firmware_service::verify_manifest(&reader, &first.manifest)?;
         let id = idreg_core::ReleaseId {
@@ -78,7 +88,7 @@ impl FirmwareUploads {
                 )));
             }
             image.extend_from_slice(&part);
-            match stream.message().await? {
+            match stream.next().await.transpose()? {
                 Some(next) if next.manifest.is_empty() => part = next.image,
                 Some(_) => {
                     return Err(Status::invalid_argument(
@@ -146,15 +156,15 @@ impl FirmwareUploads {
             }
             return Err(e);
         }
-        self.node
-            .reader()
+        self.backend
+            .directory()
             .firmware_release(&id)
             .map_err(storage)?
             .ok_or_else(|| Status::internal(format!("release {id} gone after its upload")))
     }
 
     async fn propose(&self, by: &Principal, command: Command) -> Result<(), Status> {
-        crate::firmware_service::propose(&self.node, command, by.clone()).await
+        crate::firmware_service::propose(&self.backend, command, by.clone()).await
     }
 }
 

@@ -1,11 +1,28 @@
-//! What the device front reads to offer firmware and serve images, beyond
-//! the point lookups of [`RegistryView`]: a class's rollouts with their
-//! releases, and a window of an image. The RocksDB reader implements it,
-//! and so does [`crate::mem::MemRegistry`], so the firmware desk is tested
-//! without RocksDB.
+//! What the device front and the `Firmware` service read of firmware,
+//! beyond the point lookups of [`RegistryView`]: a class's rollouts with
+//! their releases, a window of an image, the listings, and the report
+//! index (who runs what, and where updates stand). The RocksDB reader
+//! implements it, and so does [`crate::mem::MemRegistry`], so the firmware
+//! desk and the service are tested without RocksDB.
 
-use crate::firmware_release::CHUNK_SIZE;
-use crate::{DeviceClass, FirmwareRelease, RegistryView, Rollout};
+use crate::firmware_release::{AttemptState, CHUNK_SIZE};
+use crate::{DeviceClass, FirmwareRelease, FirmwareSigner, RegistryView, Rollout};
+
+/// Devices on one version of one class, as the report index has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCount {
+    /// Empty: devices that reported with no class label.
+    pub class: String,
+    pub version: String,
+    pub devices: u64,
+}
+
+/// One device of the report index: who, and when it reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedDevice {
+    pub id: String,
+    pub at_ms: u64,
+}
 
 pub trait FirmwareCatalog: RegistryView {
     /// Every rollout of `class` with its release (a rollout whose release is
@@ -23,6 +40,42 @@ pub trait FirmwareCatalog: RegistryView {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>, Self::Error>;
+
+    /// Every signer, in name order.
+    fn firmware_signers(&self) -> Result<Vec<FirmwareSigner>, Self::Error>;
+
+    /// Every release, staged ones too when `staged`, in the order of class
+    /// then version text.
+    fn firmware_releases(&self, staged: bool) -> Result<Vec<FirmwareRelease>, Self::Error>;
+
+    /// Every rollout, in the order of class then version text.
+    fn rollouts(&self) -> Result<Vec<Rollout>, Self::Error>;
+
+    /// How many devices run each version (of `class`, or of every class;
+    /// `Some("")` is the devices with no class label), in the order of
+    /// class then version text; no version at zero.
+    fn firmware_version_counts(
+        &self,
+        class: Option<&str>,
+    ) -> Result<Vec<VersionCount>, Self::Error>;
+
+    /// Up to `limit` devices of `class` running `version` with ids after
+    /// `after`, in id order.
+    fn devices_on_version(
+        &self,
+        class: &str,
+        version: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReportedDevice>, Self::Error>;
+
+    /// Devices of `class` whose attempt at `version` is in `state`.
+    fn firmware_attempts(
+        &self,
+        class: &str,
+        version: &str,
+        state: AttemptState,
+    ) -> Result<u64, Self::Error>;
 }
 
 /// Up to `len` bytes of `release`'s image from `offset`, read a chunk at a

@@ -12,6 +12,7 @@ use crate::device::{Device, RevocationRecord};
 use crate::device_ca::DeviceCa;
 use crate::enrollment_group::{EnrollmentGroup, GroupName};
 use crate::error::Rejection;
+use crate::firmware_catalog::{ReportedDevice, VersionCount};
 use crate::names::DeviceId;
 use crate::revocation_list::RlSigningKey;
 use crate::view::RegistryView;
@@ -365,4 +366,98 @@ impl crate::FirmwareCatalog for MemRegistry {
                 .map_or(&[][..], |c| c.as_slice()))
         })
     }
+
+    fn firmware_signers(&self) -> Result<Vec<crate::FirmwareSigner>, Infallible> {
+        Ok(self.signers.values().cloned().collect())
+    }
+
+    fn firmware_releases(&self, staged: bool) -> Result<Vec<crate::FirmwareRelease>, Infallible> {
+        Ok(by_text_order(
+            self.releases
+                .iter()
+                .filter(|(_, r)| staged || r.is_complete()),
+        ))
+    }
+
+    fn rollouts(&self) -> Result<Vec<crate::Rollout>, Infallible> {
+        Ok(by_text_order(self.rollouts.iter()))
+    }
+
+    /// Counted from the reports themselves: an oracle for the store's
+    /// running counts.
+    fn firmware_version_counts(
+        &self,
+        class: Option<&str>,
+    ) -> Result<Vec<VersionCount>, Infallible> {
+        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for r in self.reports.values() {
+            let c = r.class.as_ref().map_or("", |c| c.as_str());
+            if class.is_none_or(|want| want == c) {
+                *counts
+                    .entry((c.to_owned(), r.running.to_string()))
+                    .or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((class, version), devices)| VersionCount {
+                class,
+                version,
+                devices,
+            })
+            .collect())
+    }
+
+    fn devices_on_version(
+        &self,
+        class: &str,
+        version: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReportedDevice>, Infallible> {
+        Ok(self
+            .reports
+            .iter()
+            .filter(|(id, r)| {
+                r.class.as_ref().map_or("", |c| c.as_str()) == class
+                    && r.running.to_string() == version
+                    && after.is_none_or(|a| id.as_str() > a)
+            })
+            .take(limit)
+            .map(|(id, r)| ReportedDevice {
+                id: id.to_string(),
+                at_ms: r.at_ms,
+            })
+            .collect())
+    }
+
+    fn firmware_attempts(
+        &self,
+        class: &str,
+        version: &str,
+        state: crate::firmware_release::AttemptState,
+    ) -> Result<u64, Infallible> {
+        Ok(self
+            .reports
+            .values()
+            .filter(|r| {
+                r.class.as_ref().map_or("", |c| c.as_str()) == class
+                    && r.attempt
+                        .as_ref()
+                        .is_some_and(|a| a.state == state && a.version.to_string() == version)
+            })
+            .count() as u64)
+    }
+}
+
+/// Values keyed by release, in the order of class then version text (the
+/// store's key order), not the versions' own order (1.10 after 1.9).
+fn by_text_order<'a, T: Clone + 'a>(
+    items: impl Iterator<Item = (&'a crate::ReleaseId, &'a T)>,
+) -> Vec<T> {
+    let mut keyed: Vec<((&str, String), &T)> = items
+        .map(|(id, v)| ((id.class.as_str(), id.version.to_string()), v))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.into_iter().map(|(_, v)| v.clone()).collect()
 }

@@ -2,6 +2,7 @@
 //! rollouts, and the reports index — all point reads or seeks into a
 //! prefix, never a scan of devices.
 
+use idreg_core::firmware_catalog::{ReportedDevice, VersionCount};
 use idreg_core::firmware_release::AttemptState;
 use idreg_core::{DeviceId, FirmwareRelease, FirmwareReport, ReleaseId, Rollout};
 use rocksdb::{Direction, IteratorMode};
@@ -9,22 +10,6 @@ use rocksdb::{Direction, IteratorMode};
 use crate::db::{decode_as, StoreError};
 use crate::keys::*;
 use crate::reader::RegistryReader;
-
-/// Devices on one version of one class, as the report index has them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionCount {
-    /// Empty: devices that reported with no class label.
-    pub class: String,
-    pub version: String,
-    pub devices: u64,
-}
-
-/// One device of the report index: who, and when it reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportedDevice {
-    pub id: String,
-    pub at_ms: u64,
-}
 
 /// The attempt-count key's byte for a state.
 pub(crate) fn attempt_byte(state: AttemptState) -> u8 {
@@ -239,5 +224,43 @@ impl idreg_core::FirmwareCatalog for RegistryReader {
         len: usize,
     ) -> Result<Vec<u8>, StoreError> {
         RegistryReader::firmware_image_range(self, release, offset, len)
+    }
+
+    fn firmware_signers(&self) -> Result<Vec<idreg_core::FirmwareSigner>, StoreError> {
+        RegistryReader::firmware_signers(self)
+    }
+
+    fn firmware_releases(&self, staged: bool) -> Result<Vec<FirmwareRelease>, StoreError> {
+        RegistryReader::firmware_releases(self, staged)
+    }
+
+    fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        RegistryReader::rollouts(self)
+    }
+
+    fn firmware_version_counts(
+        &self,
+        class: Option<&str>,
+    ) -> Result<Vec<VersionCount>, StoreError> {
+        RegistryReader::firmware_version_counts(self, class)
+    }
+
+    fn devices_on_version(
+        &self,
+        class: &str,
+        version: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReportedDevice>, StoreError> {
+        RegistryReader::devices_on_version(self, class, version, after, limit)
+    }
+
+    fn firmware_attempts(
+        &self,
+        class: &str,
+        version: &str,
+        state: AttemptState,
+    ) -> Result<u64, StoreError> {
+        RegistryReader::firmware_attempts(self, class, version, state)
     }
 }

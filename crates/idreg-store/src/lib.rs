@@ -25,8 +25,8 @@ pub mod types;
 
 pub use db::{OpenOptions, Store, StoreError};
 pub use events::RegistryEvent;
-pub use firmware_reads::{ReportedDevice, VersionCount};
 pub use history::History;
+pub use idreg_core::firmware_catalog::{ReportedDevice, VersionCount};
 pub use log_store::LogStore;
 pub use reader::{RegistryReader, SignedListError};
 pub use session_log::SessionLog;

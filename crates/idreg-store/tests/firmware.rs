@@ -199,8 +199,9 @@ fn release_commands(
     (commands, image)
 }
 
-/// `FirmwareCatalog` (what the device front's firmware desk reads) answers
-/// the same from RocksDB and from `MemRegistry`, fed the same commands.
+/// `FirmwareCatalog` (what the device front's firmware desk and the
+/// Firmware service read) answers the same from RocksDB and from
+/// `MemRegistry`, fed the same commands.
 #[tokio::test]
 async fn the_in_memory_catalog_answers_as_the_store_does() {
     use idreg_core::mem::MemRegistry;
@@ -215,9 +216,55 @@ async fn the_in_memory_catalog_answers_as_the_store_does() {
     let (thermo_1, image_1) = release_commands(&key, ("thermo", "1.0.0", CHUNK_SIZE * 3, 1));
     let (thermo_2, image_2) = release_commands(&key, ("thermo", "2.0.0", CHUNK_SIZE + 1, 2));
     let (pump, _) = release_commands(&key, ("pump", "1.0.0", 10, 3));
+    // 1.10.0 sorts before 1.9.0 as text, after it as a version; 1.11.0 stays staged.
+    let (thermo_10, _) = release_commands(&key, ("thermo", "1.10.0", 20, 4));
+    let (thermo_9, _) = release_commands(&key, ("thermo", "1.9.0", 20, 5));
+    let (mut staged, _) = release_commands(&key, ("thermo", "1.11.0", CHUNK_SIZE + 9, 6));
+    staged.truncate(2);
     commands.extend(thermo_1);
     commands.extend(thermo_2);
     commands.extend(pump);
+    commands.extend(thermo_10);
+    commands.extend(thermo_9);
+    commands.extend(staged);
+    // Devices and their reports: replaced, deleted, with no class, with
+    // attempts in both states.
+    for (device, class) in [
+        ("a1", Some("thermo")),
+        ("a2", Some("thermo")),
+        ("a3", Some("thermo")),
+        ("a4", Some("thermo")),
+        ("b1", Some("pump")),
+        ("c1", None),
+    ] {
+        let mut labels = vec![("site", "north")];
+        labels.extend(class.map(|c| (CLASS_LABEL, c)));
+        commands.push(Command::Create(NewDevice {
+            id: id(device),
+            tenant: TenantId::default_tenant(),
+            labels: Labels::new("l", labels).unwrap(),
+            gateway: None,
+            credentials: vec![],
+        }));
+    }
+    let failed = |device: &str, running: &str, trying: &str| Command::ReportFirmware {
+        id: id(device),
+        running: v(running),
+        attempt: Some(Attempt {
+            version: v(trying),
+            state: AttemptState::Failed,
+        }),
+    };
+    commands.extend([
+        report("a1", "1.0.0", Some("2.0.0")),
+        report("a1", "2.0.0", None),
+        report("a2", "1.0.0", Some("2.0.0")),
+        failed("a3", "1.0.0", "2.0.0"),
+        report("a4", "1.0.0", None),
+        report("b1", "1.0.0", None),
+        report("c1", "0.1.0", Some("0.2.0")),
+        Command::Delete { id: id("a4") },
+    ]);
     // Refused (the release has a rollout) in both: nothing changes.
     commands.push(Command::RemoveFirmwareRelease {
         release: ReleaseId {
@@ -249,12 +296,86 @@ async fn the_in_memory_catalog_answers_as_the_store_does() {
         assert_eq!(ours, theirs, "{class}");
     }
     let thermo = DeviceClass::parse("c", "thermo").unwrap();
-    let rollouts = sorted(mem.rollouts_of_class(&thermo).unwrap());
+    let rollouts: Vec<_> = sorted(mem.rollouts_of_class(&thermo).unwrap())
+        .into_iter()
+        .filter(|(r, _)| ["1.0.0", "2.0.0"].contains(&r.release.version.to_string().as_str()))
+        .collect();
     let versions: Vec<String> = rollouts
         .iter()
         .map(|(r, _)| r.release.version.to_string())
         .collect();
     assert_eq!(versions, ["1.0.0", "2.0.0"]);
+
+    // The listings, in the same order.
+    assert_eq!(
+        FirmwareCatalog::firmware_signers(&reader).unwrap(),
+        mem.firmware_signers().unwrap()
+    );
+    for staged in [false, true] {
+        let ours = FirmwareCatalog::firmware_releases(&reader, staged).unwrap();
+        assert_eq!(
+            ours,
+            mem.firmware_releases(staged).unwrap(),
+            "staged {staged}"
+        );
+        assert_eq!(ours.len(), 5 + staged as usize, "staged {staged}");
+    }
+    let ours = FirmwareCatalog::rollouts(&reader).unwrap();
+    assert_eq!(ours, mem.rollouts().unwrap());
+    let order: Vec<String> = ours.iter().map(|r| r.release.to_string()).collect();
+    assert!(
+        order.iter().position(|r| r.ends_with("1.10.0"))
+            < order.iter().position(|r| r.ends_with("1.9.0")),
+        "{order:?}"
+    );
+
+    // The report index: counts, pages of devices, attempts.
+    for class in [None, Some("thermo"), Some("pump"), Some(""), Some("none")] {
+        let ours = FirmwareCatalog::firmware_version_counts(&reader, class).unwrap();
+        assert_eq!(
+            ours,
+            mem.firmware_version_counts(class).unwrap(),
+            "{class:?}"
+        );
+    }
+    let all = mem.firmware_version_counts(None).unwrap();
+    assert_eq!(all.iter().map(|c| c.devices).sum::<u64>(), 5, "{all:?}");
+    for count in &all {
+        for page in [1, 2, 10] {
+            let mut after: Option<String> = None;
+            for _ in 0..10 {
+                let (c, version) = (count.class.as_str(), count.version.as_str());
+                let ours = FirmwareCatalog::devices_on_version(
+                    &reader,
+                    c,
+                    version,
+                    after.as_deref(),
+                    page,
+                )
+                .unwrap();
+                let theirs = mem
+                    .devices_on_version(c, version, after.as_deref(), page)
+                    .unwrap();
+                assert_eq!(ours, theirs, "{count:?} page {page} after {after:?}");
+                match ours.last() {
+                    Some(d) if ours.len() == page => after = Some(d.id.clone()),
+                    _ => break,
+                }
+            }
+        }
+    }
+    for (class, version) in [("thermo", "2.0.0"), ("", "0.2.0"), ("pump", "2.0.0")] {
+        for state in [AttemptState::Downloading, AttemptState::Failed] {
+            let ours = FirmwareCatalog::firmware_attempts(&reader, class, version, state).unwrap();
+            let theirs = mem.firmware_attempts(class, version, state).unwrap();
+            assert_eq!(ours, theirs, "{class} {version} {state:?}");
+        }
+    }
+    assert_eq!(
+        mem.firmware_attempts("thermo", "2.0.0", AttemptState::Downloading)
+            .unwrap(),
+        1
+    );
 
     let c = CHUNK_SIZE as u64;
     for ((_, release), image) in rollouts.iter().zip([&image_1, &image_2]) {
