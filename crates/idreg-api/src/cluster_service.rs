@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use idreg_core::Caller;
 use idreg_proto::v1 as pb;
-use idreg_raft::{ClusterView, RegistryNode, WriteError};
+use idreg_raft::{ClusterView, MemberView, RegistryNode, WriteError};
 use pb::cluster_client::ClusterClient;
 use pb::cluster_server::Cluster;
 use tonic::{Request, Response, Status};
@@ -88,25 +88,16 @@ impl ClusterService {
         Ok(ClusterClient::new(channel))
     }
 
-    /// On the peer listener the caller is a node: a member may do anything
-    /// (it forwards operators' requests to the leader); a node that is not a
-    /// member yet may only ask to add itself. Client callers passed the role
-    /// check of the client listener already.
     fn check_node_caller<T>(
         &self,
         req: &Request<T>,
         adds_itself: Option<u64>,
     ) -> Result<(), Status> {
-        let Some(Caller::Node(id)) = req.extensions().get::<Caller>() else {
-            return Ok(());
-        };
-        let view = self.node.view();
-        if view.members.iter().any(|m| m.id == *id) || adds_itself == Some(*id) {
-            return Ok(());
-        }
-        Err(Status::permission_denied(format!(
-            "node {id} is not a member: it may only ask to add itself"
-        )))
+        node_caller_allowed(
+            req.extensions().get::<Caller>(),
+            &self.node.view().members,
+            adds_itself,
+        )
     }
 
     /// The status after a change, from this node's view.
@@ -173,20 +164,7 @@ impl Cluster for ClusterService {
     ) -> Result<Response<pb::ClusterStatus>, Status> {
         self.check_node_caller(&req, Some(req.get_ref().id))?;
         let r = req.into_inner();
-        if r.id == 0 {
-            return Err(Status::invalid_argument("id: node ids start at 1"));
-        }
-        let port_ok = r.addr.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty()
-                && !host.contains('/')
-                && !host.contains('@')
-                && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-        if !port_ok {
-            return Err(Status::invalid_argument(
-                "addr: give the node's peer address as HOST:PORT (no scheme, no path)",
-            ));
-        }
+        check_new_member(r.id, &r.addr)?;
         match self.node.add_node(r.id, &r.addr, r.learner_only).await {
             Ok(()) => Ok(self.status()),
             Err(WriteError::NotLeader { .. }) => {
@@ -194,10 +172,7 @@ impl Cluster for ClusterService {
                 fwd.set_timeout(CHANGE_TIMEOUT);
                 self.leader()?.add_node(fwd).await
             }
-            Err(WriteError::Refused(why)) if why.contains("already a member") => {
-                Err(Status::already_exists(why))
-            }
-            Err(e) => Err(change_status(e)),
+            Err(e) => Err(write(e)),
         }
     }
 
@@ -214,10 +189,7 @@ impl Cluster for ClusterService {
                 fwd.set_timeout(CHANGE_TIMEOUT);
                 self.leader()?.remove_node(fwd).await
             }
-            Err(WriteError::Refused(why)) if why.contains("not a member") => {
-                Err(Status::not_found(why))
-            }
-            Err(e) => Err(change_status(e)),
+            Err(e) => Err(write(e)),
         }
     }
 
@@ -283,9 +255,129 @@ impl Cluster for ClusterService {
     }
 }
 
-fn change_status(e: WriteError) -> Status {
-    match e {
-        WriteError::Refused(why) => Status::failed_precondition(why),
-        other => write(other),
+/// On the peer listener the caller is a node: a member may do anything (it
+/// forwards operators' requests to the leader); a node that is not a member
+/// yet may only ask to add itself (`adds_itself`). Client callers passed the
+/// role check of the client listener already.
+fn node_caller_allowed(
+    caller: Option<&Caller>,
+    members: &[MemberView],
+    adds_itself: Option<u64>,
+) -> Result<(), Status> {
+    let Some(Caller::Node(id)) = caller else {
+        return Ok(());
+    };
+    if members.iter().any(|m| m.id == *id) || adds_itself == Some(*id) {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "node {id} is not a member: it may only ask to add itself"
+    )))
+}
+
+/// A node to add: an id from 1, and a peer address as HOST:PORT.
+fn check_new_member(id: u64, addr: &str) -> Result<(), Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument("id: node ids start at 1"));
+    }
+    let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains('/')
+            && !host.contains('@')
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !port_ok {
+        return Err(Status::invalid_argument(
+            "addr: give the node's peer address as HOST:PORT (no scheme, no path)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use idreg_core::{Principal, Role};
+    use tonic::Code;
+
+    use super::*;
+
+    fn member(id: u64) -> MemberView {
+        MemberView {
+            id,
+            addr: format!("10.0.0.{id}:5416"),
+            voter: true,
+            matched_index: 0,
+            lag: 0,
+            replicating: true,
+        }
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_member_may_only_ask_to_add_itself() {
+        let members = [member(1), member(2)];
+        let node = |id| Caller::Node(id);
+        assert!(node_caller_allowed(Some(&node(2)), &members, None).is_ok());
+        assert!(node_caller_allowed(Some(&node(3)), &members, Some(3)).is_ok());
+        for adds in [None, Some(4)] {
+            let e = node_caller_allowed(Some(&node(3)), &members, adds).unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+            assert!(e.message().contains("node 3"), "{e:?}");
+        }
+        // Operators were checked by role on the client listener.
+        let ops = Caller::Client(Principal {
+            name: "ops".into(),
+            role: Role::Admin,
+        });
+        assert!(node_caller_allowed(Some(&ops), &members, None).is_ok());
+        assert!(node_caller_allowed(None, &[], None).is_ok());
+    }
+
+    #[test]
+    fn a_new_member_needs_an_id_and_a_host_and_port() {
+        for ok in ["10.0.0.4:5416", "idreg-3.idreg-peer:5416", "[::1]:5416"] {
+            assert!(check_new_member(4, ok).is_ok(), "{ok}");
+        }
+        assert!(check_new_member(0, "10.0.0.4:5416")
+            .unwrap_err()
+            .message()
+            .starts_with("id:"));
+        for bad in [
+            "10.0.0.4",
+            ":5416",
+            "10.0.0.4:0",
+            "10.0.0.4:65536",
+            "https://10.0.0.4:5416",
+            "user@10.0.0.4:5416",
+            "10.0.0.4:port",
+        ] {
+            let e = check_new_member(4, bad).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+            assert!(e.message().starts_with("addr:"), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn membership_refusals_keep_their_codes() {
+        let cases = [
+            (
+                WriteError::MemberElsewhere {
+                    id: 3,
+                    addr: "10.0.0.3:5416".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (WriteError::NotAMember(9), Code::NotFound),
+            (
+                WriteError::Refused("node 1 is the last voter".into()),
+                Code::FailedPrecondition,
+            ),
+            (WriteError::NoLeader, Code::Unavailable),
+        ];
+        for (e, code) in cases {
+            let text = e.to_string();
+            let status = write(e);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+        }
     }
 }

@@ -47,6 +47,8 @@ pub fn write(e: WriteError) -> Status {
         | WriteError::OutcomeUnknown(_)
         | WriteError::ShuttingDown => Status::unavailable(e.to_string()),
         WriteError::Refused(_) => Status::failed_precondition(e.to_string()),
+        WriteError::MemberElsewhere { .. } => Status::already_exists(e.to_string()),
+        WriteError::NotAMember(_) => Status::not_found(e.to_string()),
         WriteError::Raft(_) => Status::internal(e.to_string()),
     }
 }

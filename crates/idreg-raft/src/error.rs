@@ -14,6 +14,10 @@ pub enum WriteError {
     OutcomeUnknown(String),
     #[error("{0}")]
     Refused(String),
+    #[error("node {id} is already a member at {addr}; remove it first to change its address")]
+    MemberElsewhere { id: u64, addr: String },
+    #[error("node {0} is not a member")]
+    NotAMember(u64),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("raft: {0}")]

@@ -397,10 +397,10 @@ impl RegistryNode {
         let view = self.view();
         if let Some(existing) = view.members.iter().find(|m| m.id == id) {
             if existing.addr != addr {
-                return Err(WriteError::Refused(format!(
-                    "node {id} is already a member at {}; remove it first to change its address",
-                    existing.addr
-                )));
+                return Err(WriteError::MemberElsewhere {
+                    id,
+                    addr: existing.addr.clone(),
+                });
             }
         }
         self.when_no_change_in_progress(|| self.raft.add_learner(id, BasicNode::new(addr), true))
@@ -416,7 +416,7 @@ impl RegistryNode {
     pub async fn remove_node(&self, id: NodeId) -> Result<(), WriteError> {
         let view = self.view();
         let Some(member) = view.members.iter().find(|m| m.id == id) else {
-            return Err(WriteError::Refused(format!("node {id} is not a member")));
+            return Err(WriteError::NotAMember(id));
         };
         if member.voter {
             if view.members.iter().filter(|m| m.voter).count() == 1 {
