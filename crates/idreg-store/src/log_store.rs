@@ -183,6 +183,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // One WAL holds the whole log, and this syncs all of it: a later
+        // append's flush makes every earlier one durable. The patched
+        // openraft (vendor/openraft/IDREG-PATCH.md) relies on that when the
+        // leader's flushes are reported out of order.
         let db = self.db.clone();
         let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
