@@ -586,6 +586,32 @@ async fn watch_streams_every_change_and_resumes_without_gaps() {
     assert_eq!(seen.len(), 40);
 }
 
+/// Founding members stand for election one at a time, in id order, a
+/// second apart. With the first founding member down, the next one forms
+/// the cluster when its turn comes; the first joins when it starts, and
+/// ends up with every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_forms_without_its_first_founding_member() {
+    let _serial = SERIAL.lock().await;
+    let mut c = TestCluster::start_founders_without(3, &[1]).await;
+    let leader = c.wait_for_leader().await;
+    assert_ne!(leader, 1);
+    create_many(&c.addrs[&leader], "early", 20, 4).await;
+
+    c.start_founder(1).await;
+    let leader_applied = c.status(leader).await.applied_index;
+    c.wait_applied(1, leader_applied).await;
+    let ids = all_ids_local(&c.addrs[&1]).await;
+    assert_eq!(ids.len(), 20, "node 1 caught up: {ids:?}");
+    let s = c.status(1).await;
+    assert_eq!(s.members.len(), 3, "{s:?}");
+    assert_eq!(
+        c.wait_for_leader().await,
+        leader,
+        "node 1 took nothing over"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
     let _serial = SERIAL.lock().await;

@@ -40,14 +40,30 @@ impl TestCluster {
     /// Starts `n` nodes: node 1 founds the cluster, the others are added
     /// with `cluster add-node` (how an operator grows a cluster).
     pub async fn start(n: u64, extra: &[&str]) -> TestCluster {
-        Self::start_inner(n, extra, false).await
+        Self::start_inner(n, extra, false, &[]).await
     }
 
     /// Starts `n` nodes founded together with `--initial-cluster`, whose
     /// node-to-node traffic passes fault proxies the test can cut (see
     /// [`TestCluster::isolate`]).
     pub async fn start_with_proxies(n: u64, extra: &[&str]) -> TestCluster {
-        Self::start_inner(n, extra, true).await
+        Self::start_inner(n, extra, true, &[]).await
+    }
+
+    /// As [`TestCluster::start_with_proxies`], with the founding members in
+    /// `absent` not started (their proxies refuse): the cluster forms
+    /// without them. [`TestCluster::start_founder`] starts one later.
+    pub async fn start_founders_without(n: u64, absent: &[u64]) -> TestCluster {
+        Self::start_inner(n, &[], true, absent).await
+    }
+
+    /// Starts founding member `id`, left out at the start, as it would
+    /// have started: empty, with `--initial-cluster`.
+    pub async fn start_founder(&mut self, id: u64) {
+        assert!(self.nodes[&id].is_none(), "node {id} is running");
+        let s = self.spawn(id, "new").await;
+        self.learn_bound(id, &s);
+        self.nodes.insert(id, Some(s));
     }
 
     /// Without proxies, node 1 founds the cluster alone and each other node
@@ -56,7 +72,7 @@ impl TestCluster {
     /// `--initial-cluster` naming them. Either way every port is bound as 0
     /// by whoever listens on it (node or proxy) and read back: no port is
     /// probed and released for someone else to take.
-    async fn start_inner(n: u64, extra: &[&str], proxied: bool) -> TestCluster {
+    async fn start_inner(n: u64, extra: &[&str], proxied: bool, absent: &[u64]) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let kek = dir.path().join("kek.hex");
         super::write_kek(&kek);
@@ -85,6 +101,10 @@ impl TestCluster {
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for id in 1..=n {
+            if absent.contains(&id) {
+                c.nodes.insert(id, None);
+                continue;
+            }
             if id > 1 && !proxied {
                 c.join(id).await;
                 continue;

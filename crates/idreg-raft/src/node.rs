@@ -96,6 +96,10 @@ fn change_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> Wr
     }
 }
 
+/// How long a founding member waits, per member before it in id order,
+/// for the cluster to form before it initialises it itself.
+const FOUNDING_STAGGER: Duration = Duration::from_secs(1);
+
 impl RegistryNode {
     /// Starts the node on `store`. An empty store founds a cluster from
     /// `config.initial_members` (or of itself alone) when `config.bootstrap`;
@@ -142,10 +146,37 @@ impl RegistryNode {
                     .map(|(id, addr)| (*id, BasicNode::new(addr)))
                     .collect()
             };
-            // Every founding member initialises with the same membership; one
-            // that already heard from an elected leader is refused, harmlessly.
-            if let Err(e) = raft.initialize(members).await {
-                tracing::info!("cluster already formed: {e}");
+            // Founding members initialise with the same membership one after
+            // another in id order, FOUNDING_STAGGER apart: the first elects
+            // itself and brings the others in with the membership, so they
+            // never stand against it (members that all stood at once split
+            // the vote, and a second election cost an election timeout). One
+            // that already heard from the leader is refused, harmlessly; one
+            // whose predecessors are down founds the cluster when its turn
+            // comes.
+            let rank = config
+                .initial_members
+                .keys()
+                .position(|id| *id == config.node_id)
+                .unwrap_or(0) as u32;
+            if rank == 0 {
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::info!("cluster already formed: {e}");
+                }
+            } else {
+                let raft = raft.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(FOUNDING_STAGGER * rank).await;
+                    if raft.is_initialized().await.unwrap_or(true) {
+                        return;
+                    }
+                    match raft.initialize(members).await {
+                        Ok(()) => tracing::info!(
+                            "no founding member before this one formed the cluster; this one does"
+                        ),
+                        Err(e) => tracing::info!("cluster already formed: {e}"),
+                    }
+                });
             }
         }
         if single && config.bootstrap {
