@@ -185,7 +185,7 @@ pub fn spawn_upload_sweeper(node: RegistryNode) {
             if node.view().leader_id != Some(node.id()) {
                 continue;
             }
-            let staged = match node.reader().firmware_releases(true) {
+            let staged = match FirmwareCatalog::firmware_releases(&node.reader(), true) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("upload sweep: {e}");

@@ -126,14 +126,6 @@ impl RegistryReader {
         Ok(out)
     }
 
-    /// Every enrollment group, by name (groups are few: tens, not millions).
-    /// The firmware signers, by name.
-    pub fn firmware_signers(&self) -> Result<Vec<idreg_core::FirmwareSigner>, StoreError> {
-        self.cluster_scan(CLUSTER_FW_SIGNER_PREFIX, |_, v| {
-            decode_as("firmware signer", v).map(Some)
-        })
-    }
-
     /// A tenant's clone policy, if one is set.
     pub fn tenant_clone_policy(
         &self,
@@ -145,6 +137,7 @@ impl RegistryReader {
         )
     }
 
+    /// Every enrollment group, by name (groups are few: tens, not millions).
     pub fn enrollment_groups(&self) -> Result<Vec<EnrollmentGroup>, StoreError> {
         self.cluster_scan(CLUSTER_GROUP_PREFIX, |_, v| {
             decode_as("enrollment group", v).map(Some)
@@ -167,7 +160,7 @@ impl RegistryReader {
         })
     }
 
-    fn cluster_scan<T>(
+    pub(crate) fn cluster_scan<T>(
         &self,
         pfx: &[u8],
         mut each: impl FnMut(&[u8], &[u8]) -> Result<Option<T>, StoreError>,

@@ -11,7 +11,8 @@ mod common;
 
 use common::{entry, id, snapshot_into};
 use idreg_core::{
-    Command, DeviceClass, FirmwareSigner, Kek, Labels, NewDevice, SignerName, TenantId,
+    Command, DeviceClass, FirmwareCatalog, FirmwareSigner, Kek, Labels, NewDevice, SignerName,
+    TenantId,
 };
 use idreg_store::{RegistryReader, Store, VersionCount};
 use openraft::storage::RaftStateMachine;
@@ -205,7 +206,7 @@ fn release_commands(
 #[tokio::test]
 async fn the_in_memory_catalog_answers_as_the_store_does() {
     use idreg_core::mem::MemRegistry;
-    use idreg_core::{Author, FirmwareCatalog, Proposal, Role};
+    use idreg_core::{Author, Proposal, Role};
 
     let kek = Kek::from_bytes(&[9; 32]);
     let dir = tempfile::tempdir().unwrap();
