@@ -1,6 +1,7 @@
 //! ARCHITECTURE.md stays true: its layering table is exactly the crates'
 //! dependencies as `cargo metadata` sees them, its code map names every
-//! source file, and it points at nothing outside the repository.
+//! source file, it points at nothing outside the repository, and the
+//! openraft built is the patched copy it describes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -177,4 +178,34 @@ fn it_points_at_nothing_outside_the_repository() {
     let doc = architecture();
     let outside: Vec<&str> = doc.lines().filter(|l| l.contains("../")).collect();
     assert!(outside.is_empty(), "{outside:#?}");
+}
+
+/// The openraft built is the patched copy in `vendor/openraft`
+/// (`IDREG-PATCH.md`: the leader's flush overlaps replication). A version
+/// bump that left the `[patch.crates-io]` entry unused would bring back the
+/// flush before replication without a word, so it fails here instead.
+#[test]
+fn openraft_is_the_vendored_patched_copy() {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+    let openraft: Vec<&str> = lock
+        .split("[[package]]")
+        .filter(|p| p.contains("\nname = \"openraft\"\n"))
+        .collect();
+    assert_eq!(openraft.len(), 1, "one openraft in Cargo.lock");
+    assert!(
+        !openraft[0].contains("source ="),
+        "Cargo.lock takes openraft from a registry, not vendor/openraft:{}",
+        openraft[0]
+    );
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("openraft = { path = \"vendor/openraft\" }"),
+        "Cargo.toml patches openraft with vendor/openraft"
+    );
+    let core =
+        std::fs::read_to_string(root().join("vendor/openraft/src/core/raft_core.rs")).unwrap();
+    assert!(
+        core.contains("fn append_to_log_in_background"),
+        "vendor/openraft lacks idreg.patch"
+    );
 }
