@@ -12,6 +12,9 @@ use std::process::Command;
 
 use common::*;
 
+/// The PSK of the fixture's devices (`tests/fixtures/make_format_1.sh`).
+const PSK: &str = "sixteen-byte-key";
+
 /// The fixture unpacked in `into`: `into/data` (the node's directory, with
 /// its development PKI and KEK) and `into/backup.snap`.
 fn unpack_format_1(into: &Path) {
@@ -42,27 +45,6 @@ fn ids(list: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// `coap-client-openssl` GET /id as PSK `identity`: what it printed.
-fn libcoap_id(tool: &Path, front: std::net::SocketAddr, identity: &str) -> String {
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg(tool)
-        .args([
-            "-m",
-            "get",
-            "-B",
-            "5",
-            "-u",
-            identity,
-            "-k",
-            "sixteen-byte-key",
-        ])
-        .arg(format!("coaps://{front}/id"))
-        .output()
-        .unwrap();
-    output_text(&out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,15 +113,15 @@ async fn a_format_1_directory_is_migrated_on_start_and_serves_as_before() {
     // one does not.
     if let Some(tool) = &tool {
         let front = server.front_addr().await;
-        let got = libcoap_id(tool, front, "sensor-1-id");
+        let got = libcoap_psk_get(tool, &front.to_string(), ("sensor-1-id", PSK), "/id", &[]);
         assert!(got.contains("sensor-1 active psk"), "{got}");
-        let refused = libcoap_id(tool, front, "stolen-1-id");
+        let refused = libcoap_psk_get(tool, &front.to_string(), ("stolen-1-id", PSK), "/id", &[]);
         assert!(!refused.contains("stolen-1 active"), "{refused}");
     }
 
     // It goes on writing, and a restart neither migrates again nor loses
     // what was written since.
-    add_psk_device_cli(&server, "new-1", "sixteen-byte-key", &[]);
+    add_psk_device_cli(&server, "new-1", PSK, &[]);
     cli_ok(&server, &["device", "revoke", "sensor-2"]);
     server.terminate();
     server.restart().await;

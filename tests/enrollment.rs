@@ -14,11 +14,6 @@ use common::*;
 
 const KEY: &str = "correct horse battery staple";
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    output_text(&out)
-}
-
 /// `idreg ca show -o json` until the CA is there (the leader makes it just
 /// after founding), bounded.
 fn ca_json(server: &Server) -> serde_json::Value {
@@ -69,13 +64,9 @@ async fn add_psk_device(server: &Server, id: &str) {
 fn coap_get(front: &str, id: &str, path: &str, extra: &[&str], out: &Path) -> String {
     let tool = external_tool("coap-client-openssl").expect("coap-client-openssl");
     let _ = std::fs::remove_file(out);
-    run(Command::new("timeout")
-        .arg("30")
-        .arg(tool)
-        .args(["-m", "get", "-B", "5", "-u", id, "-k", KEY, "-o"])
-        .arg(out)
-        .args(extra)
-        .arg(format!("coaps://{front}{path}")))
+    let out = out.to_str().unwrap();
+    let options = [&["-o", out], extra].concat();
+    libcoap_psk_get(&tool, front, (id, KEY), path, &options)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

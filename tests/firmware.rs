@@ -366,14 +366,13 @@ async fn a_device_updates_through_a_rollout() {
     add("t5", &["idreg.io/class=thermo", "site=berlin"]);
     add("o1", &["idreg.io/class=other", "site=berlin"]);
     let coap = |id: &str, path: &str| {
-        let out = Command::new("timeout")
-            .arg("30")
-            .arg(&libcoap)
-            .args(["-m", "get", "-B", "5", "-u", &format!("{id}-id"), "-k", KEY])
-            .arg(format!("coaps://{front}{path}"))
-            .output()
-            .unwrap();
-        output_text(&out)
+        libcoap_psk_get(
+            &libcoap,
+            &front.to_string(),
+            (&format!("{id}-id"), KEY),
+            path,
+            &[],
+        )
     };
     // The smallest devices report with a query on /id.
     assert!(coap("t4", "/id?fw=2.0.0").contains("t4 active"), "t4");

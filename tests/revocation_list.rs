@@ -18,26 +18,9 @@ const KEY: &str = "correct horse battery staple";
 /// libcoap GET as PSK device `id`, the payload saved to `out`.
 fn coap_get(tool: &Path, front: &str, id: &str, path: &str, extra: &[&str], out: &Path) -> String {
     let _ = std::fs::remove_file(out);
-    let o = Command::new("timeout")
-        .arg("30")
-        .arg(tool)
-        .args([
-            "-m",
-            "get",
-            "-B",
-            "5",
-            "-u",
-            &format!("{id}-id"),
-            "-k",
-            KEY,
-            "-o",
-        ])
-        .arg(out)
-        .args(extra)
-        .arg(format!("coaps://{front}{path}"))
-        .output()
-        .expect("coap-client");
-    output_text(&o)
+    let out = out.to_str().unwrap();
+    let options = [&["-o", out], extra].concat();
+    libcoap_psk_get(tool, front, (&format!("{id}-id"), KEY), path, &options)
 }
 
 fn python_check(python: &Path, args: &[&Path]) -> (bool, String) {

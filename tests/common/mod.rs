@@ -652,6 +652,29 @@ pub async fn sessions_of(server: &Server, device: &str) -> Vec<pb::Session> {
         .sessions
 }
 
+/// libcoap's `coap-client` GET of `coaps://{front}{path}` as PSK
+/// `identity` with `key`, five seconds to answer (`-B 5`), `extra` options
+/// before the URI (`-o FILE`, `-A 50`, …): what it printed. libcoap exits 0
+/// even when it fails, so callers assert on the text.
+#[allow(dead_code)]
+pub fn libcoap_psk_get(
+    tool: &Path,
+    front: &str,
+    (identity, key): (&str, &str),
+    path: &str,
+    extra: &[&str],
+) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(tool)
+        .args(["-m", "get", "-B", "5", "-u", identity, "-k", key])
+        .args(extra)
+        .arg(format!("coaps://{front}{path}"))
+        .output()
+        .expect("coap-client");
+    output_text(&out)
+}
+
 /// libcoap observing `/rl` as PSK `identity` with `key` from `local_ip`
 /// for `secs`: a session that stays live that long.
 #[allow(dead_code)]
