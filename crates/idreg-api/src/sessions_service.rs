@@ -203,60 +203,24 @@ mod tests {
     //! The service over an in-memory audit: filters, pages and their
     //! tokens, and refusals, with no RocksDB.
 
-    use idreg_core::mem_session_audit::MemSessionAudit;
-    use idreg_core::{ClonePolicy, SessionCredential, SessionEnd, SessionStart};
+    use idreg_core::mem_session_audit::{clone_sighting, ended_session, MemSessionAudit};
     use prost_types::Timestamp;
 
     use super::*;
-
-    fn rec(id: u64, device: &str, started_ms: u64) -> SessionRecord {
-        SessionRecord {
-            id,
-            device: device.into(),
-            peer: "127.0.0.1:5000".into(),
-            credential: SessionCredential::Psk,
-            started_ms,
-            ended_ms: Some(started_ms + 5),
-            bytes_in: 1,
-            bytes_out: 2,
-            end: Some(SessionEnd::Idle),
-            suite: "TLS_PSK_WITH_AES_128_CCM_8".into(),
-            connection_id: false,
-            address_changes: Vec::new(),
-            restored: false,
-        }
-    }
-
-    fn sighting(id: u64, device: &str, at_ms: u64) -> CloneSighting {
-        let start = |node: u64| SessionStart {
-            device: device.into(),
-            ip: [127, 0, 0, node as u8].into(),
-            node,
-            session: id,
-            started_ms: at_ms,
-        };
-        CloneSighting {
-            first: start(1),
-            second: start(2),
-            at_ms,
-            policy: ClonePolicy::Alert,
-            id,
-        }
-    }
 
     /// 30 sessions of devices a, b, c, three to a millisecond (so pages
     /// end inside one), and clone sightings of a and b.
     fn service() -> SessionsService<MemSessionAudit> {
         let audit = MemSessionAudit::default();
         let records: Vec<_> = (0..30u64)
-            .map(|i| rec(i, ["a", "b", "c"][i as usize % 3], 1_000 + i / 3))
+            .map(|i| ended_session(i, ["a", "b", "c"][i as usize % 3], 1_000 + i / 3))
             .collect();
         audit.record_sessions(&records).unwrap();
         audit
             .record_clones(&[
-                sighting(1, "a", 2_000),
-                sighting(2, "b", 2_000),
-                sighting(3, "a", 2_001),
+                clone_sighting(1, "a", 2_000),
+                clone_sighting(2, "b", 2_000),
+                clone_sighting(3, "a", 2_001),
             ])
             .unwrap();
         SessionsService::new(audit, None)

@@ -102,3 +102,42 @@ impl SessionAudit for MemSessionAudit {
         Ok(before - audit.sessions.len())
     }
 }
+
+/// For tests of the audit's users: session `id` of `device`, a PSK session
+/// from 127.0.0.1 that started at `started_ms` and ended idle 5 ms later.
+pub fn ended_session(id: u64, device: &str, started_ms: u64) -> SessionRecord {
+    SessionRecord {
+        id,
+        device: device.into(),
+        peer: "127.0.0.1:5000".into(),
+        credential: crate::SessionCredential::Psk,
+        started_ms,
+        ended_ms: Some(started_ms + 5),
+        bytes_in: 1,
+        bytes_out: 2,
+        end: Some(crate::SessionEnd::Idle),
+        suite: "TLS_PSK_WITH_AES_128_CCM_8".into(),
+        connection_id: false,
+        address_changes: Vec::new(),
+        restored: false,
+    }
+}
+
+/// For tests of the audit's users: sighting `id` of `device` at `at_ms`,
+/// its sessions on nodes 1 and 2 (from 127.0.0.1 and .2), alerted on.
+pub fn clone_sighting(id: u64, device: &str, at_ms: u64) -> CloneSighting {
+    let start = |node: u64| crate::SessionStart {
+        device: device.into(),
+        ip: [127, 0, 0, node as u8].into(),
+        node,
+        session: id,
+        started_ms: at_ms,
+    };
+    CloneSighting {
+        first: start(1),
+        second: start(2),
+        at_ms,
+        policy: crate::ClonePolicy::Alert,
+        id,
+    }
+}

@@ -241,25 +241,8 @@ impl SessionAudit for SessionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idreg_core::{SessionCredential, SessionEnd};
-
-    fn rec(id: u64, device: &str, started_ms: u64) -> SessionRecord {
-        SessionRecord {
-            id,
-            device: device.into(),
-            peer: "127.0.0.1:5000".into(),
-            credential: SessionCredential::Psk,
-            started_ms,
-            ended_ms: Some(started_ms + 5),
-            bytes_in: 1,
-            bytes_out: 2,
-            end: Some(SessionEnd::Idle),
-            suite: "TLS_PSK_WITH_AES_128_CCM_8".into(),
-            connection_id: false,
-            address_changes: Vec::new(),
-            restored: false,
-        }
-    }
+    use idreg_core::mem_session_audit::{clone_sighting, ended_session};
+    use idreg_core::SessionEnd;
 
     #[test]
     fn list_by_device_and_time_pages_and_purges() {
@@ -267,8 +250,12 @@ mod tests {
         let store = crate::Store::open(tmp.path(), &idreg_core::Kek::from_bytes(&[7; 32])).unwrap();
         let log = store.session_log();
         for i in 0..10u64 {
-            log.record(&rec(i, if i % 2 == 0 { "a" } else { "ab" }, 1000 + i))
-                .unwrap();
+            log.record(&ended_session(
+                i,
+                if i % 2 == 0 { "a" } else { "ab" },
+                1000 + i,
+            ))
+            .unwrap();
         }
         // "a" must not match "ab": the device prefix ends in NUL.
         let q = SessionQuery {
@@ -296,25 +283,9 @@ mod tests {
         );
 
         // Clone sightings: listed by device, paged, purged with the rest.
-        let sighting = |id: u64, device: &str, at_ms: u64| {
-            let start = |node: u64| idreg_core::SessionStart {
-                device: device.into(),
-                ip: [127, 0, 0, node as u8].into(),
-                node,
-                session: id,
-                started_ms: at_ms,
-            };
-            CloneSighting {
-                first: start(1),
-                second: start(2),
-                at_ms,
-                policy: idreg_core::ClonePolicy::Alert,
-                id,
-            }
-        };
-        log.record_clones(&[sighting(1, "a", 1001), sighting(2, "ab", 1002)])
+        log.record_clones(&[clone_sighting(1, "a", 1001), clone_sighting(2, "ab", 1002)])
             .unwrap();
-        log.record_clones(&[sighting(3, "a", 1009)]).unwrap();
+        log.record_clones(&[clone_sighting(3, "a", 1009)]).unwrap();
         let page = log.clones(Some("a"), None, 1).unwrap();
         assert_eq!(page.clones.iter().map(|c| c.id).collect::<Vec<_>>(), [1]);
         let page = log.clones(Some("a"), page.next, 1).unwrap();
@@ -323,7 +294,7 @@ mod tests {
         assert_eq!(log.clones(None, None, 10).unwrap().clones.len(), 3);
 
         // Overwriting a record (session end) keeps one entry.
-        let mut r = rec(3, "ab", 1003);
+        let mut r = ended_session(3, "ab", 1003);
         r.end = Some(SessionEnd::Revoked);
         log.record(&r).unwrap();
         assert_eq!(log.sessions(&q, None, 100).unwrap().sessions.len(), 3);
