@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::caller_auth::author;
 use crate::convert::{self, now_ms};
 use crate::registry_backend::RegistryBackend;
-use crate::status::{invalid, rejection, storage, write};
+use crate::status::{invalid, storage, write};
 
 /// The service over a registry backend: the replicated [`RegistryNode`] in
 /// the server, the in-memory one in its unit tests.
@@ -86,11 +86,7 @@ impl<B: RegistryBackend> Enrollment for EnrollmentService<B> {
         };
         let info = device_ca_info(&ca);
         let command = Command::SetDeviceCa { ca, replace: true };
-        self.node
-            .propose(command, by)
-            .await
-            .map_err(write)?
-            .map_err(rejection)?;
+        self.node.commit(command, by).await?;
         Ok(Response::new(info))
     }
 
@@ -105,10 +101,8 @@ impl<B: RegistryBackend> Enrollment for EnrollmentService<B> {
         let group = convert::enrollment_group(group, now_ms()).map_err(invalid)?;
         let name = group.name.clone();
         self.node
-            .propose(Command::AddEnrollmentGroup(group), by)
-            .await
-            .map_err(write)?
-            .map_err(rejection)?;
+            .commit(Command::AddEnrollmentGroup(group), by)
+            .await?;
         // Read back once this node has applied the write (it may follow).
         self.node.linearize().await.map_err(write)?;
         self.group(&name).map(Response::new)
@@ -146,11 +140,7 @@ impl<B: RegistryBackend> Enrollment for EnrollmentService<B> {
             name: name.clone(),
             enabled: req.enabled,
         };
-        self.node
-            .propose(command, by)
-            .await
-            .map_err(write)?
-            .map_err(rejection)?;
+        self.node.commit(command, by).await?;
         // Read back once this node has applied the write (it may follow).
         self.node.linearize().await.map_err(write)?;
         self.group(&name).map(Response::new)
@@ -163,10 +153,8 @@ impl<B: RegistryBackend> Enrollment for EnrollmentService<B> {
         let by = author(&request);
         let name = GroupName::parse("name", &request.get_ref().name).map_err(invalid)?;
         self.node
-            .propose(Command::DeleteEnrollmentGroup { name }, by)
-            .await
-            .map_err(write)?
-            .map_err(rejection)?;
+            .commit(Command::DeleteEnrollmentGroup { name }, by)
+            .await?;
         Ok(Response::new(pb::DeleteEnrollmentGroupResponse {}))
     }
 }

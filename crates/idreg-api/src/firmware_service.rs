@@ -17,7 +17,7 @@ use crate::convert::{self, now_ms};
 use crate::firmware_report;
 use crate::firmware_upload::FirmwareUploads;
 use crate::registry_backend::RegistryBackend;
-use crate::status::{invalid, rejection, storage, write};
+use crate::status::{invalid, storage};
 
 /// Runs on any [`RegistryBackend`] whose registry is also a
 /// [`FirmwareCatalog`]: the replicated node in the server, the in-memory
@@ -38,10 +38,6 @@ where
             uploads: FirmwareUploads::new(backend.clone()),
             backend,
         }
-    }
-
-    async fn propose(&self, command: Command, by: idreg_core::Principal) -> Result<(), Status> {
-        propose(&self.backend, command, by).await
     }
 
     fn rollout(&self, release: &ReleaseId) -> Result<idreg_core::Rollout, Status> {
@@ -105,20 +101,6 @@ pub(crate) fn rollout_to_proto(r: &idreg_core::Rollout) -> pb::Rollout {
         created_at: Some(convert::timestamp(r.created_ms)),
         updated_at: Some(convert::timestamp(r.updated_ms)),
     }
-}
-
-/// Proposes a firmware command; its refusal or failure as a gRPC status.
-pub(crate) async fn propose<B: RegistryBackend>(
-    backend: &B,
-    command: Command,
-    by: idreg_core::Principal,
-) -> Result<(), Status> {
-    backend
-        .propose(command, by)
-        .await
-        .map_err(write)?
-        .map_err(rejection)
-        .map(|_| ())
 }
 
 /// A signed manifest checked against the registered signers: the signer's
@@ -185,7 +167,8 @@ where
         let by = author(&request);
         let r = request.get_ref();
         let release = release_id(&r.device_class, &r.version)?;
-        self.propose(Command::RemoveFirmwareRelease { release }, by)
+        self.backend
+            .commit(Command::RemoveFirmwareRelease { release }, by)
             .await?;
         Ok(Response::new(pb::RemoveReleaseResponse {}))
     }
@@ -215,7 +198,9 @@ where
             created_ms: 0,
             updated_ms: 0,
         };
-        self.propose(Command::SetRollout(rollout), by).await?;
+        self.backend
+            .commit(Command::SetRollout(rollout), by)
+            .await?;
         Ok(Response::new(rollout_to_proto(&self.rollout(&release)?)))
     }
 
@@ -227,14 +212,15 @@ where
         let req = request.into_inner();
         let release = release_id(&req.device_class, &req.version)?;
         let paused = req.paused;
-        self.propose(
-            Command::SetRolloutPaused {
-                release: release.clone(),
-                paused,
-            },
-            by,
-        )
-        .await?;
+        self.backend
+            .commit(
+                Command::SetRolloutPaused {
+                    release: release.clone(),
+                    paused,
+                },
+                by,
+            )
+            .await?;
         Ok(Response::new(rollout_to_proto(&self.rollout(&release)?)))
     }
 
@@ -245,7 +231,9 @@ where
         let by = author(&request);
         let r = request.get_ref();
         let release = release_id(&r.device_class, &r.version)?;
-        self.propose(Command::RemoveRollout { release }, by).await?;
+        self.backend
+            .commit(Command::RemoveRollout { release }, by)
+            .await?;
         Ok(Response::new(pb::RemoveRolloutResponse {}))
     }
 
@@ -298,7 +286,8 @@ where
                 .map_err(invalid)?,
             added_ms: now_ms(),
         };
-        self.propose(Command::AddFirmwareSigner(signer.clone()), by)
+        self.backend
+            .commit(Command::AddFirmwareSigner(signer.clone()), by)
             .await?;
         Ok(Response::new(signer_to_proto(&signer)))
     }
@@ -337,7 +326,8 @@ where
     ) -> Result<Response<pb::RemoveSignerResponse>, Status> {
         let by = author(&request);
         let name = SignerName::parse("name", &request.get_ref().name).map_err(invalid)?;
-        self.propose(Command::RemoveFirmwareSigner { name }, by)
+        self.backend
+            .commit(Command::RemoveFirmwareSigner { name }, by)
             .await?;
         Ok(Response::new(pb::RemoveSignerResponse {}))
     }

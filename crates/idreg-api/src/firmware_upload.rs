@@ -117,15 +117,12 @@ where
         image: &[u8],
     ) -> Result<FirmwareRelease, Status> {
         let upload: u64 = rand::random();
-        self.propose(
-            &by,
-            Command::BeginFirmwareUpload {
-                signer,
-                cose,
-                upload,
-            },
-        )
-        .await?;
+        let begin = Command::BeginFirmwareUpload {
+            signer,
+            cose,
+            upload,
+        };
+        self.backend.commit(begin, by.clone()).await?;
         let mut sent = Ok(());
         for (index, bytes) in image.chunks(CHUNK_SIZE).enumerate() {
             let put = Command::PutFirmwareChunk {
@@ -134,7 +131,7 @@ where
                 index: index as u32,
                 bytes: bytes.to_vec(),
             };
-            sent = self.propose(&by, put).await;
+            sent = self.backend.commit(put, by.clone()).await;
             if sent.is_err() {
                 break;
             }
@@ -144,14 +141,14 @@ where
                 release: id.clone(),
                 upload,
             };
-            sent = self.propose(&by, finish).await;
+            sent = self.backend.commit(finish, by.clone()).await;
         }
         if let Err(e) = sent {
             let abort = Command::AbortFirmwareUpload {
                 release: id.clone(),
                 upload,
             };
-            if let Err(a) = self.propose(&by, abort).await {
+            if let Err(a) = self.backend.commit(abort, by.clone()).await {
                 tracing::warn!(release = %id, "abandoned upload not aborted ({a}); the sweep will");
             }
             return Err(e);
@@ -161,10 +158,6 @@ where
             .firmware_release(&id)
             .map_err(storage)?
             .ok_or_else(|| Status::internal(format!("release {id} gone after its upload")))
-    }
-
-    async fn propose(&self, by: &Principal, command: Command) -> Result<(), Status> {
-        crate::firmware_service::propose(&self.backend, command, by.clone()).await
     }
 }
 

@@ -43,6 +43,22 @@ pub trait RegistryBackend: Clone + Send + Sync + 'static {
         async move { self.enqueue(command, by).await?.await }
     }
 
+    /// Proposes one command and waits until it is applied: a write that
+    /// failed, or the registry's refusal of it, as a gRPC status.
+    fn commit(
+        &self,
+        command: Command,
+        by: Principal,
+    ) -> impl Future<Output = Result<(), Status>> + Send {
+        async move {
+            self.propose(command, by)
+                .await
+                .map_err(crate::status::write)?
+                .map_err(crate::status::rejection)
+                .map(|_| ())
+        }
+    }
+
     /// Returns once every write acknowledged before the call is applied here.
     fn linearize(&self) -> impl Future<Output = Result<(), WriteError>> + Send;
 
