@@ -715,3 +715,61 @@ async fn an_upload_cut_by_kill_9_is_whole_everywhere_or_nowhere() {
         );
     }
 }
+
+/// openraft gives an AppendEntries its heartbeat interval (150 ms) to land.
+/// 64 firmware chunks once made one 2 MiB request, which a follower behind
+/// a slow link never took in time: the same request went again from the
+/// start, and the follower fell behind for good. Requests are now cut to a
+/// byte budget, so such a follower still gets the whole upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_on_a_slow_link_gets_a_whole_upload() {
+    let Some(python) = python_with("cbor2, cryptography") else {
+        return;
+    };
+    let mut cluster = TestCluster::start_with_proxies(3, &[]).await;
+    let tmp = cluster.dir.path().to_path_buf();
+    let leader = cluster.wait_for_leader().await;
+    let slow = (1..=3).find(|n| *n != leader).unwrap();
+    let (key, public) = vendor_key(&tmp, "acme", "prime256v1");
+    cli_ok(
+        cluster.node(leader),
+        &["firmware", "signer", "add", "acme", "--public-key", &public],
+    );
+    // 3 MiB: 96 chunks of 32 KiB, each its own raft entry.
+    let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i * 17 % 251) as u8).collect();
+    let image = tmp.join("fw.bin");
+    std::fs::write(&image, &bytes).unwrap();
+    let manifest = vendor_manifest(
+        &python,
+        &key,
+        ("thermo", "3.0.0", None),
+        &image,
+        &tmp.join("m.cose"),
+    );
+    // The follower is down during the upload, then comes back on a slow
+    // link with the whole upload to catch up on.
+    cluster.kill9(slow);
+    cli_ok(
+        cluster.node(leader),
+        &[
+            "firmware",
+            "upload",
+            "--manifest",
+            &manifest,
+            "--image",
+            image.to_str().unwrap(),
+        ],
+    );
+    // 8 MiB/s: 256 KiB crosses in 31 ms, 2 MiB in a quarter second.
+    cluster.proxies[&slow].throttle(8 << 20);
+    cluster.restart(slow, "existing").await;
+    let last = cluster.status(leader).await.applied_index;
+    cluster.wait_applied(slow, last).await;
+    let listed: serde_json::Value = serde_json::from_str(&cli_ok(
+        cluster.node(slow),
+        &["firmware", "release", "list", "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(listed[0]["state"], "complete", "{listed}");
+    assert_eq!(listed[0]["chunks"], 96, "{listed}");
+}

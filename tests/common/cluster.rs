@@ -621,3 +621,17 @@ pub async fn register_load(
     }
     all
 }
+
+impl Drop for TestCluster {
+    /// A failed test keeps the nodes' data and logs, and says where: an
+    /// intermittent failure is otherwise gone with its evidence.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "cluster test failed: node logs kept in {}",
+                self.dir.path().display()
+            );
+        }
+    }
+}

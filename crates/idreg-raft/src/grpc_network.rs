@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::wire;
+use crate::{append_budget, wire};
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -178,11 +178,28 @@ impl PeerClient {
         F: FnOnce(RaftClient<Channel>, tonic::Request<RaftPayload>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
     {
+        let data = wire::encode(req).map_err(|e| self.fail(format!("encode: {e}"), false))?;
+        self.call_encoded(data, option, call).await
+    }
+
+    /// Sends the encoded `data` with `call` and decodes the peer's
+    /// `Result<Resp, E>`.
+    async fn call_encoded<Resp, E, F, Fut>(
+        &mut self,
+        data: Vec<u8>,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+        F: FnOnce(RaftClient<Channel>, tonic::Request<RaftPayload>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<RaftPayload>, tonic::Status>>,
+    {
         let client = match &self.client {
             Ok(c) => c.clone(),
             Err(e) => return Err(self.fail(format!("bad address: {e}"), false)),
         };
-        let data = wire::encode(req).map_err(|e| self.fail(format!("encode: {e}"), false))?;
         let mut request = tonic::Request::new(wire::payload(data));
         request.set_timeout(option.hard_ttl());
         let reply = match call(client, request).await {
@@ -209,10 +226,24 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(&rpc, &option, |mut c, r| async move {
-            c.append_entries(r).await
+        let data = wire::encode(&rpc).map_err(|e| self.fail(format!("encode: {e}"), false))?;
+        let (rpc, cut) = append_budget::fit(rpc, data.len(), append_budget::APPEND_BYTES);
+        let data = match cut {
+            None => data,
+            Some(_) => wire::encode(&rpc).map_err(|e| self.fail(format!("encode: {e}"), false))?,
+        };
+        let reply = self
+            .call_encoded(data, &option, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await?;
+        // The follower took the prefix sent; openraft sends the rest next.
+        Ok(match (reply, cut) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (reply, _) => reply,
         })
-        .await
     }
 
     async fn install_snapshot(

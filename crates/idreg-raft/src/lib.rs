@@ -6,6 +6,7 @@
 //! (batching, leadership, forwarding, the network); it does not interpret
 //! them. The registry rules live in idreg-core.
 
+pub mod append_budget;
 pub mod error;
 pub mod forwarded_batch;
 pub mod forwarder;
