@@ -485,7 +485,7 @@ async fn revoking_on_one_node_cuts_the_device_off_on_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_streams_every_change_and_resumes_without_gaps() {
     let _serial = SERIAL.lock().await;
-    let c = TestCluster::start(3, &[]).await;
+    let mut c = TestCluster::start(3, &[]).await;
     let leader = c.wait_for_leader().await;
     let follower = followers(&c, leader)[0];
     let mut w = c.node(leader).client().await;
@@ -584,6 +584,18 @@ async fn watch_streams_every_change_and_resumes_without_gaps() {
     );
     let seen: BTreeSet<_> = got.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(seen.len(), 40);
+
+    // SIGTERM with the watch still open: the node stops (a graceful server
+    // waits for open streams, and a watch never ends by itself), and the
+    // watcher is told where to resume.
+    c.terminate(follower);
+    let end = tokio::time::timeout(Duration::from_secs(10), live.next())
+        .await
+        .expect("the watch outlived its node");
+    let status = end.expect("the stream ended without a status").unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+    let resume = format!("from revision {}", msg.revision + 1);
+    assert!(status.message().contains(&resume), "{status}");
 }
 
 /// Founding members stand for election one at a time, in id order, a
@@ -697,13 +709,23 @@ async fn a_partitioned_leader_accepts_nothing_and_the_majority_carries_on() {
         history.len()
     );
     // All three converge on the same devices, the isolated writes' fate
-    // aside (they were never acknowledged; they may or may not exist).
-    let applied = c.status(leader).await.applied_index;
-    let mut views = Vec::new();
-    for id in 1..=3 {
-        c.wait_applied(id, applied).await;
-        views.push(all_ids_local(&c.addrs[&id]).await);
-    }
+    // aside (they were never acknowledged; they may or may not exist). One
+    // the old leader still held can reach the new leader after the heal,
+    // so the views are compared again until they agree (bounded).
+    let mut attempts = 0;
+    let views = loop {
+        let applied = c.status(leader).await.applied_index;
+        let mut views = Vec::new();
+        for id in 1..=3 {
+            c.wait_applied(id, applied).await;
+            views.push(all_ids_local(&c.addrs[&id]).await);
+        }
+        attempts += 1;
+        if (views[0] == views[1] && views[1] == views[2]) || attempts == 20 {
+            break views;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(views[0], views[1]);
     assert_eq!(views[1], views[2]);
     assert!(views[0].contains("after-partition"));

@@ -104,6 +104,12 @@ impl RegistryBackend for RegistryNode {
         slot: OwnedSemaphorePermit,
     ) -> Result<WatchReceiver, Status> {
         let store = self.store();
-        crate::watch_stream::start(store.history(), store.applied_watch(), from_revision, slot)
+        crate::watch_stream::start(
+            store.history(),
+            store.applied_watch(),
+            self.stopping(),
+            from_revision,
+            slot,
+        )
     }
 }

@@ -47,10 +47,13 @@ fn revision_to_proto(c: RevisionChanges) -> pb::WatchDevicesResponse {
 }
 
 /// Starts a watcher from `from` (0: after the current applied revision),
-/// holding `slot` (one of the node's watcher places) until it ends.
+/// holding `slot` (one of the node's watcher places) until it ends, or
+/// until `stopping` turns true: the node is going down, and the watcher
+/// gets UNAVAILABLE with the revision to resume from elsewhere.
 pub fn start(
     history: History,
     mut applied: watch::Receiver<u64>,
+    mut stopping: watch::Receiver<bool>,
     from: u64,
     slot: OwnedSemaphorePermit,
 ) -> Result<mpsc::Receiver<Result<pb::WatchDevicesResponse, Status>>, Status> {
@@ -89,9 +92,18 @@ pub fn start(
                 return;
             }
             if batch.is_empty() {
-                tokio::select! {
-                    changed = applied.changed() => if changed.is_err() { return },
+                let stopped = tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return } else { false },
                     _ = tx.closed() => return,
+                    _ = stopping.wait_for(|s| *s) => true,
+                };
+                if stopped {
+                    let _ = tx
+                        .send(Err(Status::unavailable(format!(
+                            "the node is stopping; watch again from revision {next}, on another node"
+                        ))))
+                        .await;
+                    return;
                 }
                 continue;
             }

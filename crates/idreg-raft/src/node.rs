@@ -69,6 +69,9 @@ pub struct RegistryNode {
     contact: crate::leader_contact::LeaderContact,
     herald: crate::session_herald::SessionHerald,
     write_metrics: crate::write_metrics::WriteMetrics,
+    /// Set when the node begins to stop: its long-lived streams (a peer's
+    /// AppendEntries, a client's watch) end, so the servers can drain.
+    stopping: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn now_ms() -> u64 {
@@ -239,6 +242,7 @@ impl RegistryNode {
             proposals: tx,
             snapshots,
             contact: Default::default(),
+            stopping: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 
@@ -337,6 +341,7 @@ impl RegistryNode {
             self.snapshots.clone(),
             self.contact.clone(),
             self.herald.listener_slot(),
+            self.stopping(),
         )
     }
 
@@ -518,6 +523,18 @@ impl RegistryNode {
             .await
             .map_err(raft_err)?;
         Ok(m.snapshot.map(|l| l.index).unwrap_or(0))
+    }
+
+    /// The node is going down: its long-lived streams end now. A server
+    /// stopping gracefully waits for every open stream, and a peer's
+    /// AppendEntries stream or a client's watch would never end by itself.
+    pub fn begin_stopping(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Becomes true when the node begins to stop.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     pub async fn shutdown(&self) {

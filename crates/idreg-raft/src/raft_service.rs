@@ -4,6 +4,7 @@
 //! proposal that does not decode is rejected alone; a snapshot is checked
 //! (order, size, MAC) before openraft installs it.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use idreg_core::Caller;
@@ -14,7 +15,8 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::Raft;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::forwarded_batch::ForwardedBatch;
 use crate::forwarder::ForwardRefusal;
@@ -29,6 +31,8 @@ pub struct RaftService {
     snapshots: Arc<SnapshotReceiver>,
     contact: LeaderContact,
     sessions: PeerSessionsSlot,
+    /// True once the node begins to stop: AppendEntries streams end.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Who sent a request: a node certificate's id (the peer listener admits no
@@ -62,7 +66,13 @@ impl RaftService {
     /// this node knows it (a node not yet given a membership knows none, and
     /// takes any node of the peer CA: the leader adding it).
     fn member<T>(&self, req: &Request<T>) -> Result<Option<u64>, Status> {
-        let Some(id) = sender(req)? else {
+        self.still_member(sender(req)?)
+    }
+
+    /// [`RaftService::member`] for a sender already authenticated: a stream
+    /// checks each of its messages, since membership can change under it.
+    fn still_member(&self, sender: Option<u64>) -> Result<Option<u64>, Status> {
+        let Some(id) = sender else {
             return Ok(None);
         };
         let metrics = self.raft.metrics();
@@ -87,17 +97,35 @@ impl RaftService {
         }
     }
 
+    /// One AppendEntries from `from`, answered as its encoded result.
+    async fn append(
+        &self,
+        from: Option<u64>,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> Result<pb::RaftPayload, Status> {
+        Self::same_sender(from, rpc.vote.leader_id().node_id, "AppendEntries")?;
+        let result = self.raft.append_entries(rpc).await;
+        // Anything but "your vote is stale" means a current leader spoke.
+        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.contact.touch();
+        }
+        Ok(reply(&result)?.into_inner())
+    }
+
     pub fn new(
         raft: Raft<TypeConfig>,
         snapshots: Arc<SnapshotReceiver>,
         contact: LeaderContact,
         sessions: PeerSessionsSlot,
+        stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             raft,
             snapshots,
             contact,
             sessions,
+            stopping,
         }
     }
 
@@ -116,14 +144,46 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::RaftPayload>, Status> {
         let from = self.member(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req, "AppendEntries")?;
-        Self::same_sender(from, rpc.vote.leader_id().node_id, "AppendEntries")?;
-        let result = self.raft.append_entries(rpc).await;
-        // Anything but "your vote is stale" means a current leader spoke.
-        if matches!(&result, Ok(r) if !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
-        {
-            self.contact.touch();
-        }
-        reply(&result)
+        Ok(Response::new(self.append(from, rpc).await?))
+    }
+
+    type AppendEntriesStreamStream =
+        Pin<Box<dyn Stream<Item = Result<pb::RaftPayload, Status>> + Send + 'static>>;
+
+    /// Each request answered in turn, on the task that polls the replies: no
+    /// task of its own. The first refusal (a stranger, a payload that does
+    /// not decode) ends the stream with its status; the node beginning to
+    /// stop ends it cleanly (the leader opens another, elsewhere or later).
+    async fn append_entries_stream(
+        &self,
+        req: Request<Streaming<pb::RaftPayload>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        let from = sender(&req)?;
+        self.still_member(from)?;
+        let requests = req.into_inner();
+        let replies =
+            futures::stream::unfold(Some((self.clone(), requests)), move |state| async move {
+                let (this, mut requests) = state?;
+                let mut stopping = this.stopping.clone();
+                let answer = async {
+                    let Some(payload) = requests.message().await? else {
+                        return Ok(None);
+                    };
+                    this.still_member(from)?;
+                    let rpc = decode(Request::new(payload), "AppendEntries")?;
+                    this.append(from, rpc).await.map(Some)
+                };
+                let answered = tokio::select! {
+                    answered = answer => answered,
+                    _ = stopping.wait_for(|s| *s) => Ok(None),
+                };
+                match answered {
+                    Ok(Some(reply)) => Some((Ok(reply), Some((this, requests)))),
+                    Ok(None) => None,
+                    Err(status) => Some((Err(status), None)),
+                }
+            });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(

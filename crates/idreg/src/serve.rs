@@ -206,8 +206,10 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = node.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
+        stopping.begin_stopping();
         let _ = stop_tx.send(true);
     });
     // Request metrics are counted only when /metrics is on: with it off the
