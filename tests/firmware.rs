@@ -36,6 +36,31 @@ fn vendor_manifest(
     out.display().to_string()
 }
 
+/// A 3 MiB `thermo` image (96 chunks of 32 KiB, each its own raft entry)
+/// whose bytes follow `(step, modulus)`, and its manifest signed by `key`:
+/// (image, manifest) paths.
+fn three_mib_release(
+    python: &Path,
+    key: &str,
+    version: &str,
+    (step, modulus): (u32, u32),
+    dir: &Path,
+) -> (std::path::PathBuf, String) {
+    let bytes: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i * step % modulus) as u8)
+        .collect();
+    let image = dir.join("fw.bin");
+    std::fs::write(&image, &bytes).unwrap();
+    let manifest = vendor_manifest(
+        python,
+        key,
+        ("thermo", version, None),
+        &image,
+        &dir.join("m.cose"),
+    );
+    (image, manifest)
+}
+
 /// `firmware rollout status 1.4.2 --class thermo`, as JSON.
 fn rollout_status(server: &Server) -> serde_json::Value {
     serde_json::from_str(&cli_ok(
@@ -586,17 +611,7 @@ async fn an_upload_cut_by_kill_9_is_whole_everywhere_or_nowhere() {
         cluster.node(follower),
         &["firmware", "signer", "add", "acme", "--public-key", &public],
     );
-    // 3 MiB: 96 chunks, each its own raft entry.
-    let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i * 31 % 253) as u8).collect();
-    let image = tmp.join("fw.bin");
-    std::fs::write(&image, &bytes).unwrap();
-    let manifest = vendor_manifest(
-        &python,
-        &key,
-        ("thermo", "2.0.0", None),
-        &image,
-        &tmp.join("m.cose"),
-    );
+    let (image, manifest) = three_mib_release(&python, &key, "2.0.0", (31, 253), &tmp);
     let img = image.to_str().unwrap();
     let listed = |node: &Server, staged: bool| -> serde_json::Value {
         let mut args = vec!["firmware", "release", "list", "-o", "json"];
@@ -735,17 +750,7 @@ async fn a_follower_on_a_slow_link_gets_a_whole_upload() {
         cluster.node(leader),
         &["firmware", "signer", "add", "acme", "--public-key", &public],
     );
-    // 3 MiB: 96 chunks of 32 KiB, each its own raft entry.
-    let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i * 17 % 251) as u8).collect();
-    let image = tmp.join("fw.bin");
-    std::fs::write(&image, &bytes).unwrap();
-    let manifest = vendor_manifest(
-        &python,
-        &key,
-        ("thermo", "3.0.0", None),
-        &image,
-        &tmp.join("m.cose"),
-    );
+    let (image, manifest) = three_mib_release(&python, &key, "3.0.0", (17, 251), &tmp);
     // The follower is down during the upload, then comes back on a slow
     // link with the whole upload to catch up on.
     cluster.kill9(slow);
