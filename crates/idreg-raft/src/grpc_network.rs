@@ -141,7 +141,9 @@ pub struct PeerClient {
     /// AppendEntries travel on this stream while it lasts; any failure
     /// drops it and the next call opens another.
     stream: Option<AppendStream>,
-    /// The peer has no AppendEntriesStream: AppendEntries as unary calls.
+    /// The peer has no AppendEntriesStream: AppendEntries as unary calls,
+    /// until a call fails below raft (the peer went away, and may come back
+    /// upgraded): then the next call asks for the stream again.
     unary_only: bool,
 }
 
@@ -320,10 +322,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
         }
         let reply = if self.unary_only {
-            self.call_encoded(data, &option, |mut c, r| async move {
-                c.append_entries(r).await
-            })
-            .await?
+            let unary = self
+                .call_encoded(data, &option, |mut c, r| async move {
+                    c.append_entries(r).await
+                })
+                .await;
+            if matches!(unary, Err(RPCError::Unreachable(_) | RPCError::Network(_))) {
+                self.unary_only = false;
+            }
+            unary?
         } else {
             self.streamed(data).await?
         };
@@ -517,5 +524,63 @@ mod tests {
             assert_eq!(send(&mut client, prev).await, prev);
         }
         assert!(client.unary_only && client.stream.is_none());
+    }
+
+    /// Serves `peer` on `listener` until `stop` fires.
+    fn serve_until(
+        peer: EchoPeer,
+        listener: tokio::net::TcpListener,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(pb::raft_server::RaftServer::new(peer))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async {
+                        let _ = stop.await;
+                    },
+                )
+                .await
+                .unwrap();
+        })
+    }
+
+    #[tokio::test]
+    async fn a_peer_back_with_the_stream_gets_it() {
+        // An older peer: unary calls.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let old = serve_until(EchoPeer { streams: false }, listener, stopped);
+        let mut client = GrpcNetwork::default()
+            .new_client(
+                2,
+                &BasicNode {
+                    addr: addr.to_string(),
+                },
+            )
+            .await;
+        assert_eq!(send(&mut client, 1).await, 1);
+        assert!(client.unary_only);
+
+        // It goes away: a call fails below raft.
+        stop.send(()).unwrap();
+        old.await.unwrap();
+        let option = RPCOption::new(Duration::from_secs(5));
+        let down = client.append_entries(request(2), option).await;
+        assert!(
+            matches!(down, Err(RPCError::Unreachable(_) | RPCError::Network(_))),
+            "{down:?}"
+        );
+
+        // It comes back upgraded, on the same address: the stream again.
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (_keep, never) = tokio::sync::oneshot::channel();
+        serve_until(EchoPeer { streams: true }, listener, never);
+        for prev in 3..=5 {
+            assert_eq!(send(&mut client, prev).await, prev);
+        }
+        assert!(client.stream.is_some() && !client.unary_only);
     }
 }
