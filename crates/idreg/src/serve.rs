@@ -205,12 +205,13 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One stop for everything: the node's own, which also ends its
+    // long-lived streams so the servers below can drain.
+    let stop_rx = node.stopping();
     let stopping = node.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         stopping.begin_stopping();
-        let _ = stop_tx.send(true);
     });
     // Request metrics are counted only when /metrics is on: with it off the
     // layer is left out, not kept counting for nobody.
