@@ -3,10 +3,10 @@
 //! `MemSessionAudit`: every page of listings by device and time window,
 //! clone sightings, overwrites and retention.
 
-use idreg_core::mem_session_audit::MemSessionAudit;
+use idreg_core::mem_session_audit::{clone_sighting, MemSessionAudit};
 use idreg_core::{
     AuditCursor, ClonePolicy, CloneSighting, Kek, SessionAudit, SessionCredential, SessionEnd,
-    SessionQuery, SessionRecord, SessionStart,
+    SessionQuery, SessionRecord,
 };
 use idreg_store::Store;
 
@@ -28,20 +28,11 @@ fn rec(id: u64, device: &str, started_ms: u64) -> SessionRecord {
     }
 }
 
+/// The shared fixture's sighting, under the other policy.
 fn sighting(id: u64, device: &str, at_ms: u64) -> CloneSighting {
-    let start = |node: u64| SessionStart {
-        device: device.into(),
-        ip: [10, 0, 0, node as u8].into(),
-        node,
-        session: id,
-        started_ms: at_ms,
-    };
     CloneSighting {
-        first: start(1),
-        second: start(2),
-        at_ms,
         policy: ClonePolicy::RefuseNew,
-        id,
+        ..clone_sighting(id, device, at_ms)
     }
 }
 
