@@ -3,7 +3,9 @@
 # disk, same client stack (`idreg-bench`), same concurrency, in one run; each
 # first in plaintext (idreg --insecure), then with TLS on the client and peer
 # ports (idreg's default: mTLS with roles; etcd with --client-cert-auth and
-# peer TLS), so the share of throughput TLS costs each is measured. Then, on
+# peer TLS), so the share of throughput TLS costs each is measured. One
+# client's write is measured again in paired rounds (PAIRED_ROUNDS, default
+# 7), the two systems taking turns, to see past run-to-run noise. Then, on
 # the TLS cluster, idreg's revocation propagation and a new node's catch-up
 # from a snapshot.
 #
@@ -96,10 +98,12 @@ stop_clusters() {
   for p in "${IDREG_PIDS[@]}" "${ETCD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 }
 
-# run TRANSPORT ARGS...: one `idreg-bench` row, tagged with its transport.
+# run TRANSPORT ARGS...: one `idreg-bench` row, tagged with its transport
+# (and with ROUND's number when set: a paired round, read apart).
 run() {
-  local t=$1; shift
-  "$BENCH" "$@" --output json | sed "s/^{/{\"transport\":\"$t\",/" | tee -a "$OUT"
+  local t=$1 round=""; shift
+  [ -n "${ROUND:-}" ] && round="\"paired_round\":$ROUND,"
+  "$BENCH" "$@" --output json | sed "s/^{/{\"transport\":\"$t\",$round/" | tee -a "$OUT"
 }
 
 for T in plain tls; do
@@ -108,6 +112,20 @@ for T in plain tls; do
     N=$(( C == 1 ? 2000 : C == 100 ? 50000 : 100000 ))
     run $T register "${I[@]}" --concurrency $C --count $N --max-seconds 120 --prefix c$C
     run $T etcd-put "${E[@]}" --concurrency $C --count $N --max-seconds 120
+  done
+  # One client's write again, paired: a single run of a few seconds a side
+  # is within this machine's run-to-run noise (±15 %), so the two take
+  # turns in short rounds, who goes first swapped each round, and
+  # tls_table.py compares the p50s round by round.
+  for R in $(seq "${PAIRED_ROUNDS:-7}"); do
+    if [ $((R % 2)) = 1 ]; then order="idreg etcd"; else order="etcd idreg"; fi
+    for side in $order; do
+      if [ $side = idreg ]; then
+        ROUND=$R run $T register "${I[@]}" --concurrency 1 --count 500 --max-seconds 60 --prefix p$R
+      else
+        ROUND=$R run $T etcd-put "${E[@]}" --concurrency 1 --count 500 --max-seconds 60
+      fi
+    done
   done
   [ $T = tls ] || stop_clusters
 done

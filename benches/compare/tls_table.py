@@ -6,7 +6,8 @@ and the extra server CPU per operation).
 
 Rows carry "transport": "tls" or "plain"; register pairs with etcd-put, get
 with etcd-get. Register rows at concurrency 64 are fills, reported apart; of two rows of
-one kind, the first is the measurement."""
+one kind, the first is the measurement. Rows with a "paired_round" are one client's
+writes in rounds that alternate the two systems, compared round by round."""
 
 import json
 import sys
@@ -23,7 +24,7 @@ def main(path):
     by = {}
     for r in rows:
         # The first row of a kind is the measured one; later ones are loads.
-        if "transport" in r and r.get("concurrency") != 64:
+        if "transport" in r and r.get("concurrency") != 64 and "paired_round" not in r:
             by.setdefault((r["name"], r["concurrency"], r["transport"]), r)
     print(
         f"{'op':9} {'conc':>5} {'idreg TLS ops/s':>15} {'etcd TLS ops/s':>14} {'ratio':>6} "
@@ -53,6 +54,7 @@ def main(path):
             f"{fmt(it.get('server_cpu_us_per_op'), '{:.1f}'):>15} {fmt(et.get('server_cpu_us_per_op'), '{:.1f}'):>14} "
             f"{cost(it, ip):>14} {cost(et, ep):>13}"
         )
+    paired_rounds(rows)
     for r in rows:
         if r.get("concurrency") == 64 and r["name"] in ("register", "etcd-fill"):
             print(
@@ -61,6 +63,29 @@ def main(path):
             )
         if r["name"] == "disk":
             print(f"disk after fill: idreg {r['idreg_kb'] / 1024:.0f} MiB, etcd {r['etcd_kb'] / 1024:.0f} MiB")
+
+
+def paired_rounds(rows):
+    """One client's write in rounds that alternate the two systems: per
+    transport, idreg's p50 over etcd's in each round, and their median."""
+    for transport in ("plain", "tls"):
+        rounds = {}
+        for r in rows:
+            if r.get("transport") == transport and "paired_round" in r:
+                rounds.setdefault(r["paired_round"], {})[r["name"]] = r
+        ratios = [
+            pair["register"]["p50_us"] / pair["etcd-put"]["p50_us"]
+            for _, pair in sorted(rounds.items())
+            if "register" in pair and "etcd-put" in pair
+        ]
+        if not ratios:
+            continue
+        ordered = sorted(ratios)
+        median = ordered[len(ordered) // 2]
+        print(
+            f"one client, {transport}, {len(ratios)} paired rounds: p50 idreg/etcd median "
+            f"{median:.2f}x (rounds: {' '.join(f'{x:.2f}' for x in ratios)})"
+        )
 
 
 if __name__ == "__main__":
