@@ -151,3 +151,50 @@ async fn a_wrong_kek_is_a_clear_start_up_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEK must be 32 bytes"));
 }
+
+/// A watcher that stops reading must not keep its node from stopping: its
+/// backlog fills the stream's flow-control window and the graceful server
+/// would wait for that stream for ever. The node stops within its drain
+/// limit and says which streams it closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_whose_watcher_reads_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("node")).await;
+    // ~8 MB of history: 2 000 devices with 32 labels of 63 + 63 bytes,
+    // several times the client's window (2 MiB per stream).
+    let file = tmp.path().join("big.jsonl");
+    let value = "v".repeat(63);
+    let lines: Vec<String> = (0..2000)
+        .map(|i| {
+            let labels: serde_json::Map<String, serde_json::Value> = (0..32)
+                .map(|l| (format!("{l:02}{}", "k".repeat(61)), value.clone().into()))
+                .collect();
+            serde_json::json!({ "id": format!("big-{i:04}"), "labels": labels }).to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = server.cli(&["device", "import", file.to_str().unwrap(), "-o", "json"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+
+    let mut client = server.client().await;
+    let _unread = client
+        .watch_devices(pb::WatchDevicesRequest { from_revision: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.terminate();
+        (status, server.log_text())
+    })
+    .await
+    .unwrap();
+    let (status, log) = status;
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert!(log.contains("closing them"), "{log}");
+}

@@ -2,6 +2,7 @@
 
 mod ca_cmd;
 mod cli;
+mod closable_io;
 mod cluster_cmd;
 mod device_cmd;
 mod firmware_cmd;

@@ -20,6 +20,12 @@ use crate::serve_config::{FrontSettings, ServeConfig};
 /// Name of the development KEK generated into the data directory.
 const DEV_KEK_FILE: &str = "dev-kek.hex";
 
+/// How long a stopping node waits for its open streams to finish before it
+/// closes them: a client that stopped reading holds its stream open against
+/// flow control, and a graceful server would wait for it for ever. Well
+/// inside the pod's 60 s termination grace period, after the preStop hook.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Logs on stderr: text for people, or with `--log-format json` one JSON
 /// object per line for log shippers (no colours, fields as keys).
 fn init_tracing(json: bool) {
@@ -234,6 +240,9 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // Closes every client and peer connection at once, when the drain
+    // limit passes with streams still open.
+    let (force_close, closing) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -272,14 +281,17 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 .into_server(limits.max_message_bytes),
         )
         .add_service(cluster_service.clone().into_server())
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(
+            closable_incoming(listener, &closing),
+            stopped(stop_rx.clone()),
+        );
     let peer_api = peer_server
         .layer(peer_auth)
         .add_service(health_service.clone())
         .add_service(node.raft_service().into_server())
         .add_service(cluster_service.into_server())
         .serve_with_incoming_shutdown(
-            tokio_stream_listener(peer_listener),
+            closable_incoming(peer_listener, &closing),
             stopped(stop_rx.clone()),
         );
     let health_api = async {
@@ -292,7 +304,7 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 tonic::transport::Server::builder()
                     .add_service(health_service)
                     .serve_with_incoming_shutdown(
-                        tokio_stream_listener(l),
+                        closable_incoming(l, &closing),
                         stopped(stop_rx.clone()),
                     )
                     .await
@@ -301,11 +313,31 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
             None => Ok(()),
         }
     };
-    tokio::try_join!(
-        async { client_api.await.context("gRPC client listener") },
-        async { peer_api.await.context("gRPC peer listener") },
-        health_api,
-    )?;
+    let servers = async {
+        tokio::try_join!(
+            async { client_api.await.context("gRPC client listener") },
+            async { peer_api.await.context("gRPC peer listener") },
+            health_api,
+        )
+    };
+    let drain_limit = async {
+        stopped(stop_rx.clone()).await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    let mut servers = std::pin::pin!(servers);
+    tokio::select! {
+        served = &mut servers => {
+            served?;
+        }
+        () = drain_limit => {
+            warn!(
+                limit = ?DRAIN_LIMIT,
+                "streams still open after the drain limit (a client that stopped reading?); closing them"
+            );
+            let _ = force_close.send(true);
+            servers.await?;
+        }
+    }
     if let Some(front) = front {
         front.shutdown().await;
     }
@@ -346,10 +378,18 @@ fn store_has_history(store: &Store) -> bool {
     store.reader().applied_index().unwrap_or(0) > 0
 }
 
-fn tokio_stream_listener(
+/// A listener's connections, each closed when `close` turns true.
+fn closable_incoming(
     listener: tokio::net::TcpListener,
-) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+    close: &tokio::sync::watch::Receiver<bool>,
+) -> impl tokio_stream::Stream<Item = std::io::Result<crate::closable_io::ClosableIo>> {
+    use tokio_stream::StreamExt;
+    let close = close.clone();
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| {
+            accepted.map(|s| crate::closable_io::ClosableIo::new(s, close.clone()))
+        })
 }
 
 /// Starts the device front; in dev mode (no --coap-cert/--coap-key) with a
