@@ -25,6 +25,18 @@ fn compacted(from: u64, first: u64) -> Status {
     ))
 }
 
+/// Returns once the node is stopping (or can no longer say).
+async fn until_stopping(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// What a watcher gets when its node stops: where to pick up elsewhere.
+fn stopping_status(next: u64) -> Status {
+    Status::unavailable(format!(
+        "the node is stopping; watch again from revision {next}, on another node"
+    ))
+}
+
 fn change_to_proto(r: HistoryRecord) -> pb::DeviceChange {
     let kind = match r.kind {
         ChangeKind::Created => pb::ChangeKind::Created,
@@ -98,22 +110,102 @@ pub fn start(
                     _ = stopping.wait_for(|s| *s) => true,
                 };
                 if stopped {
-                    let _ = tx
-                        .send(Err(Status::unavailable(format!(
-                            "the node is stopping; watch again from revision {next}, on another node"
-                        ))))
-                        .await;
+                    let _ = tx.send(Err(stopping_status(next))).await;
                     return;
                 }
                 continue;
             }
+            // A watcher working through a backlog hears of the stop at the
+            // next revision, not once it has caught up.
             for revision in batch {
-                next = revision.revision + 1;
-                if tx.send(Ok(revision_to_proto(revision))).await.is_err() {
-                    return;
+                let this = revision.revision;
+                tokio::select! {
+                    biased;
+                    () = until_stopping(&mut stopping) => {
+                        let _ = tx.send(Err(stopping_status(this))).await;
+                        return;
+                    }
+                    sent = tx.send(Ok(revision_to_proto(revision))) => {
+                        if sent.is_err() {
+                            return;
+                        }
+                        next = this + 1;
+                    }
                 }
             }
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idreg_core::{
+        Author, Command, DeviceId, Kek, Labels, NewDevice, Proposal, ProposalBatch, Role, TenantId,
+    };
+    use idreg_store::{Store, TypeConfig};
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use std::sync::Arc;
+    use tokio::sync::Semaphore;
+
+    /// A store whose history holds `revisions` revisions, one new device each.
+    async fn store_with_history(dir: &std::path::Path, revisions: u64) -> Store {
+        let store = Store::open(dir, &Kek::from_bytes(&[7; 32])).unwrap();
+        let mut sm = store.state_machine().unwrap();
+        let by = Author::new("test", Role::Admin, 1);
+        for index in 1..=revisions {
+            let create = Proposal {
+                at_ms: 1,
+                by: by.clone(),
+                command: Command::Create(NewDevice {
+                    id: DeviceId::parse("id", &format!("dev-{index:04}")).unwrap(),
+                    tenant: TenantId::default_tenant(),
+                    labels: Labels::default(),
+                    gateway: None,
+                    credentials: Vec::new(),
+                }),
+            };
+            let entry: Entry<TypeConfig> = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(ProposalBatch(vec![create])),
+            };
+            sm.apply([entry]).await.unwrap();
+        }
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_watcher_behind_a_backlog_hears_of_the_stop_at_the_next_revision() {
+        const REVISIONS: u64 = 300;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = store_with_history(tmp.path(), REVISIONS).await;
+        let (stop, stopping) = watch::channel(false);
+        let slot = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
+        let mut rx = start(store.history(), store.applied_watch(), stopping, 1, slot).unwrap();
+        let first = rx.recv().await.unwrap().unwrap();
+        assert_eq!(first.revision, 1);
+
+        stop.send(true).unwrap();
+        let mut last = first.revision;
+        let status = loop {
+            match rx.recv().await.expect("the stream ended without a status") {
+                Ok(r) => {
+                    assert_eq!(r.revision, last + 1, "a revision skipped");
+                    last = r.revision;
+                }
+                Err(status) => break status,
+            }
+        };
+        // Only what was already queued arrives after the stop, and the
+        // status names the first revision the watcher did not get.
+        assert!(
+            last <= 1 + BUFFER as u64 + 1,
+            "{last} of {REVISIONS} revisions sent after the stop"
+        );
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status}");
+        let resume = format!("from revision {}", last + 1);
+        assert!(status.message().contains(&resume), "{status}");
+    }
 }
