@@ -152,12 +152,14 @@ async fn a_wrong_kek_is_a_clear_start_up_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("KEK must be 32 bytes"));
 }
 
-/// A watcher that stops reading must not keep its node from stopping: its
-/// backlog fills the stream's flow-control window and the graceful server
-/// would wait for that stream for ever. The node stops within its drain
-/// limit and says which streams it closed.
+/// Clients that hang must not keep their node from stopping: a watcher
+/// that stopped reading (its backlog fills the stream's flow-control
+/// window), and an import whose client opened the stream and never ends it
+/// (its handler waits for the next line for ever, and a graceful server
+/// waits for the handler). The node stops within its drain limit and says
+/// it closed the streams still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_a_node_whose_watcher_reads_nothing() {
+async fn sigterm_stops_a_node_whose_clients_hang() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(&tmp.path().join("node")).await;
     // ~8 MB of history: 2 000 devices with 32 labels of 63 + 63 bytes,
@@ -182,6 +184,14 @@ async fn sigterm_stops_a_node_whose_watcher_reads_nothing() {
         .await
         .unwrap()
         .into_inner();
+    // An import stream that is opened and never ended.
+    let mut importer = server.client().await;
+    let _half_open = tokio::spawn(async move {
+        importer
+            .import_devices(tokio_stream::pending::<pb::ImportDevicesRequest>())
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || {
         let status = server.terminate();
