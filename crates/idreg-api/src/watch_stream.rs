@@ -104,14 +104,13 @@ pub fn start(
                 return;
             }
             if batch.is_empty() {
-                let stopped = tokio::select! {
-                    changed = applied.changed() => if changed.is_err() { return } else { false },
+                tokio::select! {
+                    changed = applied.changed() => if changed.is_err() { return },
                     _ = tx.closed() => return,
-                    _ = stopping.wait_for(|s| *s) => true,
-                };
-                if stopped {
-                    let _ = tx.send(Err(stopping_status(next))).await;
-                    return;
+                    () = until_stopping(&mut stopping) => {
+                        let _ = tx.send(Err(stopping_status(next))).await;
+                        return;
+                    }
                 }
                 continue;
             }
