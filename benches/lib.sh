@@ -1,6 +1,10 @@
 # Shared by the cluster benchmark scripts (sourced). Expects BIN (the idreg
 # binary), WORK (a scratch dir), OUT (the JSON lines file) and the PIDS array.
 
+# cleanup: for `trap cleanup EXIT`: kills every process in PIDS and
+# removes WORK.
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
+
 # find_bins: BIN (idreg) and BENCH (idreg-bench) from IDREG_BIN and
 # IDREG_BENCH_BIN, else the release build; exits if either is missing.
 find_bins() {

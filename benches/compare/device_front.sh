@@ -19,7 +19,6 @@ ulimit -n 400000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 PSK='bench-secret-0123456789'
 OUT=benches/results/device_front.jsonl

@@ -20,7 +20,6 @@ ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-enroll-bench.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 OUT=benches/results/enroll.jsonl
 : > "$OUT"

@@ -14,7 +14,6 @@ COUNT=${2:-20000}
 source benches/lib.sh
 find_bins
 WORK=$(mktemp -d); PIDS=(); OUT=/dev/null
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 three_nodes
 echo "round via writes/s p50_us p99_us cpu_us_per_write"

@@ -20,7 +20,6 @@ command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 PSK='bench-secret-0123456789'
 OUT=benches/results/metrics_cost.jsonl

@@ -25,7 +25,6 @@ ulimit -n 65536 2>/dev/null || true
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-observe-bench.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 OUT=benches/results/observe.jsonl
 : > "$OUT"

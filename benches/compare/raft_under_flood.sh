@@ -14,17 +14,13 @@ cd "$(dirname "$0")/../.."
 source benches/lib.sh
 find_bins
 WORK=$(mktemp -d); PIDS=(); OUT=/dev/null
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 three_nodes
 EP=127.0.0.$L:5415$L
 PSK=bench-secret-0123456789
 "$BIN" device add bench-device --psk-identity bench-device --psk "$PSK" --endpoint "$EP" >/dev/null
 "$BENCH" register --endpoint "$EP" --concurrency 1 --count 300 --max-seconds 10 --prefix warm --output json >/dev/null
-term() {
-  "$BIN" cluster status --endpoint "$EP" -o json \
-    | python3 -c "import json,sys; d=json.load(sys.stdin); print('term', d.get('term'), 'leader', d.get('leader_id'))"
-}
+term() { echo "term $(status_field "$EP" term) leader $(status_field "$EP" leader_id)"; }
 writes() {
   "$BENCH" register --endpoint "$EP" --concurrency 1 --count 100000 --max-seconds 15 --prefix "$1" --output json \
     | python3 -c "import json,sys; d=json.load(sys.stdin); print('$1 writes: %.0f/s, p50 %d us, p99 %d us, max %d us' % (d['ops_per_sec'], d['p50_us'], d['p99_us'], d['max_us']))"

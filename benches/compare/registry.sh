@@ -19,7 +19,6 @@ command -v etcd >/dev/null || { echo "apt-get install etcd-server"; exit 1; }
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-bench.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 OUT=benches/results/registry.jsonl
 : > "$OUT"

@@ -17,7 +17,6 @@ source benches/lib.sh
 find_bins
 command -v curl >/dev/null || { echo "apt-get install curl"; exit 1; }
 WORK=$(mktemp -d); PIDS=(); OUT=/dev/null
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 three_nodes
 # /metrics, and each node's CPU ticks (utime + stime from /proc) as a last line.

@@ -18,7 +18,6 @@ find_bins
 
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-scale.XXXXXX")
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 OUT=benches/results/scale.jsonl
 : > "$OUT"
