@@ -133,7 +133,7 @@ impl RegistryNode {
             GrpcNetwork {
                 dialer: config.dialer.clone(),
             },
-            store.log_store(),
+            store.log_store_of(config.node_id),
             sm,
         )
         .await

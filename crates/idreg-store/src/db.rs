@@ -15,6 +15,7 @@ use crate::reader::RegistryReader;
 use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
 use crate::store_metrics::{StoreMeasures, StoreMetrics};
+use crate::types::NodeId as OwnNodeId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -239,7 +240,12 @@ impl Store {
     }
 
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(self.db.clone(), self.metrics.clone())
+        LogStore::new(self.db.clone(), self.metrics.clone(), None)
+    }
+
+    /// The log of node `node_id`.
+    pub fn log_store_of(&self, node_id: OwnNodeId) -> LogStore {
+        LogStore::new(self.db.clone(), self.metrics.clone(), Some(node_id))
     }
 
     fn snapshot_key(&self) -> Result<SnapshotKey, StoreError> {

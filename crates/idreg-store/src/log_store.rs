@@ -29,6 +29,7 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 pub struct LogStore {
     db: Arc<DB>,
     metrics: Arc<StoreMetrics>,
+    node_id: Option<NodeId>,
 }
 
 fn io_err(
@@ -46,8 +47,12 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>, metrics: Arc<StoreMetrics>) -> Self {
-        Self { db, metrics }
+    pub(crate) fn new(db: Arc<DB>, metrics: Arc<StoreMetrics>, node_id: Option<NodeId>) -> Self {
+        Self {
+            db,
+            metrics,
+            node_id,
+        }
     }
 
     fn cf_log(&self) -> Arc<rocksdb::BoundColumnFamily<'_>> {
@@ -89,6 +94,27 @@ impl LogStore {
             .put_cf_opt(&cf, key, encode(value), &wo)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
+}
+
+impl LogStore {
+    /// Syncs the WAL and reports the outcome to openraft.
+    fn flush(&self, callback: LogFlushed<TypeConfig>) {
+        let started = std::time::Instant::now();
+        let res = self.db.flush_wal(true).map_err(std::io::Error::other);
+        self.metrics.wal_fsync.observe(started.elapsed());
+        callback.log_io_completed(res);
+    }
+}
+
+/// Whether node `own` syncs an append of entries led by `leader` on the
+/// calling task. A follower's (entries of another leader) is: openraft's
+/// core awaits that flush before it answers the leader, so a hop to the
+/// blocking pool and back would only add two thread wake-ups to every
+/// replicated write. The leader's own appends flush on the blocking pool
+/// while its core goes on to replicate them (vendor/openraft/IDREG-PATCH.md);
+/// a store that does not know its node (tests, tools) does the same.
+fn flushes_inline(own: Option<NodeId>, leader: Option<NodeId>) -> bool {
+    matches!((own, leader), (Some(own), Some(leader)) if own != leader)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -176,25 +202,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let cf = self.cf_log();
+        let mut leader = None;
         for entry in entries {
+            leader = Some(entry.log_id.leader_id.node_id);
             batch.put_cf(&cf, log_key(entry.log_id.index), encode(&entry));
         }
         drop(cf);
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        if flushes_inline(self.node_id, leader) {
+            self.flush(callback);
+            return Ok(());
+        }
         // One WAL holds the whole log, and this syncs all of it: a later
         // append's flush makes every earlier one durable. The patched
         // openraft (vendor/openraft/IDREG-PATCH.md) relies on that when the
         // leader's flushes are reported out of order.
-        let db = self.db.clone();
-        let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let res = db.flush_wal(true).map_err(std::io::Error::other);
-            metrics.wal_fsync.observe(started.elapsed());
-            callback.log_io_completed(res);
-        });
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.flush(callback));
         Ok(())
     }
 
@@ -216,5 +242,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .delete_range_cf_opt(&cf, log_key(0), log_key(log_id.index + 1), &synced())
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flushes_inline;
+
+    #[test]
+    fn a_follower_flushes_inline_and_a_leader_on_the_pool() {
+        assert!(
+            flushes_inline(Some(2), Some(1)),
+            "entries of another leader"
+        );
+        assert!(!flushes_inline(Some(1), Some(1)), "its own entries");
+        assert!(!flushes_inline(None, Some(1)), "a log that knows no node");
+        assert!(!flushes_inline(Some(1), None), "an empty append");
     }
 }

@@ -628,6 +628,27 @@ pub(crate) fn recover_interrupted_install(db: &DB) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// At most this many proposals are applied on the calling task.
+const INLINE_APPLY_PROPOSALS: usize = 16;
+
+/// Whether `entries` are few enough to apply on openraft's state-machine
+/// task rather than on the blocking pool. A handful of proposals apply in
+/// tens of µs; the hop to a blocking thread and back costs two thread
+/// wake-ups, which at low load are most of a write's apply (BENCHMARKS.md,
+/// "Where one client's replicated write goes"). Big batches (bulk imports,
+/// many clients) still go to the pool, so a long apply does not hold a
+/// runtime worker.
+fn applies_inline(entries: &[Entry]) -> bool {
+    let proposals: usize = entries
+        .iter()
+        .map(|e| match &e.payload {
+            EntryPayload::Normal(batch) => batch.0.len().max(1),
+            EntryPayload::Blank | EntryPayload::Membership(_) => 1,
+        })
+        .sum();
+    proposals <= INLINE_APPLY_PROPOSALS
+}
+
 async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -673,6 +694,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
+        if applies_inline(&entries) {
+            return self
+                .apply_entries(entries)
+                .map_err(|e| sm_err(ErrorVerb::Write, e));
+        }
         let sm = self.clone();
         blocking(move || sm.apply_entries(entries))
             .await
@@ -728,5 +754,49 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: current.meta,
             snapshot: Box::new(file),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{applies_inline, INLINE_APPLY_PROPOSALS};
+    use crate::types::{Entry, LogId};
+    use idreg_core::{Author, Command, Proposal, ProposalBatch, Role};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64, proposals: usize) -> Entry {
+        let batch = ProposalBatch(
+            (0..proposals)
+                .map(|i| Proposal {
+                    at_ms: 0,
+                    by: Author::new("admin", Role::Admin, 1),
+                    command: Command::Delete {
+                        id: idreg_core::DeviceId::parse("id", &format!("dev-{i}")).expect("id"),
+                    },
+                })
+                .collect(),
+        );
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(batch),
+        }
+    }
+
+    #[test]
+    fn few_proposals_apply_inline_and_many_on_the_pool() {
+        assert!(applies_inline(&[entry(1, 1)]));
+        assert!(applies_inline(&[entry(1, 8), entry(2, 8)]));
+        assert!(!applies_inline(&[entry(1, INLINE_APPLY_PROPOSALS + 1)]));
+        assert!(
+            !applies_inline(&[entry(1, 10), entry(2, 10)]),
+            "counted over the call"
+        );
+        let blanks: Vec<Entry> = (1..=INLINE_APPLY_PROPOSALS as u64 + 1)
+            .map(|i| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Blank,
+            })
+            .collect();
+        assert!(!applies_inline(&blanks), "each entry counts");
     }
 }
