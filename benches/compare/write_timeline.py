@@ -168,7 +168,8 @@ def main():
     for steps in results.values():
         names += [n for n in steps if n not in names]
     names.sort(key=lambda n: statistics.median(next(iter(results.values())).get(n, [0])))
-    print(f"\n{'median µs after the client's send':<44}" + "".join(f"| {s:>8} " for s in results))
+    title = "median µs after the client's send"
+    print(f"\n{title:<44}" + "".join(f"| {s:>8} " for s in results))
     for name in names:
         cells = "".join(
             f"| {statistics.median(results[s][name]):8.0f} " if results[s].get(name) else "|        - "
