@@ -15,7 +15,7 @@ use crate::reader::RegistryReader;
 use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
 use crate::store_metrics::{StoreMeasures, StoreMetrics};
-use crate::types::NodeId as OwnNodeId;
+use crate::types::NodeId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -244,7 +244,7 @@ impl Store {
     }
 
     /// The log of node `node_id`.
-    pub fn log_store_of(&self, node_id: OwnNodeId) -> LogStore {
+    pub fn log_store_of(&self, node_id: NodeId) -> LogStore {
         LogStore::new(self.db.clone(), self.metrics.clone(), Some(node_id))
     }
 

@@ -1,8 +1,10 @@
 //! The raft log on RocksDB (openraft `RaftLogStorage`, storage-v2).
 //!
 //! Appends are written to the memtable at once (so they are readable when
-//! `append` returns) and made durable by a WAL fsync on a blocking thread, after
-//! which openraft is told through the callback. Concurrent appends share fsyncs.
+//! `append` returns) and made durable by a WAL fsync, after which openraft is
+//! told through the callback: on a blocking thread for the leader's own
+//! entries, on the appending task for a follower's. Concurrent appends share
+//! fsyncs.
 
 // The helpers return openraft's own `StorageError`, which the trait requires;
 // boxing it here would only be unboxed again at the trait boundary.
@@ -94,9 +96,7 @@ impl LogStore {
             .put_cf_opt(&cf, key, encode(value), &wo)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
-}
 
-impl LogStore {
     /// Syncs the WAL and reports the outcome to openraft.
     fn flush(&self, callback: LogFlushed<TypeConfig>) {
         let started = std::time::Instant::now();
