@@ -74,6 +74,53 @@ wait_leader() {
   return 1
 }
 
+# start_etcd3 TAG CLIENT PEER [tls]: a 3-member etcd 3.4 cluster on
+# 127.0.0.1-3, client ports ${CLIENT}i, peer ${PEER}i (e.g. 5237 5238),
+# data and logs under $WORK/TAG-etcdI. With "tls", both ports use the PKI of
+# make_pki and require client certificates (etcd's --client-cert-auth and
+# --peer-client-cert-auth). PIDs go to ETCD_PIDS (and PIDS).
+start_etcd3() {
+  local tag=$1 client=$2 peer=$3 tls=${4:-} url=http i ec
+  [ -n "$tls" ] && url=https
+  ec=e1=$url://127.0.0.1:${peer}1,e2=$url://127.0.0.2:${peer}2,e3=$url://127.0.0.3:${peer}3
+  ETCD_PIDS=()
+  for i in 1 2 3; do
+    local flags=()
+    [ -n "$tls" ] && flags=(--cert-file "$WORK/pki/node-$i.crt" --key-file "$WORK/pki/node-$i.key"
+      --client-cert-auth --trusted-ca-file "$WORK/pki/client-ca.crt"
+      --peer-cert-file "$WORK/pki/node-$i.crt" --peer-key-file "$WORK/pki/node-$i.key"
+      --peer-client-cert-auth --peer-trusted-ca-file "$WORK/pki/peer-ca.crt")
+    etcd --name e$i --data-dir "$WORK/$tag-etcd$i" --quota-backend-bytes 8589934592 "${flags[@]}" \
+      --listen-client-urls $url://127.0.0.$i:$client$i --advertise-client-urls $url://127.0.0.$i:$client$i \
+      --listen-peer-urls $url://127.0.0.$i:$peer$i --initial-advertise-peer-urls $url://127.0.0.$i:$peer$i \
+      --initial-cluster $ec --initial-cluster-state new >"$WORK/$tag-etcd$i.log" 2>&1 &
+    ETCD_PIDS+=($!); PIDS+=($!)
+  done
+}
+
+# etcd_leader CLIENT [tls]: host:port of the leader of start_etcd3's
+# cluster, once one is elected (30 s at most; the admin certificate of
+# make_pki with "tls").
+etcd_leader() {
+  local client=$1 tls=${2:-} url=http auth=() leader=""
+  if [ -n "$tls" ]; then
+    url=https
+    auth=(--cacert "$WORK/pki/peer-ca.crt" --cert "$WORK/pki/admin.crt" --key "$WORK/pki/admin.key")
+  fi
+  for _ in $(seq 150); do
+    leader=$(ETCDCTL_API=3 etcdctl "${auth[@]}" \
+      --endpoints $url://127.0.0.1:${client}1,$url://127.0.0.2:${client}2,$url://127.0.0.3:${client}3 \
+      endpoint status -w json 2>/dev/null | python3 -c '
+import json,sys
+for s in json.load(sys.stdin):
+    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]: print(s["Endpoint"].split("://")[-1])' 2>/dev/null || true)
+    [ -n "$leader" ] && { echo "$leader"; return 0; }
+    sleep 0.2
+  done
+  echo "etcd elected no leader" >&2
+  return 1
+}
+
 # catch_up LEADER NODE_ADDR PEER_ADDR DEVICES: snapshot on the leader, start
 # node 4 empty at NODE_ADDR (client) and PEER_ADDR (raft) with the PKI of
 # make_pki, add it, and time until it has applied all the leader

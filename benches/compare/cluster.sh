@@ -35,15 +35,15 @@ join() { local IFS=,; echo "$*"; }
 # three etcd members (client 5237N, peer 5238N) on 127.0.0.1-3; sets LEADER,
 # ELEADER, IPIDS, EPIDS and the client flags I and E.
 start_clusters() {
-  local t=$1 i sec=() eurl=http etls=() epeer=() eclient=()
+  local t=$1 i sec=() tls=""
   if [ "$t" = tls ]; then
-    sec=(--pki-dir "$PKI"); eurl=https
+    sec=(--pki-dir "$PKI"); tls=tls
     unset IDREG_INSECURE_CLIENT
   else
     sec=(--insecure); export IDREG_INSECURE_CLIENT=1
   fi
   local ic=1=127.0.0.1:52161,2=127.0.0.2:52162,3=127.0.0.3:52163
-  IDREG_PIDS=(); ETCD_PIDS=()
+  IDREG_PIDS=()
   for i in 1 2 3; do
     "$BIN" serve --node-id $i --data-dir "$WORK/$t-idreg$i" --grpc-addr 127.0.0.$i:5215$i \
       --peer-addr 127.0.0.$i:5216$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
@@ -51,40 +51,14 @@ start_clusters() {
       >"$WORK/$t-idreg$i.log" 2>&1 &
     IDREG_PIDS+=($!); PIDS+=($!)
   done
-  local ec=e1=$eurl://127.0.0.1:52381,e2=$eurl://127.0.0.2:52382,e3=$eurl://127.0.0.3:52383
-  for i in 1 2 3; do
-    if [ "$t" = tls ]; then
-      etls=(--cert-file "$PKI/node-$i.crt" --key-file "$PKI/node-$i.key"
-            --client-cert-auth --trusted-ca-file "$PKI/client-ca.crt"
-            --peer-cert-file "$PKI/node-$i.crt" --peer-key-file "$PKI/node-$i.key"
-            --peer-client-cert-auth --peer-trusted-ca-file "$PKI/peer-ca.crt")
-    fi
-    etcd --name e$i --data-dir "$WORK/$t-etcd$i" --quota-backend-bytes 8589934592 "${etls[@]}" \
-      --listen-client-urls $eurl://127.0.0.$i:5237$i --advertise-client-urls $eurl://127.0.0.$i:5237$i \
-      --listen-peer-urls $eurl://127.0.0.$i:5238$i --initial-advertise-peer-urls $eurl://127.0.0.$i:5238$i \
-      --initial-cluster $ec --initial-cluster-state new >"$WORK/$t-etcd$i.log" 2>&1 &
-    ETCD_PIDS+=($!); PIDS+=($!)
-  done
+  start_etcd3 "$t" 5237 5238 $tls
   IPIDS=$(join "${IDREG_PIDS[@]}"); EPIDS=$(join "${ETCD_PIDS[@]}")
 
   # Both sides' clients talk to the leader.
   local id
   id=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/$t-idreg*.log; exit 1; }
   LEADER=127.0.0.$id:5215$id
-  if [ "$t" = tls ]; then
-    eclient=(--cacert "$PKI/peer-ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
-  fi
-  ELEADER=""
-  for _ in $(seq 150); do
-    ELEADER=$(ETCDCTL_API=3 etcdctl "${eclient[@]}" \
-      --endpoints $eurl://127.0.0.1:52371,$eurl://127.0.0.2:52372,$eurl://127.0.0.3:52373 \
-      endpoint status -w json 2>/dev/null | python3 -c '
-import json,sys
-for s in json.load(sys.stdin):
-    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]: print(s["Endpoint"].split("://")[-1])' 2>/dev/null || true)
-    [ -n "$ELEADER" ] && break; sleep 0.2
-  done
-  [ -n "$ELEADER" ] || { echo "etcd elected no leader"; tail "$WORK"/$t-etcd*.log; exit 1; }
+  ELEADER=$(etcd_leader 5237 $tls) || { tail "$WORK"/$t-etcd*.log; exit 1; }
   echo "$t: idreg leader $LEADER, etcd leader $ELEADER"
   I=(--endpoint "$LEADER" --server-pid "$IPIDS")
   E=(--etcd "$ELEADER" --server-pid "$EPIDS")

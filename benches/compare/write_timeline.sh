@@ -32,43 +32,22 @@ make_pki 3
 PKI=$WORK/pki
 N=${WRITES:-1500}
 
-sec=(--insecure); eurl=http; etls=(); E=(); export IDREG_INSECURE_CLIENT=1
+sec=(--insecure); tls=""; E=(); export IDREG_INSECURE_CLIENT=1
 if [ -n "${TLS:-}" ]; then
-  sec=(--pki-dir "$PKI"); eurl=https; E=(--etcd-tls); unset IDREG_INSECURE_CLIENT
+  sec=(--pki-dir "$PKI"); tls=tls; E=(--etcd-tls); unset IDREG_INSECURE_CLIENT
 fi
 ic=1=127.0.0.1:52461,2=127.0.0.2:52462,3=127.0.0.3:52463
-ec=e1=$eurl://127.0.0.1:52481,e2=$eurl://127.0.0.2:52482,e3=$eurl://127.0.0.3:52483
-IDREG_PIDS=(); ETCD_PIDS=()
+IDREG_PIDS=()
 for i in 1 2 3; do
   "$BIN" serve --node-id $i --data-dir "$WORK/idreg$i" --grpc-addr 127.0.0.$i:5245$i \
     --peer-addr 127.0.0.$i:5246$i --coap-addr off --coap-cert-addr off "${sec[@]}" \
     --kek-file "$WORK/kek" --initial-cluster $ic >"$WORK/idreg$i.log" 2>&1 &
   IDREG_PIDS+=($!); PIDS+=($!)
-  [ -n "${TLS:-}" ] && etls=(--cert-file "$PKI/node-$i.crt" --key-file "$PKI/node-$i.key"
-    --client-cert-auth --trusted-ca-file "$PKI/client-ca.crt"
-    --peer-cert-file "$PKI/node-$i.crt" --peer-key-file "$PKI/node-$i.key"
-    --peer-client-cert-auth --peer-trusted-ca-file "$PKI/peer-ca.crt")
-  etcd --name e$i --data-dir "$WORK/etcd$i" "${etls[@]}" \
-    --listen-client-urls $eurl://127.0.0.$i:5247$i --advertise-client-urls $eurl://127.0.0.$i:5247$i \
-    --listen-peer-urls $eurl://127.0.0.$i:5248$i --initial-advertise-peer-urls $eurl://127.0.0.$i:5248$i \
-    --initial-cluster $ec --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
-  ETCD_PIDS+=($!); PIDS+=($!)
 done
+start_etcd3 t 5247 5248 $tls
 id=$(wait_leader 127.0.0.1:52451)
 ILEADER=127.0.0.$id:5245$id
-eclient=()
-[ -n "${TLS:-}" ] && eclient=(--cacert "$PKI/peer-ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key")
-ELEADER=""
-for _ in $(seq 150); do
-  ELEADER=$(ETCDCTL_API=3 etcdctl "${eclient[@]}" \
-    --endpoints $eurl://127.0.0.1:52471,$eurl://127.0.0.2:52472,$eurl://127.0.0.3:52473 \
-    endpoint status -w json 2>/dev/null | python3 -c '
-import json,sys
-for s in json.load(sys.stdin):
-    if s["Status"]["leader"] == s["Status"]["header"]["member_id"]: print(s["Endpoint"].split("://")[-1])' 2>/dev/null || true)
-  [ -n "$ELEADER" ] && break; sleep 0.2
-done
-[ -n "$ELEADER" ] || { echo "etcd elected no leader"; exit 1; }
+ELEADER=$(etcd_leader 5247 $tls)
 echo "idreg leader $ILEADER, etcd leader $ELEADER; $N writes a side"
 
 EVENTS=syscalls:sys_enter_read,syscalls:sys_exit_read,syscalls:sys_enter_recvfrom,syscalls:sys_exit_recvfrom
