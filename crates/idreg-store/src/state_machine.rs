@@ -628,16 +628,20 @@ pub(crate) fn recover_interrupted_install(db: &DB) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// At most this many proposals are applied on the calling task.
-const INLINE_APPLY_PROPOSALS: usize = 16;
+/// At most this many proposals are applied on the calling task: ~1.3 ms
+/// of creates (10 µs each, BENCHMARKS.md's micro-benchmarks), about one
+/// WAL fsync on the disks measured, which a follower's worker already
+/// waits through. 100 clients' group commits (~44 proposals) stay below
+/// it; at 16 they went to the pool and cost ~10 % more CPU per write.
+const INLINE_APPLY_PROPOSALS: usize = 128;
 
 /// Whether `entries` are few enough to apply on openraft's state-machine
-/// task rather than on the blocking pool. A handful of proposals apply in
-/// tens of µs; the hop to a blocking thread and back costs two thread
-/// wake-ups, which at low load are most of a write's apply (BENCHMARKS.md,
-/// "Where one client's replicated write goes"). Big batches (bulk imports,
-/// many clients) still go to the pool, so a long apply does not hold a
-/// runtime worker.
+/// task rather than on the blocking pool. The hop to a blocking thread and
+/// back costs two thread wake-ups: at low load most of a write's apply, and
+/// under many clients ~10 % of the nodes' CPU per write (BENCHMARKS.md,
+/// "Where one client's replicated write goes"). Bigger batches (bulk
+/// imports, a thousand clients, a catching-up follower) still go to the
+/// pool, so a long apply does not hold a runtime worker.
 fn applies_inline(entries: &[Entry]) -> bool {
     let proposals: usize = entries
         .iter()
@@ -785,10 +789,11 @@ mod tests {
     #[test]
     fn few_proposals_apply_inline_and_many_on_the_pool() {
         assert!(applies_inline(&[entry(1, 1)]));
-        assert!(applies_inline(&[entry(1, 8), entry(2, 8)]));
+        let half = INLINE_APPLY_PROPOSALS / 2;
+        assert!(applies_inline(&[entry(1, half), entry(2, half)]));
         assert!(!applies_inline(&[entry(1, INLINE_APPLY_PROPOSALS + 1)]));
         assert!(
-            !applies_inline(&[entry(1, 10), entry(2, 10)]),
+            !applies_inline(&[entry(1, half + 1), entry(2, half)]),
             "counted over the call"
         );
         let blanks: Vec<Entry> = (1..=INLINE_APPLY_PROPOSALS as u64 + 1)
