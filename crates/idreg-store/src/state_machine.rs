@@ -637,9 +637,10 @@ const INLINE_APPLY_PROPOSALS: usize = 128;
 
 /// Whether `entries` are few enough to apply on openraft's state-machine
 /// task rather than on the blocking pool. The hop to a blocking thread and
-/// back costs two thread wake-ups: at low load most of a write's apply, and
-/// under many clients ~10 % of the nodes' CPU per write (BENCHMARKS.md,
-/// "Where one client's replicated write goes"). Bigger batches (bulk
+/// back costs two thread wake-ups: at low load most of a write's apply
+/// (BENCHMARKS.md, "Where one client's replicated write goes"), and under
+/// 100 clients ~10 % of the nodes' CPU per write ("Where a write's CPU goes
+/// under load"). Bigger batches (bulk
 /// imports, a thousand clients, a catching-up follower) still go to the
 /// pool, so a long apply does not hold a runtime worker.
 fn applies_inline(entries: &[Entry]) -> bool {
