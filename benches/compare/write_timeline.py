@@ -66,9 +66,9 @@ def events(path, pids, peer_of):
     return out
 
 
-def first(evs, after, kind, peer=None, before=float("inf")):
-    for t, k, p, _ in evs:
-        if after <= t < before and k == kind and (peer is None or p == peer):
+def first(evs, after, kind, peer=None, before=float("inf"), min_bytes=0):
+    for t, k, p, n in evs:
+        if after <= t < before and k == kind and (peer is None or p == peer) and n >= min_bytes:
             return t
     return None
 
@@ -143,7 +143,7 @@ def timeline(work, side, client, leader, servers):
         if files:
             row["leader's first file write after the answer"] = files[0]
             row["leader's last file write after the answer"] = files[-1]
-        c_rx = next((t for t, k, p, n in cev if ack <= t < t_next and k == "rx" and p == leader and n >= MESSAGE_BYTES), None)
+        c_rx = first(cev, ack, "rx", leader, t_next, MESSAGE_BYTES)
         if c_rx is None:
             continue
         resp = last(lev, ack, c_rx, "tx", client)

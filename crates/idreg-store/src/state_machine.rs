@@ -640,9 +640,9 @@ const INLINE_APPLY_PROPOSALS: usize = 128;
 /// back costs two thread wake-ups: at low load most of a write's apply
 /// (BENCHMARKS.md, "Where one client's replicated write goes"), and under
 /// 100 clients ~10 % of the nodes' CPU per write ("Where a write's CPU goes
-/// under load"). Bigger batches (bulk
-/// imports, a thousand clients, a catching-up follower) still go to the
-/// pool, so a long apply does not hold a runtime worker.
+/// under load"). Bigger batches (bulk imports, a thousand clients, a
+/// catching-up follower) still go to the pool, so a long apply does not
+/// hold a runtime worker.
 fn applies_inline(entries: &[Entry]) -> bool {
     let proposals: usize = entries
         .iter()
