@@ -57,7 +57,7 @@ impl LogStore {
         }
     }
 
-    fn cf_log(&self) -> Arc<rocksdb::BoundColumnFamily<'_>> {
+    fn cf_log(&self) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(CF_LOG).expect("cf exists")
     }
 
@@ -207,7 +207,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             leader = Some(entry.log_id.leader_id.node_id);
             batch.put_cf(&cf, log_key(entry.log_id.index), encode(&entry));
         }
-        drop(cf);
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
