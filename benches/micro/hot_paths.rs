@@ -2,7 +2,9 @@
 //! - the DTLS handshake's registry lookups: PSK identity -> device -> unsealed
 //!   PSK, and key fingerprint -> device, with 100 000 devices in RocksDB;
 //! - the CoAP endpoint handling one GET /id (parse, route, serialise, dedup);
-//! - the state machine applying one raft entry of 512 CreateDevice proposals.
+//! - the state machine applying one raft entry of 512 CreateDevice proposals;
+//! - reading that entry back: decoded from its stored bytes (RocksDB's path)
+//!   or cloned from the log's in-memory tail (a shared `ProposalBatch`).
 //!
 //!   cargo bench --bench hot_paths
 
@@ -63,7 +65,7 @@ fn create(kek: &Kek, prefix: &str, i: usize, with_keys: bool) -> Proposal {
 fn entry(index: u64, proposals: Vec<Proposal>) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(proposals)),
+        payload: EntryPayload::Normal(ProposalBatch::from(proposals)),
     }
 }
 
@@ -163,6 +165,14 @@ fn hot_paths(c: &mut Criterion) {
             |e| rt.block_on(sm.apply([e])).unwrap(),
             BatchSize::SmallInput,
         )
+    });
+    let sample = entry(1, (0..BATCH).map(|i| create(&kek, "e", i, false)).collect());
+    let bytes = idreg_store::codec::encode(&sample);
+    group.bench_function("decode one log entry of 512 creates", |b| {
+        b.iter(|| idreg_store::codec::decode::<Entry<TypeConfig>>(&bytes).unwrap())
+    });
+    group.bench_function("clone one log entry of 512 creates", |b| {
+        b.iter(|| sample.clone())
     });
     group.finish();
 }

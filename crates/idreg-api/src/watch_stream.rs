@@ -168,7 +168,7 @@ mod tests {
             };
             let entry: Entry<TypeConfig> = Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-                payload: EntryPayload::Normal(ProposalBatch(vec![create])),
+                payload: EntryPayload::Normal(ProposalBatch::from(vec![create])),
             };
             sm.apply([entry]).await.unwrap();
         }

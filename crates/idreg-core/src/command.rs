@@ -2,6 +2,8 @@
 //! validated and with secrets sealed *before* they are proposed, applied by
 //! [`crate::apply`] on every node in the same order with the same result.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::audit::Author;
@@ -234,5 +236,22 @@ pub struct Proposal {
 
 /// One raft log entry: the commands of many concurrent clients, proposed and
 /// made durable together (one fsync), applied one after another.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProposalBatch(pub Vec<Proposal>);
+///
+/// Shared, not copied: the log's in-memory tail, each replication stream and
+/// the state machine read the same proposals, so a clone costs a reference
+/// count. Encoded exactly as a `Vec<Proposal>` (serde's `rc`), so the log's
+/// on-disk format does not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalBatch(pub Arc<[Proposal]>);
+
+impl From<Vec<Proposal>> for ProposalBatch {
+    fn from(proposals: Vec<Proposal>) -> Self {
+        Self(proposals.into())
+    }
+}
+
+impl Default for ProposalBatch {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}

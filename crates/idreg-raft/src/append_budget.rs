@@ -60,7 +60,7 @@ mod tests {
     /// An entry of `proposals` deletes, about 30 bytes each.
     fn entry(index: u64, proposals: usize) -> Entry<TypeConfig> {
         let by = idreg_core::Author::new("tester", idreg_core::Role::Operator, 1);
-        let batch = (0..proposals)
+        let batch: Vec<_> = (0..proposals)
             .map(|i| Proposal {
                 at_ms: 1,
                 by: by.clone(),
@@ -71,7 +71,7 @@ mod tests {
             .collect();
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(ProposalBatch(batch)),
+            payload: EntryPayload::Normal(ProposalBatch::from(batch)),
         }
     }
 

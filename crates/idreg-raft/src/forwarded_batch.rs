@@ -42,7 +42,7 @@ impl ForwardedBatch {
         }
         let decoded = batch.len();
         (
-            ProposalBatch(batch),
+            ProposalBatch::from(batch),
             Malformed {
                 decoded,
                 slots: malformed,
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_malformed_proposal_is_rejected_in_its_place() {
-        let good = ProposalBatch(vec![delete("a"), delete("b")]);
+        let good = ProposalBatch::from(vec![delete("a"), delete("b")]);
         let mut fwd = ForwardedBatch::encode(&good).unwrap();
         // A proposal whose id has a space: encoded by hand, as a peer could.
         let mut bad = wire::encode(&delete("x")).unwrap();

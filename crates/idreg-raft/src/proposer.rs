@@ -91,7 +91,7 @@ pub(crate) async fn run<W: BatchWriter>(
                 let _ = t.await;
             }
             let result = forwarder
-                .write(ProposalBatch(proposals), Some(handed_over))
+                .write(ProposalBatch::from(proposals), Some(handed_over))
                 .await;
             drop(permit);
             metrics.batch(size, started.elapsed(), result.is_ok());

@@ -102,4 +102,27 @@ mod tests {
         assert!(decode::<u64>(&extra).is_err());
         assert!(decode::<String>(&[2, 0xff, 0xfe]).is_err());
     }
+
+    #[test]
+    fn a_shared_proposal_batch_is_encoded_as_the_vector_it_was() {
+        use idreg_core::{Author, Command, DeviceId, Proposal, ProposalBatch, Role};
+        let proposals: Vec<Proposal> = ["a", "b"]
+            .iter()
+            .map(|id| Proposal {
+                at_ms: 7,
+                by: Author::new("tester", Role::Operator, 1),
+                command: Command::Delete {
+                    id: DeviceId::parse("id", id).unwrap(),
+                },
+            })
+            .collect();
+        // The log's format from before the batch was shared: a data
+        // directory written by an older idreg reads back the same.
+        let bytes = encode(&proposals);
+        assert_eq!(encode(&ProposalBatch::from(proposals.clone())), bytes);
+        assert_eq!(
+            decode::<ProposalBatch>(&bytes).unwrap(),
+            ProposalBatch::from(proposals)
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Opening the RocksDB instance and the handles that share it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use idreg_core::{Kek, SealedSecret};
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
@@ -11,6 +11,7 @@ use crate::codec::{decode, encode};
 use crate::events::RegistryEvent;
 use crate::keys::{ALL_CFS, CF_SM_META, SM_KEK_CHECK};
 use crate::log_store::LogStore;
+use crate::log_tail::LogTail;
 use crate::reader::RegistryReader;
 use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
@@ -94,6 +95,9 @@ pub struct Store {
     /// Keys snapshot MACs; `None` only for a read-only open.
     snapshot_key: Option<SnapshotKey>,
     metrics: Arc<StoreMetrics>,
+    /// The newest log entries, shared by every [`LogStore`] of this store so
+    /// that all of them see every append, truncation and purge.
+    log_tail: Arc<Mutex<LogTail>>,
     /// The options the database was opened with: they hold RocksDB's
     /// statistics.
     opts: Arc<Options>,
@@ -181,6 +185,7 @@ impl Store {
             history_keep: DEFAULT_HISTORY_KEEP,
             snapshot_key: None,
             metrics: Arc::default(),
+            log_tail: Arc::default(),
             opts: Arc::new(opts),
         })
     }
@@ -240,12 +245,22 @@ impl Store {
     }
 
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(self.db.clone(), self.metrics.clone(), None)
+        LogStore::new(
+            self.db.clone(),
+            self.metrics.clone(),
+            self.log_tail.clone(),
+            None,
+        )
     }
 
     /// The log of node `node_id`.
     pub fn log_store_of(&self, node_id: NodeId) -> LogStore {
-        LogStore::new(self.db.clone(), self.metrics.clone(), Some(node_id))
+        LogStore::new(
+            self.db.clone(),
+            self.metrics.clone(),
+            self.log_tail.clone(),
+            Some(node_id),
+        )
     }
 
     fn snapshot_key(&self) -> Result<SnapshotKey, StoreError> {
@@ -279,6 +294,17 @@ impl Store {
                 metrics: self.metrics.clone(),
             },
         )
+    }
+
+    /// Keeps about `bytes` (encoded) of the newest log entries in memory for
+    /// replication and apply to read, instead of the default 256 KiB; 0 keeps
+    /// only the newest entry. For log stores made after this call.
+    pub fn with_log_tail_bytes(mut self, bytes: usize) -> Self {
+        self.log_tail = Arc::new(Mutex::new(LogTail::new(
+            bytes,
+            crate::log_tail::LOG_TAIL_ENTRIES,
+        )));
+        self
     }
 
     /// Keeps `revisions` revisions of change history (at least 1).

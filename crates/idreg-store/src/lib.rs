@@ -16,6 +16,7 @@ pub mod history;
 pub mod keys;
 mod legacy_bincode;
 pub mod log_store;
+mod log_tail;
 pub mod reader;
 pub mod session_log;
 pub mod snapshot;

@@ -4,7 +4,8 @@
 //! `append` returns) and made durable by a WAL fsync, after which openraft is
 //! told through the callback: on a blocking thread for the leader's own
 //! entries, on the appending task for a follower's. Concurrent appends share
-//! fsyncs.
+//! fsyncs. The newest entries are also kept decoded in a [`LogTail`], which
+//! answers the reads of replication and apply.
 
 // The helpers return openraft's own `StorageError`, which the trait requires;
 // boxing it here would only be unboxed again at the trait boundary.
@@ -12,7 +13,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -24,6 +25,7 @@ use crate::codec::{decode, encode};
 use crate::keys::{
     log_index, log_key, CF_LOG, CF_RAFT_META, META_COMMITTED, META_LAST_PURGED, META_VOTE,
 };
+use crate::log_tail::LogTail;
 use crate::store_metrics::StoreMetrics;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
@@ -31,6 +33,9 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig};
 pub struct LogStore {
     db: Arc<DB>,
     metrics: Arc<StoreMetrics>,
+    /// Shared with every other `LogStore` of the same store (and the
+    /// reader, a clone), and changed in step with the log in RocksDB.
+    tail: Arc<Mutex<LogTail>>,
     node_id: Option<NodeId>,
 }
 
@@ -49,12 +54,24 @@ fn synced() -> WriteOptions {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>, metrics: Arc<StoreMetrics>, node_id: Option<NodeId>) -> Self {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        metrics: Arc<StoreMetrics>,
+        tail: Arc<Mutex<LogTail>>,
+        node_id: Option<NodeId>,
+    ) -> Self {
         Self {
             db,
             metrics,
+            tail,
             node_id,
         }
+    }
+
+    fn tail(&self) -> MutexGuard<'_, LogTail> {
+        // The tail is only a copy of the log; one left half-changed by a
+        // panic elsewhere is still a suffix of it (each step keeps that).
+        self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {
@@ -127,6 +144,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i + 1,
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i.saturating_add(1)),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        if let Some(entries) = self.tail().read(start, end) {
+            return Ok(entries);
+        }
         let key = log_key(start);
         let mut out = Vec::new();
         for item in self
@@ -203,13 +228,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         let cf = self.cf_log();
         let mut leader = None;
+        let mut written = Vec::new();
         for entry in entries {
             leader = Some(entry.log_id.leader_id.node_id);
-            batch.put_cf(&cf, log_key(entry.log_id.index), encode(&entry));
+            let bytes = encode(&entry);
+            let size = bytes.len();
+            batch.put_cf(&cf, log_key(entry.log_id.index), bytes);
+            written.push((entry, size));
         }
         self.db
             .write(batch)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // After the write, not under the lock with it: openraft reads an
+        // entry only once its append has returned, and replication and
+        // apply must not wait on the memtable write.
+        self.tail().append(written);
         if flushes_inline(self.node_id, leader) {
             self.flush(callback);
             return Ok(());
@@ -224,14 +257,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // First: a read in between must not find what the log is dropping.
+        self.tail().truncate(log_id.index);
         let cf = self.cf_log();
-        self.db
+        let deleted = self
+            .db
             .delete_range_cf_opt(&cf, log_key(log_id.index), log_key(u64::MAX), &synced())
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        // delete_range excludes its end; the last possible index goes separately.
-        self.db
-            .delete_cf_opt(&cf, log_key(u64::MAX), &synced())
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            // delete_range excludes its end; the last possible index goes separately.
+            .and_then(|()| self.db.delete_cf_opt(&cf, log_key(u64::MAX), &synced()))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e));
+        if deleted.is_err() {
+            // The log may still hold what the tail dropped: an empty tail
+            // is a suffix of any log.
+            self.tail().clear();
+        }
+        deleted
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -240,7 +280,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cf = self.cf_log();
         self.db
             .delete_range_cf_opt(&cf, log_key(0), log_key(log_id.index + 1), &synced())
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        // After: nobody reads purged entries, and the fsync above is not
+        // done under the lock the readers take.
+        self.tail().purge(log_id.index);
+        Ok(())
     }
 }
 

@@ -257,7 +257,7 @@ impl StateMachine {
                 EntryPayload::Normal(proposals) => {
                     let mut results = Vec::with_capacity(proposals.0.len());
                     let mut seq = 0u32;
-                    for proposal in &proposals.0 {
+                    for proposal in proposals.0.iter() {
                         let verdict = match apply(&overlay, proposal, revision) {
                             Ok(v) => v,
                             // A registry entry that does not decode fails this
@@ -770,7 +770,7 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(index: u64, proposals: usize) -> Entry {
-        let batch = ProposalBatch(
+        let batch = ProposalBatch::from(
             (0..proposals)
                 .map(|i| Proposal {
                     at_ms: 0,
@@ -779,7 +779,7 @@ mod tests {
                         id: idreg_core::DeviceId::parse("id", &format!("dev-{i}")).expect("id"),
                     },
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         );
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),

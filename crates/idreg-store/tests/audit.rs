@@ -21,7 +21,7 @@ fn by(name: &str, role: Role, node: u64) -> Author {
 fn entry(index: u64, proposals: Vec<Proposal>) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(proposals)),
+        payload: EntryPayload::Normal(ProposalBatch::from(proposals)),
     }
 }
 

@@ -165,7 +165,7 @@ async fn rocksdb_and_memory_answer_alike() {
         let _ = mem.execute_effect(&proposal);
         let entry: Entry<TypeConfig> = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(ProposalBatch(vec![proposal])),
+            payload: EntryPayload::Normal(ProposalBatch::from(vec![proposal])),
         };
         sm.apply([entry]).await.unwrap();
     }

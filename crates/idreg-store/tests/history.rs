@@ -24,7 +24,7 @@ fn create(id: &str) -> Proposal {
 fn entry(index: u64, proposals: Vec<Proposal>) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(proposals)),
+        payload: EntryPayload::Normal(ProposalBatch::from(proposals)),
     }
 }
 

@@ -295,7 +295,7 @@ fn gateways_must_exist_and_not_be_self() {
 /// they had been applied one entry at a time.
 #[test]
 fn a_batch_applies_like_the_same_commands_one_by_one() {
-    let batch = ProposalBatch(vec![
+    let batch = ProposalBatch::from(vec![
         create("a", vec![psk("p")]),
         create("b", vec![psk("p")]),
         at(5, {

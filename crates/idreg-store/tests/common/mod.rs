@@ -14,7 +14,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 pub fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(ProposalBatch(
+        payload: EntryPayload::Normal(ProposalBatch::from(
             commands
                 .into_iter()
                 .map(|command| Proposal {
@@ -22,7 +22,7 @@ pub fn entry(index: u64, commands: Vec<Command>) -> Entry<TypeConfig> {
                     by: Author::new("t", Role::Admin, 1),
                     command,
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )),
     }
 }
