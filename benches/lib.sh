@@ -38,18 +38,23 @@ make_kek() {
 }
 
 # start_cluster N GRPC PEER COAP: nodes 1..N founded together on 127.0.0.i,
-# client port ${GRPC}i, peer ${PEER}i, CoAP ${COAP}i (e.g. 5315 5316 5684),
-# data and log under $WORK/nN-i, PKI and KEK of make_pki and make_kek. Their
-# PIDs go to NODE_PIDS (and PIDS); returns once a leader is elected.
+# client port ${GRPC}i, peer ${PEER}i, CoAP ${COAP}i (e.g. 5315 5316 5684;
+# COAP "off": no device front), data and log under $WORK/${TAG}nN-i, the KEK
+# of make_kek. Security is the PKI of make_pki unless SECURITY is set (an
+# array, e.g. SECURITY=(--insecure)); NODE_FLAGS (an array) adds flags to
+# every node; TAG keeps two clusters of one script apart. Their PIDs go to
+# NODE_PIDS (and PIDS); returns once a leader is elected.
 start_cluster() {
-  local n=$1 grpc=$2 peer=$3 coap=$4 i ic=""
+  local n=$1 grpc=$2 peer=$3 coap=$4 i ic="" at sec=(--pki-dir "$WORK/pki")
+  [ -n "${SECURITY+set}" ] && sec=("${SECURITY[@]}")
   for i in $(seq "$n"); do ic="${ic:+$ic,}$i=127.0.0.$i:$peer$i"; done
   NODE_PIDS=()
   for i in $(seq "$n"); do
-    "$BIN" serve --node-id "$i" --data-dir "$WORK/n$n-$i" --grpc-addr "127.0.0.$i:$grpc$i" \
-      --peer-addr "127.0.0.$i:$peer$i" --coap-addr "127.0.0.$i:$coap$i" --coap-cert-addr off \
-      --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster "$ic" \
-      --coap-session-file off >"$WORK/n$n-$i.log" 2>&1 &
+    at=off; [ "$coap" = off ] || at=127.0.0.$i:$coap$i
+    "$BIN" serve --node-id "$i" --data-dir "$WORK/${TAG:-}n$n-$i" --grpc-addr "127.0.0.$i:$grpc$i" \
+      --peer-addr "127.0.0.$i:$peer$i" --coap-addr "$at" --coap-cert-addr off \
+      "${sec[@]}" --kek-file "$WORK/kek" --initial-cluster "$ic" \
+      --coap-session-file off ${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"} >"$WORK/${TAG:-}n$n-$i.log" 2>&1 &
     NODE_PIDS+=($!); PIDS+=($!)
   done
   wait_leader "127.0.0.1:${grpc}1" >/dev/null

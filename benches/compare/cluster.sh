@@ -35,28 +35,22 @@ join() { local IFS=,; echo "$*"; }
 # three etcd members (client 5237N, peer 5238N) on 127.0.0.1-3; sets LEADER,
 # ELEADER, IPIDS, EPIDS and the client flags I and E.
 start_clusters() {
-  local t=$1 i sec=() tls=""
+  local t=$1 tls=""
   if [ "$t" = tls ]; then
-    sec=(--pki-dir "$PKI"); tls=tls
+    SECURITY=(--pki-dir "$PKI"); tls=tls
     unset IDREG_INSECURE_CLIENT
   else
-    sec=(--insecure); export IDREG_INSECURE_CLIENT=1
+    SECURITY=(--insecure); export IDREG_INSECURE_CLIENT=1
   fi
-  local ic=1=127.0.0.1:52161,2=127.0.0.2:52162,3=127.0.0.3:52163
-  IDREG_PIDS=()
-  for i in 1 2 3; do
-    "$BIN" serve --node-id $i --data-dir "$WORK/$t-idreg$i" --grpc-addr 127.0.0.$i:5215$i \
-      --peer-addr 127.0.0.$i:5216$i --coap-addr 127.0.0.$i:5684$i --coap-cert-addr off \
-      --coap-max-peers 20000 "${sec[@]}" --kek-file "$WORK/kek" --initial-cluster $ic \
-      >"$WORK/$t-idreg$i.log" 2>&1 &
-    IDREG_PIDS+=($!); PIDS+=($!)
-  done
+  NODE_FLAGS=(--coap-max-peers 20000)
+  TAG=$t- start_cluster 3 5215 5216 5684 || { tail "$WORK"/$t-n3-*.log; exit 1; }
+  IDREG_PIDS=("${NODE_PIDS[@]}")
   start_etcd3 "$t" 5237 5238 $tls
   IPIDS=$(join "${IDREG_PIDS[@]}"); EPIDS=$(join "${ETCD_PIDS[@]}")
 
   # Both sides' clients talk to the leader.
   local id
-  id=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/$t-idreg*.log; exit 1; }
+  id=$(wait_leader 127.0.0.1:52151) || { tail "$WORK"/$t-n3-*.log; exit 1; }
   LEADER=127.0.0.$id:5215$id
   ELEADER=$(etcd_leader 5237 $tls) || { tail "$WORK"/$t-etcd*.log; exit 1; }
   echo "$t: idreg leader $LEADER, etcd leader $ELEADER"

@@ -32,18 +32,12 @@ make_pki 3
 PKI=$WORK/pki
 N=${WRITES:-1500}
 
-sec=(--insecure); tls=""; E=(); export IDREG_INSECURE_CLIENT=1
+SECURITY=(--insecure); tls=""; E=(); export IDREG_INSECURE_CLIENT=1
 if [ -n "${TLS:-}" ]; then
-  sec=(--pki-dir "$PKI"); tls=tls; E=(--etcd-tls); unset IDREG_INSECURE_CLIENT
+  SECURITY=(--pki-dir "$PKI"); tls=tls; E=(--etcd-tls); unset IDREG_INSECURE_CLIENT
 fi
-ic=1=127.0.0.1:52461,2=127.0.0.2:52462,3=127.0.0.3:52463
-IDREG_PIDS=()
-for i in 1 2 3; do
-  "$BIN" serve --node-id $i --data-dir "$WORK/idreg$i" --grpc-addr 127.0.0.$i:5245$i \
-    --peer-addr 127.0.0.$i:5246$i --coap-addr off --coap-cert-addr off "${sec[@]}" \
-    --kek-file "$WORK/kek" --initial-cluster $ic >"$WORK/idreg$i.log" 2>&1 &
-  IDREG_PIDS+=($!); PIDS+=($!)
-done
+start_cluster 3 5245 5246 off
+IDREG_PIDS=("${NODE_PIDS[@]}")
 start_etcd3 t 5247 5248 $tls
 id=$(wait_leader 127.0.0.1:52451)
 ILEADER=127.0.0.$id:5245$id
