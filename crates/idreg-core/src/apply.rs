@@ -436,18 +436,19 @@ pub(crate) fn check_new_credentials<V: RegistryView>(
             Credential::Psk { identity, .. }
             | Credential::BootstrapPsk { identity, .. }
             | Credential::SuccessorPsk { identity, .. } => {
-                let shown = String::from_utf8_lossy(identity).into_owned();
+                // Built only for a rejection: most creates have none.
+                let shown = || String::from_utf8_lossy(identity).into_owned();
                 // Revocation is checked first: it is the more useful answer when a
                 // revoked device still holds the credential.
                 if let Some(device) = view.revoked_psk(identity)? {
                     return Ok(Err(Rejection::RevokedCredential {
-                        what: format!("PSK identity {shown:?}"),
+                        what: format!("PSK identity {:?}", shown()),
                         device: device.to_string(),
                     }));
                 }
                 if let Some(owner) = view.psk_owner(identity)? {
                     return Ok(Err(Rejection::PskIdentityTaken {
-                        identity: shown,
+                        identity: shown(),
                         owner: owner.to_string(),
                     }));
                 }
@@ -456,22 +457,22 @@ pub(crate) fn check_new_credentials<V: RegistryView>(
                     .any(|e| matches_ref(e, &CredentialRef::PskIdentity(identity.clone())))
                 {
                     return Ok(Err(Rejection::PskIdentityTaken {
-                        identity: shown,
+                        identity: shown(),
                         owner: "this request".into(),
                     }));
                 }
             }
             Credential::PublicKey(k) => {
-                let shown = k.fingerprint.to_string();
+                let shown = || k.fingerprint.to_string();
                 if let Some(device) = view.revoked_key(&k.fingerprint)? {
                     return Ok(Err(Rejection::RevokedCredential {
-                        what: format!("public key {shown}"),
+                        what: format!("public key {}", shown()),
                         device: device.to_string(),
                     }));
                 }
                 if let Some(owner) = view.key_owner(&k.fingerprint)? {
                     return Ok(Err(Rejection::KeyTaken {
-                        fingerprint: shown,
+                        fingerprint: shown(),
                         owner: owner.to_string(),
                     }));
                 }
@@ -480,7 +481,7 @@ pub(crate) fn check_new_credentials<V: RegistryView>(
                     .any(|e| matches_ref(e, &CredentialRef::Fingerprint(k.fingerprint)))
                 {
                     return Ok(Err(Rejection::KeyTaken {
-                        fingerprint: shown,
+                        fingerprint: shown(),
                         owner: "this request".into(),
                     }));
                 }
