@@ -298,12 +298,13 @@ impl Store {
 
     /// Keeps about `bytes` (encoded) of the newest log entries in memory for
     /// replication and apply to read, instead of the default 256 KiB; 0 keeps
-    /// only the newest entry. For log stores made after this call.
-    pub fn with_log_tail_bytes(mut self, bytes: usize) -> Self {
-        self.log_tail = Arc::new(Mutex::new(LogTail::new(
-            bytes,
-            crate::log_tail::LOG_TAIL_ENTRIES,
-        )));
+    /// only the newest entry. The one tail of every clone of this store and
+    /// every log store made from it changes, so they never disagree.
+    pub fn with_log_tail_bytes(self, bytes: usize) -> Self {
+        self.log_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_max_bytes(bytes);
         self
     }
 

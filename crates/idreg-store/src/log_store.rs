@@ -69,8 +69,8 @@ impl LogStore {
     }
 
     fn tail(&self) -> MutexGuard<'_, LogTail> {
-        // The tail is only a copy of the log; one left half-changed by a
-        // panic elsewhere is still a suffix of it (each step keeps that).
+        // The guard is held only for the tail's own short methods, which do
+        // not panic: a poisoned lock does not mean a torn tail.
         self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -53,6 +53,12 @@ impl LogTail {
         }
     }
 
+    /// Holds about `max_bytes` from now on (the newest entry always).
+    pub(crate) fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+        self.shrink();
+    }
+
     fn first_index(&self) -> Option<u64> {
         self.entries.front().map(|(e, _)| e.log_id.index)
     }
@@ -77,6 +83,11 @@ impl LogTail {
             self.bytes += size;
             self.entries.push_back((entry, size));
         }
+        self.shrink();
+    }
+
+    /// Drops the oldest entries down to the bounds, keeping the newest.
+    fn shrink(&mut self) {
         while self.entries.len() > 1
             && (self.bytes > self.max_bytes || self.entries.len() > self.max_entries)
         {
@@ -205,6 +216,14 @@ mod tests {
             indexes(tail.read(2, None)),
             Some(vec![2]),
             "over budget alone"
+        );
+        let mut tail = LogTail::new(1000, 100);
+        tail.append((1..=5).map(entry));
+        tail.set_max_bytes(20);
+        assert_eq!(
+            indexes(tail.read(4, None)),
+            Some(vec![4, 5]),
+            "shrunk at once"
         );
     }
 }
