@@ -226,4 +226,87 @@ mod tests {
             "shrunk at once"
         );
     }
+
+    /// Random appends, truncations, purges and snapshot resets, checked
+    /// against a model of the log: whatever the tail answers is exactly
+    /// what the log holds for that range (same indexes, same terms).
+    #[test]
+    fn answers_as_the_log_would_under_random_changes() {
+        use std::collections::BTreeMap;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n.max(1)
+        };
+        let mut tail = LogTail::new(60, 8);
+        let mut log: BTreeMap<u64, u64> = BTreeMap::new(); // index -> term
+        let mut term = 1;
+        let mut answered = 0;
+        for _ in 0..20_000 {
+            let first = log.keys().next().copied().unwrap_or(1);
+            let end = log.keys().next_back().map_or(first, |l| l + 1);
+            match next(10) {
+                0..=3 => {
+                    let added: Vec<_> = (end..end + 1 + next(3))
+                        .map(|i| {
+                            log.insert(i, term);
+                            let e = Entry {
+                                log_id: LogId::new(CommittedLeaderId::new(term, 1), i),
+                                payload: EntryPayload::Blank,
+                            };
+                            (e, 1 + next(20) as usize)
+                        })
+                        .collect();
+                    tail.append(added);
+                }
+                4 => {
+                    // A new leader overwrites the end of the log.
+                    let at = first + next(end - first + 1);
+                    log.retain(|i, _| *i < at);
+                    tail.truncate(at);
+                    term += 1;
+                }
+                5 => {
+                    let upto = first + next(end - first + 1);
+                    log.retain(|i, _| *i > upto);
+                    tail.purge(upto);
+                }
+                6 => {
+                    // A snapshot past the end: everything up to it purged.
+                    let upto = end + next(5);
+                    log.clear();
+                    tail.purge(upto);
+                    let at = upto + 1;
+                    log.insert(at, term);
+                    let e = Entry {
+                        log_id: LogId::new(CommittedLeaderId::new(term, 1), at),
+                        payload: EntryPayload::Blank,
+                    };
+                    tail.append([(e, 5)]);
+                }
+                _ => {
+                    let start = first.saturating_sub(2) + next(end - first + 4);
+                    let stop = start + next(6);
+                    if let Some(got) = tail.read(start, Some(stop)) {
+                        let want: Vec<(u64, u64)> =
+                            log.range(start..stop).map(|(i, t)| (*i, *t)).collect();
+                        let got: Vec<(u64, u64)> = got
+                            .iter()
+                            .map(|e| (e.log_id.index, e.log_id.leader_id.term))
+                            .collect();
+                        assert_eq!(got, want, "read {start}..{stop}");
+                        answered += 1;
+                    }
+                }
+            }
+            assert!(tail.entries.len() <= 8);
+            assert_eq!(
+                tail.bytes,
+                tail.entries.iter().map(|(_, n)| n).sum::<usize>()
+            );
+        }
+        assert!(answered > 1000, "the tail answered only {answered} reads");
+    }
 }
