@@ -166,6 +166,52 @@ fn hot_paths(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // What apply's overlay costs a batch of creates on its own: each
+    // proposal asks who owns its PSK identity, then records its device.
+    let base = idreg_core::mem::MemRegistry::default();
+    let changes: Vec<idreg_core::Change> = (0..BATCH)
+        .map(|i| {
+            let id = DeviceId::parse("id", &format!("o-{i:07}")).unwrap();
+            let identity = format!("o-{i:07}").into_bytes();
+            let device = idreg_core::Device {
+                id: id.clone(),
+                tenant: TenantId::default_tenant(),
+                status: idreg_core::DeviceStatus::Active,
+                labels: Labels::default(),
+                gateway: None,
+                credentials: vec![Credential::Psk {
+                    identity,
+                    secret: kek.seal(PSK, b""),
+                }],
+                created_ms: 0,
+                updated_ms: 0,
+                revision: 0,
+                revocation: None,
+            };
+            idreg_core::Change {
+                id,
+                before: None,
+                after: Some(device),
+                revocation: None,
+            }
+        })
+        .collect();
+    // 512: a bulk import's entry; 44: a group commit of 100 clients.
+    for n in [BATCH, 44] {
+        let name = format!("overlay: {n} creates' PSK owner checks and records");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                use idreg_core::RegistryView;
+                let mut overlay = idreg_core::Overlay::new(&base);
+                for change in &changes[..n] {
+                    let d = change.after.as_ref().unwrap();
+                    let identity = d.psk_identities().next().unwrap();
+                    assert!(overlay.psk_owner(identity).unwrap().is_none());
+                    overlay.record(change);
+                }
+            })
+        });
+    }
     let sample = entry(1, (0..BATCH).map(|i| create(&kek, "e", i, false)).collect());
     let bytes = idreg_store::codec::encode(&sample);
     group.bench_function("decode one log entry of 512 creates", |b| {
