@@ -2,7 +2,8 @@
 //! - the DTLS handshake's registry lookups: PSK identity -> device -> unsealed
 //!   PSK, and key fingerprint -> device, with 100 000 devices in RocksDB;
 //! - the CoAP endpoint handling one GET /id (parse, route, serialise, dedup);
-//! - the state machine applying one raft entry of 512 CreateDevice proposals;
+//! - the state machine applying one raft entry of 512 CreateDevice proposals,
+//!   and its overlay alone (owner lookups and records for 512 and 44 creates);
 //! - reading that entry back: decoded from its stored bytes (RocksDB's path)
 //!   or cloned from the log's in-memory tail (a shared `ProposalBatch`).
 //!
