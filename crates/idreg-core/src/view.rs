@@ -440,13 +440,9 @@ mod tests {
                 revocation: None,
             });
         }
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut next = |n: u64| rng.random_range(0..n);
         for _ in 0..50 {
             let mut overlay = Overlay::new(&base);
             for _ in 0..4 * SCAN_UP_TO {

@@ -232,14 +232,10 @@ mod tests {
     /// what the log holds for that range (same indexes, same terms).
     #[test]
     fn answers_as_the_log_would_under_random_changes() {
+        use rand::{Rng, SeedableRng};
         use std::collections::BTreeMap;
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n.max(1)
-        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut next = |n: u64| rng.random_range(0..n);
         let mut tail = LogTail::new(60, 8);
         let mut log: BTreeMap<u64, u64> = BTreeMap::new(); // index -> term
         let mut term = 1;
