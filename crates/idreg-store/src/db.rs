@@ -245,21 +245,20 @@ impl Store {
     }
 
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(
-            self.db.clone(),
-            self.metrics.clone(),
-            self.log_tail.clone(),
-            None,
-        )
+        self.log_store_for(None)
     }
 
     /// The log of node `node_id`.
     pub fn log_store_of(&self, node_id: NodeId) -> LogStore {
+        self.log_store_for(Some(node_id))
+    }
+
+    fn log_store_for(&self, node_id: Option<NodeId>) -> LogStore {
         LogStore::new(
             self.db.clone(),
             self.metrics.clone(),
             self.log_tail.clone(),
-            Some(node_id),
+            node_id,
         )
     }
 
@@ -301,10 +300,7 @@ impl Store {
     /// only the newest entry. The one tail of every clone of this store and
     /// every log store made from it changes, so they never disagree.
     pub fn with_log_tail_bytes(self, bytes: usize) -> Self {
-        self.log_tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_max_bytes(bytes);
+        crate::log_tail::lock(&self.log_tail).set_max_bytes(bytes);
         self
     }
 

@@ -69,9 +69,7 @@ impl LogStore {
     }
 
     fn tail(&self) -> MutexGuard<'_, LogTail> {
-        // The guard is held only for the tail's own short methods, which do
-        // not panic: a poisoned lock does not mean a torn tail.
-        self.tail.lock().unwrap_or_else(|e| e.into_inner())
+        crate::log_tail::lock(&self.tail)
     }
 
     fn cf_log(&self) -> &rocksdb::ColumnFamily {

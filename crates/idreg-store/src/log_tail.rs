@@ -13,6 +13,7 @@
 //! RocksDB.
 
 use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::types::Entry;
 
@@ -27,6 +28,13 @@ pub(crate) const LOG_TAIL_BYTES: usize = 256 << 10;
 
 /// Entries the tail holds at most, however small.
 pub(crate) const LOG_TAIL_ENTRIES: usize = 64;
+
+/// The shared tail, locked. The guard is held only for the tail's own
+/// short methods, which do not panic: a poisoned lock does not mean a torn
+/// tail.
+pub(crate) fn lock(shared: &Mutex<LogTail>) -> MutexGuard<'_, LogTail> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[derive(Debug)]
 pub(crate) struct LogTail {
