@@ -218,6 +218,7 @@ impl RegistryNode {
         let write_metrics = crate::write_metrics::WriteMetrics::default();
         tokio::spawn(proposer::run(
             forwarder.clone(),
+            store.waiting_callers(),
             rx,
             write_metrics.clone(),
             proposer::MAX_IN_FLIGHT,

@@ -5,10 +5,10 @@
 //! A bounded number of batches is in flight at once ([`MAX_IN_FLIGHT`]);
 //! while they commit, new proposals pile up and form the next, larger batch.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use idreg_core::{Device, Proposal, ProposalBatch, Rejection};
-use idreg_store::BatchOutcome;
+use idreg_store::{BatchOutcome, WaitingCallers};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::WriteError;
@@ -26,9 +26,41 @@ pub const MAX_IN_FLIGHT: usize = 1;
 
 pub type Verdict = Result<Option<Device>, Rejection>;
 
+type Reply = oneshot::Sender<Result<Verdict, WriteError>>;
+
 pub(crate) struct Pending {
     pub proposal: Proposal,
-    pub reply: oneshot::Sender<Result<Verdict, WriteError>>,
+    pub reply: Reply,
+}
+
+/// The callers of one batch, answered once: by this node's apply when it
+/// writes the batch ([`WaitingCallers`]), else by the batch's task when the
+/// write returns.
+#[derive(Clone)]
+struct BatchCallers(Arc<Mutex<Option<Vec<Reply>>>>);
+
+impl BatchCallers {
+    fn new(replies: Vec<Reply>) -> Self {
+        Self(Arc::new(Mutex::new(Some(replies))))
+    }
+
+    /// Answers the callers unless they have been.
+    fn answer(&self, result: Result<BatchOutcome, WriteError>) {
+        let replies = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let Some(replies) = replies else { return };
+        match result {
+            Ok(BatchOutcome(verdicts)) => {
+                for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                    let _ = reply.send(Ok(verdict));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// Gets a batch written (the [`Forwarder`]; a fake in tests). It signals
@@ -52,9 +84,11 @@ impl BatchWriter for Forwarder {
 }
 
 /// Runs until every sender is dropped, with at most `max_in_flight` batches
-/// written at once ([`MAX_IN_FLIGHT`] in a node).
+/// written at once ([`MAX_IN_FLIGHT`] in a node). Each batch is registered
+/// in `waiting` while it is written, for this node's apply to answer.
 pub(crate) async fn run<W: BatchWriter>(
     forwarder: W,
+    waiting: WaitingCallers,
     mut rx: mpsc::Receiver<Pending>,
     metrics: crate::write_metrics::WriteMetrics,
     max_in_flight: usize,
@@ -81,6 +115,7 @@ pub(crate) async fn run<W: BatchWriter>(
         let (proposals, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
         let forwarder = forwarder.clone();
+        let waiting = waiting.clone();
         let metrics = metrics.clone();
         let started = std::time::Instant::now();
         let (handed_over, turn) = oneshot::channel();
@@ -90,23 +125,18 @@ pub(crate) async fn run<W: BatchWriter>(
                 // An error only means the previous batch ended without handing over.
                 let _ = t.await;
             }
-            let result = forwarder
-                .write(ProposalBatch::from(proposals), Some(handed_over))
-                .await;
+            let batch = ProposalBatch::from(proposals);
+            let callers = BatchCallers::new(replies);
+            let answered_by_apply = callers.clone();
+            let registered = waiting.register(
+                &batch,
+                Box::new(move |outcome| answered_by_apply.answer(Ok(outcome))),
+            );
+            let result = forwarder.write(batch, Some(handed_over)).await;
+            drop(registered);
             drop(permit);
             metrics.batch(size, started.elapsed(), result.is_ok());
-            match result {
-                Ok(BatchOutcome(verdicts)) => {
-                    for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                        let _ = reply.send(Ok(verdict));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
+            callers.answer(result);
         });
     }
 }
@@ -115,7 +145,6 @@ pub(crate) async fn run<W: BatchWriter>(
 mod tests {
     use super::*;
     use idreg_core::{Author, Command, DeviceId, Role};
-    use std::sync::Mutex;
     use std::time::Duration;
 
     /// Hands each batch over after a delay that varies from batch to batch
@@ -154,6 +183,60 @@ mod tests {
         }
     }
 
+    /// Writes as a leader's apply does: answers through the batch's
+    /// registration, with a verdict that names each proposal, and returns
+    /// the outcome emptied, or then an error (raft stopping after the apply).
+    #[derive(Clone)]
+    struct ApplyingWriter {
+        waiting: WaitingCallers,
+        then_fail: bool,
+    }
+
+    impl BatchWriter for ApplyingWriter {
+        async fn write(
+            &self,
+            batch: ProposalBatch,
+            _handed_over: Option<oneshot::Sender<()>>,
+        ) -> Result<BatchOutcome, WriteError> {
+            let verdicts = batch
+                .0
+                .iter()
+                .map(|p| Err(Rejection::DeviceNotFound(p.at_ms.to_string())));
+            let answer = self.waiting.take(&batch).expect("registered");
+            answer(BatchOutcome(verdicts.collect()));
+            if self.then_fail {
+                return Err(WriteError::ShuttingDown);
+            }
+            Ok(BatchOutcome::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_answered_by_the_apply_get_their_own_verdict_once() {
+        for then_fail in [false, true] {
+            let waiting = WaitingCallers::default();
+            let writer = ApplyingWriter {
+                waiting: waiting.clone(),
+                then_fail,
+            };
+            let (tx, rx) = mpsc::channel(1000);
+            tokio::spawn(run(writer, waiting.clone(), rx, Default::default(), 1));
+            let mut replies = Vec::new();
+            for i in 0..200u64 {
+                let (p, r) = pending(i);
+                tx.send(p).await.unwrap();
+                replies.push(r);
+            }
+            for (i, r) in replies.into_iter().enumerate() {
+                match r.await {
+                    Ok(Ok(Err(Rejection::DeviceNotFound(at)))) => assert_eq!(at, i.to_string()),
+                    other => panic!("proposal {i} (then_fail {then_fail}): {other:?}"),
+                }
+            }
+            assert!(waiting.is_empty(), "every batch unregistered");
+        }
+    }
+
     fn pending(i: u64) -> (Pending, oneshot::Receiver<Result<Verdict, WriteError>>) {
         let (reply, rx) = oneshot::channel();
         let by = Author::new("t", Role::Admin, 1);
@@ -173,7 +256,13 @@ mod tests {
         let writer = SlowWriter::default();
         let (tx, rx) = mpsc::channel(100_000);
         // Four in flight: the order must hold while batches overlap.
-        tokio::spawn(run(writer.clone(), rx, Default::default(), 4));
+        tokio::spawn(run(
+            writer.clone(),
+            Default::default(),
+            rx,
+            Default::default(),
+            4,
+        ));
         let mut replies = Vec::new();
         // Proposals arrive in bursts, so batches of many sizes form while
         // up to four are in the writer at once.

@@ -17,6 +17,7 @@ use crate::snapshot::SnapshotKey;
 use crate::state_machine::StateMachine;
 use crate::store_metrics::{StoreMeasures, StoreMetrics};
 use crate::types::NodeId;
+use crate::waiting_callers::WaitingCallers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -98,6 +99,8 @@ pub struct Store {
     /// The newest log entries, shared by every [`LogStore`] of this store so
     /// that all of them see every append, truncation and purge.
     log_tail: Arc<Mutex<LogTail>>,
+    /// Batches proposed here whose callers the apply answers.
+    waiting: WaitingCallers,
     /// The options the database was opened with: they hold RocksDB's
     /// statistics.
     opts: Arc<Options>,
@@ -186,6 +189,7 @@ impl Store {
             snapshot_key: None,
             metrics: Arc::default(),
             log_tail: Arc::default(),
+            waiting: WaitingCallers::default(),
             opts: Arc::new(opts),
         })
     }
@@ -291,8 +295,15 @@ impl Store {
                 installs: self.installs.clone(),
                 history_keep: self.history_keep,
                 metrics: self.metrics.clone(),
+                waiting: self.waiting.clone(),
             },
         )
+    }
+
+    /// Where this node's proposer registers the batches whose callers the
+    /// apply answers ([`WaitingCallers`]).
+    pub fn waiting_callers(&self) -> WaitingCallers {
+        self.waiting.clone()
     }
 
     /// Keeps about `bytes` (encoded) of the newest log entries in memory for

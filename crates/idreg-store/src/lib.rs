@@ -23,6 +23,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod store_metrics;
 pub mod types;
+pub mod waiting_callers;
 
 pub use db::{OpenOptions, Store, StoreError};
 pub use events::RegistryEvent;
@@ -34,3 +35,4 @@ pub use session_log::SessionLog;
 pub use state_machine::{is_plain_snapshot_id, StateMachine};
 pub use store_metrics::{RocksCounters, StoreMeasures};
 pub use types::{BatchOutcome, NodeId, TypeConfig};
+pub use waiting_callers::{AnswerCallers, WaitingCallers};

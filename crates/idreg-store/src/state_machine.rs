@@ -48,6 +48,7 @@ pub(crate) struct Notify {
     pub installs: Arc<watch::Sender<u64>>,
     pub history_keep: u64,
     pub metrics: Arc<crate::store_metrics::StoreMetrics>,
+    pub waiting: crate::waiting_callers::WaitingCallers,
 }
 
 /// History is trimmed when the applied index crosses a multiple of this.
@@ -238,6 +239,9 @@ impl StateMachine {
         let mut membership: Option<StoredMembership> = None;
         let history = self.db.cf_handle(CF_HISTORY).expect("cf exists");
         let mut fw_counts = FirmwareCounts::default();
+        // Callers waiting here for an entry's verdicts, by the entry's place
+        // in `outcomes`.
+        let mut answers = Vec::new();
 
         for entry in entries {
             let revision = entry.log_id.index;
@@ -255,6 +259,9 @@ impl StateMachine {
                     outcomes.push(BatchOutcome::default());
                 }
                 EntryPayload::Normal(proposals) => {
+                    if let Some(answer) = self.notify.waiting.take(&proposals) {
+                        answers.push((outcomes.len(), answer));
+                    }
                     let mut results = Vec::with_capacity(proposals.0.len());
                     let mut seq = 0u32;
                     for proposal in proposals.0.iter() {
@@ -446,6 +453,11 @@ impl StateMachine {
         for e in events {
             // No receivers is fine: nobody is listening yet.
             let _ = self.notify.events.send(e);
+        }
+        // Written, and its events out (a revocation reaches this node's
+        // sessions first): the callers may hear.
+        for (i, answer) in answers {
+            answer(std::mem::take(&mut outcomes[i]));
         }
         Ok(outcomes)
     }

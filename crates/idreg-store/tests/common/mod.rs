@@ -32,6 +32,8 @@ pub fn id(s: &str) -> DeviceId {
 }
 
 /// A snapshot of `sm`, built and installed into a fresh store at `dir`.
+// Each test binary compiles this module; not every one snapshots.
+#[allow(dead_code)]
 pub async fn snapshot_into(sm: &mut StateMachine, dir: &Path, kek: &Kek) -> Store {
     let snapshot = sm
         .get_snapshot_builder()
