@@ -37,6 +37,9 @@ pub struct LogStore {
     /// reader, a clone), and changed in step with the log in RocksDB.
     tail: Arc<Mutex<LogTail>>,
     node_id: Option<NodeId>,
+    /// The committed log id openraft last saved, not yet written: it goes
+    /// into the next append's batch instead of a write of its own.
+    unsaved_committed: Option<Option<LogId>>,
 }
 
 fn io_err(
@@ -65,6 +68,7 @@ impl LogStore {
             metrics,
             tail,
             node_id,
+            unsaved_committed: None,
         }
     }
 
@@ -206,11 +210,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not synced: losing it only means re-learning it from the leader.
-        self.put_meta(META_COMMITTED, &committed, false)
+        // Written with the next append, not on its own: one RocksDB write
+        // (and WAL write) fewer per commit on every node, on the leader's
+        // path from the quorum's answer to the client's. Losing it (a crash
+        // before the next append) only means re-learning it from the leader
+        // or, alone, re-committing it with the next term's first entry; the
+        // applied state is persisted by the state machine either way.
+        self.unsaved_committed = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        if let Some(committed) = &self.unsaved_committed {
+            return Ok(*committed);
+        }
         Ok(self.get_meta::<Option<LogId>>(META_COMMITTED)?.flatten())
     }
 
@@ -233,6 +246,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let size = bytes.len();
             batch.put_cf(&cf, log_key(entry.log_id.index), bytes);
             written.push((entry, size));
+        }
+        if let Some(committed) = self.unsaved_committed.take() {
+            let meta = self.db.cf_handle(CF_RAFT_META).expect("cf exists");
+            batch.put_cf(meta, META_COMMITTED, encode(&committed));
         }
         self.db
             .write(batch)
@@ -289,6 +306,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::flushes_inline;
+    use crate::types::{Entry, LogId};
+    use crate::Store;
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    #[tokio::test]
+    async fn the_committed_log_id_is_written_with_the_next_append() {
+        let kek = idreg_core::Kek::from_bytes(&[9; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let log_id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        let store = Store::open(dir.path(), &kek).unwrap();
+        let mut log = store.log_store_of(1);
+        log.save_committed(Some(log_id(5))).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(5)));
+        // Another store over the same data reads what is written: nothing yet.
+        assert_eq!(store.log_store().read_committed().await.unwrap(), None);
+        let entry = Entry {
+            log_id: log_id(6),
+            payload: EntryPayload::Blank,
+        };
+        log.blocking_append([entry]).await.unwrap();
+        drop((log, store));
+        let reopened = Store::open(dir.path(), &kek).unwrap();
+        let mut log = reopened.log_store_of(1);
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(5)));
+    }
 
     #[test]
     fn a_follower_flushes_inline_and_a_leader_on_the_pool() {
