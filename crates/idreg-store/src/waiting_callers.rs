@@ -65,11 +65,7 @@ impl WaitingCallers {
     /// The answer for `batch` if its callers wait here, taken: a batch's
     /// callers are answered once.
     pub fn take(&self, batch: &ProposalBatch) -> Option<AnswerCallers> {
-        let mut waiting = self.lock();
-        if waiting.is_empty() {
-            return None;
-        }
-        waiting.remove(&key(batch)).map(|w| w.answer)
+        self.lock().remove(&key(batch)).map(|w| w.answer)
     }
 
     pub fn len(&self) -> usize {
