@@ -253,6 +253,18 @@ async fn prometheus_sees_what_the_cluster_did() {
     ] {
         prom.wait_for(&expr.replace("ONE", one), &[want]).await;
     }
+    // Leading, node 1's apply answered the callers of every batch of its
+    // own; following, none (the leader wrote them from Forward calls).
+    let by_apply = format!("idreg_raft_batches_answered_by_apply_total{{instance=\"{one}\"}}");
+    if leader == 1 {
+        prom.wait_for(
+            &format!("{by_apply} - idreg_raft_batch_proposals_count{{instance=\"{one}\"}}"),
+            &[0.0],
+        )
+        .await;
+    } else {
+        prom.wait_for(&by_apply, &[0.0]).await;
+    }
     // Devices by status, on every node; WAL fsyncs timed, and RocksDB's
     // block cache and stall counters present on every node.
     prom.wait_for(

@@ -44,10 +44,12 @@ impl BatchCallers {
         Self(Arc::new(Mutex::new(Some(replies))))
     }
 
-    /// Answers the callers unless they have been.
-    fn answer(&self, result: Result<BatchOutcome, WriteError>) {
+    /// Answers the callers unless they have been; false if they had.
+    fn answer(&self, result: Result<BatchOutcome, WriteError>) -> bool {
         let replies = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let Some(replies) = replies else { return };
+        let Some(replies) = replies else {
+            return false;
+        };
         match result {
             Ok(BatchOutcome(verdicts)) => {
                 for (reply, verdict) in replies.into_iter().zip(verdicts) {
@@ -60,6 +62,7 @@ impl BatchCallers {
                 }
             }
         }
+        true
     }
 }
 
@@ -130,13 +133,16 @@ pub(crate) async fn run<W: BatchWriter>(
             let answered_by_apply = callers.clone();
             let registered = waiting.register(
                 &batch,
-                Box::new(move |outcome| answered_by_apply.answer(Ok(outcome))),
+                Box::new(move |outcome| {
+                    answered_by_apply.answer(Ok(outcome));
+                }),
             );
             let result = forwarder.write(batch, Some(handed_over)).await;
             drop(registered);
             drop(permit);
-            metrics.batch(size, started.elapsed(), result.is_ok());
-            callers.answer(result);
+            let ok = result.is_ok();
+            let answered_by_apply = !callers.answer(result);
+            metrics.batch(size, started.elapsed(), ok, answered_by_apply);
         });
     }
 }

@@ -1,6 +1,7 @@
 //! What group commit does, for `/metrics`: batch sizes, each batch's time
 //! from leaving the queue to its verdicts (proposal to apply, forwarding
-//! included), batches that failed, and proposals waiting in the queue.
+//! included), batches that failed, batches whose callers the apply
+//! answered, and proposals waiting in the queue.
 //! Observed once per batch, never per proposal.
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ pub struct WriteMetrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     failed_batches: Counter,
+    answered_by_apply: Counter,
     queued: Gauge,
 }
 
@@ -26,6 +28,7 @@ impl Default for WriteMetrics {
             // 0.1 ms to ~6.5 s.
             batch_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             failed_batches: Counter::default(),
+            answered_by_apply: Counter::default(),
             queued: Gauge::default(),
         }
     }
@@ -49,17 +52,25 @@ impl WriteMetrics {
             self.failed_batches.clone(),
         );
         registry.register(
+            "idreg_raft_batches_answered_by_apply",
+            "Batches whose callers this node's apply answered itself (a leader's own batches); the others heard when raft returned",
+            self.answered_by_apply.clone(),
+        );
+        registry.register(
             "idreg_raft_proposals_queued",
             "Proposals waiting for the next batch",
             self.queued.clone(),
         );
     }
 
-    pub(crate) fn batch(&self, size: usize, took: Duration, ok: bool) {
+    pub(crate) fn batch(&self, size: usize, took: Duration, ok: bool, answered_by_apply: bool) {
         self.batch_size.observe(size as f64);
         self.batch_seconds.observe(took.as_secs_f64());
         if !ok {
             self.failed_batches.inc();
+        }
+        if answered_by_apply {
+            self.answered_by_apply.inc();
         }
     }
 
