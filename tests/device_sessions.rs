@@ -474,6 +474,9 @@ async fn one_identity_live_from_two_addresses_is_a_clone() {
     add_psk(&server, "twin").await;
     let mut a = from([127, 0, 0, 2], front, psk_config("twin", false)).await;
     assert_eq!(a.get("/id", None).await.unwrap().text(), "twin active psk");
+    // As above: in the same millisecond the session ids would decide which
+    // of the two is the new one.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let mut b = EngineDevice::connect_from(
         std::net::SocketAddr::from(([127, 0, 0, 3], 0)),
         front,
