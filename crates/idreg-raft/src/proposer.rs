@@ -130,11 +130,11 @@ pub(crate) async fn run<W: BatchWriter>(
             }
             let batch = ProposalBatch::from(proposals);
             let callers = BatchCallers::new(replies);
-            let answered_by_apply = callers.clone();
+            let for_apply = callers.clone();
             let registered = waiting.register(
                 &batch,
                 Box::new(move |outcome| {
-                    answered_by_apply.answer(Ok(outcome));
+                    for_apply.answer(Ok(outcome));
                 }),
             );
             let result = forwarder.write(batch, Some(handed_over)).await;
