@@ -99,20 +99,11 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        value: &T,
-        sync: bool,
-    ) -> Result<(), StorageError> {
+    /// Written synced: a vote or a purge point must survive a crash.
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), StorageError> {
         let cf = self.db.cf_handle(CF_RAFT_META).expect("cf exists");
-        let wo = if sync {
-            synced()
-        } else {
-            WriteOptions::default()
-        };
         self.db
-            .put_cf_opt(&cf, key, encode(value), &wo)
+            .put_cf_opt(&cf, key, encode(value), &synced())
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
@@ -202,7 +193,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(META_VOTE, vote, true)
+        self.put_meta(META_VOTE, vote)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
@@ -291,7 +282,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.put_meta(META_LAST_PURGED, &log_id, true)?;
+        self.put_meta(META_LAST_PURGED, &log_id)?;
         let cf = self.cf_log();
         self.db
             .delete_range_cf_opt(&cf, log_key(0), log_key(log_id.index + 1), &synced())
