@@ -6,20 +6,10 @@
 
 mod common;
 
-use common::{entry, id, snapshot_into};
-use idreg_core::{Command, Kek, Labels, NewDevice, StatusChange, TenantId};
+use common::{create, entry, id, snapshot_into};
+use idreg_core::{Command, Kek, StatusChange};
 use idreg_store::Store;
 use openraft::storage::{RaftLogStorageExt, RaftStateMachine};
-
-fn create(name: &str) -> Command {
-    Command::Create(NewDevice {
-        id: id(name),
-        tenant: TenantId::default_tenant(),
-        labels: Labels::default(),
-        gateway: None,
-        credentials: vec![],
-    })
-}
 
 fn set_status(name: &str, status: StatusChange) -> Command {
     Command::Update {

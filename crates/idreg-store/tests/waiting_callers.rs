@@ -7,21 +7,11 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{entry, id};
-use idreg_core::{Command, Kek, Labels, NewDevice, TenantId};
+use common::{create, entry, id};
+use idreg_core::Kek;
 use idreg_store::{BatchOutcome, Store};
 use openraft::storage::RaftStateMachine;
 use openraft::EntryPayload;
-
-fn create(name: &str) -> Command {
-    Command::Create(NewDevice {
-        id: id(name),
-        tenant: TenantId::default_tenant(),
-        labels: Labels::default(),
-        gateway: None,
-        credentials: vec![],
-    })
-}
 
 #[tokio::test]
 async fn the_apply_answers_a_registered_batch_after_its_write_and_events() {

@@ -1,10 +1,15 @@
 //! Helpers shared by the store's integration tests: raft entries of
-//! proposals, as the proposer would make them, and a snapshot carried to
-//! a fresh store.
+//! proposals, as the proposer would make them, a plain create, and a
+//! snapshot carried to a fresh store.
+
+// Each test binary compiles this module and uses only some of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 
-use idreg_core::{Author, Command, DeviceId, Kek, Proposal, ProposalBatch, Role};
+use idreg_core::{
+    Author, Command, DeviceId, Kek, Labels, NewDevice, Proposal, ProposalBatch, Role, TenantId,
+};
 use idreg_store::{StateMachine, Store, TypeConfig};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
@@ -31,9 +36,18 @@ pub fn id(s: &str) -> DeviceId {
     DeviceId::parse("id", s).unwrap()
 }
 
+/// Creates device `name` in the default tenant, with no credentials.
+pub fn create(name: &str) -> Command {
+    Command::Create(NewDevice {
+        id: id(name),
+        tenant: TenantId::default_tenant(),
+        labels: Labels::default(),
+        gateway: None,
+        credentials: vec![],
+    })
+}
+
 /// A snapshot of `sm`, built and installed into a fresh store at `dir`.
-// Each test binary compiles this module; not every one snapshots.
-#[allow(dead_code)]
 pub async fn snapshot_into(sm: &mut StateMachine, dir: &Path, kek: &Kek) -> Store {
     let snapshot = sm
         .get_snapshot_builder()
