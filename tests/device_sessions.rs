@@ -1,8 +1,9 @@
 //! Device sessions over time, on the real binary and real UDP: one port for
 //! every credential (libcoap with GnuTLS presents a raw public key), a
 //! Connection ID that survives a NAT rebinding, sessions that outlive a
-//! restart of the node, a removed credential that ends the sessions it
-//! opened, and a node cut off from its leader that stops admitting devices.
+//! restart of the node, an audit that survives `kill -9`, a removed
+//! credential that ends the sessions it opened, and a node cut off from its
+//! leader that stops admitting devices.
 
 mod common;
 
@@ -217,6 +218,31 @@ async fn sessions_outlive_a_restart_of_the_node() {
         "{s:?}"
     );
     d.close().await;
+}
+
+/// The audit of who connected is written to the WAL file at once: the
+/// store holds other writes in RocksDB's buffer until the next log flush
+/// (`db.rs`), and on a node nobody writes to that could be never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_session_survives_kill_9() {
+    let Some(tool) = external_tool("coap-client-openssl") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&tmp.path().join("node")).await;
+    let front = server.front_addr().await.to_string();
+    add_psk(&server, "logger").await;
+    let got = libcoap_psk_get(&tool, &front, ("logger-psk", KEY), "/id", &[]);
+    assert!(got.contains("logger active psk"), "{got}");
+    let before = wait_sessions(&server, "logger", |s| {
+        s.iter().any(|x| x.ended_at.is_some())
+    })
+    .await;
+    assert!(before.iter().any(|x| x.ended_at.is_some()), "{before:?}");
+    server.kill9();
+    server.restart().await;
+    let after = sessions_of(&server, "logger").await;
+    assert_eq!(after, before, "the audit after kill -9");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
