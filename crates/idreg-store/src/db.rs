@@ -112,12 +112,21 @@ pub struct OpenOptions {
     /// RocksDB's tickers (block cache hits and misses, write stalls) for
     /// `/metrics`; a node without metrics turns them off.
     pub rocksdb_statistics: bool,
+    /// The most write-ahead log kept live: past it, RocksDB flushes the
+    /// memtables that pin the oldest file. It bounds what a restart replays.
+    pub wal_limit_bytes: u64,
 }
+
+/// `OpenOptions::wal_limit_bytes` by default, in MiB. RocksDB's own bound
+/// is four times every column family's memtables, ~8.7 GiB here, and a
+/// barely written family pins old files until then.
+pub const DEFAULT_WAL_LIMIT_MB: u64 = 256;
 
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             rocksdb_statistics: true,
+            wal_limit_bytes: DEFAULT_WAL_LIMIT_MB << 20,
         }
     }
 }
@@ -172,6 +181,13 @@ impl Store {
         // applies the entry again from the synced log. Writers that must
         // reach the file at once (session audit) flush themselves.
         opts.set_manual_wal_flush(true);
+        opts.set_max_total_wal_size(options.wal_limit_bytes);
+        // RocksDB grows a new WAL file as it writes, so every log fsync also
+        // commits the file's new length to the filesystem's journal. A
+        // reused file is already that long: its fsync writes the data only
+        // (~50 us less per fsync here, BENCHMARKS.md). Recovery tells a
+        // reused file's old records from new ones by their log number.
+        opts.set_recycle_log_file_num(2);
         let cfs = ALL_CFS
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, opts.clone()));

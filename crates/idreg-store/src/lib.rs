@@ -25,7 +25,7 @@ pub mod store_metrics;
 pub mod types;
 pub mod waiting_callers;
 
-pub use db::{OpenOptions, Store, StoreError};
+pub use db::{OpenOptions, Store, StoreError, DEFAULT_WAL_LIMIT_MB};
 pub use events::RegistryEvent;
 pub use history::History;
 pub use idreg_core::firmware_catalog::{ReportedDevice, VersionCount};

@@ -519,6 +519,11 @@ pub struct ServeArgs {
     /// Largest snapshot accepted from a leader, in bytes [default: 64 GiB].
     #[arg(long, env = "IDREG_SNAPSHOT_MAX_BYTES")]
     pub snapshot_max_bytes: Option<u64>,
+    /// Write-ahead log kept live, in MiB: past it RocksDB writes out the
+    /// memtables that hold the oldest file, which bounds what a restart
+    /// replays [default: 256].
+    #[arg(long, env = "IDREG_WAL_LIMIT_MB")]
+    pub wal_limit_mb: Option<u64>,
     /// Device front: UDP address for CoAP over DTLS, or "off". PSK,
     /// certificate and raw-public-key devices all use it [default: 0.0.0.0:5684].
     #[arg(long, env = "IDREG_COAP_ADDR")]

@@ -100,6 +100,7 @@ async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let kek = load_kek(&config)?;
     let options = idreg_store::OpenOptions {
         rocksdb_statistics: config.metrics.is_some(),
+        wal_limit_bytes: config.wal_limit_bytes,
     };
     let store = Store::open_with(&config.data_dir, &kek, options)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?

@@ -29,6 +29,7 @@ struct FileConfig {
     peer_key_file: Option<PathBuf>,
     peer_ca_file: Option<PathBuf>,
     snapshot_max_bytes: Option<u64>,
+    wal_limit_mb: Option<u64>,
     coap_addr: Option<String>,
     coap_cert_addr: Option<String>,
     coap_cert: Option<PathBuf>,
@@ -137,6 +138,8 @@ pub struct ServeConfig {
     pub metrics: Option<MetricsListen>,
     pub security: Security,
     pub snapshot_max_bytes: u64,
+    /// `--wal-limit-mb`, in bytes.
+    pub wal_limit_bytes: u64,
     pub front: Option<FrontSettings>,
     pub kek_file: Option<PathBuf>,
     pub node_id: u64,
@@ -534,6 +537,15 @@ impl ServeConfig {
                 .or(file.snapshot_max_bytes)
                 .unwrap_or(idreg_raft::snapshot_receiver::DEFAULT_MAX_SNAPSHOT_BYTES),
         )?;
+        let wal_limit_mb = positive(
+            "wal-limit-mb",
+            args.wal_limit_mb
+                .or(file.wal_limit_mb)
+                .unwrap_or(idreg_store::DEFAULT_WAL_LIMIT_MB),
+        )?;
+        let wal_limit_bytes = wal_limit_mb
+            .checked_mul(1 << 20)
+            .context("--wal-limit-mb is too large")?;
         let watch_history = args.watch_history.or(file.watch_history).unwrap_or(100_000);
         if watch_history == 0 {
             bail!("--watch-history must be at least 1");
@@ -546,6 +558,7 @@ impl ServeConfig {
             metrics,
             security,
             snapshot_max_bytes,
+            wal_limit_bytes,
             front,
             kek_file,
             node_id,
@@ -604,6 +617,15 @@ mod tests {
             assert!(e.to_string().contains("--runtime-threads"), "{e}");
         }
         assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.wal_limit_bytes, 256 << 20);
+        for (bad, says) in [(0, "at least 1"), (u64::MAX, "too large")] {
+            let e = ServeConfig::resolve(ServeArgs {
+                wal_limit_mb: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(says), "{e:#}");
+        }
         let front = c.front.unwrap();
         assert_eq!(front.addr.port(), 5684);
         assert_eq!(front.max_auth_staleness, Duration::from_secs(30));
