@@ -220,9 +220,9 @@ async fn sessions_outlive_a_restart_of_the_node() {
     d.close().await;
 }
 
-/// The audit of who connected is written to the WAL file at once: the
-/// store holds other writes in RocksDB's buffer until the next log flush
-/// (`db.rs`), and on a node nobody writes to that could be never.
+/// The audit of who connected reaches the WAL file at once: no raft log
+/// replays it, and on a node nobody writes to, no later write would carry
+/// it out of a buffer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_session_survives_kill_9() {
     let Some(tool) = external_tool("coap-client-openssl") else {

@@ -174,13 +174,6 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        // A write reaches the WAL file only when flushed: the log append's
-        // fsync (or another synced write) carries everything before it. An
-        // apply then costs no write() of its own: if the process dies first,
-        // the applied index in the same batch is lost with it and openraft
-        // applies the entry again from the synced log. Writers that must
-        // reach the file at once (session audit) flush themselves.
-        opts.set_manual_wal_flush(true);
         opts.set_max_total_wal_size(options.wal_limit_bytes);
         // RocksDB grows a new WAL file as it writes, so every log fsync also
         // commits the file's new length to the filesystem's journal. A

@@ -62,14 +62,6 @@ impl SessionLog {
         self.record_sessions(std::slice::from_ref(r))
     }
 
-    /// The store flushes its WAL by hand (`db.rs`): audit is handed to the
-    /// file at once, so a crash of the process alone loses none of it.
-    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.db.write(batch)?;
-        self.db.flush_wal(false)?;
-        Ok(())
-    }
-
     fn load(&self, started_ms: u64, id: u64) -> Result<Option<SessionRecord>, StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         match self.db.get_pinned_cf(&cf, time_key(started_ms, id))? {
@@ -105,8 +97,8 @@ impl SessionAudit for SessionLog {
 
     /// Writes (or overwrites) records in one RocksDB write: one WAL append
     /// for a burst of handshakes rather than one each. Audit writes go
-    /// through the WAL but do not wait for fsync: a crash of the machine may
-    /// lose the last moments of audit, never registry state.
+    /// through the WAL but do not wait for fsync: a crash may lose the last
+    /// moments of audit, never registry state.
     fn record_sessions(&self, records: &[SessionRecord]) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(CF_SESSIONS).expect("cf exists");
         let mut batch = WriteBatch::default();
@@ -114,7 +106,7 @@ impl SessionAudit for SessionLog {
             batch.put_cf(&cf, time_key(r.started_ms, r.id), encode(r));
             batch.put_cf(&cf, device_key(&r.device, r.started_ms, r.id), []);
         }
-        self.write(batch)?;
+        self.db.write(batch)?;
         Ok(())
     }
 
@@ -171,7 +163,7 @@ impl SessionAudit for SessionLog {
         for c in sightings {
             batch.put_cf(&cf, clone_key(c.at_ms, c.id), encode(c));
         }
-        self.write(batch)?;
+        self.db.write(batch)?;
         Ok(())
     }
 
@@ -238,10 +230,10 @@ impl SessionAudit for SessionLog {
             batch.delete_cf(&cf, device_key(&r.device, r.started_ms, r.id));
             n += 1;
             if batch.len() >= 10_000 {
-                self.write(std::mem::take(&mut batch))?;
+                self.db.write(std::mem::take(&mut batch))?;
             }
         }
-        self.write(batch)?;
+        self.db.write(batch)?;
         Ok(n)
     }
 }

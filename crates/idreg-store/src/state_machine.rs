@@ -446,7 +446,6 @@ impl StateMachine {
         if let Some(m) = membership {
             batch.put_cf(&meta, SM_MEMBERSHIP, encode(&m));
         }
-        // Into the WAL's buffer only: the next log flush writes it (db.rs).
         self.db.write(batch)?;
         if let Some(applied) = last_applied {
             self.notify.applied.send_replace(applied.index);
