@@ -12,60 +12,62 @@ use idreg_client::pb;
 async fn acknowledged_devices_survive_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start(&tmp.path().join("node")).await;
-    acknowledged_writes_survive_kill_9(&mut server, 100).await;
+    acknowledged_writes_survive_kill_9(&mut server, 100, |_| true).await;
 }
 
-/// The same through WAL files RocksDB reuses: a recycled file still holds
-/// an older log's records past the new ones, and the restart after
-/// `kill -9` must stop where the new records end.
+/// The same with the node killed while it writes a WAL file RocksDB reused:
+/// the file still holds an older log's records past the new ones, and the
+/// restart must stop where the new records end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_devices_survive_kill_9_in_a_recycled_wal() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start_with(&tmp.path().join("node"), &["--wal-limit-mb", "1"]).await;
-    acknowledged_writes_survive_kill_9(&mut server, 400).await;
-    // RocksDB's own log of both runs (the restart set the first one aside).
-    let mut log = String::new();
-    for f in std::fs::read_dir(server.data_dir.join("db")).unwrap() {
-        let f = f.unwrap();
-        if f.file_name().to_string_lossy().starts_with("LOG") {
-            log += &std::fs::read_to_string(f.path()).unwrap();
+    acknowledged_writes_survive_kill_9(&mut server, 200, writes_a_reused_wal).await;
+}
+
+/// Whether the node's current WAL file is a reused one, from RocksDB's own
+/// log: it says "reusing log N from recycle list" just before switching the
+/// memtables to the file it reused.
+fn writes_a_reused_wal(server: &Server) -> bool {
+    let log = std::fs::read_to_string(server.data_dir.join("db/LOG")).unwrap_or_default();
+    let switches: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("from recycle list") || l.contains("created with log file: #"))
+        .collect();
+    let Some(newest) = switches.last().and_then(|l| l.rsplit_once('#')) else {
+        return false;
+    };
+    let file = format!("#{}", newest.1.split('.').next().unwrap_or(""));
+    let first = switches.iter().position(|l| l.contains(&file)).unwrap();
+    first > 0 && switches[first - 1].contains("from recycle list")
+}
+
+/// Rounds of 16 concurrent writers of `each` devices until `ready` holds
+/// (at most 20 rounds); then `kill -9`, and every acknowledged device is
+/// there after a restart.
+async fn acknowledged_writes_survive_kill_9(
+    server: &mut Server,
+    each: usize,
+    ready: impl Fn(&Server) -> bool,
+) {
+    let mut acked = BTreeSet::new();
+    let mut rounds = 0;
+    while rounds < 20 {
+        acked.extend(write_round(server, rounds, each).await);
+        rounds += 1;
+        if ready(server) {
+            break;
         }
     }
     assert!(
-        log.contains("from recycle list"),
-        "RocksDB never reused a WAL file"
+        ready(server),
+        "not ready to be killed after {rounds} rounds"
     );
-}
-
-/// 16 concurrent writers of `each` devices; every acknowledged one is there
-/// after `kill -9` and a restart.
-async fn acknowledged_writes_survive_kill_9(server: &mut Server, each: usize) {
-    let mut tasks = Vec::new();
-    for w in 0..16 {
-        let mut client = server.client().await;
-        tasks.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..each {
-                let id = format!("w{w}-dev{i}");
-                let secret = format!("secret-of-{id}-padding");
-                let req = create_req(&id, vec![psk_input(&id, secret.as_bytes())]);
-                if client.create_device(req).await.is_ok() {
-                    acked.push(id);
-                }
-            }
-            acked
-        }));
-    }
-    let mut acked = BTreeSet::new();
-    for t in tasks {
-        acked.extend(t.await.unwrap());
-    }
     assert_eq!(
         acked.len(),
-        16 * each,
+        16 * each * rounds,
         "every create on a healthy node is acknowledged"
     );
-
     server.kill9();
     server.restart().await;
 
@@ -84,7 +86,7 @@ async fn acknowledged_writes_survive_kill_9(server: &mut Server, each: usize) {
     );
     let d = client
         .get_device(pb::GetDeviceRequest {
-            id: "w3-dev42".into(),
+            id: "r0-w3-dev42".into(),
             ..Default::default()
         })
         .await
@@ -235,4 +237,30 @@ async fn sigterm_stops_a_node_whose_clients_hang() {
         started.elapsed()
     );
     assert!(log.contains("closing them"), "{log}");
+}
+
+/// 16 concurrent writers of `each` devices named after `round`: the ids
+/// acknowledged.
+async fn write_round(server: &Server, round: usize, each: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..each {
+                let id = format!("r{round}-w{w}-dev{i}");
+                let secret = format!("secret-of-{id}-padding");
+                let req = create_req(&id, vec![psk_input(&id, secret.as_bytes())]);
+                if client.create_device(req).await.is_ok() {
+                    acked.push(id);
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    acked
 }
