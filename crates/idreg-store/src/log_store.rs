@@ -109,10 +109,14 @@ impl LogStore {
 
     /// Syncs the WAL and reports the outcome to openraft.
     fn flush(&self, callback: LogFlushed<TypeConfig>) {
+        callback.log_io_completed(self.sync_wal());
+    }
+
+    fn sync_wal(&self) -> std::io::Result<()> {
         let started = std::time::Instant::now();
         let res = self.db.flush_wal(true).map_err(std::io::Error::other);
         self.metrics.wal_fsync.observe(started.elapsed());
-        callback.log_io_completed(res);
+        res
     }
 }
 
@@ -257,8 +261,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // append's flush makes every earlier one durable. The patched
         // openraft (vendor/openraft/IDREG-PATCH.md) relies on that when the
         // leader's flushes are reported out of order.
+        // The clone goes before the report: whoever awaited the flush may
+        // then close the store and reopen it at once (RocksDB's lock).
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.flush(callback));
+        tokio::task::spawn_blocking(move || {
+            let res = this.sync_wal();
+            drop(this);
+            callback.log_io_completed(res);
+        });
         Ok(())
     }
 
