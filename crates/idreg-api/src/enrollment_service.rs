@@ -1,6 +1,7 @@
 //! `idreg.v1.Enrollment`: the cluster's device CA — shown to anyone with a
-//! role, replaced by an admin with their own — and the enrollment groups. The key arrives in the clear
-//! over mutual TLS and is sealed with the KEK here, before it is proposed.
+//! role, replaced by an admin with their own — and the enrollment groups.
+//! The key arrives in the clear over mutual TLS and is sealed with the KEK
+//! here, before it is proposed.
 
 use idreg_core::credential::{certificate_der_from_pem, pem_armour};
 use idreg_core::device_ca::{

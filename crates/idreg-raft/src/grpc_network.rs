@@ -1,8 +1,9 @@
 //! The raft network over gRPC: one lazily connected `idreg.v1.Raft` client per
-//! peer, AppendEntries on a long-lived stream where the peer has one. openraft's messages travel as `wire`-encoded payloads; the reply
-//! carries the peer's `Result`, so a refusal by the peer's raft comes back as
-//! openraft's `RemoteError`, and a transport failure as `Unreachable` (openraft
-//! then backs off) or `Network`.
+//! peer, AppendEntries on a long-lived stream where the peer has one.
+//! openraft's messages travel as `wire`-encoded payloads; the reply carries
+//! the peer's `Result`, so a refusal by the peer's raft comes back as
+//! openraft's `RemoteError`, and a transport failure as `Unreachable`
+//! (openraft then backs off) or `Network`.
 
 use std::net::IpAddr;
 use std::time::Duration;
