@@ -107,11 +107,8 @@ impl LogStore {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
-    /// Syncs the WAL and reports the outcome to openraft.
-    fn flush(&self, callback: LogFlushed<TypeConfig>) {
-        callback.log_io_completed(self.sync_wal());
-    }
-
+    /// Syncs the WAL, timed for `/metrics`; the caller reports the outcome
+    /// to openraft.
     fn sync_wal(&self) -> std::io::Result<()> {
         let started = std::time::Instant::now();
         let res = self.db.flush_wal(true).map_err(std::io::Error::other);
@@ -254,15 +251,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // apply must not wait on the memtable write.
         self.tail().append(written);
         if flushes_inline(self.node_id, leader) {
-            self.flush(callback);
+            callback.log_io_completed(self.sync_wal());
             return Ok(());
         }
         // One WAL holds the whole log, and this syncs all of it: a later
         // append's flush makes every earlier one durable. The patched
         // openraft (vendor/openraft/IDREG-PATCH.md) relies on that when the
-        // leader's flushes are reported out of order.
-        // The clone goes before the report: whoever awaited the flush may
-        // then close the store and reopen it at once (RocksDB's lock).
+        // leader's flushes are reported out of order. The clone goes before
+        // the report: whoever awaited the flush may then close the store and
+        // reopen it at once (RocksDB's lock).
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let res = this.sync_wal();
