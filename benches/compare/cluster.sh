@@ -10,6 +10,14 @@
 # from a snapshot.
 #
 #   benches/compare/cluster.sh [POPULATION]     # default 1000000 (catch-up size)
+#   AGE_WRITES=1000000 benches/compare/cluster.sh 50000
+#
+# AGE_WRITES=N measures one client's write in a steady state instead of on
+# fresh data directories: before the paired rounds both clusters take N more
+# writes at 100 clients, enough for every idreg node to reuse WAL files (a
+# node in service does; a fresh one grows its first WAL file, and an fsync
+# of a growing file also commits its new length). The run records whether
+# each node did, and writes to benches/results/cluster-aged.jsonl.
 #
 # Needs a release build (cargo build --release) and etcd-server 3.4. Writes
 # raw JSON lines to benches/results/cluster.jsonl and prints a table.
@@ -24,7 +32,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n 20000
 WORK=$(mktemp -d "${BENCH_DIR:-/var/tmp}/idreg-cluster-bench.XXXXXX")
 PIDS=()
 trap cleanup EXIT
+AGE=${AGE_WRITES:-0}
 OUT=benches/results/cluster.jsonl
+[ "$AGE" -gt 0 ] && OUT=benches/results/cluster-aged.jsonl
 : > "$OUT"
 make_kek
 make_pki 4
@@ -80,6 +90,14 @@ for T in plain tls; do
     run $T register "${I[@]}" --concurrency $C --count $N --max-seconds 120 --prefix c$C
     run $T etcd-put "${E[@]}" --concurrency $C --count $N --max-seconds 120
   done
+  if [ "$AGE" -gt 0 ]; then
+    run $T register "${I[@]}" --concurrency 100 --count "$AGE" --max-seconds 1200 --prefix age
+    run $T etcd-put "${E[@]}" --concurrency 100 --count "$AGE" --max-seconds 1200
+    # RocksDB logs each WAL file it takes from its recycle list.
+    reused=()
+    for i in 1 2 3; do reused+=("$(grep -c 'from recycle list' "$WORK/$T-n3-$i/db/LOG" || true)"); done
+    echo "{\"transport\":\"$T\",\"name\":\"aged\",\"writes\":$AGE,\"reused_wal_files\":[$(join "${reused[@]}")]}" | tee -a "$OUT"
+  fi
   # One client's write again, paired: a single run of a few seconds a side
   # is within this machine's run-to-run noise (±15 %), so the two take
   # turns in short rounds, who goes first swapped each round, and

@@ -7,7 +7,9 @@ and the extra server CPU per operation).
 Rows carry "transport": "tls" or "plain"; register pairs with etcd-put, get
 with etcd-get. Register rows at concurrency 64 are fills, reported apart; of two rows of
 one kind, the first is the measurement. Rows with a "paired_round" are one client's
-writes in rounds that alternate the two systems, compared round by round."""
+writes in rounds that alternate the two systems, compared round by round; an
+"aged" row before them (cluster.sh with AGE_WRITES) says how many writes both
+systems took first, and how many reused WAL files each idreg node had."""
 
 import json
 import sys
@@ -24,7 +26,7 @@ def main(path):
     by = {}
     for r in rows:
         # The first row of a kind is the measured one; later ones are loads.
-        if "transport" in r and r.get("concurrency") != 64 and "paired_round" not in r:
+        if "transport" in r and "concurrency" in r and r["concurrency"] != 64 and "paired_round" not in r:
             by.setdefault((r["name"], r["concurrency"], r["transport"]), r)
     print(
         f"{'op':9} {'conc':>5} {'idreg TLS ops/s':>15} {'etcd TLS ops/s':>14} {'ratio':>6} "
@@ -82,8 +84,15 @@ def paired_rounds(rows):
             continue
         ordered = sorted(ratios)
         median = ordered[len(ordered) // 2]
+        aged = next((r for r in rows if r["name"] == "aged" and r.get("transport") == transport), None)
+        after = ""
+        if aged:
+            after = (
+                f" after {aged['writes']} writes each at 100 clients"
+                f" (reused WAL files per idreg node: {aged['reused_wal_files']})"
+            )
         print(
-            f"one client, {transport}, {len(ratios)} paired rounds: p50 idreg/etcd median "
+            f"one client, {transport}, {len(ratios)} paired rounds{after}: p50 idreg/etcd median "
             f"{median:.2f}x (rounds: {' '.join(f'{x:.2f}' for x in ratios)})"
         )
 
