@@ -133,7 +133,7 @@ for r in rows:
     if r['name'] == 'revoke':
         print(f"revocation propagated to all 3 fronts: p50 {r['p50_us']/1000:.1f} ms, p99 {r['p99_us']/1000:.1f} ms, max {r['max_us']/1000:.1f} ms over {r['operations']} rounds, {r['errors']} failed")
     if r['name'] == 'register' and r['operations'] > 100000:
-        print(f"load: {r['operations']} devices at {r['ops_per_sec']:.0f}/s (3 nodes, 100 clients)")
+        print(f"load ({r['transport']}): {r['operations']} devices at {r['ops_per_sec']:.0f}/s (3 nodes, 100 clients)")
     if r['name'] == 'catch-up':
         print(f"new node caught up with {r['devices']} devices in {r['seconds']:.1f} s, snapshots installed: {r['snapshots_installed']}")
     if r['name'] == 'get':
