@@ -6,8 +6,7 @@ BENCHMARKS.md gives for the leader and a follower at 100 clients.
     python3 benches/compare/perf_groups.py /tmp/single-perf.data
     python3 benches/compare/perf_groups.py /tmp/single-perf.data apply_entries MemTableInserter GetImpl WriteToWAL
 
-A sample counts in the first group whose marker appears anywhere in its
-stack, in the order below, so a handler's own stack counts as the handler
+A sample counts in the first group whose markers all appear in its stack, in the order below, so a handler's own stack counts as the handler
 even though an h2 connection polled it. With a ROOT and MARKERS after the
 file, the samples under ROOT are split by the first marker each contains.
 """
@@ -16,7 +15,7 @@ import collections
 import subprocess
 import sys
 
-# (group, marker), first match wins.
+# (group, marker or markers that must all appear), first match wins.
 GROUPS = [
     ("applying entries", "apply_entries"),
     ("state-machine worker, other", "core::sm::worker"),
@@ -26,7 +25,8 @@ GROUPS = [
     ("CreateDevice handler and its layers", "DeviceRegistryServer"),
     ("raft's gRPC client", "grpc_network"),
     ("proposer", "proposer"),
-    ("HTTP/2 connections (frames, TLS, sockets)", "h2::proto::connection"),
+    ("HTTP/2 server connections (frames, TLS, sockets)", ("h2::proto::connection", "h2::server")),
+    ("HTTP/2 client connections (to peers)", "h2::proto::connection"),
     ("hyper's task per stream", "hyper::"),
     ("tokio's I/O driver", "tokio::runtime::io"),
     ("tokio's scheduler", "tokio::runtime::scheduler"),
@@ -42,6 +42,11 @@ def stacks(path):
         check=True,
     ).stdout
     return [s for s in out.split("\n\n") if s.strip()]
+
+
+def has(stack, marker):
+    markers = (marker,) if isinstance(marker, str) else marker
+    return all(m in stack for m in markers)
 
 
 def share(n, total):
@@ -63,9 +68,7 @@ def main():
         for marker, n in split.most_common():
             print(f"  {share(n, total)}  {marker}")
         return
-    counts = collections.Counter(
-        next((group for group, marker in GROUPS if marker in s), "other") for s in all_stacks
-    )
+    counts = collections.Counter(next((g for g, m in GROUPS if has(s, m)), "other") for s in all_stacks)
     print(f"{total} samples")
     for group, n in counts.most_common():
         print(f"{share(n, total)}  {group}")
