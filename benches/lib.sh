@@ -126,12 +126,14 @@ for s in json.load(sys.stdin):
   return 1
 }
 
-# catch_up LEADER NODE_ADDR PEER_ADDR DEVICES: snapshot on the leader, start
-# node 4 empty at NODE_ADDR (client) and PEER_ADDR (raft) with the PKI of
-# make_pki, add it, and time until it has applied all the leader
+# catch_up LEADER NODE_ADDR PEER_ADDR POPULATION: snapshot on the leader,
+# start node 4 empty at NODE_ADDR (client) and PEER_ADDR (raft) with the
+# PKI of make_pki, add it, and time until it has applied all the leader
 # had (add-node returns when openraft counts the learner caught up; the
 # user's measure is the node having applied everything). Appends a
-# "catch-up" line to OUT.
+# "catch-up" line to OUT: "devices" is what the new node then holds (its
+# /metrics), "population" the devices the caller wrote for it, a part of
+# that when earlier runs wrote to the same cluster.
 catch_up() {
   local leader=$1 addr=$2 peer=$3 devices=$4
   "$BIN" cluster snapshot --endpoint "$leader" >/dev/null
@@ -147,5 +149,19 @@ catch_up() {
   until [ "$(status_field "$addr" applied_index --local)" -ge "$target" ]; do sleep 0.05; done
   t1=$(date +%s.%N)
   installed=$(status_field "$addr" snapshots_installed --local)
-  python3 -c "import json; print(json.dumps({'name': 'catch-up', 'devices': $devices, 'seconds': $t1 - $t0, 'snapshots_installed': ${installed:-0}}))" | tee -a "$OUT"
+  local held
+  held=$(metric "${addr%:*}:9464" idreg_registry_devices)
+  python3 -c "import json; print(json.dumps({'name': 'catch-up', 'devices': ${held:-None}, 'population': $devices, 'seconds': $t1 - $t0, 'snapshots_installed': ${installed:-0}}))" | tee -a "$OUT"
+}
+
+# metric HOST:PORT NAME: the value of an unlabelled series on a node's
+# /metrics, as an integer, or nothing.
+metric() {
+  python3 - "$1" "$2" 2>/dev/null <<'PY' || true
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+for line in text.splitlines():
+    if line.startswith(sys.argv[2] + " "):
+        print(int(float(line.split()[-1])))
+PY
 }

@@ -135,7 +135,7 @@ for r in rows:
     if r['name'] == 'register' and r['operations'] > 100000:
         print(f"load ({r['transport']}): {r['operations']} devices at {r['ops_per_sec']:.0f}/s (3 nodes, 100 clients)")
     if r['name'] == 'catch-up':
-        print(f"new node caught up with {r['devices']} devices in {r['seconds']:.1f} s, snapshots installed: {r['snapshots_installed']}")
+        print(f"new node caught up with {r['devices']} devices ({r.get('population')} of them written for it) in {r['seconds']:.1f} s, snapshots installed: {r['snapshots_installed']}")
     if r['name'] == 'get':
         print(f"GetDevice on the new node: {r['operations']} found, {r['errors']} missing, p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
 PY
