@@ -135,7 +135,7 @@ for s in json.load(sys.stdin):
 # /metrics), "population" the devices the caller wrote for it, a part of
 # that when earlier runs wrote to the same cluster.
 catch_up() {
-  local leader=$1 addr=$2 peer=$3 devices=$4
+  local leader=$1 addr=$2 peer=$3 population=$4
   "$BIN" cluster snapshot --endpoint "$leader" >/dev/null
   "$BIN" serve --node-id 4 --data-dir "$WORK/node4" --grpc-addr "$addr" --peer-addr "$peer" \
     --coap-addr off --pki-dir "$WORK/pki" --kek-file "$WORK/kek" --initial-cluster-state existing \
@@ -151,7 +151,7 @@ catch_up() {
   installed=$(status_field "$addr" snapshots_installed --local)
   local held
   held=$(metric "${addr%:*}:9464" idreg_registry_devices)
-  python3 -c "import json; print(json.dumps({'name': 'catch-up', 'devices': ${held:-None}, 'population': $devices, 'seconds': $t1 - $t0, 'snapshots_installed': ${installed:-0}}))" | tee -a "$OUT"
+  python3 -c "import json; print(json.dumps({'name': 'catch-up', 'devices': ${held:-None}, 'population': $population, 'seconds': $t1 - $t0, 'snapshots_installed': ${installed:-0}}))" | tee -a "$OUT"
 }
 
 # metric HOST:PORT NAME: the value of an unlabelled series on a node's
