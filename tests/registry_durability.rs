@@ -52,17 +52,13 @@ async fn acknowledged_writes_survive_kill_9(
 ) {
     let mut acked = BTreeSet::new();
     let mut rounds = 0;
-    while rounds < 20 {
+    let mut killable = false;
+    while !killable && rounds < 20 {
         acked.extend(write_round(server, rounds, each).await);
         rounds += 1;
-        if ready(server) {
-            break;
-        }
+        killable = ready(server);
     }
-    assert!(
-        ready(server),
-        "not ready to be killed after {rounds} rounds"
-    );
+    assert!(killable, "not ready to be killed after {rounds} rounds");
     assert_eq!(
         acked.len(),
         16 * each * rounds,
