@@ -23,7 +23,6 @@ GROUPS = [
     ("openraft's core (a follower's log append too)", "RaftCore"),
     ("log store (the leader's flush on the pool)", "log_store"),
     ("CreateDevice handler and its layers", "DeviceRegistryServer"),
-    ("raft's gRPC client", "grpc_network"),
     ("proposer", "proposer"),
     ("HTTP/2 server connections (frames, TLS, sockets)", ("h2::proto::connection", "h2::server")),
     ("HTTP/2 client connections (to peers)", "h2::proto::connection"),
